@@ -1,0 +1,389 @@
+//! Reading a table snapshot as Arrow, writing data files, and producing new snapshots.
+//!
+//! iceberg 0.10 offers only `fast_append` as a snapshot-producing transaction; UPDATE and
+//! DELETE need to drop files as well. So snapshots are produced here directly with iceberg's
+//! public manifest writers (copy-on-write: a changed data file is rewritten without the
+//! deleted rows and the old file is marked deleted in the new manifest), and returned as
+//! requirements + updates for the catalog to commit atomically with other tables.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{Schema as ArrowSchema, SchemaRef as ArrowSchemaRef};
+use futures::{StreamExt, TryStreamExt};
+use iceberg::arrow::schema_to_arrow_schema;
+use iceberg::spec::{
+    DataContentType, DataFile, DataFileFormat, FormatVersion, MAIN_BRANCH, ManifestListWriter,
+    ManifestWriterBuilder, Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary,
+};
+use iceberg::table::Table;
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use iceberg::{Error, ErrorKind, Result, TableRequirement, TableUpdate};
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use uuid::Uuid;
+
+/// Rows read per Arrow batch when scanning a data file.
+pub const SCAN_BATCH_ROWS: usize = 8192;
+
+/// One data file of a snapshot with its rows.
+#[derive(Debug, Clone)]
+pub struct FileRows {
+    pub path: String,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl FileRows {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// The contents of one table snapshot, file by file, in the table's current Arrow schema.
+#[derive(Debug, Clone)]
+pub struct SnapshotData {
+    pub snapshot_id: Option<i64>,
+    pub schema: ArrowSchemaRef,
+    pub files: Vec<FileRows>,
+}
+
+impl SnapshotData {
+    pub fn num_rows(&self) -> usize {
+        self.files.iter().map(|f| f.num_rows()).sum()
+    }
+
+    pub fn batches(&self) -> impl Iterator<Item = &RecordBatch> {
+        self.files.iter().flat_map(|f| f.batches.iter())
+    }
+}
+
+/// The Arrow schema of the table's current schema, with iceberg field ids in the metadata.
+pub fn arrow_schema(table: &Table) -> Result<ArrowSchemaRef> {
+    Ok(Arc::new(schema_to_arrow_schema(
+        table.metadata().current_schema(),
+    )?))
+}
+
+/// Reads every live data file of `snapshot_id` (or the current snapshot), projected onto the
+/// table's current schema (columns added later read as null).
+pub async fn read_snapshot(table: &Table, snapshot_id: Option<i64>) -> Result<SnapshotData> {
+    let schema = arrow_schema(table)?;
+    let snapshot_id = snapshot_id.or_else(|| table.metadata().current_snapshot_id());
+    let Some(id) = snapshot_id else {
+        return Ok(SnapshotData {
+            snapshot_id: None,
+            schema,
+            files: vec![],
+        });
+    };
+    if table.metadata().snapshot_by_id(id).is_none() {
+        return Err(Error::new(
+            ErrorKind::DataInvalid,
+            format!(
+                "table {} has no snapshot {id}",
+                table.identifier().name()
+            ),
+        ));
+    }
+    let scan = table
+        .scan()
+        .snapshot_id(id)
+        .select_all()
+        .with_batch_size(Some(SCAN_BATCH_ROWS))
+        .build()?;
+    let tasks: Vec<_> = scan.plan_files().await?.try_collect().await?;
+    let mut files = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let path = task.data_file_path.clone();
+        let reader = table
+            .reader_builder()
+            .with_batch_size(SCAN_BATCH_ROWS)
+            .build();
+        let stream = reader
+            .read(futures::stream::iter([Ok(task)]).boxed())?
+            .stream();
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        // The reader yields the snapshot's schema; present the current one (same field ids).
+        let batches = batches
+            .into_iter()
+            .map(|b| conform_batch(&b, &schema))
+            .collect::<Result<Vec<_>>>()?;
+        files.push(FileRows { path, batches });
+    }
+    Ok(SnapshotData {
+        snapshot_id,
+        schema,
+        files,
+    })
+}
+
+/// Casts `batch` column by column (matched by name) onto `schema`; missing columns are null.
+pub fn conform_batch(batch: &RecordBatch, schema: &ArrowSchemaRef) -> Result<RecordBatch> {
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column = match batch.schema().index_of(field.name()) {
+            Ok(i) => {
+                let column = batch.column(i);
+                if column.data_type() == field.data_type() {
+                    column.clone()
+                } else {
+                    cast_with_options(column, field.data_type(), &options).map_err(|e| {
+                        Error::new(
+                            ErrorKind::DataInvalid,
+                            format!(
+                                "column '{}': cannot convert {} to {}",
+                                field.name(),
+                                column.data_type(),
+                                field.data_type()
+                            ),
+                        )
+                        .with_source(e)
+                    })?
+                }
+            }
+            Err(_) => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+        };
+        if !field.is_nullable() && column.null_count() > 0 {
+            return Err(Error::new(
+                ErrorKind::DataInvalid,
+                format!("column '{}' must not be null", field.name()),
+            ));
+        }
+        columns.push(column);
+    }
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .map_err(|e| Error::new(ErrorKind::DataInvalid, "batch does not fit the table schema").with_source(e))
+}
+
+/// Writes `batches` as new Parquet data files of `table` (not yet committed).
+pub async fn write_data_files(table: &Table, batches: &[RecordBatch]) -> Result<Vec<DataFile>> {
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(vec![]);
+    }
+    let schema = arrow_schema(table)?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let parquet = ParquetWriterBuilder::new(props, table.metadata().current_schema().clone());
+    let location = DefaultLocationGenerator::new(table.metadata())?;
+    let names = DefaultFileNameGenerator::new(
+        Uuid::new_v4().to_string(),
+        None,
+        DataFileFormat::Parquet,
+    );
+    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+        parquet,
+        table.file_io().clone(),
+        location,
+        names,
+    );
+    let mut writer = DataFileWriterBuilder::new(rolling).build(None).await?;
+    for batch in batches {
+        if batch.num_rows() > 0 {
+            writer.write(conform_batch(batch, &schema)?).await?;
+        }
+    }
+    writer.close().await
+}
+
+/// What one statement changes in one table's data.
+#[derive(Debug, Default)]
+pub struct DataChange {
+    /// New data files (already written).
+    pub added: Vec<DataFile>,
+    /// Paths of live data files that the new snapshot no longer contains.
+    pub removed: HashSet<String>,
+}
+
+impl DataChange {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Builds a new snapshot of `table` from its current one plus `change` and returns the
+/// catalog requirements (the table and its main branch are unchanged since we read them)
+/// and updates (add the snapshot, move main to it). Manifests are written now; nothing is
+/// visible until the catalog commits the updates.
+pub async fn produce_snapshot(
+    table: &Table,
+    change: DataChange,
+) -> Result<(Vec<TableRequirement>, Vec<TableUpdate>)> {
+    let metadata = table.metadata();
+    if metadata.format_version() != FormatVersion::V2 {
+        return Err(Error::new(
+            ErrorKind::FeatureUnsupported,
+            "only format-version 2 tables can be written",
+        ));
+    }
+    let snapshot_id = new_snapshot_id(table);
+    let sequence_number = metadata.next_sequence_number();
+    let commit = Uuid::new_v4();
+    let meta_dir = format!("{}/metadata", metadata.location());
+
+    let manifest_path = format!("{meta_dir}/{commit}-m0.avro");
+    let mut writer = ManifestWriterBuilder::new(
+        table.file_io().new_output(&manifest_path)?,
+        Some(snapshot_id),
+        metadata.current_schema().clone(),
+        metadata.default_partition_spec().as_ref().clone(),
+    )
+    .build_v2_data();
+
+    let mut removed_found = HashSet::new();
+    let (mut added_rows, mut deleted_rows) = (0u64, 0u64);
+    if let Some(current) = metadata.current_snapshot() {
+        let list = table.manifest_list_reader(current).load().await?;
+        for manifest_file in list.entries() {
+            let manifest = manifest_file.load_manifest(table.file_io()).await?;
+            for entry in manifest.entries() {
+                if !entry.is_alive() {
+                    continue;
+                }
+                if entry.data_file().content_type() != DataContentType::Data {
+                    return Err(Error::new(
+                        ErrorKind::FeatureUnsupported,
+                        "tables with delete files are not supported yet",
+                    ));
+                }
+                let path = entry.file_path().to_string();
+                let seq = entry.sequence_number().unwrap_or(0);
+                let file_seq = entry.file_sequence_number.or(Some(seq));
+                let entry_snapshot = entry.snapshot_id().unwrap_or(snapshot_id);
+                if change.removed.contains(&path) {
+                    deleted_rows += entry.data_file().record_count();
+                    writer.add_delete_file(entry.data_file().clone(), seq, file_seq)?;
+                    removed_found.insert(path);
+                } else {
+                    writer.add_existing_file(
+                        entry.data_file().clone(),
+                        entry_snapshot,
+                        seq,
+                        file_seq,
+                    )?;
+                }
+            }
+        }
+    }
+    if removed_found.len() != change.removed.len() {
+        // The files we meant to replace are gone: someone else rewrote the table.
+        return Err(Error::new(
+            ErrorKind::CatalogCommitConflicts,
+            "data files to replace are no longer in the current snapshot",
+        )
+        .with_retryable(true));
+    }
+    for file in change.added {
+        added_rows += file.record_count();
+        writer.add_file(file, sequence_number)?;
+    }
+    let manifest = writer.write_manifest_file().await?;
+
+    let list_path = format!("{meta_dir}/snap-{snapshot_id}-0-{commit}.avro");
+    let mut list = ManifestListWriter::v2(
+        table.file_io().new_output(&list_path)?.writer().await?,
+        snapshot_id,
+        metadata.current_snapshot_id(),
+        sequence_number,
+    );
+    list.add_manifests(std::iter::once(manifest))?;
+    list.close().await?;
+
+    let operation = match (added_rows > 0, deleted_rows > 0) {
+        (_, false) => Operation::Append,
+        (false, true) => Operation::Delete,
+        (true, true) => Operation::Overwrite,
+    };
+    let summary = Summary {
+        operation,
+        additional_properties: HashMap::from([
+            ("added-records".to_string(), added_rows.to_string()),
+            ("deleted-records".to_string(), deleted_rows.to_string()),
+        ]),
+    };
+    let snapshot = Snapshot::builder()
+        .with_manifest_list(list_path)
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(metadata.current_snapshot_id())
+        .with_sequence_number(sequence_number)
+        .with_summary(summary)
+        .with_schema_id(metadata.current_schema_id())
+        .with_timestamp_ms(now_ms_after(metadata.last_updated_ms()))
+        .build();
+    let requirements = vec![
+        TableRequirement::UuidMatch {
+            uuid: metadata.uuid(),
+        },
+        TableRequirement::RefSnapshotIdMatch {
+            r#ref: MAIN_BRANCH.to_string(),
+            snapshot_id: metadata.current_snapshot_id(),
+        },
+    ];
+    let updates = vec![
+        TableUpdate::AddSnapshot { snapshot },
+        TableUpdate::SetSnapshotRef {
+            ref_name: MAIN_BRANCH.to_string(),
+            reference: SnapshotReference::new(
+                snapshot_id,
+                SnapshotRetention::branch(None, None, None),
+            ),
+        },
+    ];
+    Ok((requirements, updates))
+}
+
+/// Snapshot timestamps must not go backwards (time travel by timestamp relies on it).
+fn now_ms_after(last_ms: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    now.max(last_ms + 1)
+}
+
+fn new_snapshot_id(table: &Table) -> i64 {
+    loop {
+        let (a, b) = Uuid::new_v4().as_u64_pair();
+        let id = ((a ^ b) >> 1) as i64;
+        if id != 0 && table.metadata().snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+/// The snapshot that was current at `timestamp_ms` (the last one committed at or before it).
+pub fn snapshot_at(table: &Table, timestamp_ms: i64) -> Option<i64> {
+    table
+        .metadata()
+        .history()
+        .iter()
+        .filter(|log| log.timestamp_ms <= timestamp_ms)
+        .max_by_key(|log| log.timestamp_ms)
+        .map(|log| log.snapshot_id)
+}
+
+/// An Arrow schema without field-id metadata (what users and DataFusion see).
+pub fn plain_schema(schema: &ArrowSchema) -> ArrowSchemaRef {
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_metadata(HashMap::new()))
+        .collect();
+    Arc::new(ArrowSchema::new(fields))
+}
