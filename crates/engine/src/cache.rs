@@ -1,0 +1,361 @@
+//! The hot tier: table snapshots held in memory as Arrow, with key indexes and adjacency.
+//!
+//! Data files are immutable, so rows are cached per data file and a new snapshot that keeps
+//! most files (an append, a copy-on-write update) reuses them; only new files are read.
+//! Everything is under one memory budget, evicted least-recently-used.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Int32Type, Int64Type, SchemaRef};
+use contextdb_graph::Adjacency;
+use contextdb_storage::table_io;
+use iceberg::table::Table;
+
+use crate::error::{Error, Result};
+use crate::schema::{TableInfo, user_schema};
+
+/// A primary key value (node tables use BIGINT/INT or VARCHAR keys).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    Int(i64),
+    Str(String),
+}
+
+impl Key {
+    /// The key of each row of `array` (None for null).
+    pub fn column(array: &ArrayRef) -> Result<Vec<Option<Key>>> {
+        Ok(match array.data_type() {
+            DataType::Int64 => array
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| v.map(Key::Int))
+                .collect(),
+            DataType::Int32 => array
+                .as_primitive::<Int32Type>()
+                .iter()
+                .map(|v| v.map(|v| Key::Int(v as i64)))
+                .collect(),
+            DataType::Utf8 => array
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(|s| Key::Str(s.to_string())))
+                .collect(),
+            DataType::LargeUtf8 => array
+                .as_string::<i64>()
+                .iter()
+                .map(|v| v.map(|s| Key::Str(s.to_string())))
+                .collect(),
+            DataType::Utf8View => array
+                .as_string_view()
+                .iter()
+                .map(|v| v.map(|s| Key::Str(s.to_string())))
+                .collect(),
+            other => {
+                return Err(Error::execution(format!(
+                    "key columns must be integers or strings, not {other}"
+                )));
+            }
+        })
+    }
+}
+
+/// One data file's place in a snapshot's concatenated rows.
+#[derive(Debug, Clone)]
+pub struct FileSpan {
+    pub path: String,
+    pub start: usize,
+    pub len: usize,
+}
+
+/// One table snapshot in memory.
+#[derive(Debug)]
+pub struct TableData {
+    pub table: Table,
+    pub info: TableInfo,
+    pub snapshot_id: Option<i64>,
+    /// All rows in the user-facing schema; row `i` has ordinal `i`.
+    pub rows: Arc<RecordBatch>,
+    pub files: Vec<FileSpan>,
+    key_index: std::sync::OnceLock<std::result::Result<Arc<HashMap<Key, u32>>, Error>>,
+}
+
+impl TableData {
+    pub fn schema(&self) -> SchemaRef {
+        self.rows.schema()
+    }
+
+    /// Primary key → ordinal, built on first use.
+    pub fn key_index(&self) -> Result<Arc<HashMap<Key, u32>>> {
+        self.key_index
+            .get_or_init(|| {
+                let pk = self.info.primary_key.as_deref().ok_or_else(|| {
+                    Error::internal(format!("{} has no primary key", self.info.name))
+                })?;
+                let column = self.rows.column_by_name(pk).ok_or_else(|| {
+                    Error::internal(format!("{} lacks its key column {pk}", self.info.name))
+                })?;
+                let mut index = HashMap::with_capacity(column.len());
+                for (ord, key) in Key::column(column)?.into_iter().enumerate() {
+                    if let Some(key) = key {
+                        index.insert(key, ord as u32);
+                    }
+                }
+                Ok(Arc::new(index))
+            })
+            .clone()
+    }
+
+    fn bytes(&self) -> usize {
+        self.rows.get_array_memory_size()
+    }
+}
+
+/// The memory budget default: 4 GiB.
+pub const DEFAULT_CACHE_BYTES: usize = 4 << 30;
+
+#[derive(Default)]
+struct Entries {
+    files: HashMap<String, (Arc<Vec<RecordBatch>>, usize, u64)>,
+    tables: HashMap<(String, Option<i64>), (Arc<TableData>, u64)>,
+    adjacency: HashMap<AdjacencyKey, (Arc<Adjacency>, u64)>,
+    clock: u64,
+}
+
+/// Adjacency depends on the edge snapshot and both endpoint snapshots (ordinals).
+type AdjacencyKey = (String, Option<i64>, Option<i64>, Option<i64>);
+
+pub struct Cache {
+    budget_bytes: usize,
+    entries: Mutex<Entries>,
+}
+
+impl Cache {
+    pub fn new(budget_bytes: usize) -> Self {
+        Cache {
+            budget_bytes,
+            entries: Mutex::new(Entries::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The snapshot's rows (None: no snapshot yet, so no rows), from cache or read; only
+    /// files not cached are read.
+    pub async fn table_data(
+        &self,
+        table: &Table,
+        info: &TableInfo,
+        snapshot_id: Option<i64>,
+    ) -> Result<Arc<TableData>> {
+        let key = (table.metadata().uuid().to_string(), snapshot_id);
+        {
+            let mut e = self.lock();
+            e.clock += 1;
+            let clock = e.clock;
+            if let Some((data, used)) = e.tables.get_mut(&key)
+                && data.table.metadata().current_schema_id() == table.metadata().current_schema_id()
+            {
+                *used = clock;
+                return Ok(data.clone());
+            }
+        }
+        let data = Arc::new(self.load(table, info, snapshot_id).await?);
+        let mut e = self.lock();
+        e.clock += 1;
+        let clock = e.clock;
+        e.tables.insert(key, (data.clone(), clock));
+        drop(e);
+        self.evict();
+        Ok(data)
+    }
+
+    async fn load(&self, table: &Table, info: &TableInfo, snapshot_id: Option<i64>) -> Result<TableData> {
+        let storage_schema = table_io::arrow_schema(table)?;
+        let schema = user_schema(&storage_schema, info);
+        let mut files = Vec::new();
+        let mut batches = Vec::new();
+        let mut start = 0;
+        for task in self.file_tasks(table, snapshot_id).await? {
+            let path = task.data_file_path.clone();
+            let cached = {
+                let mut e = self.lock();
+                e.clock += 1;
+                let clock = e.clock;
+                e.files.get_mut(&path).map(|(b, _, used)| {
+                    *used = clock;
+                    b.clone()
+                })
+            };
+            let file_batches = match cached {
+                Some(b) => b,
+                None => {
+                    let b = Arc::new(read_file(table, task).await?);
+                    let bytes = b.iter().map(|x| x.get_array_memory_size()).sum();
+                    let mut e = self.lock();
+                    e.clock += 1;
+                    let clock = e.clock;
+                    e.files.insert(path.clone(), (b.clone(), bytes, clock));
+                    b
+                }
+            };
+            let mut len = 0;
+            for b in file_batches.iter() {
+                // Older files may predate columns added since: present the current schema.
+                let b = table_io::conform_batch(b, &storage_schema)?;
+                len += b.num_rows();
+                batches.push(to_user(&b, &schema)?);
+            }
+            files.push(FileSpan {
+                path,
+                start,
+                len,
+            });
+            start += len;
+        }
+        let rows = concat_batches(&schema, &batches)?;
+        Ok(TableData {
+            table: table.clone(),
+            info: info.clone(),
+            snapshot_id,
+            rows: Arc::new(rows),
+            files,
+            key_index: std::sync::OnceLock::new(),
+        })
+    }
+
+    async fn file_tasks(
+        &self,
+        table: &Table,
+        snapshot_id: Option<i64>,
+    ) -> Result<Vec<iceberg::scan::FileScanTask>> {
+        use futures::TryStreamExt;
+        let Some(id) = snapshot_id else {
+            return Ok(vec![]);
+        };
+        let scan = table.scan().snapshot_id(id).select_all().build()?;
+        let tasks: Vec<_> = scan.plan_files().await?.try_collect().await?;
+        Ok(tasks)
+    }
+
+    pub fn adjacency(
+        &self,
+        edge: &TableData,
+        from: &TableData,
+        to: &TableData,
+    ) -> Result<Arc<Adjacency>> {
+        let key = (
+            edge.table.metadata().uuid().to_string(),
+            edge.snapshot_id,
+            from.snapshot_id,
+            to.snapshot_id,
+        );
+        {
+            let mut e = self.lock();
+            e.clock += 1;
+            let clock = e.clock;
+            if let Some((adj, used)) = e.adjacency.get_mut(&key) {
+                *used = clock;
+                return Ok(adj.clone());
+            }
+        }
+        let from_index = from.key_index()?;
+        let to_index = to.key_index()?;
+        let src = Key::column(edge.rows.column_by_name("src").ok_or_else(|| Error::internal("edge table without src"))?)?;
+        let dst = Key::column(edge.rows.column_by_name("dst").ok_or_else(|| Error::internal("edge table without dst"))?)?;
+        // Edge rows keep their ordinals; an edge whose endpoint is missing is left out.
+        let mut pairs = Vec::with_capacity(src.len());
+        let mut rows = Vec::with_capacity(src.len());
+        for (row, (s, d)) in src.iter().zip(dst.iter()).enumerate() {
+            if let (Some(s), Some(d)) = (s, d)
+                && let (Some(&s), Some(&d)) = (from_index.get(s), to_index.get(d))
+            {
+                pairs.push((s, d));
+                rows.push(row as u32);
+            }
+        }
+        let adjacency = if rows.len() == src.len() {
+            Adjacency::build(&pairs)
+        } else {
+            Adjacency::build_with_rows(&pairs, &rows)
+        }
+        .map_err(|e| Error::new(crate::ErrorKind::Resource, e.to_string()))?;
+        let adjacency = Arc::new(adjacency);
+        let mut e = self.lock();
+        e.clock += 1;
+        let clock = e.clock;
+        e.adjacency.insert(key, (adjacency.clone(), clock));
+        drop(e);
+        self.evict();
+        Ok(adjacency)
+    }
+
+    /// Drops least-recently-used entries until the cache fits its budget.
+    fn evict(&self) {
+        let mut e = self.lock();
+        loop {
+            let total: usize = e.files.values().map(|(_, b, _)| *b).sum::<usize>()
+                + e.tables.values().map(|(t, _)| t.bytes()).sum::<usize>()
+                + e.adjacency.values().map(|(a, _)| a.heap_bytes()).sum::<usize>();
+            if total <= self.budget_bytes {
+                return;
+            }
+            let oldest_file = e.files.iter().map(|(k, v)| (v.2, k.clone())).min();
+            let oldest_table = e.tables.iter().map(|(k, v)| (v.1, k.clone())).min();
+            let oldest_adj = e.adjacency.iter().map(|(k, v)| (v.1, k.clone())).min();
+            let candidates = [
+                oldest_file.as_ref().map(|x| x.0),
+                oldest_table.as_ref().map(|x| x.0),
+                oldest_adj.as_ref().map(|x| x.0),
+            ];
+            let Some(min) = candidates.iter().flatten().min().copied() else {
+                return;
+            };
+            if oldest_file.as_ref().is_some_and(|x| x.0 == min) {
+                let k = oldest_file.expect("checked").1;
+                e.files.remove(&k);
+            } else if oldest_table.as_ref().is_some_and(|x| x.0 == min) {
+                let k = oldest_table.expect("checked").1;
+                e.tables.remove(&k);
+            } else if let Some((_, k)) = oldest_adj {
+                e.adjacency.remove(&k);
+            }
+        }
+    }
+}
+
+async fn read_file(table: &Table, task: iceberg::scan::FileScanTask) -> Result<Vec<RecordBatch>> {
+    use futures::{StreamExt, TryStreamExt};
+    let reader = table
+        .reader_builder()
+        .with_batch_size(table_io::SCAN_BATCH_ROWS)
+        .build();
+    let stream = reader.read(futures::stream::iter([Ok(task)]).boxed())?.stream();
+    Ok(stream.try_collect().await?)
+}
+
+/// Converts a storage batch (iceberg types, field ids) to the user schema (vectors as
+/// FixedSizeList, no field-id metadata).
+pub fn to_user(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                arrow::compute::cast(c, f.data_type())
+            }
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}

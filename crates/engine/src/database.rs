@@ -1,0 +1,498 @@
+//! Opening a database and running statements.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use contextdb_catalog::{RaftCatalog, RaftCatalogConfig, TableChange};
+use contextdb_planner::{GraphQueryPlanner, Lowering, Params};
+use contextdb_storage::{StoreConfig, Warehouse, table_io};
+use contextql::ast::{self, StatementBody};
+use datafusion::common::ScalarValue;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use iceberg::table::Table;
+use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use tokio::sync::Mutex;
+
+use crate::cache::{Cache, DEFAULT_CACHE_BYTES};
+use crate::error::{Error, ErrorKind, Result};
+use crate::graph_source::Snapshot;
+use crate::route::{self, Language};
+use crate::schema::{DEFAULT_GRAPH, TableInfo};
+use crate::{StatementResult, write};
+
+/// Where a database keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageKind {
+    /// `<data_dir>/warehouse` and `<data_dir>/raft` on the local filesystem.
+    Local,
+    /// Tables in memory, the raft log in a temporary directory (tests).
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub data_dir: PathBuf,
+    pub storage: StorageKind,
+    /// Memory budget of the hot tier.
+    pub cache_bytes: usize,
+}
+
+impl DbConfig {
+    pub fn local(data_dir: impl Into<PathBuf>) -> Self {
+        DbConfig {
+            data_dir: data_dir.into(),
+            storage: StorageKind::Local,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+
+    pub fn memory() -> Self {
+        DbConfig {
+            data_dir: PathBuf::new(),
+            storage: StorageKind::Memory,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+/// An open ContextDB database.
+pub struct Database {
+    pub(crate) catalog: Arc<RaftCatalog>,
+    pub(crate) cache: Arc<Cache>,
+    /// Writers commit one at a time: a single node gains nothing from optimistic retries.
+    pub(crate) write_lock: Mutex<()>,
+    pub(crate) namespace: NamespaceIdent,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").finish_non_exhaustive()
+    }
+}
+
+fn open_error(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Execution, format!("cannot open database: {e}"))
+}
+
+impl Database {
+    pub async fn open(config: DbConfig) -> Result<Arc<Database>> {
+        let (store, raft_dir, temp) = match config.storage {
+            StorageKind::Local => {
+                std::fs::create_dir_all(&config.data_dir).map_err(open_error)?;
+                (
+                    StoreConfig::Local {
+                        root: config.data_dir.join("warehouse"),
+                    },
+                    config.data_dir.join("raft"),
+                    None,
+                )
+            }
+            StorageKind::Memory => {
+                let temp = tempfile::tempdir().map_err(open_error)?;
+                (StoreConfig::Memory, temp.path().join("raft"), Some(temp))
+            }
+        };
+        let warehouse = Warehouse::open(&store).map_err(open_error)?;
+        let catalog = RaftCatalog::open(RaftCatalogConfig::new(
+            raft_dir,
+            warehouse.file_io.clone(),
+            warehouse.location.clone(),
+        ))
+        .await
+        .map_err(open_error)?;
+        let namespace = NamespaceIdent::new(DEFAULT_GRAPH.to_string());
+        if !catalog.namespace_exists(&namespace).await? {
+            catalog.create_namespace(&namespace, HashMap::new()).await?;
+        }
+        Ok(Arc::new(Database {
+            catalog,
+            cache: Arc::new(Cache::new(config.cache_bytes)),
+            write_lock: Mutex::new(()),
+            namespace,
+            _temp: temp,
+        }))
+    }
+
+    pub async fn shutdown(&self) {
+        self.catalog.shutdown().await;
+    }
+
+    pub(crate) fn ident(&self, name: &str) -> TableIdent {
+        TableIdent::new(self.namespace.clone(), name.to_string())
+    }
+
+    /// Every table of the default graph at one catalog version, rows at `at` (time travel).
+    ///
+    /// `AT SNAPSHOT n` names one table's Iceberg snapshot; the other tables are read as they
+    /// were when it was committed (commits are serialised, so that is one consistent state).
+    pub(crate) async fn snapshot(&self, at: Option<&ast::TimeTravel>) -> Result<Arc<Snapshot>> {
+        let mut loaded = Vec::new();
+        for (ident, location) in self.catalog.table_locations().await {
+            if ident.namespace() == &self.namespace {
+                let table = self.load_at(&ident, &location).await?;
+                loaded.push((ident, table));
+            }
+        }
+        let as_of_ms = match at {
+            None => None,
+            Some(ast::TimeTravel::Timestamp(ts)) => Some(parse_timestamp_ms(ts)?),
+            Some(ast::TimeTravel::Snapshot(id)) => Some(
+                loaded
+                    .iter()
+                    .find_map(|(_, t)| t.metadata().snapshot_by_id(*id))
+                    .map(|s| s.timestamp_ms())
+                    .ok_or_else(|| Error::plan(format!("no table has snapshot {id}")))?,
+            ),
+        };
+        let mut tables = BTreeMap::new();
+        let mut current = BTreeMap::new();
+        for (ident, table) in loaded {
+            let info = TableInfo::from_properties(ident.name(), table.metadata().properties());
+            let snapshot_id = match (at, as_of_ms) {
+                (Some(ast::TimeTravel::Snapshot(id)), _)
+                    if table.metadata().snapshot_by_id(*id).is_some() =>
+                {
+                    Some(*id)
+                }
+                (_, Some(ms)) => table_io::snapshot_at(&table, ms),
+                (_, None) => table.metadata().current_snapshot_id(),
+            };
+            let data = self.cache.table_data(&table, &info, snapshot_id).await?;
+            tables.insert(ident.name().to_string(), data);
+            current.insert(ident.name().to_string(), table);
+        }
+        Ok(Arc::new(Snapshot {
+            tables,
+            current,
+            cache: self.cache.clone(),
+        }))
+    }
+
+    async fn load_at(&self, ident: &TableIdent, location: &str) -> Result<Table> {
+        let metadata =
+            iceberg::spec::TableMetadata::read_from(self.catalog.file_io(), location).await?;
+        Ok(Table::builder()
+            .metadata(metadata)
+            .metadata_location(location)
+            .identifier(ident.clone())
+            .file_io(self.catalog.file_io().clone())
+            .runtime(iceberg::Runtime::try_current()?)
+            .build()?)
+    }
+
+    /// Runs `;`-separated statements, stopping at the first error.
+    pub async fn execute(&self, text: &str) -> Result<Vec<StatementResult>> {
+        self.execute_with_params(text, &HashMap::new()).await
+    }
+
+    pub async fn execute_with_params(
+        &self,
+        text: &str,
+        params: &HashMap<String, serde_json::Value>,
+    ) -> Result<Vec<StatementResult>> {
+        let params = params
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), json_scalar(v)?)))
+            .collect::<Result<Params>>()?;
+        let mut results = Vec::new();
+        for piece in route::split(text) {
+            let result = self
+                .execute_statement(piece.text, &params)
+                .await
+                .map_err(|mut e| {
+                    if let Some(p) = e.position {
+                        e.position = Some(route::script_position(text, piece.offset, p));
+                    }
+                    e
+                })?;
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    async fn execute_statement(&self, text: &str, params: &Params) -> Result<StatementResult> {
+        match route::route(text) {
+            Language::Sql => crate::sql::execute(self, text).await,
+            Language::ContextQL => {
+                let statement = contextql::parse_statement(text)?;
+                self.execute_contextql(text, &statement, params).await
+            }
+        }
+    }
+
+    async fn execute_contextql(
+        &self,
+        text: &str,
+        statement: &ast::Statement,
+        params: &Params,
+    ) -> Result<StatementResult> {
+        match &statement.body {
+            StatementBody::Query(query) => self.run_query(text, statement, query, params).await,
+            StatementBody::CreateNodeTable(c) => crate::ddl::create_node_table(self, c).await,
+            StatementBody::CreateEdgeTable(c) => crate::ddl::create_edge_table(self, c).await,
+            StatementBody::CreateVectorIndex(c) => crate::ddl::create_vector_index(self, c).await,
+            StatementBody::Drop(d) => crate::ddl::drop(self, d).await,
+            StatementBody::Copy(c) => {
+                let rows = self.load(&c.table.name, Path::new(&c.path), &|_, _| {}).await?;
+                Ok(rows_affected(Language::ContextQL, rows))
+            }
+        }
+    }
+
+    async fn run_query(
+        &self,
+        text: &str,
+        statement: &ast::Statement,
+        query: &ast::Query,
+        params: &Params,
+    ) -> Result<StatementResult> {
+        let writes = query
+            .parts
+            .iter()
+            .flat_map(|p| p.clauses.iter())
+            .any(|c| matches!(c, ast::Clause::Create(_) | ast::Clause::Set(_) | ast::Clause::Delete(_) | ast::Clause::Merge(_) | ast::Clause::Remove(_)));
+        if writes && statement.at.is_some() {
+            return Err(Error::plan("AT SNAPSHOT / AT TIMESTAMP queries are read-only"));
+        }
+        // Writers hold the lock from reading to commit, so what they read is what they change.
+        let _guard = if writes {
+            Some(self.write_lock.lock().await)
+        } else {
+            None
+        };
+        let snapshot = self.snapshot(statement.at.as_ref()).await?;
+        let lowered = Lowering::new(snapshot.as_ref(), params, text)
+            .lower(query)
+            .map_err(|e| Error {
+                kind: ErrorKind::Plan,
+                message: e.message,
+                position: e.position,
+                detail: None,
+            })?;
+        let ctx = graph_context(snapshot.clone());
+        if let Some(mode) = statement.explain {
+            if !lowered.writes.is_empty() && mode == ast::Explain::Analyze {
+                return Err(Error::plan("EXPLAIN ANALYZE of a writing query is not supported"));
+            }
+            let df = ctx.execute_logical_plan(lowered.plan).await?;
+            let df = df.explain(false, mode == ast::Explain::Analyze)?;
+            let batches = df.collect().await?;
+            let schema = batches
+                .first()
+                .map(|b| b.schema())
+                .unwrap_or_else(|| Arc::new(Schema::empty()));
+            return Ok(StatementResult {
+                language: Language::ContextQL,
+                schema,
+                batches,
+                rows_affected: None,
+            });
+        }
+        let df = ctx.execute_logical_plan(lowered.plan).await?;
+        let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        if lowered.writes.is_empty() {
+            return Ok(StatementResult {
+                language: Language::ContextQL,
+                schema,
+                batches,
+                rows_affected: None,
+            });
+        }
+        let written = write::apply(self, &snapshot, &lowered.writes, &schema, &batches).await?;
+        Ok(rows_affected(Language::ContextQL, written))
+    }
+
+    /// Commits data and schema changes of several tables as one catalog log entry.
+    pub(crate) async fn commit(&self, changes: Vec<TableChange>) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.catalog.commit_changes(changes).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn load_table(&self, name: &str) -> Result<Table> {
+        self.catalog.load_table(&self.ident(name)).await.map_err(|e| {
+            if e.kind() == iceberg::ErrorKind::TableNotFound {
+                Error::plan(format!("table `{name}` does not exist"))
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    /// Bulk loads a Parquet or CSV file into an existing table.
+    pub async fn load(
+        &self,
+        table: &str,
+        path: &Path,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<u64> {
+        let _guard = self.write_lock.lock().await;
+        crate::ddl::load_file(self, table, path, progress).await
+    }
+}
+
+/// A session whose planner knows the graph operators of this snapshot.
+pub(crate) fn graph_context(snapshot: Arc<Snapshot>) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("contextdb", DEFAULT_GRAPH)
+        .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
+        // Table and column names are case-sensitive, as in ContextQL.
+        .set_bool("datafusion.sql_parser.enable_ident_normalization", false)
+        .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_query_planner(Arc::new(GraphQueryPlanner { source: snapshot }))
+        .build();
+    SessionContext::new_with_state(state)
+}
+
+pub(crate) fn rows_affected(language: Language, rows: u64) -> StatementResult {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "rows_affected",
+        DataType::UInt64,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(arrow::array::UInt64Array::from(vec![rows]))],
+    )
+    .expect("one column of one row");
+    StatementResult {
+        language,
+        schema,
+        batches: vec![batch],
+        rows_affected: Some(rows),
+    }
+}
+
+pub(crate) fn message(language: Language, text: &str) -> StatementResult {
+    let schema = Arc::new(Schema::new(vec![Field::new("status", DataType::Utf8, false)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![text]))])
+        .expect("one column of one row");
+    StatementResult {
+        language,
+        schema,
+        batches: vec![batch],
+        rows_affected: Some(0),
+    }
+}
+
+fn parse_timestamp_ms(ts: &str) -> Result<i64> {
+    let parsed = chrono_like::parse(ts)
+        .ok_or_else(|| Error::plan(format!("invalid timestamp '{ts}' (use RFC 3339, e.g. 2026-01-01T00:00:00Z)")))?;
+    Ok(parsed)
+}
+
+/// A parameter value from JSON.
+pub(crate) fn json_scalar(v: &serde_json::Value) -> Result<ScalarValue> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::Null => ScalarValue::Null,
+        Value::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => ScalarValue::Int64(Some(i)),
+            None => ScalarValue::Float64(n.as_f64()),
+        },
+        Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
+        Value::Array(items) => {
+            let scalars = items.iter().map(json_scalar).collect::<Result<Vec<_>>>()?;
+            let data_type = scalars
+                .iter()
+                .map(|s| s.data_type())
+                .find(|t| t != &DataType::Null)
+                .unwrap_or(DataType::Null);
+            let scalars = scalars
+                .into_iter()
+                .map(|s| {
+                    if s.is_null() {
+                        ScalarValue::try_from(&data_type)
+                    } else if s.data_type() != data_type {
+                        s.cast_to(&data_type)
+                    } else {
+                        Ok(s)
+                    }
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::plan(format!("parameter list mixes types: {e}")))?;
+            ScalarValue::List(ScalarValue::new_list_nullable(&scalars, &data_type))
+        }
+        Value::Object(map) => {
+            let mut fields = Vec::new();
+            let mut arrays = Vec::new();
+            for (k, v) in map {
+                let s = json_scalar(v)?;
+                fields.push(Field::new(k, s.data_type(), true));
+                arrays.push(s.to_array().map_err(|e| Error::internal(e.to_string()))?);
+            }
+            let array = arrow::array::StructArray::try_new(fields.into(), arrays, None)
+                .map_err(|e| Error::plan(format!("invalid map parameter: {e}")))?;
+            ScalarValue::Struct(Arc::new(array))
+        }
+    })
+}
+
+/// Minimal RFC 3339 parsing without another dependency.
+mod chrono_like {
+    /// Milliseconds since the epoch of `YYYY-MM-DD[THH:MM:SS[.fff]][Z|+HH:MM]`.
+    pub fn parse(s: &str) -> Option<i64> {
+        let s = s.trim();
+        let (date, rest) = s.split_at(s.find(['T', ' ']).unwrap_or(s.len()));
+        let mut d = date.split('-');
+        let (y, m, day): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
+        if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+            return None;
+        }
+        let rest = rest.trim_start_matches(['T', ' ']);
+        let (time, offset_min) = if let Some(t) = rest.strip_suffix('Z') {
+            (t, 0)
+        } else if let Some(i) = rest.rfind(['+', '-']).filter(|&i| i > 0) {
+            let (t, o) = rest.split_at(i);
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let mut hm = o[1..].split(':');
+            let h: i64 = hm.next()?.parse().ok()?;
+            let mi: i64 = hm.next().unwrap_or("0").parse().ok()?;
+            (t, sign * (h * 60 + mi))
+        } else {
+            (rest, 0)
+        };
+        let mut ms = 0i64;
+        if !time.is_empty() {
+            let mut t = time.split(':');
+            let h: i64 = t.next()?.parse().ok()?;
+            let mi: i64 = t.next()?.parse().ok()?;
+            let sec: f64 = t.next().unwrap_or("0").parse().ok()?;
+            ms = (h * 3600 + mi * 60) * 1000 + (sec * 1000.0).round() as i64;
+        }
+        // Days from civil (Howard Hinnant's algorithm).
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = if y >= 0 { y } else { y - 399 } / 400;
+        let yoe = y - era * 400;
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146097 + doe - 719468;
+        Some(days * 86_400_000 + ms - offset_min * 60_000)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn parses_rfc3339() {
+            assert_eq!(super::parse("1970-01-01T00:00:00Z"), Some(0));
+            assert_eq!(super::parse("1970-01-02"), Some(86_400_000));
+            assert_eq!(super::parse("2000-03-01T00:00:00.5Z"), Some(951_868_800_500));
+            assert_eq!(super::parse("1970-01-01T01:00:00+01:00"), Some(0));
+            assert_eq!(super::parse("nope"), None);
+        }
+    }
+}

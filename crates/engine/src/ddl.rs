@@ -1,0 +1,345 @@
+//! Graph DDL (CREATE/DROP NODE TABLE, EDGE TABLE, VECTOR INDEX) and bulk loading.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
+use contextdb_catalog::TableChange;
+use contextdb_storage::table_io::{self, DataChange};
+use contextql::ast::{self, ObjectKind};
+use iceberg::spec::{PrimitiveType, Type};
+use iceberg::{Catalog, TableCreation, TableRequirement, TableUpdate};
+
+use crate::cache::Key;
+use crate::database::{Database, message};
+use crate::error::{Error, Result};
+use crate::route::Language;
+use crate::schema::{PROP_VECTOR_INDEX_PREFIX, TableInfo, TableKind, iceberg_schema};
+use crate::StatementResult;
+
+/// Rows per bulk-load write (each write rolls its own data files).
+pub const LOAD_CHUNK_ROWS: usize = 1 << 20;
+/// Rows per batch read from a Parquet or CSV file.
+pub const LOAD_BATCH_ROWS: usize = 8192;
+
+fn check_name(name: &ast::Ident) -> Result<()> {
+    if name.name.starts_with("__") || name.name.contains('.') {
+        return Err(Error::plan(format!(
+            "invalid name `{}`: names may not start with `__` or contain `.`",
+            name.name
+        )));
+    }
+    Ok(())
+}
+
+async fn exists(db: &Database, name: &str) -> Result<bool> {
+    Ok(db.catalog.table_exists(&db.ident(name)).await?)
+}
+
+async fn create(db: &Database, name: &str, columns: Vec<(String, ast::DataType, bool)>, info: TableInfo) -> Result<()> {
+    let schema = iceberg_schema(&columns)?;
+    let creation = TableCreation::builder()
+        .name(name.to_string())
+        .schema(schema)
+        .properties(info.properties())
+        .build();
+    db.catalog.create_table(&db.namespace, creation).await?;
+    Ok(())
+}
+
+pub async fn create_node_table(db: &Database, c: &ast::CreateNodeTable) -> Result<StatementResult> {
+    check_name(&c.name)?;
+    let _guard = db.write_lock.lock().await;
+    if exists(db, &c.name.name).await? {
+        if c.if_not_exists {
+            return Ok(message(Language::ContextQL, "table exists"));
+        }
+        return Err(Error::plan(format!("table `{}` already exists", c.name.name)));
+    }
+    let mut seen = HashSet::new();
+    for col in &c.columns {
+        check_name(&col.name)?;
+        if !seen.insert(col.name.name.to_ascii_lowercase()) {
+            return Err(Error::plan(format!("column `{}` is declared twice", col.name.name)));
+        }
+    }
+    let pk = c
+        .primary_key
+        .as_ref()
+        .or_else(|| c.columns.iter().find(|col| col.primary_key).map(|col| &col.name))
+        .ok_or_else(|| Error::plan(format!("node table `{}` needs a PRIMARY KEY", c.name.name)))?;
+    let pk_column = c
+        .columns
+        .iter()
+        .find(|col| col.name.name == pk.name)
+        .ok_or_else(|| Error::plan(format!("primary key `{}` is not a column", pk.name)))?;
+    if !matches!(
+        pk_column.data_type,
+        ast::DataType::Int64 | ast::DataType::Int32 | ast::DataType::String
+    ) {
+        return Err(Error::plan("a primary key must be BIGINT, INT or VARCHAR"));
+    }
+    let mut info = TableInfo::from_properties(&c.name.name, &Default::default());
+    info.kind = TableKind::Node;
+    info.primary_key = Some(pk.name.clone());
+    let columns = c
+        .columns
+        .iter()
+        .map(|col| {
+            if let ast::DataType::Vector(d) = col.data_type {
+                if d == 0 {
+                    return Err(Error::plan("VECTOR dimension must be at least 1"));
+                }
+                info.vectors.insert(col.name.name.clone(), d as i32);
+            }
+            Ok((col.name.name.clone(), col.data_type.clone(), col.name.name == pk.name))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    create(db, &c.name.name, columns, info).await?;
+    Ok(message(Language::ContextQL, "node table created"))
+}
+
+pub async fn create_edge_table(db: &Database, c: &ast::CreateEdgeTable) -> Result<StatementResult> {
+    check_name(&c.name)?;
+    let _guard = db.write_lock.lock().await;
+    if exists(db, &c.name.name).await? {
+        if c.if_not_exists {
+            return Ok(message(Language::ContextQL, "table exists"));
+        }
+        return Err(Error::plan(format!("table `{}` already exists", c.name.name)));
+    }
+    let [(from, to)] = c.endpoints.as_slice() else {
+        return Err(Error::plan(
+            "an edge table connects exactly one FROM/TO pair for now (several pairs are a known gap)",
+        ));
+    };
+    let key_type = |label: &ast::Ident| {
+        let label = label.clone();
+        async move {
+            let table = db.load_table(&label.name).await?;
+            let info = TableInfo::from_properties(&label.name, table.metadata().properties());
+            if info.kind != TableKind::Node {
+                return Err(Error::plan(format!("`{}` is not a node table", label.name)));
+            }
+            let pk = info.primary_key.clone().unwrap_or_default();
+            let field = table
+                .metadata()
+                .current_schema()
+                .field_by_name(&pk)
+                .ok_or_else(|| Error::internal(format!("{} lost its key column", label.name)))?;
+            Ok(match &*field.field_type {
+                Type::Primitive(PrimitiveType::String) => ast::DataType::String,
+                Type::Primitive(PrimitiveType::Int) => ast::DataType::Int32,
+                _ => ast::DataType::Int64,
+            })
+        }
+    };
+    let src_type = key_type(from).await?;
+    let dst_type = key_type(to).await?;
+    let mut columns = vec![
+        ("src".to_string(), src_type, true),
+        ("dst".to_string(), dst_type, true),
+    ];
+    let mut info = TableInfo::from_properties(&c.name.name, &Default::default());
+    info.kind = TableKind::Edge;
+    info.from = Some(from.name.clone());
+    info.to = Some(to.name.clone());
+    let mut seen: HashSet<String> = ["src".into(), "dst".into()].into();
+    for col in &c.columns {
+        check_name(&col.name)?;
+        if !seen.insert(col.name.name.to_ascii_lowercase()) {
+            return Err(Error::plan(format!("column `{}` is declared twice (src and dst are implicit)", col.name.name)));
+        }
+        if let ast::DataType::Vector(d) = col.data_type {
+            info.vectors.insert(col.name.name.clone(), d as i32);
+        }
+        columns.push((col.name.name.clone(), col.data_type.clone(), false));
+    }
+    create(db, &c.name.name, columns, info).await?;
+    Ok(message(Language::ContextQL, "edge table created"))
+}
+
+pub async fn create_vector_index(db: &Database, c: &ast::CreateVectorIndex) -> Result<StatementResult> {
+    let _guard = db.write_lock.lock().await;
+    let table = db.load_table(&c.label.name).await?;
+    let info = TableInfo::from_properties(&c.label.name, table.metadata().properties());
+    if !info.vectors.contains_key(&c.property.name) {
+        return Err(Error::plan(format!(
+            "`{}.{}` is not a VECTOR column",
+            c.label.name, c.property.name
+        )));
+    }
+    let mut metric = "cosine".to_string();
+    for (k, v) in &c.options {
+        match (k.to_ascii_lowercase().as_str(), v) {
+            ("metric", ast::Literal::String(m)) if ["cosine", "l2", "dot"].contains(&m.to_ascii_lowercase().as_str()) => {
+                metric = m.to_ascii_lowercase()
+            }
+            _ => return Err(Error::plan(format!("unknown vector index option `{k}`"))),
+        }
+    }
+    let key = format!("{PROP_VECTOR_INDEX_PREFIX}{}", c.property.name);
+    let change = TableChange {
+        ident: db.ident(&c.label.name),
+        requirements: vec![TableRequirement::UuidMatch {
+            uuid: table.metadata().uuid(),
+        }],
+        updates: vec![TableUpdate::SetProperties {
+            updates: [(key, format!("{};{metric}", c.name.name))].into(),
+        }],
+    };
+    db.commit(vec![change]).await?;
+    // The definition is in the catalog; ANN search over it is a later issue (docs/contextql.md).
+    Ok(message(Language::ContextQL, "vector index defined"))
+}
+
+pub async fn drop(db: &Database, d: &ast::DropObject) -> Result<StatementResult> {
+    let _guard = db.write_lock.lock().await;
+    let name = &d.name.name;
+    if d.kind == ObjectKind::VectorIndex {
+        return Err(Error::plan("DROP VECTOR INDEX is not supported yet"));
+    }
+    if !exists(db, name).await? {
+        if d.if_exists {
+            return Ok(message(Language::ContextQL, "nothing to drop"));
+        }
+        return Err(Error::plan(format!("table `{name}` does not exist")));
+    }
+    let table = db.load_table(name).await?;
+    let info = TableInfo::from_properties(name, table.metadata().properties());
+    let want = if d.kind == ObjectKind::NodeTable { TableKind::Node } else { TableKind::Edge };
+    if info.kind != want {
+        return Err(Error::plan(format!("`{name}` is not a {} table", want.as_str())));
+    }
+    if want == TableKind::Node {
+        for ident in db.catalog.list_tables(&db.namespace).await? {
+            let other = db.catalog.load_table(&ident).await?;
+            let oi = TableInfo::from_properties(ident.name(), other.metadata().properties());
+            if oi.kind == TableKind::Edge && (oi.from.as_deref() == Some(name) || oi.to.as_deref() == Some(name)) {
+                return Err(Error::plan(format!(
+                    "edge table `{}` connects `{name}`; drop it first",
+                    ident.name()
+                )));
+            }
+        }
+    }
+    db.catalog.drop_table(&db.ident(name)).await?;
+    Ok(message(Language::ContextQL, "dropped"))
+}
+
+/// Reads a Parquet or CSV file in batches of [`LOAD_BATCH_ROWS`].
+fn read_file(path: &Path, schema: &SchemaRef) -> Result<(Box<dyn Iterator<Item = Result<RecordBatch>> + Send>, u64)> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::execution(format!("cannot open {}: {e}", path.display())))?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "parquet" => {
+            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| Error::execution(format!("{}: not a readable Parquet file: {e}", path.display())))?;
+            let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
+            let reader = builder
+                .with_batch_size(LOAD_BATCH_ROWS)
+                .build()
+                .map_err(|e| Error::execution(format!("{}: {e}", path.display())))?;
+            Ok((Box::new(reader.map(|b| b.map_err(Error::from))), total))
+        }
+        "csv" => {
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let has_vectors = schema.fields().iter().any(|f| matches!(f.data_type(), DataType::FixedSizeList(..) | DataType::List(..)));
+            if has_vectors {
+                return Err(Error::execution("CSV cannot carry VECTOR or list columns; use Parquet"));
+            }
+            let reader = arrow::csv::ReaderBuilder::new(schema.clone())
+                .with_header(true)
+                .with_batch_size(LOAD_BATCH_ROWS)
+                .build(file)
+                .map_err(|e| Error::execution(format!("{}: {e}", path.display())))?;
+            // CSV has no row count up front; progress is reported in rows with total unknown (0).
+            let _ = size;
+            Ok((Box::new(reader.map(|b| b.map_err(Error::from))), 0))
+        }
+        _ => Err(Error::execution(format!(
+            "{}: only .parquet and .csv files can be loaded",
+            path.display()
+        ))),
+    }
+}
+
+pub async fn load_file(
+    db: &Database,
+    name: &str,
+    path: &Path,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<u64> {
+    let snapshot = db.snapshot(None).await?;
+    let data = snapshot
+        .get(name)
+        .ok_or_else(|| Error::plan(format!("table `{name}` does not exist")))?
+        .clone();
+    let table = snapshot.current.get(name).expect("listed with its data").clone();
+    let (reader, total) = read_file(path, &data.schema())?;
+    let storage_schema = table_io::arrow_schema(&table)?;
+    let user_schema = data.schema();
+    let table_columns: HashSet<&str> = user_schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut keys = match data.info.kind {
+        TableKind::Node => Some((*data.key_index()?).clone()),
+        _ => None,
+    };
+    let mut added = Vec::new();
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut pending_rows = 0;
+    let mut done = 0u64;
+    for batch in reader {
+        let batch = batch?;
+        if let Some(extra) = batch.schema().fields().iter().find(|f| !table_columns.contains(f.name().as_str())) {
+            return Err(Error::execution(format!(
+                "{}: column `{}` is not in table `{name}`",
+                path.display(),
+                extra.name()
+            )));
+        }
+        let batch = table_io::conform_batch(&batch, &storage_schema)?;
+        if let (Some(keys), Some(pk)) = (&mut keys, &data.info.primary_key) {
+            let column = batch.column_by_name(pk).expect("conformed to the table schema");
+            for key in Key::column(column)? {
+                let key = key.ok_or_else(|| Error::execution(format!("primary key `{pk}` must not be null")))?;
+                if keys.insert(key.clone(), 0).is_some() {
+                    return Err(Error::execution(format!("duplicate primary key {key:?} in `{name}`")));
+                }
+            }
+        }
+        done += batch.num_rows() as u64;
+        pending_rows += batch.num_rows();
+        pending.push(batch);
+        if pending_rows >= LOAD_CHUNK_ROWS {
+            added.extend(table_io::write_data_files(&table, &pending).await?);
+            pending.clear();
+            pending_rows = 0;
+        }
+        progress(done, total.max(done));
+    }
+    added.extend(table_io::write_data_files(&table, &pending).await?);
+    if added.is_empty() {
+        return Ok(0);
+    }
+    let (requirements, updates) = table_io::produce_snapshot(
+        &table,
+        DataChange {
+            added,
+            removed: Default::default(),
+        },
+    )
+    .await?;
+    db.commit(vec![TableChange {
+        ident: db.ident(name),
+        requirements,
+        updates,
+    }])
+    .await?;
+    Ok(done)
+}

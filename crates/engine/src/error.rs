@@ -1,0 +1,144 @@
+//! Engine errors: each says whose fault it is, which maps to a stable status.
+
+use std::fmt;
+
+/// Whose fault an error is. The discriminants are stable (they become exit and wire codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The statement text does not parse.
+    Syntax = 1,
+    /// The statement parses but cannot be planned (unknown table, bound variable, type...).
+    Plan = 2,
+    /// Bad data met while running (constraint, conversion, missing file...).
+    Execution = 3,
+    /// A named limit was hit (memory budget, traversal depth, ...).
+    Resource = 4,
+    /// A concurrent commit won; the statement may be retried.
+    Conflict = 5,
+    /// A bug in ContextDB.
+    Internal = 6,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Syntax => "syntax error",
+            ErrorKind::Plan => "plan error",
+            ErrorKind::Execution => "execution error",
+            ErrorKind::Resource => "resource error",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Internal => "internal error",
+        }
+    }
+}
+
+/// An error from one statement, with its position in the statement text when known.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// 1-based (line, column) in the submitted text.
+    pub position: Option<(usize, usize)>,
+    /// Extra lines shown under the message (a snippet with a caret).
+    pub detail: Option<String>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            position: None,
+            detail: None,
+        }
+    }
+
+    pub fn plan(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Plan, message)
+    }
+
+    pub fn execution(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Execution, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    pub fn at(mut self, position: (usize, usize)) -> Self {
+        self.position = Some(position);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind.as_str())?;
+        if let Some((line, column)) = self.position {
+            write!(f, " at line {line}, column {column}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(detail) = &self.detail {
+            write!(f, "\n{detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<contextql::ParseError> for Error {
+    fn from(e: contextql::ParseError) -> Self {
+        Error {
+            kind: ErrorKind::Syntax,
+            message: e.message.clone(),
+            position: Some((e.line, e.column)),
+            detail: Some(e.snippet.clone()),
+        }
+    }
+}
+
+impl From<iceberg::Error> for Error {
+    fn from(e: iceberg::Error) -> Self {
+        let kind = match e.kind() {
+            iceberg::ErrorKind::CatalogCommitConflicts => ErrorKind::Conflict,
+            iceberg::ErrorKind::DataInvalid
+            | iceberg::ErrorKind::TableNotFound
+            | iceberg::ErrorKind::NamespaceNotFound
+            | iceberg::ErrorKind::TableAlreadyExists
+            | iceberg::ErrorKind::NamespaceAlreadyExists
+            | iceberg::ErrorKind::FeatureUnsupported => ErrorKind::Execution,
+            _ => ErrorKind::Internal,
+        };
+        Error::new(kind, format!("{e:#}"))
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        use datafusion::error::DataFusionError as D;
+        let e = e.find_root();
+        let kind = match e {
+            D::SQL(..) => ErrorKind::Syntax,
+            D::Plan(..) | D::SchemaError(..) | D::NotImplemented(..) => ErrorKind::Plan,
+            D::ResourcesExhausted(..) => ErrorKind::Resource,
+            D::Internal(..) => ErrorKind::Internal,
+            _ => ErrorKind::Execution,
+        };
+        let message = match e {
+            D::Plan(m) | D::Execution(m) | D::NotImplemented(m) | D::ResourcesExhausted(m) => {
+                m.clone()
+            }
+            other => other.to_string(),
+        };
+        Error::new(kind, message)
+    }
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Error::execution(e.to_string())
+    }
+}

@@ -1,0 +1,207 @@
+//! The graph schema, kept in Iceberg table properties so the catalog is its only source.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use contextql::ast;
+use iceberg::spec::{ListType, NestedField, PrimitiveType, Schema as IcebergSchema, Type};
+
+use crate::error::{Error, Result};
+
+pub const PROP_KIND: &str = "contextdb.kind";
+pub const PROP_PRIMARY_KEY: &str = "contextdb.primary-key";
+pub const PROP_FROM: &str = "contextdb.edge.from";
+pub const PROP_TO: &str = "contextdb.edge.to";
+/// `contextdb.vector.<column>` = dimension.
+pub const PROP_VECTOR_PREFIX: &str = "contextdb.vector.";
+/// `contextdb.vector-index.<column>` = `<name>;<metric>`.
+pub const PROP_VECTOR_INDEX_PREFIX: &str = "contextdb.vector-index.";
+
+/// The namespace of the default graph.
+pub const DEFAULT_GRAPH: &str = "main";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    Node,
+    Edge,
+    /// A plain SQL table.
+    Table,
+}
+
+impl TableKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableKind::Node => "node",
+            TableKind::Edge => "edge",
+            TableKind::Table => "table",
+        }
+    }
+}
+
+/// What the engine knows of a table from its properties.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub name: String,
+    pub kind: TableKind,
+    pub primary_key: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Vector columns and their dimension.
+    pub vectors: HashMap<String, i32>,
+}
+
+impl TableInfo {
+    pub fn from_properties(name: &str, props: &HashMap<String, String>) -> TableInfo {
+        let kind = match props.get(PROP_KIND).map(String::as_str) {
+            Some("node") => TableKind::Node,
+            Some("edge") => TableKind::Edge,
+            _ => TableKind::Table,
+        };
+        let vectors = props
+            .iter()
+            .filter_map(|(k, v)| {
+                let column = k.strip_prefix(PROP_VECTOR_PREFIX)?;
+                Some((column.to_string(), v.parse().ok()?))
+            })
+            .collect();
+        TableInfo {
+            name: name.to_string(),
+            kind,
+            primary_key: props.get(PROP_PRIMARY_KEY).cloned(),
+            from: props.get(PROP_FROM).cloned(),
+            to: props.get(PROP_TO).cloned(),
+            vectors,
+        }
+    }
+
+    pub fn properties(&self) -> HashMap<String, String> {
+        let mut p = HashMap::from([(PROP_KIND.to_string(), self.kind.as_str().to_string())]);
+        if let Some(pk) = &self.primary_key {
+            p.insert(PROP_PRIMARY_KEY.into(), pk.clone());
+        }
+        if let Some(f) = &self.from {
+            p.insert(PROP_FROM.into(), f.clone());
+        }
+        if let Some(t) = &self.to {
+            p.insert(PROP_TO.into(), t.clone());
+        }
+        for (c, d) in &self.vectors {
+            p.insert(format!("{PROP_VECTOR_PREFIX}{c}"), d.to_string());
+        }
+        p
+    }
+}
+
+/// The Arrow schema users see: storage schema without field ids, vectors as FixedSizeList.
+pub fn user_schema(storage: &Schema, info: &TableInfo) -> SchemaRef {
+    let fields: Vec<Field> = storage
+        .fields()
+        .iter()
+        .map(|f| {
+            let data_type = match info.vectors.get(f.name()) {
+                Some(&d) => DataType::FixedSizeList(
+                    Arc::new(Field::new("item", DataType::Float32, true)),
+                    d,
+                ),
+                None => strip_metadata(f.data_type()),
+            };
+            Field::new(f.name(), data_type, f.is_nullable())
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+fn strip_metadata(t: &DataType) -> DataType {
+    match t {
+        DataType::List(f) => DataType::List(Arc::new(Field::new(
+            "item",
+            strip_metadata(f.data_type()),
+            f.is_nullable(),
+        ))),
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| Field::new(f.name(), strip_metadata(f.data_type()), f.is_nullable()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Iceberg type of a ContextQL column type.
+pub fn iceberg_type(t: &ast::DataType, next_id: &mut i32) -> Type {
+    match t {
+        ast::DataType::Boolean => Type::Primitive(PrimitiveType::Boolean),
+        ast::DataType::Int32 => Type::Primitive(PrimitiveType::Int),
+        ast::DataType::Int64 => Type::Primitive(PrimitiveType::Long),
+        ast::DataType::Float32 => Type::Primitive(PrimitiveType::Float),
+        ast::DataType::Float64 => Type::Primitive(PrimitiveType::Double),
+        ast::DataType::String => Type::Primitive(PrimitiveType::String),
+        ast::DataType::Date => Type::Primitive(PrimitiveType::Date),
+        ast::DataType::Timestamp => Type::Primitive(PrimitiveType::Timestamp),
+        ast::DataType::Vector(_) => {
+            *next_id += 1;
+            Type::List(ListType::new(Arc::new(NestedField::list_element(
+                *next_id,
+                Type::Primitive(PrimitiveType::Float),
+                false,
+            ))))
+        }
+        ast::DataType::List(inner) => {
+            *next_id += 1;
+            let id = *next_id;
+            let inner = iceberg_type(inner, next_id);
+            Type::List(ListType::new(Arc::new(NestedField::list_element(id, inner, false))))
+        }
+    }
+}
+
+/// Builds an Iceberg schema from column definitions; `required` columns are NOT NULL.
+pub fn iceberg_schema(columns: &[(String, ast::DataType, bool)]) -> Result<IcebergSchema> {
+    // Top-level fields get ids 1..=n; nested ids follow.
+    let mut next_id = columns.len() as i32;
+    let fields: Vec<_> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (name, t, required))| {
+            let id = i as i32 + 1;
+            let ty = iceberg_type(t, &mut next_id);
+            Arc::new(if *required {
+                NestedField::required(id, name, ty)
+            } else {
+                NestedField::optional(id, name, ty)
+            })
+        })
+        .collect();
+    IcebergSchema::builder()
+        .with_schema_id(0)
+        .with_fields(fields)
+        .build()
+        .map_err(|e| Error::plan(format!("invalid table schema: {e}")))
+}
+
+/// ContextQL type of an Arrow type (for SQL CREATE TABLE and schema evolution).
+pub fn ast_type(t: &DataType) -> Result<ast::DataType> {
+    Ok(match t {
+        DataType::Boolean => ast::DataType::Boolean,
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => {
+            ast::DataType::Int32
+        }
+        DataType::Int64 | DataType::UInt32 => ast::DataType::Int64,
+        DataType::Float16 | DataType::Float32 => ast::DataType::Float32,
+        DataType::Float64 => ast::DataType::Float64,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ast::DataType::String,
+        DataType::Date32 | DataType::Date64 => ast::DataType::Date,
+        DataType::Timestamp(_, None) => ast::DataType::Timestamp,
+        DataType::FixedSizeList(f, d) if f.data_type() == &DataType::Float32 => {
+            ast::DataType::Vector(*d as u32)
+        }
+        DataType::List(f) | DataType::LargeList(f) => {
+            ast::DataType::List(Box::new(ast_type(f.data_type())?))
+        }
+        other => {
+            return Err(Error::plan(format!("column type {other} is not supported")));
+        }
+    })
+}

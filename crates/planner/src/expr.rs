@@ -1,0 +1,726 @@
+//! ContextQL expressions to DataFusion expressions.
+
+use std::collections::HashMap;
+
+use arrow::datatypes::{DataType, Field};
+use contextql::ast::{self, BinaryOp, CompareOp, ExprKind, Literal, UnaryOp};
+use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::functions::expr_fn as f;
+use datafusion::functions_aggregate::expr_fn as agg;
+use datafusion::functions_nested::expr_fn as nested;
+use datafusion::logical_expr::{Expr, ExprSchemable, lit, when};
+use std::sync::Arc;
+
+use crate::PlanError;
+use crate::nodes::{ORD, column_name};
+use crate::scope::{Scope, VarKind};
+
+/// Values bound to `$name` parameters.
+pub type Params = HashMap<String, ScalarValue>;
+
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+/// Converts expressions of one clause. Aggregates are collected into `aggregates` when
+/// `collect_aggregates` is set (RETURN/WITH with aggregation), otherwise they are an error.
+pub struct ExprContext<'a> {
+    pub scope: &'a Scope,
+    pub schema: &'a DFSchema,
+    pub params: &'a Params,
+    pub text: &'a str,
+    pub aggregates: Option<&'a mut Vec<(Expr, String)>>,
+}
+
+fn err(text: &str, span: ast::Span, message: impl Into<String>) -> PlanError {
+    PlanError::at(text, span, message)
+}
+
+pub const AGGREGATES: &[&str] = &[
+    "count", "sum", "avg", "min", "max", "collect", "stdev", "stdevp",
+];
+
+pub fn is_aggregate(e: &ast::Expr) -> bool {
+    let mut found = false;
+    walk(e, &mut |e| {
+        if let ExprKind::Function { name, .. } = &e.kind
+            && AGGREGATES.contains(&name.to_ascii_lowercase().as_str())
+        {
+            found = true;
+        }
+        if matches!(e.kind, ExprKind::CountStar) {
+            found = true;
+        }
+    });
+    found
+}
+
+/// Visits `e` and its sub-expressions.
+pub fn walk(e: &ast::Expr, visit: &mut dyn FnMut(&ast::Expr)) {
+    visit(e);
+    match &e.kind {
+        ExprKind::Property(x, _) | ExprKind::Unary(_, x) | ExprKind::HasLabels(x, _) => {
+            walk(x, visit)
+        }
+        ExprKind::IsNull { expr, .. } => walk(expr, visit),
+        ExprKind::List(xs) => xs.iter().for_each(|x| walk(x, visit)),
+        ExprKind::Map(kv) => kv.iter().for_each(|(_, x)| walk(x, visit)),
+        ExprKind::Binary(_, a, b) | ExprKind::Index(a, b) => {
+            walk(a, visit);
+            walk(b, visit)
+        }
+        ExprKind::Comparison(a, rest) => {
+            walk(a, visit);
+            rest.iter().for_each(|(_, x)| walk(x, visit))
+        }
+        ExprKind::Slice(a, b, c) => {
+            walk(a, visit);
+            b.iter().chain(c.iter()).for_each(|x| walk(x, visit))
+        }
+        ExprKind::Function { args, .. } => args.iter().for_each(|x| walk(x, visit)),
+        ExprKind::Case {
+            operand,
+            whens,
+            else_,
+        } => {
+            operand.iter().for_each(|x| walk(x, visit));
+            whens.iter().for_each(|(a, b)| {
+                walk(a, visit);
+                walk(b, visit)
+            });
+            else_.iter().for_each(|x| walk(x, visit));
+        }
+        ExprKind::ListComprehension {
+            list,
+            predicate,
+            projection,
+            ..
+        } => {
+            walk(list, visit);
+            predicate.iter().chain(projection.iter()).for_each(|x| walk(x, visit))
+        }
+        ExprKind::Quantifier {
+            list, predicate, ..
+        } => {
+            walk(list, visit);
+            walk(predicate, visit)
+        }
+        _ => {}
+    }
+}
+
+/// A JSON-ish parameter value as a scalar.
+pub fn literal_scalar(l: &Literal) -> ScalarValue {
+    match l {
+        Literal::Null => ScalarValue::Null,
+        Literal::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        Literal::Integer(i) => ScalarValue::Int64(Some(*i)),
+        Literal::Float(x) => ScalarValue::Float64(Some(*x)),
+        Literal::String(s) => ScalarValue::Utf8(Some(s.clone())),
+    }
+}
+
+impl ExprContext<'_> {
+    fn type_of(&self, e: &Expr) -> Option<DataType> {
+        e.get_type(self.schema).ok()
+    }
+
+    /// The node or relationship value of `var` as a struct (null when unbound by OPTIONAL).
+    pub fn entity_struct(&self, var: &str) -> Result<Expr, PlanError> {
+        let kind = self.scope.get(var).cloned();
+        let (tag_name, tag, id_column) = match &kind {
+            Some(VarKind::Node { label, primary_key }) => {
+                ("_label", label.clone(), column_name(var, primary_key))
+            }
+            Some(VarKind::Rel { rel_type }) => ("_type", rel_type.clone(), column_name(var, ORD)),
+            _ => return Err(PlanError::new(format!("{var} is not a node or relationship"))),
+        };
+        let mut args = vec![lit("_id"), column(&id_column), lit(tag_name), lit(tag)];
+        let prefix = format!("{var}.");
+        for field in self.schema.fields() {
+            let Some(prop) = field.name().strip_prefix(&prefix) else {
+                continue;
+            };
+            if prop == ORD {
+                continue;
+            }
+            args.push(lit(prop));
+            args.push(column(field.name()));
+        }
+        let value = f::named_struct(args);
+        Ok(when(column(&column_name(var, ORD)).is_null(), lit(ScalarValue::Null))
+            .otherwise(value)
+            .map_err(PlanError::from)?)
+    }
+
+    pub fn convert(&mut self, e: &ast::Expr) -> Result<Expr, PlanError> {
+        let text = self.text;
+        Ok(match &e.kind {
+            ExprKind::Literal(l) => lit(literal_scalar(l)),
+            ExprKind::Parameter(name) => match self.params.get(name) {
+                Some(v) => lit(v.clone()),
+                None => return Err(err(text, e.span, format!("missing parameter ${name}"))),
+            },
+            ExprKind::Variable(name) => match self.scope.get(name) {
+                Some(VarKind::Value) => column(name),
+                Some(VarKind::Node { .. } | VarKind::Rel { .. }) => self.entity_struct(name)?,
+                None => {
+                    return Err(err(text, e.span, format!("variable `{name}` not defined")));
+                }
+            },
+            ExprKind::Property(base, key) => {
+                if let ExprKind::Variable(v) = &base.kind
+                    && matches!(
+                        self.scope.get(v),
+                        Some(VarKind::Node { .. } | VarKind::Rel { .. })
+                    )
+                {
+                    let name = column_name(v, key);
+                    if self.schema.index_of_column_by_name(None, &name).is_some() {
+                        column(&name)
+                    } else {
+                        // openCypher: a missing property reads as null.
+                        lit(ScalarValue::Null)
+                    }
+                } else {
+                    let base = self.convert(base)?;
+                    match self.type_of(&base) {
+                        Some(DataType::Struct(_)) => f::get_field(base, key.as_str()),
+                        Some(DataType::Null) => lit(ScalarValue::Null),
+                        _ => {
+                            return Err(err(
+                                text,
+                                e.span,
+                                format!("type mismatch: cannot read property `{key}` of this value"),
+                            ));
+                        }
+                    }
+                }
+            }
+            ExprKind::List(items) => {
+                let items = items
+                    .iter()
+                    .map(|x| self.convert(x))
+                    .collect::<Result<Vec<_>, _>>()?;
+                nested::make_array(items)
+            }
+            ExprKind::Map(entries) => {
+                if entries.is_empty() {
+                    return Err(err(text, e.span, "empty map literals are not supported yet"));
+                }
+                let mut args = Vec::new();
+                for (k, v) in entries {
+                    args.push(lit(k.as_str()));
+                    args.push(self.convert(v)?);
+                }
+                f::named_struct(args)
+            }
+            ExprKind::Unary(op, x) => {
+                let x = self.convert(x)?;
+                match op {
+                    UnaryOp::Not => Expr::Not(Box::new(x)),
+                    UnaryOp::Neg => Expr::Negative(Box::new(x)),
+                    UnaryOp::Plus => x,
+                }
+            }
+            ExprKind::Binary(op, a, b) => self.binary(*op, a, b)?,
+            ExprKind::Comparison(first, rest) => {
+                let mut left = self.convert_comparable(first)?;
+                let mut out: Option<Expr> = None;
+                for (op, right) in rest {
+                    let right = self.convert_comparable(right)?;
+                    let cmp = match op {
+                        CompareOp::Eq => left.clone().eq(right.clone()),
+                        CompareOp::NotEq => left.clone().not_eq(right.clone()),
+                        CompareOp::Lt => left.clone().lt(right.clone()),
+                        CompareOp::LtEq => left.clone().lt_eq(right.clone()),
+                        CompareOp::Gt => left.clone().gt(right.clone()),
+                        CompareOp::GtEq => left.clone().gt_eq(right.clone()),
+                    };
+                    out = Some(match out {
+                        Some(prev) => prev.and(cmp),
+                        None => cmp,
+                    });
+                    left = right;
+                }
+                out.ok_or_else(|| err(text, e.span, "empty comparison"))?
+            }
+            ExprKind::IsNull { expr, negated } => {
+                let x = self.convert_comparable(expr)?;
+                if *negated { x.is_not_null() } else { x.is_null() }
+            }
+            ExprKind::HasLabels(x, labels) => {
+                let ExprKind::Variable(v) = &x.kind else {
+                    return Err(err(text, e.span, "label test needs a node variable"));
+                };
+                match self.scope.get(v) {
+                    Some(VarKind::Node { label, .. }) => {
+                        let all = labels.iter().all(|l| &l.name == label);
+                        when(column(&column_name(v, ORD)).is_null(), lit(ScalarValue::Boolean(None)))
+                            .otherwise(lit(all))?
+                    }
+                    _ => return Err(err(text, x.span, format!("`{v}` is not a node"))),
+                }
+            }
+            ExprKind::Index(list, index) => {
+                let list_expr = self.convert(list)?;
+                let index_expr = self.convert(index)?;
+                match self.type_of(&list_expr) {
+                    Some(DataType::Struct(_)) => match &index.kind {
+                        ExprKind::Literal(Literal::String(key)) => {
+                            f::get_field(list_expr, key.as_str())
+                        }
+                        _ => return Err(err(text, index.span, "map keys must be string literals")),
+                    },
+                    _ => {
+                        // Cypher lists are 0-based and negative indexes count from the end;
+                        // array_element is 1-based with the same negative convention.
+                        let one_based = when(index_expr.clone().lt(lit(0i64)), index_expr.clone())
+                            .otherwise(index_expr + lit(1i64))?;
+                        nested::array_element(list_expr, one_based)
+                    }
+                }
+            }
+            ExprKind::Function {
+                name,
+                distinct,
+                args,
+            } => self.function(e, name, *distinct, args)?,
+            ExprKind::CountStar => self.aggregate(agg::count(lit(1i64)), e)?,
+            ExprKind::Case {
+                operand,
+                whens,
+                else_,
+            } => {
+                let operand = operand.as_ref().map(|o| self.convert(o)).transpose()?;
+                let mut builder: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> = None;
+                for (w, t) in whens {
+                    let mut w = self.convert(w)?;
+                    if let Some(o) = &operand {
+                        w = o.clone().eq(w);
+                    }
+                    let t = self.convert(t)?;
+                    builder = Some(match builder {
+                        None => when(w, t),
+                        Some(mut b) => b.when(w, t),
+                    });
+                }
+                let mut builder = builder.ok_or_else(|| err(text, e.span, "CASE needs a WHEN"))?;
+                match else_ {
+                    Some(x) => builder.otherwise(self.convert(x)?)?,
+                    None => builder.otherwise(lit(ScalarValue::Null))?,
+                }
+            }
+            ExprKind::Star => return Err(err(text, e.span, "`*` is not an expression here")),
+            ExprKind::Slice(list, from, to) => {
+                let list = self.convert(list)?;
+                let from = match from {
+                    Some(x) => self.convert(x)? + lit(1i64),
+                    None => lit(1i64),
+                };
+                let to = match to {
+                    Some(x) => self.convert(x)?,
+                    None => nested::cardinality(list.clone()),
+                };
+                nested::array_slice(list, from, to, None)
+            }
+            ExprKind::ListComprehension { .. }
+            | ExprKind::Quantifier { .. }
+            | ExprKind::PatternPredicate(_) => {
+                return Err(err(
+                    text,
+                    e.span,
+                    "list comprehensions, quantifiers and pattern predicates are not supported yet",
+                ));
+            }
+        })
+    }
+
+    /// Nodes and relationships compare and test for null by identity (their ordinal).
+    fn convert_comparable(&mut self, e: &ast::Expr) -> Result<Expr, PlanError> {
+        if let ExprKind::Variable(v) = &e.kind
+            && matches!(
+                self.scope.get(v),
+                Some(VarKind::Node { .. } | VarKind::Rel { .. })
+            )
+        {
+            return Ok(column(&column_name(v, ORD)));
+        }
+        self.convert(e)
+    }
+
+    fn binary(&mut self, op: BinaryOp, a: &ast::Expr, b: &ast::Expr) -> Result<Expr, PlanError> {
+        let l = self.convert(a)?;
+        let r = self.convert(b)?;
+        Ok(match op {
+            BinaryOp::Or => l.or(r),
+            BinaryOp::And => l.and(r),
+            BinaryOp::Xor => l.clone().not_eq(r.clone()),
+            BinaryOp::Add => {
+                let (lt, rt) = (self.type_of(&l), self.type_of(&r));
+                let is_str = |t: &Option<DataType>| {
+                    matches!(t, Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
+                };
+                let is_list = |t: &Option<DataType>| {
+                    matches!(t, Some(DataType::List(_) | DataType::LargeList(_)))
+                };
+                if is_list(&lt) || is_list(&rt) {
+                    let wrap = |x: Expr, t: &Option<DataType>| {
+                        if is_list(t) { x } else { nested::make_array(vec![x]) }
+                    };
+                    nested::array_concat(vec![wrap(l, &lt), wrap(r, &rt)])
+                } else if is_str(&lt) || is_str(&rt) {
+                    // Cypher `+` concatenates strings; null stays null (concat skips nulls).
+                    when(l.clone().is_null().or(r.clone().is_null()), lit(ScalarValue::Utf8(None)))
+                        .otherwise(f::concat(vec![
+                            l.cast_to(&DataType::Utf8, self.schema)?,
+                            r.cast_to(&DataType::Utf8, self.schema)?,
+                        ]))?
+                } else {
+                    l + r
+                }
+            }
+            BinaryOp::Sub => l - r,
+            BinaryOp::Mul => l * r,
+            BinaryOp::Div => l / r,
+            BinaryOp::Mod => l % r,
+            BinaryOp::Pow => f::power(
+                Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(l), DataType::Float64)),
+                Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(r), DataType::Float64)),
+            ),
+            BinaryOp::In => match self.type_of(&r) {
+                Some(DataType::Null) => lit(ScalarValue::Boolean(None)),
+                _ => nested::array_has(r, l),
+            },
+            BinaryOp::StartsWith => f::starts_with(l, r),
+            BinaryOp::EndsWith => f::ends_with(l, r),
+            BinaryOp::Contains => f::strpos(l, r).gt(lit(0i32)),
+            BinaryOp::RegexMatch => {
+                let anchored = f::concat(vec![lit("^(?:"), r, lit(")$")]);
+                f::regexp_like(l, anchored, None)
+            }
+        })
+    }
+
+    fn aggregate(&mut self, expr: Expr, e: &ast::Expr) -> Result<Expr, PlanError> {
+        let Some(aggregates) = self.aggregates.as_deref_mut() else {
+            return Err(err(
+                self.text,
+                e.span,
+                "aggregate functions are only allowed in RETURN and WITH",
+            ));
+        };
+        let name = format!("__agg{}", aggregates.len());
+        aggregates.push((expr, name.clone()));
+        Ok(column(&name))
+    }
+
+    fn function(
+        &mut self,
+        e: &ast::Expr,
+        name: &str,
+        distinct: bool,
+        args: &[ast::Expr],
+    ) -> Result<Expr, PlanError> {
+        let text = self.text;
+        let lower = name.to_ascii_lowercase();
+        if AGGREGATES.contains(&lower.as_str()) {
+            if args.len() != 1 {
+                return Err(err(text, e.span, format!("{name}() takes one argument")));
+            }
+            if args.iter().any(is_aggregate) {
+                return Err(err(text, e.span, "aggregate functions cannot be nested"));
+            }
+            // Aggregates see the row-level scope; nested aggregation is rejected above.
+            let saved = self.aggregates.take();
+            let arg = self.convert_comparable(&args[0]);
+            self.aggregates = saved;
+            let arg = arg?;
+            let value = match lower.as_str() {
+                "count" if distinct => agg::count_distinct(arg),
+                "count" => agg::count(arg),
+                "sum" => agg::sum(arg),
+                "avg" => agg::avg(Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(arg),
+                    DataType::Float64,
+                ))),
+                "min" => agg::min(arg),
+                "max" => agg::max(arg),
+                "stdev" => agg::stddev(arg),
+                "stdevp" => agg::stddev_pop(arg),
+                "collect" => {
+                    let arg = match &args[0].kind {
+                        ExprKind::Variable(v)
+                            if matches!(
+                                self.scope.get(v),
+                                Some(VarKind::Node { .. } | VarKind::Rel { .. })
+                            ) =>
+                        {
+                            self.entity_struct(v)?
+                        }
+                        _ => arg,
+                    };
+                    // collect() skips nulls.
+                    let collected = datafusion::functions_aggregate::array_agg::array_agg_udaf()
+                        .call(vec![arg.clone()]);
+                    let collected = match collected {
+                        Expr::AggregateFunction(mut af) => {
+                            af.params.filter = Some(Box::new(arg.is_not_null()));
+                            af.params.distinct = distinct;
+                            Expr::AggregateFunction(af)
+                        }
+                        other => other,
+                    };
+                    // An all-null group collects to [] rather than null.
+                    return self
+                        .aggregate(collected, e)
+                        .map(|c| f::coalesce(vec![c, nested::make_array(vec![])]));
+                }
+                _ => unreachable!("listed in AGGREGATES"),
+            };
+            let value = if distinct && lower != "count" && lower != "collect" {
+                match value {
+                    Expr::AggregateFunction(mut af) => {
+                        af.params.distinct = true;
+                        Expr::AggregateFunction(af)
+                    }
+                    other => other,
+                }
+            } else {
+                value
+            };
+            return self.aggregate(value, e);
+        }
+        let arity = |n: usize| -> Result<(), PlanError> {
+            if args.len() == n {
+                Ok(())
+            } else {
+                Err(err(text, e.span, format!("{name}() takes {n} argument(s), got {}", args.len())))
+            }
+        };
+        // Functions on the entity itself.
+        match lower.as_str() {
+            "id" | "labels" | "type" | "keys" | "properties" => {
+                arity(1)?;
+                let ExprKind::Variable(v) = &args[0].kind else {
+                    return Err(err(text, args[0].span, format!("{name}() needs a variable")));
+                };
+                let kind = self.scope.get(v).cloned();
+                let ord = column(&column_name(v, ORD));
+                return Ok(match (lower.as_str(), kind) {
+                    ("id", Some(VarKind::Node { primary_key, .. })) => {
+                        column(&column_name(v, &primary_key))
+                    }
+                    ("id", Some(VarKind::Rel { .. })) => {
+                        Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(ord), DataType::Int64))
+                    }
+                    ("labels", Some(VarKind::Node { label, .. })) => {
+                        when(ord.is_null(), lit(ScalarValue::Null))
+                            .otherwise(nested::make_array(vec![lit(label)]))?
+                    }
+                    ("type", Some(VarKind::Rel { rel_type })) => {
+                        when(ord.is_null(), lit(ScalarValue::Utf8(None))).otherwise(lit(rel_type))?
+                    }
+                    ("keys", Some(VarKind::Node { .. } | VarKind::Rel { .. })) => {
+                        let prefix = format!("{v}.");
+                        let keys: Vec<Expr> = self
+                            .schema
+                            .fields()
+                            .iter()
+                            .filter_map(|f| f.name().strip_prefix(&prefix))
+                            .filter(|p| !p.starts_with("__") && !p.starts_with('_'))
+                            .map(lit)
+                            .collect();
+                        nested::make_array(keys)
+                    }
+                    ("properties", Some(VarKind::Node { .. } | VarKind::Rel { .. })) => {
+                        self.entity_struct(v)?
+                    }
+                    _ => {
+                        return Err(err(
+                            text,
+                            args[0].span,
+                            format!("type mismatch: {name}() of `{v}`"),
+                        ));
+                    }
+                });
+            }
+            _ => {}
+        }
+        let converted = args
+            .iter()
+            .map(|a| self.convert(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut a = converted.into_iter();
+        let mut next = || a.next().expect("arity checked");
+        let cast = |x: Expr, t: DataType| {
+            Expr::TryCast(datafusion::logical_expr::TryCast::new(Box::new(x), t))
+        };
+        Ok(match lower.as_str() {
+            "toupper" | "upper" => {
+                arity(1)?;
+                f::upper(next())
+            }
+            "tolower" | "lower" => {
+                arity(1)?;
+                f::lower(next())
+            }
+            "trim" => {
+                arity(1)?;
+                f::btrim(vec![next()])
+            }
+            "ltrim" => {
+                arity(1)?;
+                f::ltrim(vec![next()])
+            }
+            "rtrim" => {
+                arity(1)?;
+                f::rtrim(vec![next()])
+            }
+            "reverse" => {
+                arity(1)?;
+                f::reverse(next())
+            }
+            "replace" => {
+                arity(3)?;
+                f::replace(next(), next(), next())
+            }
+            "substring" => {
+                let s = next();
+                let start = next() + lit(1i64);
+                if args.len() == 3 {
+                    f::substring(s, start, next())
+                } else {
+                    arity(2)?;
+                    f::substr(s, start)
+                }
+            }
+            "left" => {
+                arity(2)?;
+                f::left(next(), next())
+            }
+            "right" => {
+                arity(2)?;
+                f::right(next(), next())
+            }
+            "split" => {
+                arity(2)?;
+                nested::string_to_array(next(), next(), lit(ScalarValue::Utf8(None)))
+            }
+            "size" | "length" => {
+                arity(1)?;
+                let x = next();
+                match self.type_of(&x) {
+                    Some(DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)) => {
+                        cast(nested::cardinality(x), DataType::Int64)
+                    }
+                    _ => cast(f::character_length(x), DataType::Int64),
+                }
+            }
+            "abs" => {
+                arity(1)?;
+                f::abs(next())
+            }
+            "ceil" => {
+                arity(1)?;
+                f::ceil(next())
+            }
+            "floor" => {
+                arity(1)?;
+                f::floor(next())
+            }
+            "round" => {
+                arity(1)?;
+                f::round(vec![next()])
+            }
+            "sqrt" => {
+                arity(1)?;
+                f::sqrt(cast(next(), DataType::Float64))
+            }
+            "sign" => {
+                arity(1)?;
+                cast(f::signum(cast(next(), DataType::Float64)), DataType::Int64)
+            }
+            "exp" => {
+                arity(1)?;
+                f::exp(cast(next(), DataType::Float64))
+            }
+            "log" => {
+                arity(1)?;
+                f::ln(cast(next(), DataType::Float64))
+            }
+            "log10" => {
+                arity(1)?;
+                f::log10(cast(next(), DataType::Float64))
+            }
+            "rand" => {
+                arity(0)?;
+                f::random()
+            }
+            "pi" => {
+                arity(0)?;
+                f::pi()
+            }
+            "coalesce" => {
+                let all: Vec<Expr> = (0..args.len()).map(|_| next()).collect();
+                f::coalesce(all)
+            }
+            "tostring" => {
+                arity(1)?;
+                cast(next(), DataType::Utf8)
+            }
+            "tointeger" => {
+                arity(1)?;
+                let x = next();
+                match self.type_of(&x) {
+                    Some(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => cast(
+                        f::trunc(vec![cast(x, DataType::Float64)]),
+                        DataType::Int64,
+                    ),
+                    _ => cast(x, DataType::Int64),
+                }
+            }
+            "tofloat" => {
+                arity(1)?;
+                cast(next(), DataType::Float64)
+            }
+            "toboolean" => {
+                arity(1)?;
+                cast(next(), DataType::Boolean)
+            }
+            "head" => {
+                arity(1)?;
+                nested::array_element(next(), lit(1i64))
+            }
+            "last" => {
+                arity(1)?;
+                nested::array_element(next(), lit(-1i64))
+            }
+            "tail" => {
+                arity(1)?;
+                let l = next();
+                nested::array_slice(l.clone(), lit(2i64), nested::cardinality(l), None)
+            }
+            "range" => {
+                let start = next();
+                let end = next();
+                if args.len() == 3 {
+                    nested::gen_series(start, end, next())
+                } else {
+                    arity(2)?;
+                    nested::gen_series(start, end, lit(1i64))
+                }
+            }
+            "exists" => {
+                arity(1)?;
+                next().is_not_null()
+            }
+            _ => return Err(err(text, e.span, format!("unknown function {name}()"))),
+        })
+    }
+}
+
+/// A field for a scalar parameter value, used when a parameter's type is needed up front.
+pub fn scalar_field(name: &str, value: &ScalarValue) -> Arc<Field> {
+    Arc::new(Field::new(name, value.data_type(), true))
+}

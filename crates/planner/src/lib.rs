@@ -1,0 +1,62 @@
+//! ContextQL planning onto DataFusion.
+//!
+//! - [`lower`]: AST → `LogicalPlan` with the graph extension nodes of [`nodes`] and a list of
+//!   [`lower::WriteOp`]s for writing queries.
+//! - [`exec`]: the operators for those nodes and the query planner that plans them.
+//! - [`source::GraphSource`]: what the engine provides (schema and one snapshot of data).
+
+pub mod exec;
+pub mod expr;
+pub mod lower;
+mod lower_project;
+pub mod nodes;
+pub mod scope;
+pub mod source;
+
+pub use exec::GraphQueryPlanner;
+pub use expr::Params;
+pub use lower::{Endpoint, Lowered, Lowering, Target, WriteOp};
+pub use source::{EdgeTableInfo, GraphSource, NodeTableInfo};
+
+use contextql::ast::Span;
+
+/// A query that cannot be planned (openCypher's semantic errors and our own limits).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanError {
+    pub message: String,
+    /// 1-based (line, column) in the statement text.
+    pub position: Option<(usize, usize)>,
+}
+
+impl PlanError {
+    pub fn new(message: impl Into<String>) -> Self {
+        PlanError {
+            message: message.into(),
+            position: None,
+        }
+    }
+
+    pub fn at(text: &str, span: Span, message: impl Into<String>) -> Self {
+        PlanError {
+            message: message.into(),
+            position: Some(span.line_col(text)),
+        }
+    }
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some((l, c)) => write!(f, "line {l}, column {c}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+impl From<datafusion::error::DataFusionError> for PlanError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        PlanError::new(e.strip_backtrace())
+    }
+}

@@ -1,0 +1,535 @@
+//! WITH / RETURN / UNWIND and the writing clauses.
+
+use std::collections::HashSet;
+
+use contextql::ast::{self, ExprKind, Projection};
+use datafusion::common::{Column, ScalarValue};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, SortExpr};
+
+use crate::PlanError;
+use crate::expr::{ExprContext, is_aggregate};
+use crate::lower::{Endpoint, Lowering, State, Target, WriteOp};
+use crate::nodes::{ORD, column_name};
+use crate::scope::{Scope, VarKind};
+
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+impl Lowering<'_> {
+    fn columns_of(state: &State, var: &str) -> Vec<String> {
+        let prefix = format!("{var}.");
+        state
+            .plan
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| f.name().starts_with(&prefix))
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    fn constant_count(&self, e: &ast::Expr, what: &str) -> Result<usize, PlanError> {
+        let value = match &e.kind {
+            ExprKind::Literal(l) => crate::expr::literal_scalar(l),
+            ExprKind::Parameter(p) => self
+                .params
+                .get(p)
+                .cloned()
+                .ok_or_else(|| self.err(e.span, format!("missing parameter ${p}")))?,
+            _ => {
+                return Err(self.err(e.span, format!("{what} must be a constant integer")));
+            }
+        };
+        match value {
+            ScalarValue::Int64(Some(n)) if n >= 0 => Ok(n as usize),
+            ScalarValue::Int64(Some(n)) => {
+                Err(self.err(e.span, format!("{what} must not be negative, got {n}")))
+            }
+            other => Err(self.err(e.span, format!("{what} must be an integer, got {other}"))),
+        }
+    }
+
+    /// WITH (`is_return == false`) and RETURN.
+    pub(crate) fn lower_projection(
+        &mut self,
+        state: State,
+        p: &Projection,
+        is_return: bool,
+    ) -> Result<State, PlanError> {
+        // (output name, expression)
+        let mut items: Vec<(String, ast::Expr)> = Vec::new();
+        if p.star {
+            for (name, _) in state.scope.visible() {
+                items.push((
+                    name.to_string(),
+                    ast::Expr {
+                        kind: ExprKind::Variable(name.to_string()),
+                        span: p.span,
+                    },
+                ));
+            }
+            if items.is_empty() {
+                return Err(self.err(p.span, "RETURN * is not allowed when there are no variables in scope"));
+            }
+        }
+        for item in &p.items {
+            let name = match &item.alias {
+                Some(a) => a.name.clone(),
+                None => {
+                    if !is_return && !matches!(item.expr.kind, ExprKind::Variable(_)) {
+                        return Err(self.err(item.span, "expression in WITH must be aliased (use AS)"));
+                    }
+                    item.text.clone()
+                }
+            };
+            items.push((name, item.expr.clone()));
+        }
+        let mut seen = HashSet::new();
+        for (name, e) in &items {
+            if !seen.insert(name.clone()) {
+                return Err(self.err(e.span, format!("multiple result columns with the same name `{name}`")));
+            }
+        }
+        let aggregating = items.iter().any(|(_, e)| is_aggregate(e));
+        let entity = |scope: &Scope, e: &ast::Expr| -> Option<(String, VarKind)> {
+            match &e.kind {
+                ExprKind::Variable(v) => match scope.get(v) {
+                    Some(k @ (VarKind::Node { .. } | VarKind::Rel { .. })) => {
+                        Some((v.clone(), k.clone()))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+        };
+
+        // 1. Aggregation, if any: group by the non-aggregate items.
+        let mut state = state;
+        let mut agg_items: Vec<Option<Expr>> = vec![None; items.len()];
+        if aggregating {
+            let mut groups: Vec<Expr> = Vec::new();
+            let mut aggregates: Vec<(Expr, String)> = Vec::new();
+            let mut group_names: HashSet<String> = HashSet::new();
+            for (i, (name, e)) in items.iter().enumerate() {
+                if is_aggregate(e) {
+                    let mut ctx = ExprContext {
+                        scope: &state.scope,
+                        schema: state.plan.schema(),
+                        params: self.params,
+                        text: self.text,
+                        aggregates: Some(&mut aggregates),
+                    };
+                    agg_items[i] = Some(ctx.convert(e)?);
+                } else if let Some((v, _)) = entity(&state.scope, e) {
+                    for c in Self::columns_of(&state, &v) {
+                        if group_names.insert(c.clone()) {
+                            groups.push(column(&c));
+                        }
+                    }
+                } else {
+                    let converted = self.convert(&state, e)?;
+                    let key = format!("__grp{i}");
+                    groups.push(converted.alias(&key));
+                    group_names.insert(key.clone());
+                    agg_items[i] = Some(column(&key).alias(name));
+                }
+            }
+            let aggs: Vec<Expr> = aggregates
+                .into_iter()
+                .map(|(e, name)| e.alias(name))
+                .collect();
+            let plan = LogicalPlanBuilder::from(state.plan)
+                .aggregate(groups, aggs)
+                .map_err(|e| {
+                    PlanError::new(format!(
+                        "ambiguous aggregation expression (every non-aggregated value must be a grouping key): {e}"
+                    ))
+                })?
+                .build()?;
+            state = State { plan, ..state };
+        }
+
+        // 2. Projection of the items (plus, for sorting, the columns they hide).
+        let mut exprs: Vec<Expr> = Vec::new();
+        let mut new_scope = Scope::default();
+        let mut out_columns: Vec<String> = Vec::new();
+        for (i, (name, e)) in items.iter().enumerate() {
+            if let Some(converted) = agg_items[i].take() {
+                if is_aggregate(e) {
+                    exprs.push(converted.alias(name));
+                } else {
+                    exprs.push(converted);
+                }
+                out_columns.push(name.clone());
+                new_scope.bind(name, VarKind::Value, false);
+                continue;
+            }
+            if let Some((v, kind)) = entity(&state.scope, e)
+                && !is_return
+            {
+                // WITH passes a node or relationship on whole, renamed if aliased.
+                for c in Self::columns_of(&state, &v) {
+                    let suffix = &c[v.len() + 1..];
+                    let out = column_name(name, suffix);
+                    exprs.push(column(&c).alias(&out));
+                    out_columns.push(out);
+                }
+                new_scope.bind(name, kind, false);
+                continue;
+            }
+            let converted = if let Some((v, _)) = entity(&state.scope, e) {
+                let ctx = ExprContext {
+                    scope: &state.scope,
+                    schema: state.plan.schema(),
+                    params: self.params,
+                    text: self.text,
+                    aggregates: None,
+                };
+                ctx.entity_struct(&v)?
+            } else {
+                self.convert(&state, e)?
+            };
+            exprs.push(converted.alias(name));
+            out_columns.push(name.clone());
+            new_scope.bind(name, VarKind::Value, false);
+        }
+        let out_set: HashSet<String> = out_columns.iter().cloned().collect();
+        // Sorting may use variables the projection drops, unless it aggregates or is DISTINCT.
+        let keep_hidden = !p.order_by.is_empty() && !aggregating && !p.distinct;
+        let mut sort_scope = new_scope.clone();
+        if keep_hidden {
+            for f in state.plan.schema().fields() {
+                if !out_set.contains(f.name()) {
+                    exprs.push(column(f.name()));
+                }
+            }
+            for (name, kind) in state.scope.all() {
+                if new_scope.get(name).is_none() {
+                    sort_scope.bind(name, kind.clone(), true);
+                }
+            }
+        }
+        let mut builder = LogicalPlanBuilder::from(state.plan).project(exprs)?;
+        if p.distinct {
+            builder = builder.distinct()?;
+        }
+        let mut plan = builder.build()?;
+
+        // 3. ORDER BY, SKIP, LIMIT.
+        if !p.order_by.is_empty() {
+            let sort_state = State {
+                plan: plan.clone(),
+                scope: sort_scope,
+                unit: false,
+            };
+            let mut sorts = Vec::new();
+            for s in &p.order_by {
+                // An item written again in ORDER BY refers to its output column.
+                let by_text = p
+                    .items
+                    .iter()
+                    .find(|i| i.alias.is_none() && i.text == self.text[s.expr.span.start..s.expr.span.end].trim())
+                    .map(|i| column(&i.text));
+                let e = match by_text {
+                    Some(c) => c,
+                    None => {
+                        if is_aggregate(&s.expr) {
+                            return Err(self.err(s.expr.span, "aggregations in ORDER BY must also be projected"));
+                        }
+                        self.convert(&sort_state, &s.expr)?
+                    }
+                };
+                // Cypher sorts nulls last ascending and first descending.
+                sorts.push(SortExpr::new(e, !s.descending, s.descending));
+            }
+            plan = LogicalPlanBuilder::from(plan).sort(sorts)?.build()?;
+        }
+        let skip = p
+            .skip
+            .as_ref()
+            .map(|e| self.constant_count(e, "SKIP"))
+            .transpose()?;
+        let limit = p
+            .limit
+            .as_ref()
+            .map(|e| self.constant_count(e, "LIMIT"))
+            .transpose()?;
+        if skip.is_some() || limit.is_some() {
+            plan = LogicalPlanBuilder::from(plan)
+                .limit(skip.unwrap_or(0), limit)?
+                .build()?;
+        }
+        if keep_hidden {
+            let only: Vec<Expr> = out_columns.iter().map(|c| column(c)).collect();
+            plan = LogicalPlanBuilder::from(plan).project(only)?.build()?;
+        }
+        let mut state = State {
+            plan,
+            scope: new_scope,
+            unit: false,
+        };
+        if let Some(w) = &p.where_ {
+            state = self.filter(state, w)?;
+        }
+        Ok(state)
+    }
+
+    pub(crate) fn lower_unwind(&mut self, state: State, u: &ast::Unwind) -> Result<State, PlanError> {
+        if state.scope.get(&u.alias.name).is_some() {
+            return Err(self.err(u.alias.span, format!("variable `{}` already declared", u.alias.name)));
+        }
+        let list = self.convert(&state, &u.expr)?;
+        let mut exprs: Vec<Expr> = state
+            .plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| column(f.name()))
+            .collect();
+        exprs.push(list.alias(&u.alias.name));
+        let plan = LogicalPlanBuilder::from(state.plan)
+            .project(exprs)?
+            .unnest_column(u.alias.name.as_str())?
+            .build()?;
+        let mut scope = state.scope;
+        scope.bind(&u.alias.name, VarKind::Value, false);
+        Ok(State {
+            plan,
+            scope,
+            unit: false,
+        })
+    }
+
+    fn value_column(
+        &mut self,
+        state: &State,
+        e: &ast::Expr,
+        columns: &mut Vec<Expr>,
+    ) -> Result<String, PlanError> {
+        let converted = self.convert(state, e)?;
+        let name = format!("__w{}", columns.len());
+        columns.push(converted.alias(&name));
+        Ok(name)
+    }
+
+    fn map_entries<'e>(&self, props: Option<&'e ast::Expr>) -> Result<Vec<(&'e String, &'e ast::Expr)>, PlanError> {
+        match props {
+            None => Ok(vec![]),
+            Some(ast::Expr {
+                kind: ExprKind::Map(entries),
+                ..
+            }) => Ok(entries.iter().map(|(k, v)| (k, v)).collect()),
+            Some(other) => Err(self.err(other.span, "properties must be a map literal")),
+        }
+    }
+
+    pub(crate) fn lower_create(
+        &mut self,
+        state: &State,
+        c: &ast::CreateClause,
+        writes: &mut Vec<WriteOp>,
+        columns: &mut Vec<Expr>,
+        created: &mut Vec<(String, Endpoint)>,
+    ) -> Result<(), PlanError> {
+        let mut created_count = writes
+            .iter()
+            .filter(|w| matches!(w, WriteOp::CreateNode { .. }))
+            .count();
+        for part in &c.pattern {
+            if part.variable.is_some() || part.kind != ast::PatternKind::Plain {
+                return Err(self.err(part.span, "named paths in CREATE are not supported yet"));
+            }
+            let el = &part.element;
+            let nodes: Vec<&ast::NodePattern> =
+                std::iter::once(&el.start).chain(el.chain.iter().map(|(_, n)| n)).collect();
+            let mut endpoints: Vec<(Endpoint, String)> = Vec::new();
+            for n in &nodes {
+                let bound_var = n.variable.as_ref().and_then(|v| {
+                    state.scope.get(&v.name).map(|k| (v, k.clone()))
+                });
+                let earlier = n
+                    .variable
+                    .as_ref()
+                    .and_then(|v| created.iter().find(|(name, _)| name == &v.name).cloned());
+                if let Some((v, kind)) = bound_var {
+                    if !n.labels.is_empty() || n.properties.is_some() {
+                        return Err(self.err(v.span, format!("variable `{}` already declared", v.name)));
+                    }
+                    let VarKind::Node { label, primary_key } = kind else {
+                        return Err(self.err(v.span, format!("type mismatch: `{}` is not a node", v.name)));
+                    };
+                    endpoints.push((
+                        Endpoint::Bound {
+                            label: label.clone(),
+                            key_column: column_name(&v.name, &primary_key),
+                        },
+                        label,
+                    ));
+                    continue;
+                }
+                if let Some((_, endpoint)) = earlier {
+                    if !n.labels.is_empty() || n.properties.is_some() {
+                        return Err(self.err(n.span, "variable already declared"));
+                    }
+                    let label = match &endpoint {
+                        Endpoint::Created(i) => match writes.iter().filter(|w| matches!(w, WriteOp::CreateNode { .. })).nth(*i) {
+                            Some(WriteOp::CreateNode { label, .. }) => label.clone(),
+                            _ => unreachable!("created index in range"),
+                        },
+                        Endpoint::Bound { label, .. } => label.clone(),
+                    };
+                    endpoints.push((endpoint, label));
+                    continue;
+                }
+                if n.labels.len() != 1 {
+                    return Err(self.err(n.span, "CREATE needs exactly one label per node in ContextDB"));
+                }
+                let label = n.labels[0].name.clone();
+                if self.source.node_table(&label).is_none() {
+                    return Err(self.err(n.labels[0].span, format!("unknown node label `{label}` (create it with CREATE NODE TABLE)")));
+                }
+                let mut properties = Vec::new();
+                for (k, v) in self.map_entries(n.properties.as_ref())? {
+                    properties.push((k.clone(), self.value_column(state, v, columns)?));
+                }
+                writes.push(WriteOp::CreateNode {
+                    label: label.clone(),
+                    properties,
+                });
+                let endpoint = Endpoint::Created(created_count);
+                created_count += 1;
+                if let Some(v) = &n.variable {
+                    created.push((v.name.clone(), endpoint.clone()));
+                }
+                endpoints.push((endpoint, label));
+            }
+            for (i, (rel, _)) in el.chain.iter().enumerate() {
+                if rel.types.len() != 1 {
+                    return Err(self.err(rel.span, "a relationship in CREATE needs exactly one type"));
+                }
+                if rel.length.is_some() {
+                    return Err(self.err(rel.span, "variable-length relationships cannot be created"));
+                }
+                let (src, dst) = match rel.direction {
+                    ast::Direction::Outgoing => (&endpoints[i], &endpoints[i + 1]),
+                    ast::Direction::Incoming => (&endpoints[i + 1], &endpoints[i]),
+                    ast::Direction::Both => {
+                        return Err(self.err(rel.span, "a relationship in CREATE needs a direction"));
+                    }
+                };
+                let rel_type = rel.types[0].name.clone();
+                let Some(edge) = self.source.edge_table(&rel_type) else {
+                    return Err(self.err(rel.types[0].span, format!("unknown relationship type `{rel_type}` (create it with CREATE EDGE TABLE)")));
+                };
+                if edge.from != src.1 || edge.to != dst.1 {
+                    return Err(self.err(rel.span, format!(
+                        "{rel_type} connects {} to {}, not {} to {}",
+                        edge.from, edge.to, src.1, dst.1
+                    )));
+                }
+                let mut properties = Vec::new();
+                for (k, v) in self.map_entries(rel.properties.as_ref())? {
+                    properties.push((k.clone(), self.value_column(state, v, columns)?));
+                }
+                writes.push(WriteOp::CreateEdge {
+                    rel_type,
+                    src: src.0.clone(),
+                    dst: dst.0.clone(),
+                    properties,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn target(&self, state: &State, var: &ast::Ident) -> Result<Target, PlanError> {
+        match state.scope.get(&var.name) {
+            Some(VarKind::Node { label, .. }) => Ok(Target::Node {
+                label: label.clone(),
+                ord_column: column_name(&var.name, ORD),
+            }),
+            Some(VarKind::Rel { rel_type }) => Ok(Target::Rel {
+                rel_type: rel_type.clone(),
+                ord_column: column_name(&var.name, ORD),
+            }),
+            Some(VarKind::Value) => Err(self.err(var.span, format!("`{}` is not a node or relationship", var.name))),
+            None => Err(self.err(var.span, format!("variable `{}` not defined", var.name))),
+        }
+    }
+
+    pub(crate) fn lower_set(
+        &mut self,
+        state: &State,
+        s: &ast::SetClause,
+        writes: &mut Vec<WriteOp>,
+        columns: &mut Vec<Expr>,
+    ) -> Result<(), PlanError> {
+        for item in &s.items {
+            match item {
+                ast::SetItem::Property { target, value } => {
+                    let ExprKind::Property(base, key) = &target.kind else {
+                        return Err(self.err(target.span, "SET needs a property"));
+                    };
+                    let ExprKind::Variable(v) = &base.kind else {
+                        return Err(self.err(base.span, "SET needs a variable's property"));
+                    };
+                    let ident = ast::Ident {
+                        name: v.clone(),
+                        span: base.span,
+                    };
+                    let target = self.target(state, &ident)?;
+                    let column = self.value_column(state, value, columns)?;
+                    writes.push(WriteOp::SetProperty {
+                        target,
+                        property: key.clone(),
+                        column,
+                    });
+                }
+                ast::SetItem::Merge { variable, value } | ast::SetItem::Replace { variable, value } => {
+                    if matches!(item, ast::SetItem::Replace { .. }) {
+                        return Err(self.err(variable.span, "SET n = {map} is not supported yet; use SET n += {map}"));
+                    }
+                    let target = self.target(state, variable)?;
+                    for (k, v) in self.map_entries(Some(value))? {
+                        let column = self.value_column(state, v, columns)?;
+                        writes.push(WriteOp::SetProperty {
+                            target: target.clone(),
+                            property: k.clone(),
+                            column,
+                        });
+                    }
+                }
+                ast::SetItem::Labels { variable, .. } => {
+                    return Err(self.err(variable.span, "a node's label cannot change in ContextDB (one table per label)"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn lower_delete(
+        &mut self,
+        state: &State,
+        d: &ast::DeleteClause,
+        writes: &mut Vec<WriteOp>,
+    ) -> Result<(), PlanError> {
+        for e in &d.exprs {
+            let ExprKind::Variable(v) = &e.kind else {
+                return Err(self.err(e.span, "DELETE needs a node or relationship variable"));
+            };
+            let target = self.target(
+                state,
+                &ast::Ident {
+                    name: v.clone(),
+                    span: e.span,
+                },
+            )?;
+            writes.push(WriteOp::Delete {
+                target,
+                detach: d.detach,
+            });
+        }
+        Ok(())
+    }
+}
