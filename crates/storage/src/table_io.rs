@@ -138,8 +138,11 @@ pub fn conform_batch(batch: &RecordBatch, schema: &ArrowSchemaRef) -> Result<Rec
                 let column = batch.column(i);
                 if column.data_type() == field.data_type() {
                     column.clone()
+                } else if column.data_type().equals_datatype(field.data_type()) {
+                    // Same layout, different nested field names/metadata (field ids).
+                    retag(column, field.data_type())?
                 } else {
-                    cast_with_options(column, field.data_type(), &options).map_err(|e| {
+                    let cast = cast_with_options(column, field.data_type(), &options).map_err(|e| {
                         Error::new(
                             ErrorKind::DataInvalid,
                             format!(
@@ -150,7 +153,13 @@ pub fn conform_batch(batch: &RecordBatch, schema: &ArrowSchemaRef) -> Result<Rec
                             ),
                         )
                         .with_source(e)
-                    })?
+                    })?;
+                    // Casts build nested fields of their own; put the table's back.
+                    if cast.data_type() == field.data_type() {
+                        cast
+                    } else {
+                        retag(&cast, field.data_type())?
+                    }
                 }
             }
             Err(_) => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
@@ -169,6 +178,17 @@ pub fn conform_batch(batch: &RecordBatch, schema: &ArrowSchemaRef) -> Result<Rec
         &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
     )
     .map_err(|e| Error::new(ErrorKind::DataInvalid, "batch does not fit the table schema").with_source(e))
+}
+
+/// Gives `array` the data type `to`, which must have the same physical layout.
+fn retag(array: &arrow::array::ArrayRef, to: &arrow::datatypes::DataType) -> Result<arrow::array::ArrayRef> {
+    let data = array
+        .to_data()
+        .into_builder()
+        .data_type(to.clone())
+        .build()
+        .map_err(|e| Error::new(ErrorKind::DataInvalid, format!("cannot store {} as {to}", array.data_type())).with_source(e))?;
+    Ok(arrow::array::make_array(data))
 }
 
 /// Writes `batches` as new Parquet data files of `table` (not yet committed).
