@@ -174,7 +174,12 @@ impl Cache {
         Ok(data)
     }
 
-    async fn load(&self, table: &Table, info: &TableInfo, snapshot_id: Option<i64>) -> Result<TableData> {
+    async fn load(
+        &self,
+        table: &Table,
+        info: &TableInfo,
+        snapshot_id: Option<i64>,
+    ) -> Result<TableData> {
         let storage_schema = table_io::arrow_schema(table)?;
         let schema = user_schema(&storage_schema, info);
         let mut files = Vec::new();
@@ -210,11 +215,7 @@ impl Cache {
                 len += b.num_rows();
                 batches.push(to_user(&b, &schema)?);
             }
-            files.push(FileSpan {
-                path,
-                start,
-                len,
-            });
+            files.push(FileSpan { path, start, len });
             start += len;
         }
         let rows = concat_batches(&schema, &batches)?;
@@ -265,8 +266,16 @@ impl Cache {
         }
         let from_index = from.key_index()?;
         let to_index = to.key_index()?;
-        let src = Key::column(edge.rows.column_by_name("src").ok_or_else(|| Error::internal("edge table without src"))?)?;
-        let dst = Key::column(edge.rows.column_by_name("dst").ok_or_else(|| Error::internal("edge table without dst"))?)?;
+        let src = Key::column(
+            edge.rows
+                .column_by_name("src")
+                .ok_or_else(|| Error::internal("edge table without src"))?,
+        )?;
+        let dst = Key::column(
+            edge.rows
+                .column_by_name("dst")
+                .ok_or_else(|| Error::internal("edge table without dst"))?,
+        )?;
         // Edge rows keep their ordinals; an edge whose endpoint is missing is left out.
         let mut pairs = Vec::with_capacity(src.len());
         let mut rows = Vec::with_capacity(src.len());
@@ -300,7 +309,10 @@ impl Cache {
         loop {
             let total: usize = e.files.values().map(|(_, b, _)| *b).sum::<usize>()
                 + e.tables.values().map(|(t, _)| t.bytes()).sum::<usize>()
-                + e.adjacency.values().map(|(a, _)| a.heap_bytes()).sum::<usize>();
+                + e.adjacency
+                    .values()
+                    .map(|(a, _)| a.heap_bytes())
+                    .sum::<usize>();
             if total <= self.budget_bytes {
                 return;
             }
@@ -334,7 +346,9 @@ async fn read_file(table: &Table, task: iceberg::scan::FileScanTask) -> Result<V
         .reader_builder()
         .with_batch_size(table_io::SCAN_BATCH_ROWS)
         .build();
-    let stream = reader.read(futures::stream::iter([Ok(task)]).boxed())?.stream();
+    let stream = reader
+        .read(futures::stream::iter([Ok(task)]).boxed())?
+        .stream();
     Ok(stream.try_collect().await?)
 }
 

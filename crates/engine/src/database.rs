@@ -238,7 +238,9 @@ impl Database {
             StatementBody::CreateVectorIndex(c) => crate::ddl::create_vector_index(self, c).await,
             StatementBody::Drop(d) => crate::ddl::drop(self, d).await,
             StatementBody::Copy(c) => {
-                let rows = self.load(&c.table.name, Path::new(&c.path), &|_, _| {}).await?;
+                let rows = self
+                    .load(&c.table.name, Path::new(&c.path), &|_, _| {})
+                    .await?;
                 Ok(rows_affected(Language::ContextQL, rows))
             }
         }
@@ -251,13 +253,20 @@ impl Database {
         query: &ast::Query,
         params: &Params,
     ) -> Result<StatementResult> {
-        let writes = query
-            .parts
-            .iter()
-            .flat_map(|p| p.clauses.iter())
-            .any(|c| matches!(c, ast::Clause::Create(_) | ast::Clause::Set(_) | ast::Clause::Delete(_) | ast::Clause::Merge(_) | ast::Clause::Remove(_)));
+        let writes = query.parts.iter().flat_map(|p| p.clauses.iter()).any(|c| {
+            matches!(
+                c,
+                ast::Clause::Create(_)
+                    | ast::Clause::Set(_)
+                    | ast::Clause::Delete(_)
+                    | ast::Clause::Merge(_)
+                    | ast::Clause::Remove(_)
+            )
+        });
         if writes && statement.at.is_some() {
-            return Err(Error::plan("AT SNAPSHOT / AT TIMESTAMP queries are read-only"));
+            return Err(Error::plan(
+                "AT SNAPSHOT / AT TIMESTAMP queries are read-only",
+            ));
         }
         // Writers hold the lock from reading to commit, so what they read is what they change.
         let _guard = if writes {
@@ -277,7 +286,9 @@ impl Database {
         let ctx = graph_context(snapshot.clone());
         if let Some(mode) = statement.explain {
             if !lowered.writes.is_empty() && mode == ast::Explain::Analyze {
-                return Err(Error::plan("EXPLAIN ANALYZE of a writing query is not supported"));
+                return Err(Error::plan(
+                    "EXPLAIN ANALYZE of a writing query is not supported",
+                ));
             }
             let df = ctx.execute_logical_plan(lowered.plan).await?;
             let df = df.explain(false, mode == ast::Explain::Analyze)?;
@@ -318,13 +329,16 @@ impl Database {
     }
 
     pub(crate) async fn load_table(&self, name: &str) -> Result<Table> {
-        self.catalog.load_table(&self.ident(name)).await.map_err(|e| {
-            if e.kind() == iceberg::ErrorKind::TableNotFound {
-                Error::plan(format!("table `{name}` does not exist"))
-            } else {
-                e.into()
-            }
-        })
+        self.catalog
+            .load_table(&self.ident(name))
+            .await
+            .map_err(|e| {
+                if e.kind() == iceberg::ErrorKind::TableNotFound {
+                    Error::plan(format!("table `{name}` does not exist"))
+                } else {
+                    e.into()
+                }
+            })
     }
 
     /// Bulk loads a Parquet or CSV file into an existing table.
@@ -347,7 +361,10 @@ pub(crate) fn graph_context(snapshot: Arc<Snapshot>) -> SessionContext {
         .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
         // Table and column names are case-sensitive, as in ContextQL.
         .set_bool("datafusion.sql_parser.enable_ident_normalization", false)
-        .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
+        .set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        );
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
@@ -376,9 +393,16 @@ pub(crate) fn rows_affected(language: Language, rows: u64) -> StatementResult {
 }
 
 pub(crate) fn message(language: Language, text: &str) -> StatementResult {
-    let schema = Arc::new(Schema::new(vec![Field::new("status", DataType::Utf8, false)]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![text]))])
-        .expect("one column of one row");
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "status",
+        DataType::Utf8,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from(vec![text]))],
+    )
+    .expect("one column of one row");
     StatementResult {
         language,
         schema,
@@ -388,8 +412,11 @@ pub(crate) fn message(language: Language, text: &str) -> StatementResult {
 }
 
 fn parse_timestamp_ms(ts: &str) -> Result<i64> {
-    let parsed = chrono_like::parse(ts)
-        .ok_or_else(|| Error::plan(format!("invalid timestamp '{ts}' (use RFC 3339, e.g. 2026-01-01T00:00:00Z)")))?;
+    let parsed = chrono_like::parse(ts).ok_or_else(|| {
+        Error::plan(format!(
+            "invalid timestamp '{ts}' (use RFC 3339, e.g. 2026-01-01T00:00:00Z)"
+        ))
+    })?;
     Ok(parsed)
 }
 
@@ -448,7 +475,11 @@ mod chrono_like {
         let s = s.trim();
         let (date, rest) = s.split_at(s.find(['T', ' ']).unwrap_or(s.len()));
         let mut d = date.split('-');
-        let (y, m, day): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
+        let (y, m, day): (i64, i64, i64) = (
+            d.next()?.parse().ok()?,
+            d.next()?.parse().ok()?,
+            d.next()?.parse().ok()?,
+        );
         if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
             return None;
         }
@@ -490,7 +521,10 @@ mod chrono_like {
         fn parses_rfc3339() {
             assert_eq!(super::parse("1970-01-01T00:00:00Z"), Some(0));
             assert_eq!(super::parse("1970-01-02"), Some(86_400_000));
-            assert_eq!(super::parse("2000-03-01T00:00:00.5Z"), Some(951_868_800_500));
+            assert_eq!(
+                super::parse("2000-03-01T00:00:00.5Z"),
+                Some(951_868_800_500)
+            );
             assert_eq!(super::parse("1970-01-01T01:00:00+01:00"), Some(0));
             assert_eq!(super::parse("nope"), None);
         }

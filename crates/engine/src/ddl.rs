@@ -11,12 +11,12 @@ use contextql::ast::{self, ObjectKind};
 use iceberg::spec::{PrimitiveType, Type};
 use iceberg::{Catalog, TableCreation, TableRequirement, TableUpdate};
 
+use crate::StatementResult;
 use crate::cache::Key;
 use crate::database::{Database, message};
 use crate::error::{Error, Result};
 use crate::route::Language;
 use crate::schema::{PROP_VECTOR_INDEX_PREFIX, TableInfo, TableKind, iceberg_schema};
-use crate::StatementResult;
 
 /// Rows per bulk-load write (each write rolls its own data files).
 pub const LOAD_CHUNK_ROWS: usize = 1 << 20;
@@ -37,7 +37,12 @@ async fn exists(db: &Database, name: &str) -> Result<bool> {
     Ok(db.catalog.table_exists(&db.ident(name)).await?)
 }
 
-async fn create(db: &Database, name: &str, columns: Vec<(String, ast::DataType, bool)>, info: TableInfo) -> Result<()> {
+async fn create(
+    db: &Database,
+    name: &str,
+    columns: Vec<(String, ast::DataType, bool)>,
+    info: TableInfo,
+) -> Result<()> {
     let schema = iceberg_schema(&columns)?;
     let creation = TableCreation::builder()
         .name(name.to_string())
@@ -55,19 +60,30 @@ pub async fn create_node_table(db: &Database, c: &ast::CreateNodeTable) -> Resul
         if c.if_not_exists {
             return Ok(message(Language::ContextQL, "table exists"));
         }
-        return Err(Error::plan(format!("table `{}` already exists", c.name.name)));
+        return Err(Error::plan(format!(
+            "table `{}` already exists",
+            c.name.name
+        )));
     }
     let mut seen = HashSet::new();
     for col in &c.columns {
         check_name(&col.name)?;
         if !seen.insert(col.name.name.to_ascii_lowercase()) {
-            return Err(Error::plan(format!("column `{}` is declared twice", col.name.name)));
+            return Err(Error::plan(format!(
+                "column `{}` is declared twice",
+                col.name.name
+            )));
         }
     }
     let pk = c
         .primary_key
         .as_ref()
-        .or_else(|| c.columns.iter().find(|col| col.primary_key).map(|col| &col.name))
+        .or_else(|| {
+            c.columns
+                .iter()
+                .find(|col| col.primary_key)
+                .map(|col| &col.name)
+        })
         .ok_or_else(|| Error::plan(format!("node table `{}` needs a PRIMARY KEY", c.name.name)))?;
     let pk_column = c
         .columns
@@ -93,7 +109,11 @@ pub async fn create_node_table(db: &Database, c: &ast::CreateNodeTable) -> Resul
                 }
                 info.vectors.insert(col.name.name.clone(), d as i32);
             }
-            Ok((col.name.name.clone(), col.data_type.clone(), col.name.name == pk.name))
+            Ok((
+                col.name.name.clone(),
+                col.data_type.clone(),
+                col.name.name == pk.name,
+            ))
         })
         .collect::<Result<Vec<_>>>()?;
     create(db, &c.name.name, columns, info).await?;
@@ -107,7 +127,10 @@ pub async fn create_edge_table(db: &Database, c: &ast::CreateEdgeTable) -> Resul
         if c.if_not_exists {
             return Ok(message(Language::ContextQL, "table exists"));
         }
-        return Err(Error::plan(format!("table `{}` already exists", c.name.name)));
+        return Err(Error::plan(format!(
+            "table `{}` already exists",
+            c.name.name
+        )));
     }
     let [(from, to)] = c.endpoints.as_slice() else {
         return Err(Error::plan(
@@ -149,7 +172,10 @@ pub async fn create_edge_table(db: &Database, c: &ast::CreateEdgeTable) -> Resul
     for col in &c.columns {
         check_name(&col.name)?;
         if !seen.insert(col.name.name.to_ascii_lowercase()) {
-            return Err(Error::plan(format!("column `{}` is declared twice (src and dst are implicit)", col.name.name)));
+            return Err(Error::plan(format!(
+                "column `{}` is declared twice (src and dst are implicit)",
+                col.name.name
+            )));
         }
         if let ast::DataType::Vector(d) = col.data_type {
             info.vectors.insert(col.name.name.clone(), d as i32);
@@ -160,7 +186,10 @@ pub async fn create_edge_table(db: &Database, c: &ast::CreateEdgeTable) -> Resul
     Ok(message(Language::ContextQL, "edge table created"))
 }
 
-pub async fn create_vector_index(db: &Database, c: &ast::CreateVectorIndex) -> Result<StatementResult> {
+pub async fn create_vector_index(
+    db: &Database,
+    c: &ast::CreateVectorIndex,
+) -> Result<StatementResult> {
     let _guard = db.write_lock.lock().await;
     let table = db.load_table(&c.label.name).await?;
     let info = TableInfo::from_properties(&c.label.name, table.metadata().properties());
@@ -173,7 +202,9 @@ pub async fn create_vector_index(db: &Database, c: &ast::CreateVectorIndex) -> R
     let mut metric = "cosine".to_string();
     for (k, v) in &c.options {
         match (k.to_ascii_lowercase().as_str(), v) {
-            ("metric", ast::Literal::String(m)) if ["cosine", "l2", "dot"].contains(&m.to_ascii_lowercase().as_str()) => {
+            ("metric", ast::Literal::String(m))
+                if ["cosine", "l2", "dot"].contains(&m.to_ascii_lowercase().as_str()) =>
+            {
                 metric = m.to_ascii_lowercase()
             }
             _ => return Err(Error::plan(format!("unknown vector index option `{k}`"))),
@@ -208,15 +239,24 @@ pub async fn drop(db: &Database, d: &ast::DropObject) -> Result<StatementResult>
     }
     let table = db.load_table(name).await?;
     let info = TableInfo::from_properties(name, table.metadata().properties());
-    let want = if d.kind == ObjectKind::NodeTable { TableKind::Node } else { TableKind::Edge };
+    let want = if d.kind == ObjectKind::NodeTable {
+        TableKind::Node
+    } else {
+        TableKind::Edge
+    };
     if info.kind != want {
-        return Err(Error::plan(format!("`{name}` is not a {} table", want.as_str())));
+        return Err(Error::plan(format!(
+            "`{name}` is not a {} table",
+            want.as_str()
+        )));
     }
     if want == TableKind::Node {
         for ident in db.catalog.list_tables(&db.namespace).await? {
             let other = db.catalog.load_table(&ident).await?;
             let oi = TableInfo::from_properties(ident.name(), other.metadata().properties());
-            if oi.kind == TableKind::Edge && (oi.from.as_deref() == Some(name) || oi.to.as_deref() == Some(name)) {
+            if oi.kind == TableKind::Edge
+                && (oi.from.as_deref() == Some(name) || oi.to.as_deref() == Some(name))
+            {
                 return Err(Error::plan(format!(
                     "edge table `{}` connects `{name}`; drop it first",
                     ident.name()
@@ -228,8 +268,12 @@ pub async fn drop(db: &Database, d: &ast::DropObject) -> Result<StatementResult>
     Ok(message(Language::ContextQL, "dropped"))
 }
 
-/// Reads a Parquet or CSV file in batches of [`LOAD_BATCH_ROWS`].
-fn read_file(path: &Path, schema: &SchemaRef) -> Result<(Box<dyn Iterator<Item = Result<RecordBatch>> + Send>, u64)> {
+/// Batches read from a file to load.
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
+
+/// Reads a Parquet or CSV file in batches of [`LOAD_BATCH_ROWS`]; also returns the row
+/// count when the format tells it up front (0 otherwise).
+fn read_file(path: &Path, schema: &SchemaRef) -> Result<(Batches, u64)> {
     let file = std::fs::File::open(path)
         .map_err(|e| Error::execution(format!("cannot open {}: {e}", path.display())))?;
     let ext = path
@@ -239,8 +283,14 @@ fn read_file(path: &Path, schema: &SchemaRef) -> Result<(Box<dyn Iterator<Item =
         .unwrap_or_default();
     match ext.as_str() {
         "parquet" => {
-            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| Error::execution(format!("{}: not a readable Parquet file: {e}", path.display())))?;
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| {
+                        Error::execution(format!(
+                            "{}: not a readable Parquet file: {e}",
+                            path.display()
+                        ))
+                    })?;
             let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
             let reader = builder
                 .with_batch_size(LOAD_BATCH_ROWS)
@@ -250,9 +300,16 @@ fn read_file(path: &Path, schema: &SchemaRef) -> Result<(Box<dyn Iterator<Item =
         }
         "csv" => {
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let has_vectors = schema.fields().iter().any(|f| matches!(f.data_type(), DataType::FixedSizeList(..) | DataType::List(..)));
+            let has_vectors = schema.fields().iter().any(|f| {
+                matches!(
+                    f.data_type(),
+                    DataType::FixedSizeList(..) | DataType::List(..)
+                )
+            });
             if has_vectors {
-                return Err(Error::execution("CSV cannot carry VECTOR or list columns; use Parquet"));
+                return Err(Error::execution(
+                    "CSV cannot carry VECTOR or list columns; use Parquet",
+                ));
             }
             let reader = arrow::csv::ReaderBuilder::new(schema.clone())
                 .with_header(true)
@@ -281,11 +338,19 @@ pub async fn load_file(
         .get(name)
         .ok_or_else(|| Error::plan(format!("table `{name}` does not exist")))?
         .clone();
-    let table = snapshot.current.get(name).expect("listed with its data").clone();
+    let table = snapshot
+        .current
+        .get(name)
+        .expect("listed with its data")
+        .clone();
     let (reader, total) = read_file(path, &data.schema())?;
     let storage_schema = table_io::arrow_schema(&table)?;
     let user_schema = data.schema();
-    let table_columns: HashSet<&str> = user_schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let table_columns: HashSet<&str> = user_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
     let mut keys = match data.info.kind {
         TableKind::Node => Some((*data.key_index()?).clone()),
         _ => None,
@@ -296,7 +361,12 @@ pub async fn load_file(
     let mut done = 0u64;
     for batch in reader {
         let batch = batch?;
-        if let Some(extra) = batch.schema().fields().iter().find(|f| !table_columns.contains(f.name().as_str())) {
+        if let Some(extra) = batch
+            .schema()
+            .fields()
+            .iter()
+            .find(|f| !table_columns.contains(f.name().as_str()))
+        {
             return Err(Error::execution(format!(
                 "{}: column `{}` is not in table `{name}`",
                 path.display(),
@@ -305,11 +375,17 @@ pub async fn load_file(
         }
         let batch = table_io::conform_batch(&batch, &storage_schema)?;
         if let (Some(keys), Some(pk)) = (&mut keys, &data.info.primary_key) {
-            let column = batch.column_by_name(pk).expect("conformed to the table schema");
+            let column = batch
+                .column_by_name(pk)
+                .expect("conformed to the table schema");
             for key in Key::column(column)? {
-                let key = key.ok_or_else(|| Error::execution(format!("primary key `{pk}` must not be null")))?;
+                let key = key.ok_or_else(|| {
+                    Error::execution(format!("primary key `{pk}` must not be null"))
+                })?;
                 if keys.insert(key.clone(), 0).is_some() {
-                    return Err(Error::execution(format!("duplicate primary key {key:?} in `{name}`")));
+                    return Err(Error::execution(format!(
+                        "duplicate primary key {key:?} in `{name}`"
+                    )));
                 }
             }
         }

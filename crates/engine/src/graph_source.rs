@@ -51,7 +51,10 @@ impl Snapshot {
 
 impl GraphSource for Snapshot {
     fn node_table(&self, label: &str) -> Option<NodeTableInfo> {
-        let data = self.tables.get(label).filter(|t| t.info.kind == TableKind::Node)?;
+        let data = self
+            .tables
+            .get(label)
+            .filter(|t| t.info.kind == TableKind::Node)?;
         Some(NodeTableInfo {
             label: label.to_string(),
             primary_key: data.info.primary_key.clone()?,
@@ -60,7 +63,10 @@ impl GraphSource for Snapshot {
     }
 
     fn edge_table(&self, rel_type: &str) -> Option<EdgeTableInfo> {
-        let data = self.tables.get(rel_type).filter(|t| t.info.kind == TableKind::Edge)?;
+        let data = self
+            .tables
+            .get(rel_type)
+            .filter(|t| t.info.kind == TableKind::Edge)?;
         Self::edge_info(data)
     }
 
@@ -83,7 +89,9 @@ impl GraphSource for Snapshot {
     fn adjacency(&self, rel_type: &str) -> DfResult<Arc<Adjacency>> {
         let edge = self.of_kind(rel_type, TableKind::Edge)?;
         let (Some(from), Some(to)) = (&edge.info.from, &edge.info.to) else {
-            return Err(DataFusionError::Internal(format!("{rel_type} has no endpoints")));
+            return Err(DataFusionError::Internal(format!(
+                "{rel_type} has no endpoints"
+            )));
         };
         let from = self.of_kind(from, TableKind::Node)?;
         let to = self.of_kind(to, TableKind::Node)?;

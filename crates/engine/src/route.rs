@@ -142,11 +142,19 @@ pub fn route(statement: &str) -> Language {
 }
 
 /// Moves a (line, column) within a piece to the whole script.
-pub fn script_position(script: &str, offset: usize, (line, column): (usize, usize)) -> (usize, usize) {
+pub fn script_position(
+    script: &str,
+    offset: usize,
+    (line, column): (usize, usize),
+) -> (usize, usize) {
     let before = &script[..offset.min(script.len())];
     let lines_before = before.matches('\n').count();
     if line == 1 {
-        let col_before = before.rsplit('\n').next().map(|s| s.chars().count()).unwrap_or(0);
+        let col_before = before
+            .rsplit('\n')
+            .next()
+            .map(|s| s.chars().count())
+            .unwrap_or(0);
         (1 + lines_before, column + col_before)
     } else {
         (line + lines_before, column)
@@ -162,7 +170,10 @@ mod tests {
         assert_eq!(route("MATCH (n) RETURN n"), Language::ContextQL);
         assert_eq!(route("  optional match (n) return n"), Language::ContextQL);
         assert_eq!(route("CREATE (:A)"), Language::ContextQL);
-        assert_eq!(route("CREATE NODE TABLE A (id BIGINT PRIMARY KEY)"), Language::ContextQL);
+        assert_eq!(
+            route("CREATE NODE TABLE A (id BIGINT PRIMARY KEY)"),
+            Language::ContextQL
+        );
         assert_eq!(route("CREATE TABLE t (a INT)"), Language::Sql);
         assert_eq!(route("DROP TABLE t"), Language::Sql);
         assert_eq!(route("DROP EDGE TABLE T"), Language::ContextQL);
@@ -172,7 +183,10 @@ mod tests {
         assert_eq!(route("EXPLAIN MATCH (n:A) RETURN n"), Language::ContextQL);
         assert_eq!(route("EXPLAIN SELECT 1"), Language::Sql);
         assert_eq!(route("-- c\nMATCH (n:A) RETURN n"), Language::ContextQL);
-        assert_eq!(route("AT SNAPSHOT 1 MATCH (n:A) RETURN n"), Language::ContextQL);
+        assert_eq!(
+            route("AT SNAPSHOT 1 MATCH (n:A) RETURN n"),
+            Language::ContextQL
+        );
     }
 
     #[test]

@@ -152,7 +152,9 @@ pub fn iceberg_type(t: &ast::DataType, next_id: &mut i32) -> Type {
             *next_id += 1;
             let id = *next_id;
             let inner = iceberg_type(inner, next_id);
-            Type::List(ListType::new(Arc::new(NestedField::list_element(id, inner, false))))
+            Type::List(ListType::new(Arc::new(NestedField::list_element(
+                id, inner, false,
+            ))))
         }
     }
 }

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{
+    Array, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::Constraint;
@@ -16,21 +18,29 @@ use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, Wr
 use datafusion::prelude::SessionContext;
 use iceberg::{Catalog, TableCreation};
 
+use crate::StatementResult;
 use crate::database::{Database, graph_context, message, rows_affected};
 use crate::error::{Error, Result};
 use crate::graph_source::Snapshot;
 use crate::route::Language;
 use crate::schema::{TableInfo, TableKind, ast_type, iceberg_schema};
 use crate::write::{TableEdits, commit_edits};
-use crate::StatementResult;
 
 fn first_word(text: &str) -> String {
     let mut rest = text.trim_start();
     loop {
         if rest.starts_with("--") {
-            rest = rest.split_once('\n').map(|(_, r)| r).unwrap_or("").trim_start();
+            rest = rest
+                .split_once('\n')
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .trim_start();
         } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map(|(_, r)| r).unwrap_or("").trim_start();
+            rest = r
+                .split_once("*/")
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .trim_start();
         } else {
             break;
         }
@@ -46,7 +56,10 @@ pub(crate) fn sql_context(snapshot: &Arc<Snapshot>) -> Result<SessionContext> {
     let ctx = graph_context(snapshot.clone());
     for (name, data) in &snapshot.tables {
         let table = MemTable::try_new(data.schema(), vec![vec![(*data.rows).clone()]])?;
-        ctx.register_table(datafusion::common::TableReference::bare(name.as_str()), Arc::new(table))?;
+        ctx.register_table(
+            datafusion::common::TableReference::bare(name.as_str()),
+            Arc::new(table),
+        )?;
     }
     let system = Arc::new(MemorySchemaProvider::new());
     ctx.catalog("contextdb")
@@ -66,7 +79,11 @@ fn snapshots_table(snapshot: &Snapshot) -> Result<MemTable> {
         Field::new("table_name", DataType::Utf8, false),
         Field::new("snapshot_id", DataType::Int64, false),
         Field::new("parent_id", DataType::Int64, true),
-        Field::new("committed_at", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new(
+            "committed_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("operation", DataType::Utf8, false),
         Field::new("is_current", DataType::Boolean, false),
     ]));
@@ -102,7 +119,11 @@ pub async fn execute(db: &Database, text: &str) -> Result<StatementResult> {
         first_word(text).as_str(),
         "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "DROP"
     );
-    let _guard = if writes { Some(db.write_lock.lock().await) } else { None };
+    let _guard = if writes {
+        Some(db.write_lock.lock().await)
+    } else {
+        None
+    };
     let snapshot = db.snapshot(None).await?;
     let ctx = sql_context(&snapshot)?;
     let plan = ctx.state().create_logical_plan(text).await?;
@@ -134,7 +155,8 @@ pub async fn execute(db: &Database, text: &str) -> Result<StatementResult> {
                     if let contextql::ast::DataType::Vector(d) = t {
                         info.vectors.insert(f.name().clone(), d as i32);
                     }
-                    let required = !f.is_nullable() || info.primary_key.as_deref() == Some(f.name());
+                    let required =
+                        !f.is_nullable() || info.primary_key.as_deref() == Some(f.name());
                     Ok((f.name().clone(), t, required))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -144,7 +166,11 @@ pub async fn execute(db: &Database, text: &str) -> Result<StatementResult> {
                 .properties(info.properties())
                 .build();
             db.catalog.create_table(&db.namespace, creation).await?;
-            let batches = ctx.execute_logical_plan((*c.input).clone()).await?.collect().await?;
+            let batches = ctx
+                .execute_logical_plan((*c.input).clone())
+                .await?
+                .collect()
+                .await?;
             if batches.iter().any(|b| b.num_rows() > 0) {
                 // CREATE TABLE AS SELECT: the rows go in with the next catalog version.
                 let snapshot = db.snapshot(None).await?;
@@ -164,7 +190,8 @@ pub async fn execute(db: &Database, text: &str) -> Result<StatementResult> {
             if data.info.kind == TableKind::Node
                 && let Some(edge) = snapshot.tables.values().find(|t| {
                     t.info.kind == TableKind::Edge
-                        && (t.info.from.as_deref() == Some(&name) || t.info.to.as_deref() == Some(&name))
+                        && (t.info.from.as_deref() == Some(&name)
+                            || t.info.to.as_deref() == Some(&name))
                 })
             {
                 return Err(Error::plan(format!(
@@ -175,10 +202,7 @@ pub async fn execute(db: &Database, text: &str) -> Result<StatementResult> {
             db.catalog.drop_table(&db.ident(&name)).await?;
             Ok(message(Language::Sql, "table dropped"))
         }
-        LogicalPlan::Ddl(other) => Err(Error::plan(format!(
-            "{} is not supported",
-            other.name()
-        ))),
+        LogicalPlan::Ddl(other) => Err(Error::plan(format!("{} is not supported", other.name()))),
         plan => {
             let df = ctx.execute_logical_plan(plan).await?;
             let schema = Arc::new(df.schema().as_arrow().clone());
@@ -194,7 +218,12 @@ pub async fn execute(db: &Database, text: &str) -> Result<StatementResult> {
 }
 
 /// Appends rows (already in the table's column order) to one table.
-async fn append(db: &Database, snapshot: &Snapshot, name: &str, batches: Vec<RecordBatch>) -> Result<u64> {
+async fn append(
+    db: &Database,
+    snapshot: &Snapshot,
+    name: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<u64> {
     let data = snapshot
         .get(name)
         .ok_or_else(|| Error::plan(format!("table `{name}` does not exist")))?;
@@ -217,7 +246,10 @@ async fn append(db: &Database, snapshot: &Snapshot, name: &str, batches: Vec<Rec
             .collect::<Result<Vec<_>>>()?;
         for (f, c) in schema.fields().iter().zip(&columns) {
             if !f.is_nullable() && c.null_count() > 0 {
-                return Err(Error::execution(format!("`{name}.{}` must not be null", f.name())));
+                return Err(Error::execution(format!(
+                    "`{name}.{}` must not be null",
+                    f.name()
+                )));
             }
         }
         rows += b.num_rows() as u64;
@@ -234,8 +266,15 @@ async fn append(db: &Database, snapshot: &Snapshot, name: &str, batches: Vec<Rec
     Ok(rows)
 }
 
+/// A DML input taken apart: the UPDATE projection, the WHERE predicate and the scan.
+struct DmlParts<'a> {
+    projection: Option<Vec<Expr>>,
+    predicate: Option<Expr>,
+    scan: &'a LogicalPlan,
+}
+
 /// Peels Projection / Filter / alias off a DML input down to its scan.
-fn dml_parts(plan: &LogicalPlan) -> Result<(Option<Vec<Expr>>, Option<Expr>, &LogicalPlan)> {
+fn dml_parts(plan: &LogicalPlan) -> Result<DmlParts<'_>> {
     let mut projection = None;
     let mut predicate = None;
     let mut node = plan;
@@ -250,7 +289,13 @@ fn dml_parts(plan: &LogicalPlan) -> Result<(Option<Vec<Expr>>, Option<Expr>, &Lo
                 node = &f.input;
             }
             LogicalPlan::SubqueryAlias(a) => node = &a.input,
-            LogicalPlan::TableScan(_) => return Ok((projection, predicate, node)),
+            LogicalPlan::TableScan(_) => {
+                return Ok(DmlParts {
+                    projection,
+                    predicate,
+                    scan: node,
+                });
+            }
             _ => {
                 return Err(Error::plan(
                     "UPDATE/DELETE support a WHERE over the target table only (no joins or subqueries yet)",
@@ -273,12 +318,20 @@ async fn dml_statement(
         .clone();
     match dml.op {
         WriteOp::Insert(_) => {
-            let batches = ctx.execute_logical_plan((*dml.input).clone()).await?.collect().await?;
+            let batches = ctx
+                .execute_logical_plan((*dml.input).clone())
+                .await?
+                .collect()
+                .await?;
             let rows = append(db, snapshot, &name, batches).await?;
             Ok(rows_affected(Language::Sql, rows))
         }
         WriteOp::Delete | WriteOp::Update => {
-            let (projection, predicate, scan) = dml_parts(&dml.input)?;
+            let DmlParts {
+                projection,
+                predicate,
+                scan,
+            } = dml_parts(&dml.input)?;
             let batch = (*data.rows).clone();
             let n = batch.num_rows();
             let scan_schema = scan.schema();
@@ -307,7 +360,8 @@ async fn dml_statement(
                 }
                 edit.deleted = hits.iter().copied().collect();
             } else {
-                let exprs = projection.ok_or_else(|| Error::internal("UPDATE without projection"))?;
+                let exprs =
+                    projection.ok_or_else(|| Error::internal("UPDATE without projection"))?;
                 for (expr, field) in exprs.iter().zip(data.schema().fields()) {
                     // Unassigned columns project themselves.
                     if let Expr::Column(c) = expr.clone().unalias()
@@ -316,7 +370,8 @@ async fn dml_statement(
                         continue;
                     }
                     if data.info.primary_key.as_deref() == Some(field.name().as_str())
-                        || (data.info.kind == TableKind::Edge && (field.name() == "src" || field.name() == "dst"))
+                        || (data.info.kind == TableKind::Edge
+                            && (field.name() == "src" || field.name() == "dst"))
                     {
                         return Err(Error::plan(format!("`{}` cannot be updated", field.name())));
                     }
@@ -328,13 +383,17 @@ async fn dml_statement(
                         arrow::compute::cast(&values, field.data_type())?
                     };
                     if !field.is_nullable() && hits.iter().any(|&i| values.is_null(i as usize)) {
-                        return Err(Error::execution(format!("`{name}.{}` must not be null", field.name())));
+                        return Err(Error::execution(format!(
+                            "`{name}.{}` must not be null",
+                            field.name()
+                        )));
                     }
                     for &i in &hits {
-                        edit.updates
-                            .entry(i)
-                            .or_default()
-                            .push((field.name().clone(), values.clone(), i as usize));
+                        edit.updates.entry(i).or_default().push((
+                            field.name().clone(),
+                            values.clone(),
+                            i as usize,
+                        ));
                     }
                 }
             }

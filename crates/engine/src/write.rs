@@ -7,8 +7,8 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array, new_null_array,
 };
-use arrow::compute::{cast, concat, concat_batches, filter_record_batch, take};
 use arrow::compute::kernels::zip::zip;
+use arrow::compute::{cast, concat, concat_batches, filter_record_batch, take};
 use arrow::datatypes::{DataType, SchemaRef};
 use contextdb_catalog::TableChange;
 use contextdb_planner::{Endpoint, Target, WriteOp};
@@ -89,7 +89,10 @@ fn cast_to(values: &ArrayRef, to: &DataType, name: &str) -> Result<ArrayRef> {
 fn check_not_null(schema: &SchemaRef, columns: &[ArrayRef], table: &str) -> Result<()> {
     for (f, c) in schema.fields().iter().zip(columns) {
         if !f.is_nullable() && c.null_count() > 0 {
-            return Err(Error::execution(format!("`{table}.{}` must not be null", f.name())));
+            return Err(Error::execution(format!(
+                "`{table}.{}` must not be null",
+                f.name()
+            )));
         }
     }
     Ok(())
@@ -113,7 +116,11 @@ pub async fn apply(
         match op {
             WriteOp::CreateNode { label, properties } => {
                 let table = data(snapshot, label)?;
-                let pk = table.info.primary_key.clone().expect("node tables have keys");
+                let pk = table
+                    .info
+                    .primary_key
+                    .clone()
+                    .expect("node tables have keys");
                 let mut props: Vec<(String, ArrayRef)> = properties
                     .iter()
                     .map(|(p, c)| Ok((p.clone(), column(&rows, c)?.clone())))
@@ -148,7 +155,9 @@ pub async fn apply(
                 let table = data(snapshot, rel_type)?;
                 let endpoint = |e: &Endpoint| -> Result<ArrayRef> {
                     match e {
-                        Endpoint::Bound { key_column, .. } => Ok(column(&rows, key_column)?.clone()),
+                        Endpoint::Bound { key_column, .. } => {
+                            Ok(column(&rows, key_column)?.clone())
+                        }
                         Endpoint::Created(i) => created_keys
                             .get(*i)
                             .cloned()
@@ -166,7 +175,11 @@ pub async fn apply(
                     props.push((p.clone(), column(&rows, c)?.clone()));
                 }
                 let batch = build_rows(table, &props, n)?;
-                edits.entry(rel_type.clone()).or_default().appended.push(batch);
+                edits
+                    .entry(rel_type.clone())
+                    .or_default()
+                    .appended
+                    .push(batch);
                 changes += n as u64;
             }
             WriteOp::SetProperty {
@@ -182,24 +195,30 @@ pub async fn apply(
                     ))
                 })?.clone();
                 if table.info.primary_key.as_deref() == Some(property.as_str()) {
-                    return Err(Error::execution(format!("the primary key `{property}` cannot be changed")));
+                    return Err(Error::execution(format!(
+                        "the primary key `{property}` cannot be changed"
+                    )));
                 }
                 if table.info.kind == TableKind::Edge && (property == "src" || property == "dst") {
-                    return Err(Error::execution("a relationship's endpoints cannot be changed"));
+                    return Err(Error::execution(
+                        "a relationship's endpoints cannot be changed",
+                    ));
                 }
                 let values = cast_to(column(&rows, value_column)?, field.data_type(), property)?;
                 if !field.is_nullable() && values.null_count() > 0 {
-                    return Err(Error::execution(format!("`{name}.{property}` must not be null")));
+                    return Err(Error::execution(format!(
+                        "`{name}.{property}` must not be null"
+                    )));
                 }
                 let ords = ords(column(&rows, ord_column)?)?;
                 let entry = edits.entry(name.to_string()).or_default();
                 for row in 0..n {
                     if ords.is_valid(row) {
-                        entry
-                            .updates
-                            .entry(ords.value(row))
-                            .or_default()
-                            .push((property.clone(), values.clone(), row));
+                        entry.updates.entry(ords.value(row)).or_default().push((
+                            property.clone(),
+                            values.clone(),
+                            row,
+                        ));
                         changes += 1;
                     }
                 }
@@ -284,9 +303,17 @@ fn max_int_key(table: &TableData) -> Result<i64> {
 }
 
 /// Edge rows of every edge table touching `label` whose endpoint is a deleted node.
-fn edges_at(snapshot: &Snapshot, label: &str, deleted: &BTreeSet<u32>) -> Result<Vec<(String, Vec<u32>)>> {
+fn edges_at(
+    snapshot: &Snapshot,
+    label: &str,
+    deleted: &BTreeSet<u32>,
+) -> Result<Vec<(String, Vec<u32>)>> {
     let nodes = data(snapshot, label)?;
-    let pk = nodes.info.primary_key.clone().expect("node tables have keys");
+    let pk = nodes
+        .info
+        .primary_key
+        .clone()
+        .expect("node tables have keys");
     let key_column = Key::column(nodes.rows.column_by_name(&pk).expect("key column"))?;
     let keys: HashSet<Key> = deleted
         .iter()
@@ -325,7 +352,10 @@ fn delete_edges_of(
     if !detach {
         return Ok(0);
     }
-    let deleted = edits.get(label).map(|e| e.deleted.clone()).unwrap_or_default();
+    let deleted = edits
+        .get(label)
+        .map(|e| e.deleted.clone())
+        .unwrap_or_default();
     let mut count = 0;
     for (edge, rows) in edges_at(snapshot, label, &deleted)? {
         let entry = edits.entry(edge).or_default();
@@ -340,7 +370,9 @@ fn delete_edges_of(
 
 fn check_dangling(snapshot: &Snapshot, edits: &HashMap<String, TableEdits>) -> Result<()> {
     for (name, edit) in edits {
-        let Some(table) = snapshot.get(name) else { continue };
+        let Some(table) = snapshot.get(name) else {
+            continue;
+        };
         if table.info.kind != TableKind::Node || edit.deleted.is_empty() {
             continue;
         }
@@ -410,10 +442,11 @@ fn rewrite(table: &TableData, edit: &TableEdits) -> Result<(HashSet<String>, Vec
         let mut per_column: HashMap<&str, Vec<(usize, &ArrayRef, usize)>> = HashMap::new();
         for (&ord, sets) in edit.updates.range(range.clone()) {
             for (col, values, row) in sets {
-                per_column
-                    .entry(col.as_str())
-                    .or_default()
-                    .push((ord as usize - file.start, values, *row));
+                per_column.entry(col.as_str()).or_default().push((
+                    ord as usize - file.start,
+                    values,
+                    *row,
+                ));
             }
         }
         if !per_column.is_empty() {

@@ -41,7 +41,11 @@ fn names(batches: &[RecordBatch]) -> HashMap<i64, String> {
     let mut out = HashMap::new();
     for b in batches {
         let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
-        let names = arrow::compute::cast(b.column_by_name("name").unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
+        let names = arrow::compute::cast(
+            b.column_by_name("name").unwrap(),
+            &arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
         let names = names.as_string::<i32>();
         for i in 0..b.num_rows() {
             out.insert(ids.value(i), names.value(i).to_string());
@@ -51,7 +55,10 @@ fn names(batches: &[RecordBatch]) -> HashMap<i64, String> {
 }
 
 async fn scalar(db: &Database, text: &str) -> i64 {
-    let r = db.execute(text).await.unwrap_or_else(|e| panic!("{text}: {e}"));
+    let r = db
+        .execute(text)
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
     let batch = &r[0].batches[0];
     let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Int64).unwrap();
     column.as_primitive::<Int64Type>().value(0)
@@ -60,7 +67,11 @@ async fn scalar(db: &Database, text: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian_graph_loads_and_answers_match() {
     let dir = data_dir();
-    assert!(dir.join("package.parquet").exists(), "missing {}", dir.display());
+    assert!(
+        dir.join("package.parquet").exists(),
+        "missing {}",
+        dir.display()
+    );
     let db = Database::open(DbConfig::memory()).await.unwrap();
     let d = dir.display();
     db.execute(&format!(
@@ -93,13 +104,21 @@ async fn debian_graph_loads_and_answers_match() {
     // Independent answers, straight from the files.
     let packages = read("package.parquet");
     let package_names = names(&packages);
-    let by_name: HashMap<&str, i64> = package_names.iter().map(|(k, v)| (v.as_str(), *k)).collect();
+    let by_name: HashMap<&str, i64> = package_names
+        .iter()
+        .map(|(k, v)| (v.as_str(), *k))
+        .collect();
     let depends = read("depends.parquet");
     let src = int_column(&depends, "src");
     let dst = int_column(&depends, "dst");
     let libc6 = by_name["libc6"];
     let one_hop = dst.iter().filter(|&&d| d == libc6).count() as i64;
-    let direct: HashSet<i64> = src.iter().zip(&dst).filter(|(_, d)| **d == libc6).map(|(s, _)| *s).collect();
+    let direct: HashSet<i64> = src
+        .iter()
+        .zip(&dst)
+        .filter(|(_, d)| **d == libc6)
+        .map(|(s, _)| *s)
+        .collect();
     // Two-hop paths a->b->libc6 (counting paths, as MATCH does).
     let mut into: HashMap<i64, i64> = HashMap::new();
     for (s, d) in src.iter().zip(&dst) {
@@ -107,7 +126,11 @@ async fn debian_graph_loads_and_answers_match() {
             *into.entry(*s).or_default() += 1;
         }
     }
-    let two_hop: i64 = src.iter().zip(&dst).map(|(_, d)| into.get(d).copied().unwrap_or(0)).sum();
+    let two_hop: i64 = src
+        .iter()
+        .zip(&dst)
+        .map(|(_, d)| into.get(d).copied().unwrap_or(0))
+        .sum();
     let vim = by_name["vim"];
     let mut vim_deps: Vec<String> = src
         .iter()
@@ -119,14 +142,32 @@ async fn debian_graph_loads_and_answers_match() {
         .collect();
     vim_deps.sort();
 
-    assert_eq!(scalar(&db, "MATCH (p:Package) RETURN count(*)").await, packages.iter().map(|b| b.num_rows() as i64).sum::<i64>());
-    assert_eq!(scalar(&db, "MATCH (:Package)-[:DEPENDS]->(:Package) RETURN count(*)").await, src.len() as i64);
     assert_eq!(
-        scalar(&db, "MATCH (a:Package)-[:DEPENDS]->(b:Package {name:'libc6'}) RETURN count(*)").await,
+        scalar(&db, "MATCH (p:Package) RETURN count(*)").await,
+        packages.iter().map(|b| b.num_rows() as i64).sum::<i64>()
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            "MATCH (:Package)-[:DEPENDS]->(:Package) RETURN count(*)"
+        )
+        .await,
+        src.len() as i64
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            "MATCH (a:Package)-[:DEPENDS]->(b:Package {name:'libc6'}) RETURN count(*)"
+        )
+        .await,
         one_hop
     );
     assert_eq!(
-        scalar(&db, "MATCH (b:Package {name:'libc6'})<-[:DEPENDS]-(a) RETURN count(DISTINCT a)").await,
+        scalar(
+            &db,
+            "MATCH (b:Package {name:'libc6'})<-[:DEPENDS]-(a) RETURN count(DISTINCT a)"
+        )
+        .await,
         direct.len() as i64
     );
     assert_eq!(
@@ -148,7 +189,11 @@ async fn debian_graph_loads_and_answers_match() {
     .await;
     assert_eq!(main_section, sql_section);
     assert_eq!(
-        scalar(&db, "SELECT count(*) FROM DEPENDS d JOIN Package p ON d.dst = p.id WHERE p.name = 'libc6'").await,
+        scalar(
+            &db,
+            "SELECT count(*) FROM DEPENDS d JOIN Package p ON d.dst = p.id WHERE p.name = 'libc6'"
+        )
+        .await,
         one_hop
     );
     let r = db
@@ -160,7 +205,9 @@ async fn debian_graph_loads_and_answers_match() {
         .iter()
         .flat_map(|b| {
             let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
-            (0..c.len()).map(|i| c.as_string::<i32>().value(i).to_string()).collect::<Vec<_>>()
+            (0..c.len())
+                .map(|i| c.as_string::<i32>().value(i).to_string())
+                .collect::<Vec<_>>()
         })
         .collect();
     assert_eq!(got, vim_deps);
@@ -171,7 +218,11 @@ async fn debian_graph_loads_and_answers_match() {
     }
     let max = counts.values().copied().max().unwrap();
     assert_eq!(
-        scalar(&db, "MATCH (a:Package)-[:DEPENDS]->(b:Package) WITH b, count(a) AS n RETURN max(n)").await,
+        scalar(
+            &db,
+            "MATCH (a:Package)-[:DEPENDS]->(b:Package) WITH b, count(a) AS n RETURN max(n)"
+        )
+        .await,
         max
     );
 }

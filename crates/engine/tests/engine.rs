@@ -16,14 +16,22 @@ fn rows(result: &StatementResult) -> Vec<Vec<String>> {
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
             .collect();
         for row in 0..batch.num_rows() {
-            out.push(formatters.iter().map(|f| f.value(row).to_string()).collect());
+            out.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
         }
     }
     out
 }
 
 async fn query(db: &Database, text: &str) -> Vec<Vec<String>> {
-    let results = db.execute(text).await.unwrap_or_else(|e| panic!("{text}: {e}"));
+    let results = db
+        .execute(text)
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
     rows(results.last().expect("a result"))
 }
 
@@ -33,7 +41,9 @@ fn sorted(mut v: Vec<Vec<String>>) -> Vec<Vec<String>> {
 }
 
 fn s(rows: &[&[&str]]) -> Vec<Vec<String>> {
-    rows.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect()
+    rows.iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect()
 }
 
 async fn people() -> Arc<Database> {
@@ -61,15 +71,33 @@ async fn people() -> Arc<Database> {
 async fn one_hop_both_directions_and_undirected() {
     let db = people().await;
     assert_eq!(
-        sorted(query(&db, "MATCH (a:Person)-[:KNOWS]->(b:Person) RETURN a.name, b.name").await),
+        sorted(
+            query(
+                &db,
+                "MATCH (a:Person)-[:KNOWS]->(b:Person) RETURN a.name, b.name"
+            )
+            .await
+        ),
         s(&[&["Ann", "Bob"], &["Ann", "Cy"], &["Bob", "Cy"]])
     );
     assert_eq!(
-        sorted(query(&db, "MATCH (b:Person {name: 'Cy'})<-[k:KNOWS]-(a) RETURN a.name, k.since").await),
+        sorted(
+            query(
+                &db,
+                "MATCH (b:Person {name: 'Cy'})<-[k:KNOWS]-(a) RETURN a.name, k.since"
+            )
+            .await
+        ),
         s(&[&["Ann", "2003"], &["Bob", "2002"]])
     );
     assert_eq!(
-        sorted(query(&db, "MATCH (a:Person {name: 'Bob'})-[:KNOWS]-(b) RETURN b.name").await),
+        sorted(
+            query(
+                &db,
+                "MATCH (a:Person {name: 'Bob'})-[:KNOWS]-(b) RETURN b.name"
+            )
+            .await
+        ),
         s(&[&["Ann"], &["Cy"]])
     );
 }
@@ -78,7 +106,11 @@ async fn one_hop_both_directions_and_undirected() {
 async fn two_hops_aggregation_order_and_limit() {
     let db = people().await;
     assert_eq!(
-        query(&db, "MATCH (a:Person)-[:KNOWS]->(:Person)-[:KNOWS]->(c:Person) RETURN a.name, c.name").await,
+        query(
+            &db,
+            "MATCH (a:Person)-[:KNOWS]->(:Person)-[:KNOWS]->(c:Person) RETURN a.name, c.name"
+        )
+        .await,
         s(&[&["Ann", "Cy"]])
     );
     assert_eq!(
@@ -90,7 +122,11 @@ async fn two_hops_aggregation_order_and_limit() {
         s(&[&["Ann", "2"]])
     );
     assert_eq!(
-        query(&db, "MATCH (p:Person) WITH p WHERE p.age > 35 RETURN sum(p.age) AS total").await,
+        query(
+            &db,
+            "MATCH (p:Person) WITH p WHERE p.age > 35 RETURN sum(p.age) AS total"
+        )
+        .await,
         s(&[&["90"]])
     );
 }
@@ -109,7 +145,13 @@ async fn several_patterns_and_optional_match() {
         s(&[&["Ann", "Bob", "Oslo"]])
     );
     assert_eq!(
-        sorted(query(&db, "MATCH (a:Person) OPTIONAL MATCH (a)-[:LIVES_IN]->(c) RETURN a.name, c.name").await),
+        sorted(
+            query(
+                &db,
+                "MATCH (a:Person) OPTIONAL MATCH (a)-[:LIVES_IN]->(c) RETURN a.name, c.name"
+            )
+            .await
+        ),
         s(&[&["Ann", "Oslo"], &["Bob", "Oslo"], &["Cy", "NULL"]])
     );
 }
@@ -117,7 +159,10 @@ async fn several_patterns_and_optional_match() {
 #[tokio::test]
 async fn nodes_come_back_as_structs() {
     let db = people().await;
-    let result = db.execute("MATCH (a:Person {id: 1}) RETURN a").await.unwrap();
+    let result = db
+        .execute("MATCH (a:Person {id: 1}) RETURN a")
+        .await
+        .unwrap();
     let batch: &RecordBatch = &result[0].batches[0];
     let field = batch.schema().field(0).clone();
     let arrow::datatypes::DataType::Struct(fields) = field.data_type() else {
@@ -138,10 +183,18 @@ async fn sql_sees_the_same_tables_and_writes() {
         .await,
         s(&[&["Ann", "Bob"], &["Bob", "Cy"], &["Ann", "Cy"]])
     );
-    db.execute("UPDATE Person SET age = age + 1 WHERE name = 'Ann'").await.unwrap();
-    db.execute("DELETE FROM KNOWS WHERE since = 2003").await.unwrap();
+    db.execute("UPDATE Person SET age = age + 1 WHERE name = 'Ann'")
+        .await
+        .unwrap();
+    db.execute("DELETE FROM KNOWS WHERE since = 2003")
+        .await
+        .unwrap();
     assert_eq!(
-        query(&db, "MATCH (a:Person {name: 'Ann'})-[:KNOWS]->(b) RETURN a.age, b.name").await,
+        query(
+            &db,
+            "MATCH (a:Person {name: 'Ann'})-[:KNOWS]->(b) RETURN a.age, b.name"
+        )
+        .await,
         s(&[&["31", "Bob"]])
     );
     let results = db.execute("SELECT count(*) FROM Person").await.unwrap();
@@ -151,16 +204,29 @@ async fn sql_sees_the_same_tables_and_writes() {
 #[tokio::test]
 async fn set_delete_and_detach_delete() {
     let db = people().await;
-    db.execute("MATCH (p:Person {name: 'Cy'}) SET p.age = 51").await.unwrap();
-    assert_eq!(query(&db, "MATCH (p:Person {name: 'Cy'}) RETURN p.age").await, s(&[&["51"]]));
-    let err = db.execute("MATCH (p:Person {name: 'Bob'}) DELETE p").await.unwrap_err();
+    db.execute("MATCH (p:Person {name: 'Cy'}) SET p.age = 51")
+        .await
+        .unwrap();
+    assert_eq!(
+        query(&db, "MATCH (p:Person {name: 'Cy'}) RETURN p.age").await,
+        s(&[&["51"]])
+    );
+    let err = db
+        .execute("MATCH (p:Person {name: 'Bob'}) DELETE p")
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Execution, "{err}");
-    db.execute("MATCH (p:Person {name: 'Bob'}) DETACH DELETE p").await.unwrap();
+    db.execute("MATCH (p:Person {name: 'Bob'}) DETACH DELETE p")
+        .await
+        .unwrap();
     assert_eq!(
         sorted(query(&db, "MATCH (a:Person)-[:KNOWS]->(b) RETURN a.name, b.name").await),
         s(&[&["Ann", "Cy"]])
     );
-    assert_eq!(query(&db, "MATCH (p:Person) RETURN count(*)").await, s(&[&["2"]]));
+    assert_eq!(
+        query(&db, "MATCH (p:Person) RETURN count(*)").await,
+        s(&[&["2"]])
+    );
 }
 
 #[tokio::test]
@@ -173,10 +239,17 @@ async fn time_travel_reads_an_earlier_snapshot() {
     .await;
     let first = &snaps[0][0];
     assert_eq!(
-        query(&db, &format!("AT SNAPSHOT {first} MATCH (p:Person) RETURN count(*)")).await,
+        query(
+            &db,
+            &format!("AT SNAPSHOT {first} MATCH (p:Person) RETURN count(*)")
+        )
+        .await,
         s(&[&["1"]])
     );
-    assert_eq!(query(&db, "MATCH (p:Person) RETURN count(*)").await, s(&[&["3"]]));
+    assert_eq!(
+        query(&db, "MATCH (p:Person) RETURN count(*)").await,
+        s(&[&["3"]])
+    );
 }
 
 #[tokio::test]
@@ -188,10 +261,16 @@ async fn errors_say_whose_fault_with_a_position() {
     let err = db.execute("MATCH (a:Nope) RETURN a").await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Plan, "{err}");
     assert_eq!(err.position, Some((1, 10)), "{err}");
-    let err = db.execute("SELECT 1;\nMATCH (a:Person) RETURN b").await.unwrap_err();
+    let err = db
+        .execute("SELECT 1;\nMATCH (a:Person) RETURN b")
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Plan, "{err}");
     assert_eq!(err.position.map(|p| p.0), Some(2), "{err}");
-    let err = db.execute("CREATE (:Person {id: 1, name: 'dup'})").await.unwrap_err();
+    let err = db
+        .execute("CREATE (:Person {id: 1, name: 'dup'})")
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Execution, "{err}");
 }
 
@@ -220,5 +299,8 @@ async fn data_survives_reopen() {
         db.shutdown().await;
     }
     let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
-    assert_eq!(query(&db, "MATCH (t:T) RETURN t.id, t.v").await, s(&[&["1", "x"]]));
+    assert_eq!(
+        query(&db, "MATCH (t:T) RETURN t.id, t.v").await,
+        s(&[&["1", "x"]])
+    );
 }

@@ -70,7 +70,11 @@ impl Direction {
         if node as usize >= self.csr.node_count() {
             return 0;
         }
-        self.csr.edges_slice(node).iter().map(|r| r.len as usize).sum()
+        self.csr
+            .edges_slice(node)
+            .iter()
+            .map(|r| r.len as usize)
+            .sum()
     }
 }
 
@@ -87,7 +91,11 @@ pub struct TooManyEdges(pub usize);
 
 impl std::fmt::Display for TooManyEdges {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} edges exceed the limit of {MAX_EDGES} per edge table", self.0)
+        write!(
+            f,
+            "{} edges exceed the limit of {MAX_EDGES} per edge table",
+            self.0
+        )
     }
 }
 

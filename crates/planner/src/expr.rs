@@ -97,7 +97,10 @@ pub fn walk(e: &ast::Expr, visit: &mut dyn FnMut(&ast::Expr)) {
             ..
         } => {
             walk(list, visit);
-            predicate.iter().chain(projection.iter()).for_each(|x| walk(x, visit))
+            predicate
+                .iter()
+                .chain(projection.iter())
+                .for_each(|x| walk(x, visit))
         }
         ExprKind::Quantifier {
             list, predicate, ..
@@ -133,7 +136,11 @@ impl ExprContext<'_> {
                 ("_label", label.clone(), column_name(var, primary_key))
             }
             Some(VarKind::Rel { rel_type }) => ("_type", rel_type.clone(), column_name(var, ORD)),
-            _ => return Err(PlanError::new(format!("{var} is not a node or relationship"))),
+            _ => {
+                return Err(PlanError::new(format!(
+                    "{var} is not a node or relationship"
+                )));
+            }
         };
         let mut args = vec![lit("_id"), column(&id_column), lit(tag_name), lit(tag)];
         let prefix = format!("{var}.");
@@ -148,9 +155,12 @@ impl ExprContext<'_> {
             args.push(column(field.name()));
         }
         let value = f::named_struct(args);
-        Ok(when(column(&column_name(var, ORD)).is_null(), lit(ScalarValue::Null))
-            .otherwise(value)
-            .map_err(PlanError::from)?)
+        when(
+            column(&column_name(var, ORD)).is_null(),
+            lit(ScalarValue::Null),
+        )
+        .otherwise(value)
+        .map_err(PlanError::from)
     }
 
     pub fn convert(&mut self, e: &ast::Expr) -> Result<Expr, PlanError> {
@@ -191,7 +201,9 @@ impl ExprContext<'_> {
                             return Err(err(
                                 text,
                                 e.span,
-                                format!("type mismatch: cannot read property `{key}` of this value"),
+                                format!(
+                                    "type mismatch: cannot read property `{key}` of this value"
+                                ),
                             ));
                         }
                     }
@@ -206,7 +218,11 @@ impl ExprContext<'_> {
             }
             ExprKind::Map(entries) => {
                 if entries.is_empty() {
-                    return Err(err(text, e.span, "empty map literals are not supported yet"));
+                    return Err(err(
+                        text,
+                        e.span,
+                        "empty map literals are not supported yet",
+                    ));
                 }
                 let mut args = Vec::new();
                 for (k, v) in entries {
@@ -247,7 +263,11 @@ impl ExprContext<'_> {
             }
             ExprKind::IsNull { expr, negated } => {
                 let x = self.convert_comparable(expr)?;
-                if *negated { x.is_not_null() } else { x.is_null() }
+                if *negated {
+                    x.is_not_null()
+                } else {
+                    x.is_null()
+                }
             }
             ExprKind::HasLabels(x, labels) => {
                 let ExprKind::Variable(v) = &x.kind else {
@@ -256,8 +276,11 @@ impl ExprContext<'_> {
                 match self.scope.get(v) {
                     Some(VarKind::Node { label, .. }) => {
                         let all = labels.iter().all(|l| &l.name == label);
-                        when(column(&column_name(v, ORD)).is_null(), lit(ScalarValue::Boolean(None)))
-                            .otherwise(lit(all))?
+                        when(
+                            column(&column_name(v, ORD)).is_null(),
+                            lit(ScalarValue::Boolean(None)),
+                        )
+                        .otherwise(lit(all))?
                     }
                     _ => return Err(err(text, x.span, format!("`{v}` is not a node"))),
                 }
@@ -293,7 +316,9 @@ impl ExprContext<'_> {
                 else_,
             } => {
                 let operand = operand.as_ref().map(|o| self.convert(o)).transpose()?;
-                let mut builder: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> = None;
+                let mut builder: Option<
+                    datafusion::logical_expr::conditional_expressions::CaseBuilder,
+                > = None;
                 for (w, t) in whens {
                     let mut w = self.convert(w)?;
                     if let Some(o) = &operand {
@@ -359,23 +384,33 @@ impl ExprContext<'_> {
             BinaryOp::Add => {
                 let (lt, rt) = (self.type_of(&l), self.type_of(&r));
                 let is_str = |t: &Option<DataType>| {
-                    matches!(t, Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
+                    matches!(
+                        t,
+                        Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                    )
                 };
                 let is_list = |t: &Option<DataType>| {
                     matches!(t, Some(DataType::List(_) | DataType::LargeList(_)))
                 };
                 if is_list(&lt) || is_list(&rt) {
                     let wrap = |x: Expr, t: &Option<DataType>| {
-                        if is_list(t) { x } else { nested::make_array(vec![x]) }
+                        if is_list(t) {
+                            x
+                        } else {
+                            nested::make_array(vec![x])
+                        }
                     };
                     nested::array_concat(vec![wrap(l, &lt), wrap(r, &rt)])
                 } else if is_str(&lt) || is_str(&rt) {
                     // Cypher `+` concatenates strings; null stays null (concat skips nulls).
-                    when(l.clone().is_null().or(r.clone().is_null()), lit(ScalarValue::Utf8(None)))
-                        .otherwise(f::concat(vec![
-                            l.cast_to(&DataType::Utf8, self.schema)?,
-                            r.cast_to(&DataType::Utf8, self.schema)?,
-                        ]))?
+                    when(
+                        l.clone().is_null().or(r.clone().is_null()),
+                        lit(ScalarValue::Utf8(None)),
+                    )
+                    .otherwise(f::concat(vec![
+                        l.cast_to(&DataType::Utf8, self.schema)?,
+                        r.cast_to(&DataType::Utf8, self.schema)?,
+                    ]))?
                 } else {
                     l + r
                 }
@@ -385,8 +420,14 @@ impl ExprContext<'_> {
             BinaryOp::Div => l / r,
             BinaryOp::Mod => l % r,
             BinaryOp::Pow => f::power(
-                Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(l), DataType::Float64)),
-                Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(r), DataType::Float64)),
+                Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(l),
+                    DataType::Float64,
+                )),
+                Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(r),
+                    DataType::Float64,
+                )),
             ),
             BinaryOp::In => match self.type_of(&r) {
                 Some(DataType::Null) => lit(ScalarValue::Boolean(None)),
@@ -495,7 +536,11 @@ impl ExprContext<'_> {
             if args.len() == n {
                 Ok(())
             } else {
-                Err(err(text, e.span, format!("{name}() takes {n} argument(s), got {}", args.len())))
+                Err(err(
+                    text,
+                    e.span,
+                    format!("{name}() takes {n} argument(s), got {}", args.len()),
+                ))
             }
         };
         // Functions on the entity itself.
@@ -503,7 +548,11 @@ impl ExprContext<'_> {
             "id" | "labels" | "type" | "keys" | "properties" => {
                 arity(1)?;
                 let ExprKind::Variable(v) = &args[0].kind else {
-                    return Err(err(text, args[0].span, format!("{name}() needs a variable")));
+                    return Err(err(
+                        text,
+                        args[0].span,
+                        format!("{name}() needs a variable"),
+                    ));
                 };
                 let kind = self.scope.get(v).cloned();
                 let ord = column(&column_name(v, ORD));
@@ -511,15 +560,16 @@ impl ExprContext<'_> {
                     ("id", Some(VarKind::Node { primary_key, .. })) => {
                         column(&column_name(v, &primary_key))
                     }
-                    ("id", Some(VarKind::Rel { .. })) => {
-                        Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(ord), DataType::Int64))
-                    }
+                    ("id", Some(VarKind::Rel { .. })) => Expr::Cast(
+                        datafusion::logical_expr::Cast::new(Box::new(ord), DataType::Int64),
+                    ),
                     ("labels", Some(VarKind::Node { label, .. })) => {
                         when(ord.is_null(), lit(ScalarValue::Null))
                             .otherwise(nested::make_array(vec![lit(label)]))?
                     }
                     ("type", Some(VarKind::Rel { rel_type })) => {
-                        when(ord.is_null(), lit(ScalarValue::Utf8(None))).otherwise(lit(rel_type))?
+                        when(ord.is_null(), lit(ScalarValue::Utf8(None)))
+                            .otherwise(lit(rel_type))?
                     }
                     ("keys", Some(VarKind::Node { .. } | VarKind::Rel { .. })) => {
                         let prefix = format!("{v}.");
@@ -611,9 +661,9 @@ impl ExprContext<'_> {
                 arity(1)?;
                 let x = next();
                 match self.type_of(&x) {
-                    Some(DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)) => {
-                        cast(nested::cardinality(x), DataType::Int64)
-                    }
+                    Some(
+                        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..),
+                    ) => cast(nested::cardinality(x), DataType::Int64),
                     _ => cast(f::character_length(x), DataType::Int64),
                 }
             }
@@ -673,10 +723,9 @@ impl ExprContext<'_> {
                 arity(1)?;
                 let x = next();
                 match self.type_of(&x) {
-                    Some(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => cast(
-                        f::trunc(vec![cast(x, DataType::Float64)]),
-                        DataType::Int64,
-                    ),
+                    Some(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => {
+                        cast(f::trunc(vec![cast(x, DataType::Float64)]), DataType::Int64)
+                    }
                     _ => cast(x, DataType::Int64),
                 }
             }

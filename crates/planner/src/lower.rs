@@ -11,9 +11,7 @@ use contextql::ast::{
 };
 use datafusion::common::{Column, JoinType, ScalarValue};
 use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::{
-    Expr, Extension, LogicalPlan, LogicalPlanBuilder, lit,
-};
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, LogicalPlanBuilder, lit};
 
 use crate::PlanError;
 use crate::expr::{ExprContext, Params, is_aggregate};
@@ -40,8 +38,14 @@ pub enum Endpoint {
 /// A node or relationship to change, identified by its ordinal column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
-    Node { label: String, ord_column: String },
-    Rel { rel_type: String, ord_column: String },
+    Node {
+        label: String,
+        ord_column: String,
+    },
+    Rel {
+        rel_type: String,
+        ord_column: String,
+    },
 }
 
 /// One write, evaluated for every row of the plan's output.
@@ -127,10 +131,19 @@ impl<'a> Lowering<'a> {
             if !part.writes.is_empty() {
                 return Err(PlanError::new("UNION of writing queries is not supported"));
             }
-            let left: Vec<String> =
-                builder.schema().fields().iter().map(|f| f.name().clone()).collect();
-            let right: Vec<String> =
-                part.plan.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let left: Vec<String> = builder
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            let right: Vec<String> = part
+                .plan
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
             if left != right {
                 return Err(PlanError::new(
                     "all sub queries in a UNION must have the same return column names",
@@ -177,7 +190,9 @@ impl<'a> Lowering<'a> {
                 Clause::Set(s) => self.lower_set(&state, s, &mut writes, &mut write_columns)?,
                 Clause::Delete(d) => self.lower_delete(&state, d, &mut writes)?,
                 Clause::VectorSimilar(v) => {
-                    return Err(self.err(v.span, "VECTOR SIMILAR TO is parsed but not executable yet"));
+                    return Err(
+                        self.err(v.span, "VECTOR SIMILAR TO is parsed but not executable yet")
+                    );
                 }
                 Clause::Merge(m) => {
                     return Err(self.err(m.span, "MERGE is not supported yet"));
@@ -213,7 +228,9 @@ impl<'a> Lowering<'a> {
             .map(|f| column(f.name()))
             .collect();
         exprs.extend(write_columns);
-        let plan = LogicalPlanBuilder::from(state.plan).project(exprs)?.build()?;
+        let plan = LogicalPlanBuilder::from(state.plan)
+            .project(exprs)?
+            .build()?;
         Ok(Lowered { plan, writes })
     }
 
@@ -237,9 +254,16 @@ impl<'a> Lowering<'a> {
         Ok(state)
     }
 
-    pub(crate) fn filter(&mut self, state: State, predicate: &ast::Expr) -> Result<State, PlanError> {
+    pub(crate) fn filter(
+        &mut self,
+        state: State,
+        predicate: &ast::Expr,
+    ) -> Result<State, PlanError> {
         if is_aggregate(predicate) {
-            return Err(self.err(predicate.span, "invalid use of aggregating function in WHERE"));
+            return Err(self.err(
+                predicate.span,
+                "invalid use of aggregating function in WHERE",
+            ));
         }
         let e = self.convert(&state, predicate)?;
         let plan = LogicalPlanBuilder::from(state.plan).filter(e)?.build()?;
@@ -257,7 +281,11 @@ impl<'a> Lowering<'a> {
         .convert(e)
     }
 
-    fn rel_uniqueness(&mut self, state: State, rels: &[(String, String)]) -> Result<State, PlanError> {
+    fn rel_uniqueness(
+        &mut self,
+        state: State,
+        rels: &[(String, String)],
+    ) -> Result<State, PlanError> {
         let mut predicate: Option<Expr> = None;
         for (i, (a, ta)) in rels.iter().enumerate() {
             for (b, tb) in &rels[i + 1..] {
@@ -289,12 +317,10 @@ impl<'a> Lowering<'a> {
         {
             let part = &m.pattern[0];
             let (rel, end) = &part.element.chain[0];
-            let start_bound = part
-                .element
-                .start
-                .variable
-                .as_ref()
-                .is_some_and(|v| matches!(state.scope.get(&v.name), Some(VarKind::Node { .. })));
+            let start_bound =
+                part.element.start.variable.as_ref().is_some_and(|v| {
+                    matches!(state.scope.get(&v.name), Some(VarKind::Node { .. }))
+                });
             let end_free = end
                 .variable
                 .as_ref()
@@ -312,7 +338,14 @@ impl<'a> Lowering<'a> {
                 && part.element.start.properties.is_none()
             {
                 let labels = self.resolve_labels(&state.scope, part)?;
-                let from = part.element.start.variable.as_ref().expect("bound").name.clone();
+                let from = part
+                    .element
+                    .start
+                    .variable
+                    .as_ref()
+                    .expect("bound")
+                    .name
+                    .clone();
                 let (state, _, _) = self.expand_step(state, part, &labels, 0, true, true, &from)?;
                 return Ok(state);
             }
@@ -354,7 +387,12 @@ impl<'a> Lowering<'a> {
             .project(right_exprs)?
             .build()?;
         let joined = LogicalPlanBuilder::from(numbered)
-            .join(right, JoinType::Left, (vec![row.clone()], vec![right_row.clone()]), None)?
+            .join(
+                right,
+                JoinType::Left,
+                (vec![row.clone()], vec![right_row.clone()]),
+                None,
+            )?
             .build()?;
         let keep: Vec<Expr> = joined
             .schema()
@@ -375,10 +413,14 @@ impl<'a> Lowering<'a> {
     fn resolve_labels(&self, scope: &Scope, part: &PatternPart) -> Result<ChainLabels, PlanError> {
         let el = &part.element;
         if el.chain.len() > MAX_PATTERN_STEPS {
-            return Err(self.err(part.span, format!("patterns are limited to {MAX_PATTERN_STEPS} steps")));
+            return Err(self.err(
+                part.span,
+                format!("patterns are limited to {MAX_PATTERN_STEPS} steps"),
+            ));
         }
-        let nodes: Vec<&ast::NodePattern> =
-            std::iter::once(&el.start).chain(el.chain.iter().map(|(_, n)| n)).collect();
+        let nodes: Vec<&ast::NodePattern> = std::iter::once(&el.start)
+            .chain(el.chain.iter().map(|(_, n)| n))
+            .collect();
         let mut labels: Vec<Option<String>> = Vec::with_capacity(nodes.len());
         for n in &nodes {
             if n.labels.len() > 1 {
@@ -389,7 +431,10 @@ impl<'a> Lowering<'a> {
                 _ => None,
             });
             if let Some(v) = &n.variable
-                && matches!(scope.get(&v.name), Some(VarKind::Rel { .. } | VarKind::Value))
+                && matches!(
+                    scope.get(&v.name),
+                    Some(VarKind::Rel { .. } | VarKind::Value)
+                )
             {
                 return Err(self.err(v.span, format!("type mismatch: `{}` is not a node", v.name)));
             }
@@ -405,10 +450,16 @@ impl<'a> Lowering<'a> {
         let mut types: Vec<Option<String>> = Vec::with_capacity(el.chain.len());
         for (rel, _) in &el.chain {
             if rel.length.is_some() {
-                return Err(self.err(rel.span, "variable-length relationships are not supported yet"));
+                return Err(self.err(
+                    rel.span,
+                    "variable-length relationships are not supported yet",
+                ));
             }
             if rel.types.len() > 1 {
-                return Err(self.err(rel.span, "relationship type alternatives are not supported yet"));
+                return Err(self.err(
+                    rel.span,
+                    "relationship type alternatives are not supported yet",
+                ));
             }
             if let Some(v) = &rel.variable
                 && scope.get(&v.name).is_some()
@@ -433,7 +484,9 @@ impl<'a> Lowering<'a> {
                             .source
                             .edge_tables()
                             .into_iter()
-                            .filter(|e| endpoint_labels(e, rel.direction, Some(l), Some(r)).is_some())
+                            .filter(|e| {
+                                endpoint_labels(e, rel.direction, Some(l), Some(r)).is_some()
+                            })
                             .collect();
                         if candidates.len() != 1 {
                             return Err(self.err(
@@ -450,9 +503,12 @@ impl<'a> Lowering<'a> {
                     }
                 };
                 let Some(edge) = edge else { continue };
-                if let Some((l, r)) =
-                    endpoint_labels(&edge, rel.direction, labels[i].as_deref(), labels[i + 1].as_deref())
-                {
+                if let Some((l, r)) = endpoint_labels(
+                    &edge,
+                    rel.direction,
+                    labels[i].as_deref(),
+                    labels[i + 1].as_deref(),
+                ) {
                     if labels[i].is_none() {
                         labels[i] = Some(l);
                         changed = true;
@@ -463,7 +519,11 @@ impl<'a> Lowering<'a> {
                     }
                 } else {
                     // The written labels cannot be endpoints of this type: no rows can match.
-                    return Ok(ChainLabels { labels, types, empty: true });
+                    return Ok(ChainLabels {
+                        labels,
+                        types,
+                        empty: true,
+                    });
                 }
             }
             if !changed {
@@ -479,7 +539,11 @@ impl<'a> Lowering<'a> {
                     ));
                 }
                 Some(l) if l.ends_with("\u{0}conflict") => {
-                    return Ok(ChainLabels { labels, types, empty: true });
+                    return Ok(ChainLabels {
+                        labels,
+                        types,
+                        empty: true,
+                    });
                 }
                 Some(l) if self.source.node_table(l).is_none() => {
                     return Err(self.err(
@@ -518,8 +582,9 @@ impl<'a> Lowering<'a> {
         }
         let labels = self.resolve_labels(&state.scope, part)?;
         let el = &part.element;
-        let nodes: Vec<&ast::NodePattern> =
-            std::iter::once(&el.start).chain(el.chain.iter().map(|(_, n)| n)).collect();
+        let nodes: Vec<&ast::NodePattern> = std::iter::once(&el.start)
+            .chain(el.chain.iter().map(|(_, n)| n))
+            .collect();
         // Start where the state already binds a node, else at the first node with properties.
         let bound_at = nodes.iter().position(|n| {
             n.variable
@@ -561,30 +626,40 @@ impl<'a> Lowering<'a> {
             self.cross(state, scanned)?
         };
         if labels.empty {
-            let plan = LogicalPlanBuilder::from(state.plan).filter(lit(false))?.build()?;
+            let plan = LogicalPlanBuilder::from(state.plan)
+                .filter(lit(false))?
+                .build()?;
             state.plan = plan;
         }
         if bound_at.is_some() {
             let node = nodes[start];
-            let var = node.variable.as_ref().map(|v| v.name.clone()).expect("bound");
+            let var = node
+                .variable
+                .as_ref()
+                .map(|v| v.name.clone())
+                .expect("bound");
             if let (Some(VarKind::Node { label, .. }), Some(written)) =
                 (state.scope.get(&var), node.labels.first())
                 && label != &written.name
             {
-                state.plan = LogicalPlanBuilder::from(state.plan).filter(lit(false))?.build()?;
+                state.plan = LogicalPlanBuilder::from(state.plan)
+                    .filter(lit(false))?
+                    .build()?;
             }
             state = self.node_properties(state, &var, node)?;
         }
         // Walk right from the start, then left.
         let mut from = start_var.clone();
         for step in start..el.chain.len() {
-            let (next, to, rel) = self.expand_step(state, part, &labels, step, true, false, &from)?;
+            let (next, to, rel) =
+                self.expand_step(state, part, &labels, step, true, false, &from)?;
             (state, from) = (next, to);
             rels.push(rel);
         }
         let mut from = start_var;
         for step in (0..start).rev() {
-            let (next, to, rel) = self.expand_step(state, part, &labels, step, false, false, &from)?;
+            let (next, to, rel) =
+                self.expand_step(state, part, &labels, step, false, false, &from)?;
             (state, from) = (next, to);
             rels.push(rel);
         }
@@ -596,7 +671,9 @@ impl<'a> Lowering<'a> {
         if left.unit {
             return Ok(right);
         }
-        let plan = LogicalPlanBuilder::from(left.plan).cross_join(right.plan)?.build()?;
+        let plan = LogicalPlanBuilder::from(left.plan)
+            .cross_join(right.plan)?
+            .build()?;
         let mut scope = left.scope;
         for (name, kind) in right.scope.all() {
             let hidden = !right.scope.visible().any(|(n, _)| n == name);
@@ -634,7 +711,12 @@ impl<'a> Lowering<'a> {
         let mut predicate: Option<Expr> = None;
         for (key, value) in entries {
             let lhs = column(&column_name(var, key));
-            let lhs = if state.plan.schema().index_of_column_by_name(None, &column_name(var, key)).is_some() {
+            let lhs = if state
+                .plan
+                .schema()
+                .index_of_column_by_name(None, &column_name(var, key))
+                .is_some()
+            {
                 lhs
             } else {
                 lit(ScalarValue::Null)
@@ -701,10 +783,15 @@ impl Lowering<'_> {
         from_var: &str,
     ) -> Result<(State, String, (String, String)), PlanError> {
         let el = &part.element;
-        let nodes: Vec<&ast::NodePattern> =
-            std::iter::once(&el.start).chain(el.chain.iter().map(|(_, n)| n)).collect();
+        let nodes: Vec<&ast::NodePattern> = std::iter::once(&el.start)
+            .chain(el.chain.iter().map(|(_, n)| n))
+            .collect();
         let (rel, _) = &el.chain[step];
-        let (from_i, to_i) = if rightwards { (step, step + 1) } else { (step + 1, step) };
+        let (from_i, to_i) = if rightwards {
+            (step, step + 1)
+        } else {
+            (step + 1, step)
+        };
         let rel_type = labels.types[step].clone().expect("resolved");
         let edge = self
             .source
@@ -743,17 +830,16 @@ impl Lowering<'_> {
             (None, Some(v)) => v.name.clone(),
         };
         let expand = GraphExpand::try_new(
-            state.plan,
-            from_var,
-            &edge,
-            direction,
-            &rel_var,
-            &to_var,
-            &to_table,
-            optional,
+            state.plan, from_var, &edge, direction, &rel_var, &to_var, &to_table, optional,
         )?;
         let mut scope = state.scope;
-        scope.bind(&rel_var, VarKind::Rel { rel_type: rel_type.clone() }, rel.variable.is_none());
+        scope.bind(
+            &rel_var,
+            VarKind::Rel {
+                rel_type: rel_type.clone(),
+            },
+            rel.variable.is_none(),
+        );
         scope.bind(
             &to_var,
             VarKind::Node {
@@ -778,7 +864,9 @@ impl Lowering<'_> {
             if let Some(written) = to_node.labels.first()
                 && written.name != to_table.label
             {
-                s.plan = LogicalPlanBuilder::from(s.plan).filter(lit(false))?.build()?;
+                s.plan = LogicalPlanBuilder::from(s.plan)
+                    .filter(lit(false))?
+                    .build()?;
             }
             state = s;
         } else {

@@ -70,7 +70,10 @@ impl Lowering<'_> {
                 ));
             }
             if items.is_empty() {
-                return Err(self.err(p.span, "RETURN * is not allowed when there are no variables in scope"));
+                return Err(self.err(
+                    p.span,
+                    "RETURN * is not allowed when there are no variables in scope",
+                ));
             }
         }
         for item in &p.items {
@@ -78,7 +81,9 @@ impl Lowering<'_> {
                 Some(a) => a.name.clone(),
                 None => {
                     if !is_return && !matches!(item.expr.kind, ExprKind::Variable(_)) {
-                        return Err(self.err(item.span, "expression in WITH must be aliased (use AS)"));
+                        return Err(
+                            self.err(item.span, "expression in WITH must be aliased (use AS)")
+                        );
                     }
                     item.text.clone()
                 }
@@ -88,7 +93,10 @@ impl Lowering<'_> {
         let mut seen = HashSet::new();
         for (name, e) in &items {
             if !seen.insert(name.clone()) {
-                return Err(self.err(e.span, format!("multiple result columns with the same name `{name}`")));
+                return Err(self.err(
+                    e.span,
+                    format!("multiple result columns with the same name `{name}`"),
+                ));
             }
         }
         let aggregating = items.iter().any(|(_, e)| is_aggregate(e));
@@ -229,13 +237,19 @@ impl Lowering<'_> {
                 let by_text = p
                     .items
                     .iter()
-                    .find(|i| i.alias.is_none() && i.text == self.text[s.expr.span.start..s.expr.span.end].trim())
+                    .find(|i| {
+                        i.alias.is_none()
+                            && i.text == self.text[s.expr.span.start..s.expr.span.end].trim()
+                    })
                     .map(|i| column(&i.text));
                 let e = match by_text {
                     Some(c) => c,
                     None => {
                         if is_aggregate(&s.expr) {
-                            return Err(self.err(s.expr.span, "aggregations in ORDER BY must also be projected"));
+                            return Err(self.err(
+                                s.expr.span,
+                                "aggregations in ORDER BY must also be projected",
+                            ));
                         }
                         self.convert(&sort_state, &s.expr)?
                     }
@@ -275,9 +289,16 @@ impl Lowering<'_> {
         Ok(state)
     }
 
-    pub(crate) fn lower_unwind(&mut self, state: State, u: &ast::Unwind) -> Result<State, PlanError> {
+    pub(crate) fn lower_unwind(
+        &mut self,
+        state: State,
+        u: &ast::Unwind,
+    ) -> Result<State, PlanError> {
         if state.scope.get(&u.alias.name).is_some() {
-            return Err(self.err(u.alias.span, format!("variable `{}` already declared", u.alias.name)));
+            return Err(self.err(
+                u.alias.span,
+                format!("variable `{}` already declared", u.alias.name),
+            ));
         }
         let list = self.convert(&state, &u.expr)?;
         let mut exprs: Vec<Expr> = state
@@ -313,7 +334,10 @@ impl Lowering<'_> {
         Ok(name)
     }
 
-    fn map_entries<'e>(&self, props: Option<&'e ast::Expr>) -> Result<Vec<(&'e String, &'e ast::Expr)>, PlanError> {
+    fn map_entries<'e>(
+        &self,
+        props: Option<&'e ast::Expr>,
+    ) -> Result<Vec<(&'e String, &'e ast::Expr)>, PlanError> {
         match props {
             None => Ok(vec![]),
             Some(ast::Expr {
@@ -341,23 +365,29 @@ impl Lowering<'_> {
                 return Err(self.err(part.span, "named paths in CREATE are not supported yet"));
             }
             let el = &part.element;
-            let nodes: Vec<&ast::NodePattern> =
-                std::iter::once(&el.start).chain(el.chain.iter().map(|(_, n)| n)).collect();
+            let nodes: Vec<&ast::NodePattern> = std::iter::once(&el.start)
+                .chain(el.chain.iter().map(|(_, n)| n))
+                .collect();
             let mut endpoints: Vec<(Endpoint, String)> = Vec::new();
             for n in &nodes {
-                let bound_var = n.variable.as_ref().and_then(|v| {
-                    state.scope.get(&v.name).map(|k| (v, k.clone()))
-                });
+                let bound_var = n
+                    .variable
+                    .as_ref()
+                    .and_then(|v| state.scope.get(&v.name).map(|k| (v, k.clone())));
                 let earlier = n
                     .variable
                     .as_ref()
                     .and_then(|v| created.iter().find(|(name, _)| name == &v.name).cloned());
                 if let Some((v, kind)) = bound_var {
                     if !n.labels.is_empty() || n.properties.is_some() {
-                        return Err(self.err(v.span, format!("variable `{}` already declared", v.name)));
+                        return Err(
+                            self.err(v.span, format!("variable `{}` already declared", v.name))
+                        );
                     }
                     let VarKind::Node { label, primary_key } = kind else {
-                        return Err(self.err(v.span, format!("type mismatch: `{}` is not a node", v.name)));
+                        return Err(
+                            self.err(v.span, format!("type mismatch: `{}` is not a node", v.name))
+                        );
                     };
                     endpoints.push((
                         Endpoint::Bound {
@@ -373,7 +403,11 @@ impl Lowering<'_> {
                         return Err(self.err(n.span, "variable already declared"));
                     }
                     let label = match &endpoint {
-                        Endpoint::Created(i) => match writes.iter().filter(|w| matches!(w, WriteOp::CreateNode { .. })).nth(*i) {
+                        Endpoint::Created(i) => match writes
+                            .iter()
+                            .filter(|w| matches!(w, WriteOp::CreateNode { .. }))
+                            .nth(*i)
+                        {
                             Some(WriteOp::CreateNode { label, .. }) => label.clone(),
                             _ => unreachable!("created index in range"),
                         },
@@ -383,11 +417,17 @@ impl Lowering<'_> {
                     continue;
                 }
                 if n.labels.len() != 1 {
-                    return Err(self.err(n.span, "CREATE needs exactly one label per node in ContextDB"));
+                    return Err(self.err(
+                        n.span,
+                        "CREATE needs exactly one label per node in ContextDB",
+                    ));
                 }
                 let label = n.labels[0].name.clone();
                 if self.source.node_table(&label).is_none() {
-                    return Err(self.err(n.labels[0].span, format!("unknown node label `{label}` (create it with CREATE NODE TABLE)")));
+                    return Err(self.err(
+                        n.labels[0].span,
+                        format!("unknown node label `{label}` (create it with CREATE NODE TABLE)"),
+                    ));
                 }
                 let mut properties = Vec::new();
                 for (k, v) in self.map_entries(n.properties.as_ref())? {
@@ -406,16 +446,22 @@ impl Lowering<'_> {
             }
             for (i, (rel, _)) in el.chain.iter().enumerate() {
                 if rel.types.len() != 1 {
-                    return Err(self.err(rel.span, "a relationship in CREATE needs exactly one type"));
+                    return Err(
+                        self.err(rel.span, "a relationship in CREATE needs exactly one type")
+                    );
                 }
                 if rel.length.is_some() {
-                    return Err(self.err(rel.span, "variable-length relationships cannot be created"));
+                    return Err(
+                        self.err(rel.span, "variable-length relationships cannot be created")
+                    );
                 }
                 let (src, dst) = match rel.direction {
                     ast::Direction::Outgoing => (&endpoints[i], &endpoints[i + 1]),
                     ast::Direction::Incoming => (&endpoints[i + 1], &endpoints[i]),
                     ast::Direction::Both => {
-                        return Err(self.err(rel.span, "a relationship in CREATE needs a direction"));
+                        return Err(
+                            self.err(rel.span, "a relationship in CREATE needs a direction")
+                        );
                     }
                 };
                 let rel_type = rel.types[0].name.clone();
@@ -423,10 +469,13 @@ impl Lowering<'_> {
                     return Err(self.err(rel.types[0].span, format!("unknown relationship type `{rel_type}` (create it with CREATE EDGE TABLE)")));
                 };
                 if edge.from != src.1 || edge.to != dst.1 {
-                    return Err(self.err(rel.span, format!(
-                        "{rel_type} connects {} to {}, not {} to {}",
-                        edge.from, edge.to, src.1, dst.1
-                    )));
+                    return Err(self.err(
+                        rel.span,
+                        format!(
+                            "{rel_type} connects {} to {}, not {} to {}",
+                            edge.from, edge.to, src.1, dst.1
+                        ),
+                    ));
                 }
                 let mut properties = Vec::new();
                 for (k, v) in self.map_entries(rel.properties.as_ref())? {
@@ -453,7 +502,10 @@ impl Lowering<'_> {
                 rel_type: rel_type.clone(),
                 ord_column: column_name(&var.name, ORD),
             }),
-            Some(VarKind::Value) => Err(self.err(var.span, format!("`{}` is not a node or relationship", var.name))),
+            Some(VarKind::Value) => Err(self.err(
+                var.span,
+                format!("`{}` is not a node or relationship", var.name),
+            )),
             None => Err(self.err(var.span, format!("variable `{}` not defined", var.name))),
         }
     }
@@ -486,9 +538,13 @@ impl Lowering<'_> {
                         column,
                     });
                 }
-                ast::SetItem::Merge { variable, value } | ast::SetItem::Replace { variable, value } => {
+                ast::SetItem::Merge { variable, value }
+                | ast::SetItem::Replace { variable, value } => {
                     if matches!(item, ast::SetItem::Replace { .. }) {
-                        return Err(self.err(variable.span, "SET n = {map} is not supported yet; use SET n += {map}"));
+                        return Err(self.err(
+                            variable.span,
+                            "SET n = {map} is not supported yet; use SET n += {map}",
+                        ));
                     }
                     let target = self.target(state, variable)?;
                     for (k, v) in self.map_entries(Some(value))? {
@@ -501,7 +557,10 @@ impl Lowering<'_> {
                     }
                 }
                 ast::SetItem::Labels { variable, .. } => {
-                    return Err(self.err(variable.span, "a node's label cannot change in ContextDB (one table per label)"));
+                    return Err(self.err(
+                        variable.span,
+                        "a node's label cannot change in ContextDB (one table per label)",
+                    ));
                 }
             }
         }

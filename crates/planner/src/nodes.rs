@@ -22,7 +22,11 @@ pub fn column_name(var: &str, property: &str) -> String {
 
 /// Fields of a node variable, as NodeScan and GraphExpand produce them.
 pub fn node_fields(var: &str, table: &NodeTableInfo, nullable: bool) -> Vec<Field> {
-    let mut fields = vec![Field::new(column_name(var, ORD), DataType::UInt32, nullable)];
+    let mut fields = vec![Field::new(
+        column_name(var, ORD),
+        DataType::UInt32,
+        nullable,
+    )];
     for f in table.schema.fields() {
         fields.push(Field::new(
             column_name(var, f.name()),
@@ -35,7 +39,11 @@ pub fn node_fields(var: &str, table: &NodeTableInfo, nullable: bool) -> Vec<Fiel
 
 /// Fields of a relationship variable.
 pub fn rel_fields(var: &str, table: &EdgeTableInfo, nullable: bool) -> Vec<Field> {
-    let mut fields = vec![Field::new(column_name(var, ORD), DataType::UInt32, nullable)];
+    let mut fields = vec![Field::new(
+        column_name(var, ORD),
+        DataType::UInt32,
+        nullable,
+    )];
     for f in table.schema.fields() {
         let name = match f.name().as_str() {
             "src" => "_src".to_string(),
@@ -142,7 +150,11 @@ impl GraphExpand {
         optional: bool,
     ) -> Result<Self> {
         let from_column = column_name(from_var, ORD);
-        if input.schema().index_of_column_by_name(None, &from_column).is_none() {
+        if input
+            .schema()
+            .index_of_column_by_name(None, &from_column)
+            .is_none()
+        {
             return plan_err!("GraphExpand input has no column {from_column}");
         }
         let mut fields: Vec<Field> = input
@@ -169,12 +181,18 @@ impl GraphExpand {
 
 impl PartialOrd for GraphExpand {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (&self.from_column, &self.rel_type, &self.rel_var, &self.to_var).partial_cmp(&(
-            &other.from_column,
-            &other.rel_type,
-            &other.rel_var,
-            &other.to_var,
-        ))
+        (
+            &self.from_column,
+            &self.rel_type,
+            &self.rel_var,
+            &self.to_var,
+        )
+            .partial_cmp(&(
+                &other.from_column,
+                &other.rel_type,
+                &other.rel_var,
+                &other.to_var,
+            ))
     }
 }
 

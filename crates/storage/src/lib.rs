@@ -86,7 +86,9 @@ impl Warehouse {
                     .with_bucket_name(bucket)
                     .with_allow_http(*allow_http);
                 if let Some(endpoint) = endpoint {
-                    builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_virtual_hosted_style_request(false);
                 }
                 if let Some(region) = region {
                     builder = builder.with_region(region);

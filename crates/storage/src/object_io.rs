@@ -318,9 +318,7 @@ mod tests {
 
     #[test]
     fn unregistered_store_is_a_clear_error() {
-        let factory = ObjectStoreStorageFactory {
-            key: "nope".into(),
-        };
+        let factory = ObjectStoreStorageFactory { key: "nope".into() };
         let err = factory.build(&StorageConfig::new()).unwrap_err();
         assert!(err.to_string().contains("not registered"), "{err}");
     }

@@ -87,10 +87,7 @@ pub async fn read_snapshot(table: &Table, snapshot_id: Option<i64>) -> Result<Sn
     if table.metadata().snapshot_by_id(id).is_none() {
         return Err(Error::new(
             ErrorKind::DataInvalid,
-            format!(
-                "table {} has no snapshot {id}",
-                table.identifier().name()
-            ),
+            format!("table {} has no snapshot {id}", table.identifier().name()),
         ));
     }
     let scan = table
@@ -142,18 +139,19 @@ pub fn conform_batch(batch: &RecordBatch, schema: &ArrowSchemaRef) -> Result<Rec
                     // Same layout, different nested field names/metadata (field ids).
                     retag(column, field.data_type())?
                 } else {
-                    let cast = cast_with_options(column, field.data_type(), &options).map_err(|e| {
-                        Error::new(
-                            ErrorKind::DataInvalid,
-                            format!(
-                                "column '{}': cannot convert {} to {}",
-                                field.name(),
-                                column.data_type(),
-                                field.data_type()
-                            ),
-                        )
-                        .with_source(e)
-                    })?;
+                    let cast =
+                        cast_with_options(column, field.data_type(), &options).map_err(|e| {
+                            Error::new(
+                                ErrorKind::DataInvalid,
+                                format!(
+                                    "column '{}': cannot convert {} to {}",
+                                    field.name(),
+                                    column.data_type(),
+                                    field.data_type()
+                                ),
+                            )
+                            .with_source(e)
+                        })?;
                     // Casts build nested fields of their own; put the table's back.
                     if cast.data_type() == field.data_type() {
                         cast
@@ -177,17 +175,32 @@ pub fn conform_batch(batch: &RecordBatch, schema: &ArrowSchemaRef) -> Result<Rec
         columns,
         &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
     )
-    .map_err(|e| Error::new(ErrorKind::DataInvalid, "batch does not fit the table schema").with_source(e))
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::DataInvalid,
+            "batch does not fit the table schema",
+        )
+        .with_source(e)
+    })
 }
 
 /// Gives `array` the data type `to`, which must have the same physical layout.
-fn retag(array: &arrow::array::ArrayRef, to: &arrow::datatypes::DataType) -> Result<arrow::array::ArrayRef> {
+fn retag(
+    array: &arrow::array::ArrayRef,
+    to: &arrow::datatypes::DataType,
+) -> Result<arrow::array::ArrayRef> {
     let data = array
         .to_data()
         .into_builder()
         .data_type(to.clone())
         .build()
-        .map_err(|e| Error::new(ErrorKind::DataInvalid, format!("cannot store {} as {to}", array.data_type())).with_source(e))?;
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::DataInvalid,
+                format!("cannot store {} as {to}", array.data_type()),
+            )
+            .with_source(e)
+        })?;
     Ok(arrow::array::make_array(data))
 }
 
@@ -202,11 +215,8 @@ pub async fn write_data_files(table: &Table, batches: &[RecordBatch]) -> Result<
         .build();
     let parquet = ParquetWriterBuilder::new(props, table.metadata().current_schema().clone());
     let location = DefaultLocationGenerator::new(table.metadata())?;
-    let names = DefaultFileNameGenerator::new(
-        Uuid::new_v4().to_string(),
-        None,
-        DataFileFormat::Parquet,
-    );
+    let names =
+        DefaultFileNameGenerator::new(Uuid::new_v4().to_string(), None, DataFileFormat::Parquet);
     let rolling = RollingFileWriterBuilder::new_with_default_file_size(
         parquet,
         table.file_io().clone(),
