@@ -124,8 +124,9 @@ struct Entries {
     clock: u64,
 }
 
-/// Adjacency depends on the edge snapshot and both endpoint snapshots (ordinals).
-type AdjacencyKey = (String, Option<i64>, Option<i64>, Option<i64>);
+/// Adjacency depends on the edge snapshot and both endpoint snapshots and their places in
+/// the global numbering.
+type AdjacencyKey = (String, Option<i64>, Option<i64>, Option<i64>, u32, u32);
 
 pub struct Cache {
     budget_bytes: usize,
@@ -243,17 +244,20 @@ impl Cache {
         Ok(tasks)
     }
 
+    /// Adjacency of `edge` over global ordinals: endpoint rows plus their table's offset.
     pub fn adjacency(
         &self,
         edge: &TableData,
-        from: &TableData,
-        to: &TableData,
+        (from, from_offset): (&TableData, u32),
+        (to, to_offset): (&TableData, u32),
     ) -> Result<Arc<Adjacency>> {
         let key = (
             edge.table.metadata().uuid().to_string(),
             edge.snapshot_id,
             from.snapshot_id,
             to.snapshot_id,
+            from_offset,
+            to_offset,
         );
         {
             let mut e = self.lock();
@@ -283,7 +287,7 @@ impl Cache {
             if let (Some(s), Some(d)) = (s, d)
                 && let (Some(&s), Some(&d)) = (from_index.get(s), to_index.get(d))
             {
-                pairs.push((s, d));
+                pairs.push((from_offset + s, to_offset + d));
                 rows.push(row as u32);
             }
         }

@@ -166,11 +166,11 @@ impl Database {
             tables.insert(ident.name().to_string(), data);
             current.insert(ident.name().to_string(), table);
         }
-        Ok(Arc::new(Snapshot {
+        Ok(Arc::new(Snapshot::new(
             tables,
             current,
-            cache: self.cache.clone(),
-        }))
+            self.cache.clone(),
+        )?))
     }
 
     async fn load_at(&self, ident: &TableIdent, location: &str) -> Result<Table> {

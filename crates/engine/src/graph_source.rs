@@ -14,6 +14,10 @@ use crate::schema::TableKind;
 /// Tables by name (the default graph), all read at one catalog version.
 pub struct Snapshot {
     pub tables: BTreeMap<String, Arc<TableData>>,
+    /// Node tables with the global ordinal of their first row, ascending.
+    pub node_offsets: Vec<(String, u32)>,
+    /// Edge tables with the global ordinal of their first row, ascending.
+    pub edge_offsets: Vec<(String, u32)>,
     /// The tables' metadata at this catalog version (writers build on it).
     pub current: BTreeMap<String, iceberg::table::Table>,
     pub cache: Arc<Cache>,
@@ -28,8 +32,70 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
+    /// Numbers the nodes and the edges of `tables` (see `contextdb_planner::source`).
+    pub fn new(
+        tables: BTreeMap<String, Arc<TableData>>,
+        current: BTreeMap<String, iceberg::table::Table>,
+        cache: Arc<Cache>,
+    ) -> crate::Result<Snapshot> {
+        let offsets = |kind: TableKind| -> crate::Result<Vec<(String, u32)>> {
+            let mut next = 0u64;
+            let mut out = Vec::new();
+            for (name, t) in tables.iter().filter(|(_, t)| t.info.kind == kind) {
+                out.push((name.clone(), next as u32));
+                next += t.rows.num_rows() as u64;
+                if next > contextdb_planner::source::MAX_ORDINALS {
+                    return Err(crate::Error::new(
+                        crate::ErrorKind::Resource,
+                        format!(
+                            "more than {} {}s in one graph",
+                            contextdb_planner::source::MAX_ORDINALS,
+                            kind.as_str()
+                        ),
+                    ));
+                }
+            }
+            Ok(out)
+        };
+        let node_offsets = offsets(TableKind::Node)?;
+        let edge_offsets = offsets(TableKind::Edge)?;
+        Ok(Snapshot {
+            tables,
+            node_offsets,
+            edge_offsets,
+            current,
+            cache,
+        })
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<TableData>> {
         self.tables.get(name)
+    }
+
+    fn locate(offsets: &[(String, u32)], ordinal: u32) -> Option<(&str, u32)> {
+        let i = offsets
+            .partition_point(|(_, o)| *o <= ordinal)
+            .checked_sub(1)?;
+        let (name, offset) = &offsets[i];
+        Some((name.as_str(), ordinal - offset))
+    }
+
+    /// The label and row of a global node ordinal.
+    pub fn node_at(&self, ordinal: u32) -> Option<(&str, u32)> {
+        Self::locate(&self.node_offsets, ordinal)
+    }
+
+    /// The edge table and row of a global edge ordinal.
+    pub fn edge_at(&self, ordinal: u32) -> Option<(&str, u32)> {
+        Self::locate(&self.edge_offsets, ordinal)
+    }
+
+    fn offset_of(offsets: &[(String, u32)], name: &str) -> DfResult<u32> {
+        offsets
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| *o)
+            .ok_or_else(|| DataFusionError::Plan(format!("no table `{name}` in this snapshot")))
     }
 
     fn of_kind(&self, name: &str, kind: TableKind) -> DfResult<&Arc<TableData>> {
@@ -50,32 +116,33 @@ impl Snapshot {
 }
 
 impl GraphSource for Snapshot {
-    fn node_table(&self, label: &str) -> Option<NodeTableInfo> {
-        let data = self
-            .tables
-            .get(label)
-            .filter(|t| t.info.kind == TableKind::Node)?;
-        Some(NodeTableInfo {
-            label: label.to_string(),
-            primary_key: data.info.primary_key.clone()?,
-            schema: data.schema(),
-        })
-    }
-
-    fn edge_table(&self, rel_type: &str) -> Option<EdgeTableInfo> {
-        let data = self
-            .tables
-            .get(rel_type)
-            .filter(|t| t.info.kind == TableKind::Edge)?;
-        Self::edge_info(data)
+    fn node_tables(&self) -> Vec<NodeTableInfo> {
+        self.node_offsets
+            .iter()
+            .filter_map(|(label, _)| {
+                let data = &self.tables[label];
+                Some(NodeTableInfo {
+                    label: label.clone(),
+                    primary_key: data.info.primary_key.clone()?,
+                    schema: data.schema(),
+                })
+            })
+            .collect()
     }
 
     fn edge_tables(&self) -> Vec<EdgeTableInfo> {
-        self.tables
-            .values()
-            .filter(|t| t.info.kind == TableKind::Edge)
-            .filter_map(|t| Self::edge_info(t))
+        self.edge_offsets
+            .iter()
+            .filter_map(|(name, _)| Self::edge_info(&self.tables[name]))
             .collect()
+    }
+
+    fn node_offset(&self, label: &str) -> DfResult<u32> {
+        Self::offset_of(&self.node_offsets, label)
+    }
+
+    fn edge_offset(&self, rel_type: &str) -> DfResult<u32> {
+        Self::offset_of(&self.edge_offsets, rel_type)
     }
 
     fn node_rows(&self, label: &str) -> DfResult<Arc<RecordBatch>> {
@@ -93,10 +160,12 @@ impl GraphSource for Snapshot {
                 "{rel_type} has no endpoints"
             )));
         };
+        let from_offset = self.node_offset(from)?;
+        let to_offset = self.node_offset(to)?;
         let from = self.of_kind(from, TableKind::Node)?;
         let to = self.of_kind(to, TableKind::Node)?;
         self.cache
-            .adjacency(edge, from, to)
+            .adjacency(edge, (from, from_offset), (to, to_offset))
             .map_err(|e| DataFusionError::Execution(e.to_string()))
     }
 }

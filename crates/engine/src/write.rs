@@ -153,10 +153,11 @@ pub async fn apply(
                 properties,
             } => {
                 let table = data(snapshot, rel_type)?;
-                let endpoint = |e: &Endpoint| -> Result<ArrayRef> {
+                let endpoint = |e: &Endpoint, label: &Option<String>| -> Result<ArrayRef> {
                     match e {
-                        Endpoint::Bound { key_column, .. } => {
-                            Ok(column(&rows, key_column)?.clone())
+                        Endpoint::Bound { ord_column } => {
+                            let label = label.as_deref().unwrap_or_default();
+                            bound_keys(snapshot, ords(column(&rows, ord_column)?)?, label, rel_type)
                         }
                         Endpoint::Created(i) => created_keys
                             .get(*i)
@@ -164,7 +165,10 @@ pub async fn apply(
                             .ok_or_else(|| Error::internal("created node index out of range")),
                     }
                 };
-                let (s, d) = (endpoint(src)?, endpoint(dst)?);
+                let (s, d) = (
+                    endpoint(src, &table.info.from)?,
+                    endpoint(dst, &table.info.to)?,
+                );
                 if s.null_count() > 0 || d.null_count() > 0 {
                     return Err(Error::execution(format!(
                         "cannot create a {rel_type} relationship to a null node"
@@ -187,53 +191,44 @@ pub async fn apply(
                 property,
                 column: value_column,
             } => {
-                let (name, ord_column) = target_of(target);
-                let table = data(snapshot, name)?;
-                let field = table.schema().field_with_name(property).map_err(|_| {
-                    Error::plan(format!(
-                        "`{name}` has no property `{property}` (adding properties by SET is not supported yet)"
-                    ))
-                })?.clone();
-                if table.info.primary_key.as_deref() == Some(property.as_str()) {
-                    return Err(Error::execution(format!(
-                        "the primary key `{property}` cannot be changed"
-                    )));
-                }
-                if table.info.kind == TableKind::Edge && (property == "src" || property == "dst") {
-                    return Err(Error::execution(
-                        "a relationship's endpoints cannot be changed",
-                    ));
-                }
-                let values = cast_to(column(&rows, value_column)?, field.data_type(), property)?;
-                if !field.is_nullable() && values.null_count() > 0 {
-                    return Err(Error::execution(format!(
-                        "`{name}.{property}` must not be null"
-                    )));
-                }
-                let ords = ords(column(&rows, ord_column)?)?;
-                let entry = edits.entry(name.to_string()).or_default();
-                for row in 0..n {
-                    if ords.is_valid(row) {
-                        entry.updates.entry(ords.value(row)).or_default().push((
-                            property.clone(),
-                            values.clone(),
-                            row,
-                        ));
-                        changes += 1;
-                    }
+                let values = column(&rows, value_column)?;
+                let mut cast_values: HashMap<String, ArrayRef> = HashMap::new();
+                for (row, (name, local)) in targets(snapshot, &rows, target)? {
+                    let values = match cast_values.get(name) {
+                        Some(v) => v.clone(),
+                        None => {
+                            let v = settable(data(snapshot, name)?, property, values)?;
+                            cast_values.insert(name.to_string(), v.clone());
+                            v
+                        }
+                    };
+                    edits
+                        .entry(name.to_string())
+                        .or_default()
+                        .updates
+                        .entry(local)
+                        .or_default()
+                        .push((property.clone(), values, row));
+                    changes += 1;
                 }
             }
             WriteOp::Delete { target, detach } => {
-                let (name, ord_column) = target_of(target);
-                let ords = ords(column(&rows, ord_column)?)?;
-                let entry = edits.entry(name.to_string()).or_default();
-                for o in ords.iter().flatten() {
-                    if entry.deleted.insert(o) {
+                let mut labels = BTreeSet::new();
+                for (_, (name, local)) in targets(snapshot, &rows, target)? {
+                    if edits
+                        .entry(name.to_string())
+                        .or_default()
+                        .deleted
+                        .insert(local)
+                    {
                         changes += 1;
                     }
+                    if matches!(target, Target::Node { .. }) {
+                        labels.insert(name.to_string());
+                    }
                 }
-                if let Target::Node { label, .. } = target {
-                    changes += delete_edges_of(snapshot, label, &mut edits, *detach)?;
+                for label in labels {
+                    changes += delete_edges_of(snapshot, &label, &mut edits, *detach)?;
                 }
             }
         }
@@ -280,14 +275,97 @@ pub(crate) async fn commit_edits(
     db.commit(table_changes).await
 }
 
-fn target_of(target: &Target) -> (&str, &str) {
-    match target {
-        Target::Node { label, ord_column } => (label, ord_column),
-        Target::Rel {
-            rel_type,
-            ord_column,
-        } => (rel_type, ord_column),
+/// (row, (table, row in table)) of every row whose target variable is bound.
+fn targets<'a>(
+    snapshot: &'a Snapshot,
+    rows: &RecordBatch,
+    target: &Target,
+) -> Result<Vec<(usize, (&'a str, u32))>> {
+    let (column_name, nodes) = match target {
+        Target::Node { ord_column } => (ord_column, true),
+        Target::Rel { ord_column } => (ord_column, false),
+    };
+    let ords = ords(column(rows, column_name)?)?;
+    let mut out = Vec::new();
+    for row in 0..ords.len() {
+        if ords.is_null(row) {
+            continue;
+        }
+        let ordinal = ords.value(row);
+        let at = if nodes {
+            snapshot.node_at(ordinal)
+        } else {
+            snapshot.edge_at(ordinal)
+        };
+        out.push((
+            row,
+            at.ok_or_else(|| Error::internal(format!("ordinal {ordinal} is in no table")))?,
+        ));
     }
+    Ok(out)
+}
+
+/// `values` cast for `table.property`, after checking the property may be set.
+fn settable(table: &TableData, property: &str, values: &ArrayRef) -> Result<ArrayRef> {
+    let name = &table.info.name;
+    let field = table.schema().field_with_name(property).map_err(|_| {
+        Error::plan(format!(
+            "`{name}` has no property `{property}` (adding properties by SET is not supported yet)"
+        ))
+    })?.clone();
+    if table.info.primary_key.as_deref() == Some(property) {
+        return Err(Error::execution(format!(
+            "the primary key `{property}` cannot be changed"
+        )));
+    }
+    if table.info.kind == TableKind::Edge && (property == "src" || property == "dst") {
+        return Err(Error::execution(
+            "a relationship's endpoints cannot be changed",
+        ));
+    }
+    let values = cast_to(values, field.data_type(), property)?;
+    if !field.is_nullable() && values.null_count() > 0 {
+        return Err(Error::execution(format!(
+            "`{name}.{property}` must not be null"
+        )));
+    }
+    Ok(values)
+}
+
+/// The primary keys of bound endpoint nodes, which must all have `label`.
+fn bound_keys(
+    snapshot: &Snapshot,
+    ords: &UInt32Array,
+    label: &str,
+    rel_type: &str,
+) -> Result<ArrayRef> {
+    let table = data(snapshot, label)?;
+    let pk = table
+        .info
+        .primary_key
+        .as_deref()
+        .ok_or_else(|| Error::internal("node table without key"))?;
+    let mut locals = Vec::with_capacity(ords.len());
+    for ordinal in ords.iter() {
+        let Some(ordinal) = ordinal else {
+            locals.push(None);
+            continue;
+        };
+        match snapshot.node_at(ordinal) {
+            Some((l, local)) if l == label => locals.push(Some(local)),
+            Some((l, _)) => {
+                return Err(Error::execution(format!(
+                    "{rel_type} connects `{label}` nodes here, not `{l}` (an edge table has one FROM/TO pair)"
+                )));
+            }
+            None => return Err(Error::internal(format!("ordinal {ordinal} is in no table"))),
+        }
+    }
+    Ok(take(
+        column(&table.rows, pk)?.as_ref(),
+        &UInt32Array::from(locals),
+        None,
+    )?)
 }
 
 fn max_int_key(table: &TableData) -> Result<i64> {

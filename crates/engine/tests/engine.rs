@@ -258,9 +258,17 @@ async fn errors_say_whose_fault_with_a_position() {
     let err = db.execute("MATCH (a:Person) RETRUN a").await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Syntax);
     assert_eq!(err.position.map(|p| p.0), Some(1));
-    let err = db.execute("MATCH (a:Nope) RETURN a").await.unwrap_err();
+    // openCypher: an unknown label matches nothing, it is not an error.
+    let none = db.execute("MATCH (a:Nope) RETURN a").await.unwrap();
+    assert_eq!(none[0].num_rows(), 0);
+    let err = db
+        .execute("MATCH (a:Person)\n RETURN a.name, count(*) + a.age")
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Plan, "{err}");
-    assert_eq!(err.position, Some((1, 10)), "{err}");
+    let err = db.execute("MATCH (a:Person) RETURN zz").await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Plan, "{err}");
+    assert_eq!(err.position, Some((1, 25)), "{err}");
     let err = db
         .execute("SELECT 1;\nMATCH (a:Person) RETURN b")
         .await
@@ -272,6 +280,35 @@ async fn errors_say_whose_fault_with_a_position() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Execution, "{err}");
+}
+
+#[tokio::test]
+async fn label_less_patterns_range_over_every_label() {
+    let db = people().await;
+    // (x) has no label: it can be a Person or a City, whatever the relationship allows.
+    assert_eq!(
+        sorted(
+            query(
+                &db,
+                "MATCH (a:Person {name: 'Ann'})-->(x) RETURN labels(x), x.name"
+            )
+            .await
+        ),
+        s(&[
+            &["[City]", "Oslo"],
+            &["[Person]", "Bob"],
+            &["[Person]", "Cy"]
+        ])
+    );
+    assert_eq!(query(&db, "MATCH (n) RETURN count(*)").await, s(&[&["4"]]));
+    assert_eq!(
+        sorted(query(&db, "MATCH ()-[r]->(:City) RETURN type(r), count(*)").await),
+        s(&[&["LIVES_IN", "2"]])
+    );
+    assert_eq!(
+        query(&db, "MATCH (n) WHERE n:City RETURN n.name").await,
+        s(&[&["Oslo"]])
+    );
 }
 
 #[tokio::test]

@@ -4,9 +4,9 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayBuilder, ArrayRef, RecordBatch, UInt32Array, UInt32Builder};
-use arrow::compute::take;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array, new_null_array};
+use arrow::compute::{cast, interleave, take};
+use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::common::{Result, internal_err};
 use datafusion::execution::context::{QueryPlanner, SessionState};
@@ -36,10 +36,11 @@ fn properties(schema: SchemaRef) -> Arc<PlanProperties> {
     ))
 }
 
-/// Scans a label's snapshot rows, adding the ordinal column.
+/// Scans the snapshot rows of one or more labels onto the union schema, adding the global
+/// ordinal and label columns.
 #[derive(Debug)]
 pub struct NodeScanExec {
-    label: String,
+    labels: Vec<String>,
     var: String,
     source: Arc<dyn GraphSource>,
     properties: Arc<PlanProperties>,
@@ -47,7 +48,7 @@ pub struct NodeScanExec {
 
 impl DisplayAs for NodeScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "NodeScanExec: ({}:{})", self.var, self.label)
+        write!(f, "NodeScanExec: ({}:{})", self.var, self.labels.join("|"))
     }
 }
 
@@ -78,24 +79,54 @@ impl ExecutionPlan for NodeScanExec {
         if partition != 0 {
             return internal_err!("NodeScanExec has one partition, asked for {partition}");
         }
-        let rows = self.source.node_rows(&self.label)?;
         let schema = self.schema();
-        let total = rows.num_rows();
+        let mut chunks = Vec::new();
+        for label in &self.labels {
+            let rows = self.source.node_rows(label)?;
+            let offset = self.source.node_offset(label)?;
+            let total = rows.num_rows();
+            for chunk in 0..total.div_ceil(GRAPH_BATCH_ROWS) {
+                let start = chunk * GRAPH_BATCH_ROWS;
+                chunks.push((
+                    label.clone(),
+                    rows.clone(),
+                    offset,
+                    start,
+                    GRAPH_BATCH_ROWS.min(total - start),
+                ));
+            }
+        }
         let out_schema = schema.clone();
-        let batches = (0..total.div_ceil(GRAPH_BATCH_ROWS)).map(move |chunk| {
-            let start = chunk * GRAPH_BATCH_ROWS;
-            let len = GRAPH_BATCH_ROWS.min(total - start);
-            let ords: ArrayRef = Arc::new(UInt32Array::from_iter_values(
-                start as u32..(start + len) as u32,
-            ));
-            let mut columns = vec![ords];
-            columns.extend(rows.columns().iter().map(|c| c.slice(start, len)));
-            Ok(RecordBatch::try_new(out_schema.clone(), columns)?)
-        });
+        let batches = chunks
+            .into_iter()
+            .map(move |(label, rows, offset, start, len)| {
+                let ords: ArrayRef = Arc::new(UInt32Array::from_iter_values(
+                    (offset + start as u32)..(offset + (start + len) as u32),
+                ));
+                let labels: ArrayRef = Arc::new(StringArray::from(vec![label.as_str(); len]));
+                let mut columns = vec![ords, labels];
+                for field in out_schema.fields().iter().skip(2) {
+                    let name = &field.name()[field.name().find('.').map(|i| i + 1).unwrap_or(0)..];
+                    columns.push(match rows.column_by_name(name) {
+                        Some(c) => conform(&c.slice(start, len), field.data_type())?,
+                        None => new_null_array(field.data_type(), len),
+                    });
+                }
+                Ok(RecordBatch::try_new(out_schema.clone(), columns)?)
+            });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
             futures::stream::iter(batches),
         )))
+    }
+}
+
+/// Casts a column to the unified type of its union column.
+fn conform(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    if array.data_type() == to {
+        Ok(array.clone())
+    } else {
+        Ok(cast(array, to)?)
     }
 }
 
@@ -153,16 +184,38 @@ impl ExecutionPlan for GraphExpandExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
-        let adjacency = self.source.adjacency(&self.node.rel_type)?;
-        let edges = self.source.edge_rows(&self.node.rel_type)?;
-        let targets = self.source.node_rows(&self.node.to_label)?;
+        let mut types = Vec::with_capacity(self.node.rel_types.len());
+        for rel_type in &self.node.rel_types {
+            types.push(EdgeSide {
+                name: rel_type.clone(),
+                adjacency: self.source.adjacency(rel_type)?,
+                rows: self.source.edge_rows(rel_type)?,
+                offset: self.source.edge_offset(rel_type)?,
+            });
+        }
+        let mut targets = Vec::with_capacity(self.node.to_labels.len());
+        for label in &self.node.to_labels {
+            let rows = self.source.node_rows(label)?;
+            let offset = self.source.node_offset(label)?;
+            targets.push(NodeSide {
+                name: label.clone(),
+                end: offset + rows.num_rows() as u32,
+                offset,
+                rows,
+            });
+        }
+        targets.sort_by_key(|t| t.offset);
         let expander = Expander {
             schema: self.schema(),
+            input_columns: self.input.schema().fields().len(),
+            node_start: self.schema().index_of(&crate::nodes::column_name(
+                &self.node.to_var,
+                crate::nodes::ORD,
+            ))? - self.input.schema().fields().len(),
             from_index: self.from_index,
             direction: self.node.direction,
             optional: self.node.optional,
-            adjacency,
-            edges,
+            types,
             targets,
         };
         let schema = self.schema();
@@ -177,17 +230,43 @@ impl ExecutionPlan for GraphExpandExec {
     }
 }
 
+struct EdgeSide {
+    name: String,
+    adjacency: Arc<contextdb_graph::Adjacency>,
+    rows: Arc<RecordBatch>,
+    offset: u32,
+}
+
+struct NodeSide {
+    name: String,
+    offset: u32,
+    end: u32,
+    rows: Arc<RecordBatch>,
+}
+
+/// One match: input row, edge type index, edge row in its table, neighbour ordinal.
+type Hit = (u32, Option<(usize, u32, u32)>);
+
 struct Expander {
     schema: SchemaRef,
+    input_columns: usize,
+    /// Where the neighbour's columns start, after the input's and the relationship's.
+    node_start: usize,
     from_index: usize,
     direction: ExpandDirection,
     optional: bool,
-    adjacency: Arc<contextdb_graph::Adjacency>,
-    edges: Arc<RecordBatch>,
-    targets: Arc<RecordBatch>,
+    types: Vec<EdgeSide>,
+    /// Sorted by offset: the labels a neighbour may have.
+    targets: Vec<NodeSide>,
 }
 
 impl Expander {
+    /// The target label index of a global ordinal, if it is one of ours.
+    fn target_of(&self, ordinal: u32) -> Option<usize> {
+        let i = self.targets.partition_point(|t| t.end <= ordinal);
+        (i < self.targets.len() && self.targets[i].offset <= ordinal).then_some(i)
+    }
+
     fn expand(&self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
         let from = batch
             .column(self.from_index)
@@ -199,72 +278,142 @@ impl Expander {
                 )
             })?;
         let mut out = Vec::new();
-        let mut rows = UInt32Builder::with_capacity(GRAPH_BATCH_ROWS);
-        let mut edge_rows = UInt32Builder::with_capacity(GRAPH_BATCH_ROWS);
-        let mut neighbours = UInt32Builder::with_capacity(GRAPH_BATCH_ROWS);
+        let mut hits: Vec<Hit> = Vec::with_capacity(GRAPH_BATCH_ROWS);
         for row in 0..batch.num_rows() {
-            let mut found = false;
+            let before = hits.len();
             if from.is_valid(row) {
                 let node = from.value(row);
-                let mut push = |neighbour: u32, edge: u32| {
-                    rows.append_value(row as u32);
-                    edge_rows.append_value(edge);
-                    neighbours.append_value(neighbour);
-                    found = true;
-                };
-                match self.direction {
-                    ExpandDirection::Out => self.adjacency.for_each_out(node, &mut push),
-                    ExpandDirection::In => self.adjacency.for_each_in(node, &mut push),
-                    ExpandDirection::Both => {
-                        self.adjacency.for_each_out(node, &mut push);
-                        self.adjacency.for_each_in(node, |n, e| {
-                            // A self-loop was already matched going out.
-                            if n != node {
-                                push(n, e)
-                            }
-                        });
+                for (t, side) in self.types.iter().enumerate() {
+                    let mut push = |neighbour: u32, edge: u32| {
+                        if self.target_of(neighbour).is_some() {
+                            hits.push((row as u32, Some((t, edge, neighbour))));
+                        }
+                    };
+                    match self.direction {
+                        ExpandDirection::Out => side.adjacency.for_each_out(node, &mut push),
+                        ExpandDirection::In => side.adjacency.for_each_in(node, &mut push),
+                        ExpandDirection::Both => {
+                            side.adjacency.for_each_out(node, &mut push);
+                            side.adjacency.for_each_in(node, |n, e| {
+                                // A self-loop was already matched going out.
+                                if n != node {
+                                    push(n, e)
+                                }
+                            });
+                        }
                     }
                 }
             }
-            if !found && self.optional {
-                rows.append_value(row as u32);
-                edge_rows.append_null();
-                neighbours.append_null();
+            if hits.len() == before && self.optional {
+                hits.push((row as u32, None));
             }
-            if rows.len() >= GRAPH_BATCH_ROWS {
-                out.push(self.emit(batch, &mut rows, &mut edge_rows, &mut neighbours)?);
+            if hits.len() >= GRAPH_BATCH_ROWS {
+                out.push(self.emit(batch, &hits)?);
+                hits.clear();
             }
         }
-        if !rows.is_empty() {
-            out.push(self.emit(batch, &mut rows, &mut edge_rows, &mut neighbours)?);
+        if !hits.is_empty() {
+            out.push(self.emit(batch, &hits)?);
         }
         Ok(out)
     }
 
-    fn emit(
-        &self,
-        batch: &RecordBatch,
-        rows: &mut UInt32Builder,
-        edge_rows: &mut UInt32Builder,
-        neighbours: &mut UInt32Builder,
-    ) -> Result<RecordBatch> {
-        let rows = rows.finish();
-        let edge_rows = edge_rows.finish();
-        let neighbours = neighbours.finish();
+    fn emit(&self, batch: &RecordBatch, hits: &[Hit]) -> Result<RecordBatch> {
+        let rows = UInt32Array::from_iter_values(hits.iter().map(|h| h.0));
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for column in batch.columns() {
             columns.push(take(column.as_ref(), &rows, None)?);
         }
-        columns.push(Arc::new(edge_rows.clone()));
-        for column in self.edges.columns() {
-            columns.push(take(column.as_ref(), &edge_rows, None)?);
+        let fields = &self.schema.fields()[self.input_columns..];
+        // Relationship: ordinal, type, then properties picked from each type's rows.
+        let edge_ord = UInt32Array::from_iter(
+            hits.iter()
+                .map(|h| h.1.map(|(t, e, _)| self.types[t].offset + e)),
+        );
+        let edge_type = StringArray::from_iter(
+            hits.iter()
+                .map(|h| h.1.map(|(t, _, _)| self.types[t].name.as_str())),
+        );
+        columns.push(Arc::new(edge_ord));
+        columns.push(Arc::new(edge_type));
+        let rel_count = self.node_start;
+        for field in &fields[2..rel_count] {
+            let name = crate::nodes::rel_table_column(property_of(field.name()));
+            let sources: Vec<(Option<ArrayRef>, usize)> = self
+                .types
+                .iter()
+                .map(|side| {
+                    (
+                        side.rows.column_by_name(name).cloned(),
+                        side.rows.num_rows(),
+                    )
+                })
+                .collect();
+            let picks = hits.iter().map(|h| h.1.map(|(t, e, _)| (t, e as usize)));
+            columns.push(pick(&sources, picks, field.data_type())?);
         }
-        columns.push(Arc::new(neighbours.clone()));
-        for column in self.targets.columns() {
-            columns.push(take(column.as_ref(), &neighbours, None)?);
+        // Neighbour: ordinal, label, then properties picked from each label's rows.
+        let node_ord = UInt32Array::from_iter(hits.iter().map(|h| h.1.map(|(_, _, n)| n)));
+        let node_label = StringArray::from_iter(hits.iter().map(|h| {
+            h.1.and_then(|(_, _, n)| self.target_of(n))
+                .map(|i| self.targets[i].name.as_str())
+        }));
+        columns.push(Arc::new(node_ord));
+        columns.push(Arc::new(node_label));
+        for field in &fields[rel_count + 2..] {
+            let name = property_of(field.name());
+            let sources: Vec<(Option<ArrayRef>, usize)> = self
+                .targets
+                .iter()
+                .map(|side| {
+                    (
+                        side.rows.column_by_name(name).cloned(),
+                        side.rows.num_rows(),
+                    )
+                })
+                .collect();
+            let picks = hits.iter().map(|h| {
+                h.1.and_then(|(_, _, n)| {
+                    let i = self.target_of(n)?;
+                    Some((i, (n - self.targets[i].offset) as usize))
+                })
+            });
+            columns.push(pick(&sources, picks, field.data_type())?);
         }
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
+}
+
+/// `var.prop` → `prop`.
+fn property_of(column: &str) -> &str {
+    column.split_once('.').map(|(_, p)| p).unwrap_or(column)
+}
+
+/// Builds a column of `to` values, row `i` taken from `sources[s][r]` for `picks[i] =
+/// Some((s, r))`, null for None or for a source without that column.
+fn pick(
+    sources: &[(Option<ArrayRef>, usize)],
+    picks: impl Iterator<Item = Option<(usize, usize)>>,
+    to: &DataType,
+) -> Result<ArrayRef> {
+    let nulls = new_null_array(to, 1);
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(sources.len() + 1);
+    for (column, _) in sources {
+        arrays.push(match column {
+            Some(c) => conform(c, to)?,
+            None => nulls.clone(),
+        });
+    }
+    let null_source = arrays.len();
+    arrays.push(nulls);
+    let indices: Vec<(usize, usize)> = picks
+        .map(|p| match p {
+            Some((s, r)) if sources[s].0.is_some() => (s, r),
+            _ => (null_source, 0),
+        })
+        .collect();
+    let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+    Ok(interleave(&refs, &indices)?)
 }
 
 /// Plans [`NodeScan`] and [`GraphExpand`] into their operators.
@@ -287,7 +436,7 @@ impl ExtensionPlanner for GraphExtensionPlanner {
         if let Some(scan) = any.downcast_ref::<NodeScan>() {
             let schema = Arc::new(scan.schema.as_arrow().clone());
             return Ok(Some(Arc::new(NodeScanExec {
-                label: scan.label.clone(),
+                labels: scan.labels.clone(),
                 var: scan.var.clone(),
                 source: self.source.clone(),
                 properties: properties(schema),

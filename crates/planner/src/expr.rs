@@ -12,7 +12,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable, lit, when};
 use std::sync::Arc;
 
 use crate::PlanError;
-use crate::nodes::{ORD, column_name};
+use crate::nodes::{LABEL, ORD, TYPE, UNLABELED, column_name};
 use crate::scope::{Scope, VarKind};
 
 /// Values bound to `$name` parameters.
@@ -131,24 +131,44 @@ impl ExprContext<'_> {
     /// The node or relationship value of `var` as a struct (null when unbound by OPTIONAL).
     pub fn entity_struct(&self, var: &str) -> Result<Expr, PlanError> {
         let kind = self.scope.get(var).cloned();
-        let (tag_name, tag, id_column) = match &kind {
-            Some(VarKind::Node { label, primary_key }) => {
-                ("_label", label.clone(), column_name(var, primary_key))
+        let ord = column(&column_name(var, ORD));
+        let as_id = |e: Expr| {
+            Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(e),
+                DataType::Int64,
+            ))
+        };
+        let (tag_name, tag, id) = match &kind {
+            Some(VarKind::Node { primary_key, .. }) => {
+                let id = match primary_key {
+                    Some(pk)
+                        if self
+                            .schema
+                            .index_of_column_by_name(None, &column_name(var, pk))
+                            .is_some() =>
+                    {
+                        column(&column_name(var, pk))
+                    }
+                    _ => as_id(ord.clone()),
+                };
+                ("_label", column(&column_name(var, LABEL)), id)
             }
-            Some(VarKind::Rel { rel_type }) => ("_type", rel_type.clone(), column_name(var, ORD)),
+            Some(VarKind::Rel { .. }) => {
+                ("_type", column(&column_name(var, TYPE)), as_id(ord.clone()))
+            }
             _ => {
                 return Err(PlanError::new(format!(
                     "{var} is not a node or relationship"
                 )));
             }
         };
-        let mut args = vec![lit("_id"), column(&id_column), lit(tag_name), lit(tag)];
+        let mut args = vec![lit("_id"), id, lit(tag_name), tag];
         let prefix = format!("{var}.");
         for field in self.schema.fields() {
             let Some(prop) = field.name().strip_prefix(&prefix) else {
                 continue;
             };
-            if prop == ORD {
+            if prop == ORD || prop == LABEL || prop == TYPE {
                 continue;
             }
             args.push(lit(prop));
@@ -274,13 +294,14 @@ impl ExprContext<'_> {
                     return Err(err(text, e.span, "label test needs a node variable"));
                 };
                 match self.scope.get(v) {
-                    Some(VarKind::Node { label, .. }) => {
-                        let all = labels.iter().all(|l| &l.name == label);
-                        when(
-                            column(&column_name(v, ORD)).is_null(),
-                            lit(ScalarValue::Boolean(None)),
-                        )
-                        .otherwise(lit(all))?
+                    Some(VarKind::Node { .. }) => {
+                        // One label per node: `n:A:B` holds only when A and B are the same.
+                        let label = column(&column_name(v, LABEL));
+                        labels
+                            .iter()
+                            .map(|l| label.clone().eq(lit(l.name.clone())))
+                            .reduce(|a, b| a.and(b))
+                            .unwrap_or(lit(true))
                     }
                     _ => return Err(err(text, x.span, format!("`{v}` is not a node"))),
                 }
@@ -557,20 +578,30 @@ impl ExprContext<'_> {
                 let kind = self.scope.get(v).cloned();
                 let ord = column(&column_name(v, ORD));
                 return Ok(match (lower.as_str(), kind) {
-                    ("id", Some(VarKind::Node { primary_key, .. })) => {
-                        column(&column_name(v, &primary_key))
-                    }
+                    (
+                        "id",
+                        Some(VarKind::Node {
+                            primary_key: Some(pk),
+                            ..
+                        }),
+                    ) => column(&column_name(v, &pk)),
+                    ("id", Some(VarKind::Node { .. })) => Expr::Cast(
+                        datafusion::logical_expr::Cast::new(Box::new(ord), DataType::Int64),
+                    ),
                     ("id", Some(VarKind::Rel { .. })) => Expr::Cast(
                         datafusion::logical_expr::Cast::new(Box::new(ord), DataType::Int64),
                     ),
-                    ("labels", Some(VarKind::Node { label, .. })) => {
+                    ("labels", Some(VarKind::Node { .. })) => {
+                        let label = column(&column_name(v, LABEL));
+                        let empty = nested::array_remove_all(
+                            nested::make_array(vec![lit(UNLABELED)]),
+                            lit(UNLABELED),
+                        );
                         when(ord.is_null(), lit(ScalarValue::Null))
-                            .otherwise(nested::make_array(vec![lit(label)]))?
+                            .when(label.clone().eq(lit(UNLABELED)), empty)
+                            .otherwise(nested::make_array(vec![label]))?
                     }
-                    ("type", Some(VarKind::Rel { rel_type })) => {
-                        when(ord.is_null(), lit(ScalarValue::Utf8(None)))
-                            .otherwise(lit(rel_type))?
-                    }
+                    ("type", Some(VarKind::Rel { .. })) => column(&column_name(v, TYPE)),
                     ("keys", Some(VarKind::Node { .. } | VarKind::Rel { .. })) => {
                         let prefix = format!("{v}.");
                         let keys: Vec<Expr> = self

@@ -15,7 +15,7 @@ use datafusion::logical_expr::{Expr, Extension, LogicalPlan, LogicalPlanBuilder,
 
 use crate::PlanError;
 use crate::expr::{ExprContext, Params, is_aggregate};
-use crate::nodes::{ExpandDirection, GraphExpand, NodeScan, ORD, column_name};
+use crate::nodes::{ExpandDirection, GraphExpand, LABEL, NodeScan, ORD, column_name};
 use crate::scope::{Scope, VarKind};
 use crate::source::{EdgeTableInfo, GraphSource, NodeTableInfo};
 
@@ -29,23 +29,17 @@ fn column(name: &str) -> Expr {
 /// Where a created relationship's endpoint comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Endpoint {
-    /// A node bound by the reading part: its primary key is in `key_column`.
-    Bound { label: String, key_column: String },
+    /// A node bound by the reading part: its global ordinal is in `ord_column`.
+    Bound { ord_column: String },
     /// The `n`th node created by this statement's CREATE clauses (per row).
     Created(usize),
 }
 
-/// A node or relationship to change, identified by its ordinal column.
+/// A node or relationship to change, identified by its global ordinal column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
-    Node {
-        label: String,
-        ord_column: String,
-    },
-    Rel {
-        rel_type: String,
-        ord_column: String,
-    },
+    Node { ord_column: String },
+    Rel { ord_column: String },
 }
 
 /// One write, evaluated for every row of the plan's output.
@@ -243,7 +237,7 @@ impl<'a> Lowering<'a> {
             return self.lower_optional_match(state, m);
         }
         let mut state = state;
-        let mut rels: Vec<(String, String)> = Vec::new();
+        let mut rels: Vec<(String, Vec<String>)> = Vec::new();
         for part in &m.pattern {
             state = self.lower_part(state, part, &mut rels)?;
         }
@@ -284,12 +278,13 @@ impl<'a> Lowering<'a> {
     fn rel_uniqueness(
         &mut self,
         state: State,
-        rels: &[(String, String)],
+        rels: &[(String, Vec<String>)],
     ) -> Result<State, PlanError> {
         let mut predicate: Option<Expr> = None;
         for (i, (a, ta)) in rels.iter().enumerate() {
             for (b, tb) in &rels[i + 1..] {
-                if ta == tb {
+                // Relationship ordinals are global, so comparing them is enough.
+                if ta.iter().any(|t| tb.contains(t)) {
                     let ne = column(&column_name(a, ORD)).not_eq(column(&column_name(b, ORD)));
                     predicate = Some(match predicate {
                         Some(p) => p.and(ne),
@@ -336,6 +331,7 @@ impl<'a> Lowering<'a> {
                 && rel.properties.is_none()
                 && rel.length.is_none()
                 && part.element.start.properties.is_none()
+                && part.element.start.labels.is_empty()
             {
                 let labels = self.resolve_labels(&state.scope, part)?;
                 let from = part
@@ -409,7 +405,10 @@ impl<'a> Lowering<'a> {
         })
     }
 
-    /// Resolves the label of every node and the type of every relationship in a chain.
+    /// Resolves the candidate labels of every node and types of every relationship in a
+    /// chain: written labels and types, labels of variables bound before, all labels and types
+    /// otherwise, then narrowed along the schema's edge endpoints until nothing changes. An
+    /// empty candidate set matches nothing (openCypher: an unknown label is not an error).
     fn resolve_labels(&self, scope: &Scope, part: &PatternPart) -> Result<ChainLabels, PlanError> {
         let el = &part.element;
         if el.chain.len() > MAX_PATTERN_STEPS {
@@ -421,33 +420,40 @@ impl<'a> Lowering<'a> {
         let nodes: Vec<&ast::NodePattern> = std::iter::once(&el.start)
             .chain(el.chain.iter().map(|(_, n)| n))
             .collect();
-        let mut labels: Vec<Option<String>> = Vec::with_capacity(nodes.len());
+        let all_labels: Vec<String> = self
+            .source
+            .node_tables()
+            .into_iter()
+            .map(|t| t.label)
+            .collect();
+        let mut labels: Vec<Vec<String>> = Vec::with_capacity(nodes.len());
         for n in &nodes {
             if n.labels.len() > 1 {
-                return Err(self.err(n.span, "a node has at most one label in ContextDB"));
+                return Err(self.err(
+                    n.labels[1].span,
+                    "a node has at most one label in ContextDB",
+                ));
             }
-            let bound = n.variable.as_ref().and_then(|v| match scope.get(&v.name) {
-                Some(VarKind::Node { label, .. }) => Some(label.clone()),
-                _ => None,
-            });
-            if let Some(v) = &n.variable
-                && matches!(
-                    scope.get(&v.name),
-                    Some(VarKind::Rel { .. } | VarKind::Value)
-                )
+            let mut candidates = match n
+                .variable
+                .as_ref()
+                .and_then(|v| scope.get(&v.name).map(|k| (v, k)))
             {
-                return Err(self.err(v.span, format!("type mismatch: `{}` is not a node", v.name)));
+                Some((_, VarKind::Node { labels, .. })) => labels.clone(),
+                Some((v, _)) => {
+                    return Err(
+                        self.err(v.span, format!("type mismatch: `{}` is not a node", v.name))
+                    );
+                }
+                None => all_labels.clone(),
+            };
+            if let Some(written) = n.labels.first() {
+                candidates.retain(|l| l == &written.name);
             }
-            let written = n.labels.first().map(|l| l.name.clone());
-            if let (Some(b), Some(w)) = (&bound, &written)
-                && b != w
-            {
-                labels.push(Some(format!("{w}\u{0}conflict")));
-                continue;
-            }
-            labels.push(written.or(bound));
+            labels.push(candidates);
         }
-        let mut types: Vec<Option<String>> = Vec::with_capacity(el.chain.len());
+        let all_types = self.source.edge_tables();
+        let mut types: Vec<Vec<EdgeTableInfo>> = Vec::with_capacity(el.chain.len());
         for (rel, _) in &el.chain {
             if rel.length.is_some() {
                 return Err(self.err(
@@ -455,116 +461,64 @@ impl<'a> Lowering<'a> {
                     "variable-length relationships are not supported yet",
                 ));
             }
-            if rel.types.len() > 1 {
-                return Err(self.err(
-                    rel.span,
-                    "relationship type alternatives are not supported yet",
-                ));
-            }
             if let Some(v) = &rel.variable
                 && scope.get(&v.name).is_some()
             {
                 return Err(self.err(v.span, format!("variable `{}` already declared", v.name)));
             }
-            types.push(rel.types.first().map(|t| t.name.clone()));
+            types.push(
+                all_types
+                    .iter()
+                    .filter(|t| {
+                        rel.types.is_empty() || rel.types.iter().any(|w| w.name == t.rel_type)
+                    })
+                    .cloned()
+                    .collect(),
+            );
         }
-        // Propagate labels along known edge types until nothing changes.
-        for _ in 0..=el.chain.len() {
+        // Narrow along the endpoints; each pass only removes, so it ends within a few passes.
+        for _ in 0..=2 * el.chain.len() {
             let mut changed = false;
             for (i, (rel, _)) in el.chain.iter().enumerate() {
-                let edge = match &types[i] {
-                    Some(t) => Some(self.source.edge_table(t).ok_or_else(|| {
-                        self.err(rel.span, format!("unknown relationship type `{t}`"))
-                    })?),
-                    None => {
-                        let (Some(l), Some(r)) = (&labels[i], &labels[i + 1]) else {
-                            continue;
-                        };
-                        let candidates: Vec<EdgeTableInfo> = self
-                            .source
-                            .edge_tables()
-                            .into_iter()
-                            .filter(|e| {
-                                endpoint_labels(e, rel.direction, Some(l), Some(r)).is_some()
-                            })
-                            .collect();
-                        if candidates.len() != 1 {
-                            return Err(self.err(
-                                rel.span,
-                                format!(
-                                    "relationship without a type between {l} and {r} must name its type ({} candidates)",
-                                    candidates.len()
-                                ),
-                            ));
-                        }
-                        types[i] = Some(candidates[0].rel_type.clone());
-                        changed = true;
-                        Some(candidates[0].clone())
-                    }
-                };
-                let Some(edge) = edge else { continue };
-                if let Some((l, r)) = endpoint_labels(
-                    &edge,
-                    rel.direction,
-                    labels[i].as_deref(),
-                    labels[i + 1].as_deref(),
-                ) {
-                    if labels[i].is_none() {
-                        labels[i] = Some(l);
-                        changed = true;
-                    }
-                    if labels[i + 1].is_none() {
-                        labels[i + 1] = Some(r);
-                        changed = true;
-                    }
-                } else {
-                    // The written labels cannot be endpoints of this type: no rows can match.
-                    return Ok(ChainLabels {
-                        labels,
-                        types,
-                        empty: true,
-                    });
-                }
+                let (left, right) = (labels[i].clone(), labels[i + 1].clone());
+                let before = (types[i].len(), left.len(), right.len());
+                types[i].retain(|t| {
+                    left.iter()
+                        .any(|l| right.iter().any(|r| fits(t, rel.direction, l, r)))
+                });
+                let kept = &types[i];
+                labels[i].retain(|l| {
+                    kept.iter()
+                        .any(|t| right.iter().any(|r| fits(t, rel.direction, l, r)))
+                });
+                labels[i + 1].retain(|r| {
+                    kept.iter()
+                        .any(|t| left.iter().any(|l| fits(t, rel.direction, l, r)))
+                });
+                changed |= before != (types[i].len(), labels[i].len(), labels[i + 1].len());
             }
             if !changed {
                 break;
             }
         }
-        for (i, n) in nodes.iter().enumerate() {
-            match &labels[i] {
-                None => {
-                    return Err(self.err(
-                        n.span,
-                        "a node without a label needs a labelled neighbour or a relationship type (label-less scans are not supported yet)",
-                    ));
-                }
-                Some(l) if l.ends_with("\u{0}conflict") => {
-                    return Ok(ChainLabels {
-                        labels,
-                        types,
-                        empty: true,
-                    });
-                }
-                Some(l) if self.source.node_table(l).is_none() => {
-                    return Err(self.err(
-                        n.labels.first().map(|l| l.span).unwrap_or(n.span),
-                        format!("unknown node label `{l}`"),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        Ok(ChainLabels {
-            labels,
-            types,
-            empty: false,
-        })
+        Ok(ChainLabels { labels, types })
     }
 
-    fn node_table(&self, label: &str) -> Result<NodeTableInfo, PlanError> {
-        self.source
-            .node_table(label)
-            .ok_or_else(|| PlanError::new(format!("unknown node label `{label}`")))
+    fn node_tables(&self, labels: &[String]) -> Vec<NodeTableInfo> {
+        labels
+            .iter()
+            .filter_map(|l| self.source.node_table(l))
+            .collect()
+    }
+
+    fn node_kind(&self, labels: &[String]) -> VarKind {
+        let tables = self.node_tables(labels);
+        let first = tables.first().map(|t| t.primary_key.clone());
+        let shared = first.filter(|pk| tables.iter().all(|t| &t.primary_key == pk));
+        VarKind::Node {
+            labels: labels.to_vec(),
+            primary_key: shared,
+        }
     }
 
     /// Plans one pattern part onto `state`.
@@ -572,7 +526,7 @@ impl<'a> Lowering<'a> {
         &mut self,
         state: State,
         part: &PatternPart,
-        rels: &mut Vec<(String, String)>,
+        rels: &mut Vec<(String, Vec<String>)>,
     ) -> Result<State, PlanError> {
         if part.kind != ast::PatternKind::Plain {
             return Err(self.err(part.span, "shortestPath is not supported yet"));
@@ -585,7 +539,8 @@ impl<'a> Lowering<'a> {
         let nodes: Vec<&ast::NodePattern> = std::iter::once(&el.start)
             .chain(el.chain.iter().map(|(_, n)| n))
             .collect();
-        // Start where the state already binds a node, else at the first node with properties.
+        // Start where the state already binds a node, else at the first node with properties
+        // or a label.
         let bound_at = nodes.iter().position(|n| {
             n.variable
                 .as_ref()
@@ -593,61 +548,46 @@ impl<'a> Lowering<'a> {
         });
         let start = bound_at
             .or_else(|| nodes.iter().position(|n| n.properties.is_some()))
+            .or_else(|| nodes.iter().position(|n| !n.labels.is_empty()))
             .unwrap_or(0);
         let start_var = match &nodes[start].variable {
             Some(v) => v.name.clone(),
             None => self.fresh("n"),
         };
         let mut state = if bound_at.is_some() {
-            state
+            // Narrow a bound variable to the labels this pattern allows.
+            let allowed = &labels.labels[start];
+            let bound_labels = match state.scope.get(&start_var) {
+                Some(VarKind::Node { labels, .. }) => labels.clone(),
+                _ => vec![],
+            };
+            if allowed.len() < bound_labels.len() {
+                let list: Vec<Expr> = allowed.iter().map(|l| lit(l.clone())).collect();
+                let keep = column(&column_name(&start_var, LABEL)).in_list(list, false);
+                let plan = LogicalPlanBuilder::from(state.plan).filter(keep)?.build()?;
+                State { plan, ..state }
+            } else {
+                state
+            }
         } else {
-            let node = nodes[start];
-            let var = start_var.clone();
-            let label = labels.labels[start].clone().expect("resolved");
-            let table = self.node_table(label.trim_end_matches("\u{0}conflict"))?;
+            let tables = self.node_tables(&labels.labels[start]);
             let scan = LogicalPlan::Extension(Extension {
-                node: Arc::new(NodeScan::try_new(&var, &table)?),
+                node: Arc::new(NodeScan::try_new(&start_var, &tables)?),
             });
             let mut scope = Scope::default();
             scope.bind(
-                &var,
-                VarKind::Node {
-                    label: table.label.clone(),
-                    primary_key: table.primary_key.clone(),
-                },
-                node.variable.is_none(),
+                &start_var,
+                self.node_kind(&labels.labels[start]),
+                nodes[start].variable.is_none(),
             );
-            let mut scanned = State {
+            let scanned = State {
                 plan: scan,
                 scope,
                 unit: false,
             };
-            scanned = self.node_properties(scanned, &var, node)?;
             self.cross(state, scanned)?
         };
-        if labels.empty {
-            let plan = LogicalPlanBuilder::from(state.plan)
-                .filter(lit(false))?
-                .build()?;
-            state.plan = plan;
-        }
-        if bound_at.is_some() {
-            let node = nodes[start];
-            let var = node
-                .variable
-                .as_ref()
-                .map(|v| v.name.clone())
-                .expect("bound");
-            if let (Some(VarKind::Node { label, .. }), Some(written)) =
-                (state.scope.get(&var), node.labels.first())
-                && label != &written.name
-            {
-                state.plan = LogicalPlanBuilder::from(state.plan)
-                    .filter(lit(false))?
-                    .build()?;
-            }
-            state = self.node_properties(state, &var, node)?;
-        }
+        state = self.node_properties(state, &start_var, nodes[start])?;
         // Walk right from the start, then left.
         let mut from = start_var.clone();
         for step in start..el.chain.len() {
@@ -738,33 +678,24 @@ impl<'a> Lowering<'a> {
     }
 }
 
-/// Labels and types of one chain after resolution.
+/// A relationship variable and its candidate types (for relationship uniqueness).
+type BoundRel = (String, Vec<String>);
+
+/// Candidate labels of the nodes and types of the relationships of one chain.
 struct ChainLabels {
-    labels: Vec<Option<String>>,
-    types: Vec<Option<String>>,
-    /// The written labels contradict the schema: the pattern matches nothing.
-    empty: bool,
+    labels: Vec<Vec<String>>,
+    types: Vec<Vec<EdgeTableInfo>>,
 }
 
-/// The (left, right) labels a step of `edge` connects for the written direction, if the
-/// known labels allow it.
-fn endpoint_labels(
-    edge: &EdgeTableInfo,
-    direction: Direction,
-    left: Option<&str>,
-    right: Option<&str>,
-) -> Option<(String, String)> {
-    let fits = |want: Option<&str>, have: &str| want.is_none_or(|w| w == have);
-    let forward = (edge.from.clone(), edge.to.clone());
-    let backward = (edge.to.clone(), edge.from.clone());
-    let candidates = match direction {
-        Direction::Outgoing => vec![forward],
-        Direction::Incoming => vec![backward],
-        Direction::Both => vec![forward, backward],
-    };
-    candidates
-        .into_iter()
-        .find(|(l, r)| fits(left, l) && fits(right, r))
+/// Can an edge of `edge` connect a `left` node to a `right` node, written in `direction`?
+fn fits(edge: &EdgeTableInfo, direction: Direction, left: &str, right: &str) -> bool {
+    let forward = edge.from == left && edge.to == right;
+    let backward = edge.to == left && edge.from == right;
+    match direction {
+        Direction::Outgoing => forward,
+        Direction::Incoming => backward,
+        Direction::Both => forward || backward,
+    }
 }
 
 impl Lowering<'_> {
@@ -781,40 +712,21 @@ impl Lowering<'_> {
         rightwards: bool,
         optional: bool,
         from_var: &str,
-    ) -> Result<(State, String, (String, String)), PlanError> {
+    ) -> Result<(State, String, BoundRel), PlanError> {
         let el = &part.element;
         let nodes: Vec<&ast::NodePattern> = std::iter::once(&el.start)
             .chain(el.chain.iter().map(|(_, n)| n))
             .collect();
         let (rel, _) = &el.chain[step];
-        let (from_i, to_i) = if rightwards {
-            (step, step + 1)
-        } else {
-            (step + 1, step)
-        };
-        let rel_type = labels.types[step].clone().expect("resolved");
-        let edge = self
-            .source
-            .edge_table(&rel_type)
-            .ok_or_else(|| self.err(rel.span, format!("unknown relationship type `{rel_type}`")))?;
-        let from_label = match state.scope.get(from_var) {
-            Some(VarKind::Node { label, .. }) => label.clone(),
-            _ => return Err(self.err(nodes[from_i].span, "expansion must start at a node")),
-        };
+        let to_i = if rightwards { step + 1 } else { step };
         // Direction relative to the expansion, from the written arrow.
-        let written_out = match (rel.direction, rightwards) {
-            (Direction::Outgoing, true) | (Direction::Incoming, false) => Some(true),
-            (Direction::Outgoing, false) | (Direction::Incoming, true) => Some(false),
-            (Direction::Both, _) => None,
+        let direction = match (rel.direction, rightwards) {
+            (Direction::Outgoing, true) | (Direction::Incoming, false) => ExpandDirection::Out,
+            (Direction::Outgoing, false) | (Direction::Incoming, true) => ExpandDirection::In,
+            (Direction::Both, _) => ExpandDirection::Both,
         };
-        let (direction, to_label) = match written_out {
-            Some(true) => (ExpandDirection::Out, edge.to.clone()),
-            Some(false) => (ExpandDirection::In, edge.from.clone()),
-            None if edge.from == edge.to => (ExpandDirection::Both, edge.to.clone()),
-            None if from_label == edge.from => (ExpandDirection::Out, edge.to.clone()),
-            None => (ExpandDirection::In, edge.from.clone()),
-        };
-        let to_table = self.node_table(&to_label)?;
+        let edges = labels.types[step].clone();
+        let to_tables = self.node_tables(&labels.labels[to_i]);
         let rel_var = match &rel.variable {
             Some(v) => v.name.clone(),
             None => self.fresh("r"),
@@ -830,22 +742,20 @@ impl Lowering<'_> {
             (None, Some(v)) => v.name.clone(),
         };
         let expand = GraphExpand::try_new(
-            state.plan, from_var, &edge, direction, &rel_var, &to_var, &to_table, optional,
+            state.plan, from_var, &edges, direction, &rel_var, &to_var, &to_tables, optional,
         )?;
+        let rel_types: Vec<String> = edges.iter().map(|e| e.rel_type.clone()).collect();
         let mut scope = state.scope;
         scope.bind(
             &rel_var,
             VarKind::Rel {
-                rel_type: rel_type.clone(),
+                types: rel_types.clone(),
             },
             rel.variable.is_none(),
         );
         scope.bind(
             &to_var,
-            VarKind::Node {
-                label: to_table.label.clone(),
-                primary_key: to_table.primary_key.clone(),
-            },
+            self.node_kind(&labels.labels[to_i]),
             to_node.variable.is_none() || to_bound.is_some(),
         );
         let mut state = State {
@@ -860,19 +770,11 @@ impl Lowering<'_> {
             // The pattern closes on a node bound before: keep rows that reach that very node.
             let same = column(&column_name(&to_var, ORD)).eq(column(&column_name(&bound, ORD)));
             state.plan = LogicalPlanBuilder::from(state.plan).filter(same)?.build()?;
-            let mut s = self.node_properties(state, &bound, to_node)?;
-            if let Some(written) = to_node.labels.first()
-                && written.name != to_table.label
-            {
-                s.plan = LogicalPlanBuilder::from(s.plan)
-                    .filter(lit(false))?
-                    .build()?;
-            }
-            state = s;
+            state = self.node_properties(state, &bound, to_node)?;
         } else {
             state = self.node_properties(state, &to_var, to_node)?;
         }
         state = self.inline_properties(state, &rel_var, rel.properties.as_ref())?;
-        Ok((state, reached, (rel_var, rel_type)))
+        Ok((state, reached, (rel_var, rel_types)))
     }
 }

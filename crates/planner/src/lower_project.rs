@@ -368,7 +368,7 @@ impl Lowering<'_> {
             let nodes: Vec<&ast::NodePattern> = std::iter::once(&el.start)
                 .chain(el.chain.iter().map(|(_, n)| n))
                 .collect();
-            let mut endpoints: Vec<(Endpoint, String)> = Vec::new();
+            let mut endpoints: Vec<(Endpoint, Option<String>)> = Vec::new();
             for n in &nodes {
                 let bound_var = n
                     .variable
@@ -384,17 +384,16 @@ impl Lowering<'_> {
                             self.err(v.span, format!("variable `{}` already declared", v.name))
                         );
                     }
-                    let VarKind::Node { label, primary_key } = kind else {
+                    let VarKind::Node { labels, .. } = kind else {
                         return Err(
                             self.err(v.span, format!("type mismatch: `{}` is not a node", v.name))
                         );
                     };
                     endpoints.push((
                         Endpoint::Bound {
-                            label: label.clone(),
-                            key_column: column_name(&v.name, &primary_key),
+                            ord_column: column_name(&v.name, ORD),
                         },
-                        label,
+                        (labels.len() == 1).then(|| labels[0].clone()),
                     ));
                     continue;
                 }
@@ -408,10 +407,10 @@ impl Lowering<'_> {
                             .filter(|w| matches!(w, WriteOp::CreateNode { .. }))
                             .nth(*i)
                         {
-                            Some(WriteOp::CreateNode { label, .. }) => label.clone(),
+                            Some(WriteOp::CreateNode { label, .. }) => Some(label.clone()),
                             _ => unreachable!("created index in range"),
                         },
-                        Endpoint::Bound { label, .. } => label.clone(),
+                        Endpoint::Bound { .. } => None,
                     };
                     endpoints.push((endpoint, label));
                     continue;
@@ -442,7 +441,7 @@ impl Lowering<'_> {
                 if let Some(v) = &n.variable {
                     created.push((v.name.clone(), endpoint.clone()));
                 }
-                endpoints.push((endpoint, label));
+                endpoints.push((endpoint, Some(label)));
             }
             for (i, (rel, _)) in el.chain.iter().enumerate() {
                 if rel.types.len() != 1 {
@@ -468,12 +467,15 @@ impl Lowering<'_> {
                 let Some(edge) = self.source.edge_table(&rel_type) else {
                     return Err(self.err(rel.types[0].span, format!("unknown relationship type `{rel_type}` (create it with CREATE EDGE TABLE)")));
                 };
-                if edge.from != src.1 || edge.to != dst.1 {
+                // Endpoints bound to several labels are checked per row when writing.
+                if let (Some(s), Some(d)) = (&src.1, &dst.1)
+                    && (&edge.from != s || &edge.to != d)
+                {
                     return Err(self.err(
                         rel.span,
                         format!(
-                            "{rel_type} connects {} to {}, not {} to {}",
-                            edge.from, edge.to, src.1, dst.1
+                            "{rel_type} connects {} to {}, not {s} to {d}",
+                            edge.from, edge.to
                         ),
                     ));
                 }
@@ -494,12 +496,10 @@ impl Lowering<'_> {
 
     fn target(&self, state: &State, var: &ast::Ident) -> Result<Target, PlanError> {
         match state.scope.get(&var.name) {
-            Some(VarKind::Node { label, .. }) => Ok(Target::Node {
-                label: label.clone(),
+            Some(VarKind::Node { .. }) => Ok(Target::Node {
                 ord_column: column_name(&var.name, ORD),
             }),
-            Some(VarKind::Rel { rel_type }) => Ok(Target::Rel {
-                rel_type: rel_type.clone(),
+            Some(VarKind::Rel { .. }) => Ok(Target::Rel {
                 ord_column: column_name(&var.name, ORD),
             }),
             Some(VarKind::Value) => Err(self.err(

@@ -15,75 +15,144 @@ use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
 use crate::source::{EdgeTableInfo, NodeTableInfo};
 
 pub const ORD: &str = "__ord";
+/// The label of a node variable / the type of a relationship variable, per row.
+pub const LABEL: &str = "__label";
+pub const TYPE: &str = "__type";
+/// The node table of nodes created without a label; `labels(n)` of its nodes is `[]`.
+pub const UNLABELED: &str = "_unlabeled";
 
 pub fn column_name(var: &str, property: &str) -> String {
     format!("{var}.{property}")
 }
 
-/// Fields of a node variable, as NodeScan and GraphExpand produce them.
-pub fn node_fields(var: &str, table: &NodeTableInfo, nullable: bool) -> Vec<Field> {
-    let mut fields = vec![Field::new(
-        column_name(var, ORD),
-        DataType::UInt32,
-        nullable,
-    )];
-    for f in table.schema.fields() {
+/// One type for values that have several: equal types stay, integers widen to Int64,
+/// numbers to Float64, anything else becomes text.
+pub fn unify_types(types: &[DataType]) -> DataType {
+    let Some(first) = types.first() else {
+        return DataType::Null;
+    };
+    if types.iter().all(|t| t == first) {
+        return first.clone();
+    }
+    if types.iter().all(|t| t.is_integer()) {
+        DataType::Int64
+    } else if types.iter().all(|t| t.is_numeric()) {
+        DataType::Float64
+    } else {
+        DataType::Utf8
+    }
+}
+
+/// Union of the columns of several tables by name, in first-seen order: (name, type,
+/// nullable). A column missing from some table is nullable.
+fn union_columns<'a>(
+    tables: impl Iterator<Item = Vec<&'a Field>> + Clone,
+) -> Vec<(String, DataType, bool)> {
+    let count = tables.clone().count();
+    let mut out: Vec<(String, Vec<DataType>, bool, usize)> = Vec::new();
+    for fields in tables {
+        for f in fields {
+            match out.iter_mut().find(|(n, ..)| n == f.name()) {
+                Some(entry) => {
+                    entry.1.push(f.data_type().clone());
+                    entry.2 |= f.is_nullable();
+                    entry.3 += 1;
+                }
+                None => out.push((
+                    f.name().clone(),
+                    vec![f.data_type().clone()],
+                    f.is_nullable(),
+                    1,
+                )),
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(n, types, nullable, seen)| (n, unify_types(&types), nullable || seen < count))
+        .collect()
+}
+
+/// Fields of a node variable ranging over `tables`.
+pub fn node_fields(var: &str, tables: &[NodeTableInfo], nullable: bool) -> Vec<Field> {
+    let mut fields = vec![
+        Field::new(column_name(var, ORD), DataType::UInt32, nullable),
+        Field::new(column_name(var, LABEL), DataType::Utf8, nullable),
+    ];
+    let columns = union_columns(
+        tables
+            .iter()
+            .map(|t| t.schema.fields().iter().map(|f| f.as_ref()).collect()),
+    );
+    for (name, data_type, n) in columns {
         fields.push(Field::new(
-            column_name(var, f.name()),
-            f.data_type().clone(),
-            nullable || f.is_nullable(),
+            column_name(var, &name),
+            data_type,
+            nullable || n,
         ));
     }
     fields
 }
 
-/// Fields of a relationship variable.
-pub fn rel_fields(var: &str, table: &EdgeTableInfo, nullable: bool) -> Vec<Field> {
-    let mut fields = vec![Field::new(
-        column_name(var, ORD),
-        DataType::UInt32,
-        nullable,
-    )];
-    for f in table.schema.fields() {
-        let name = match f.name().as_str() {
+/// Fields of a relationship variable ranging over `tables`; `src`/`dst` become `_src`/`_dst`.
+pub fn rel_fields(var: &str, tables: &[EdgeTableInfo], nullable: bool) -> Vec<Field> {
+    let mut fields = vec![
+        Field::new(column_name(var, ORD), DataType::UInt32, nullable),
+        Field::new(column_name(var, TYPE), DataType::Utf8, nullable),
+    ];
+    let columns = union_columns(
+        tables
+            .iter()
+            .map(|t| t.schema.fields().iter().map(|f| f.as_ref()).collect()),
+    );
+    for (name, data_type, n) in columns {
+        let name = match name.as_str() {
             "src" => "_src".to_string(),
             "dst" => "_dst".to_string(),
-            other => other.to_string(),
+            _ => name,
         };
         fields.push(Field::new(
             column_name(var, &name),
-            f.data_type().clone(),
-            nullable || f.is_nullable(),
+            data_type,
+            nullable || n,
         ));
     }
     fields
+}
+
+/// The table column behind a relationship variable's plan column name.
+pub fn rel_table_column(name: &str) -> &str {
+    match name {
+        "_src" => "src",
+        "_dst" => "dst",
+        other => other,
+    }
 }
 
 fn df_schema(fields: Vec<Field>) -> Result<DFSchemaRef> {
     Ok(Arc::new(DFSchema::try_from(Schema::new(fields))?))
 }
 
-/// Leaf: every node of one label.
+/// Leaf: every node of the given labels (all labels for a label-less pattern).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeScan {
-    pub label: String,
+    pub labels: Vec<String>,
     pub var: String,
     pub schema: DFSchemaRef,
 }
 
 impl NodeScan {
-    pub fn try_new(var: &str, table: &NodeTableInfo) -> Result<Self> {
+    pub fn try_new(var: &str, tables: &[NodeTableInfo]) -> Result<Self> {
         Ok(NodeScan {
-            label: table.label.clone(),
+            labels: tables.iter().map(|t| t.label.clone()).collect(),
             var: var.to_string(),
-            schema: df_schema(node_fields(var, table, false))?,
+            schema: df_schema(node_fields(var, tables, false))?,
         })
     }
 }
 
 impl PartialOrd for NodeScan {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (&self.label, &self.var).partial_cmp(&(&other.label, &other.var))
+        (&self.labels, &self.var).partial_cmp(&(&other.labels, &other.var))
     }
 }
 
@@ -101,7 +170,7 @@ impl UserDefinedLogicalNodeCore for NodeScan {
         vec![]
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "NodeScan: ({}:{})", self.var, self.label)
+        write!(f, "NodeScan: ({}:{})", self.var, self.labels.join("|"))
     }
     fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
         if !exprs.is_empty() || !inputs.is_empty() {
@@ -121,18 +190,19 @@ pub enum ExpandDirection {
     Both,
 }
 
-/// For each input row, one output row per edge of `rel_type` at the node in `from_column`,
-/// with the relationship's and the neighbour's columns appended. With `optional`, a row
-/// without edges is kept once with nulls (OPTIONAL MATCH).
+/// For each input row, one output row per edge of the `rel_types` at the node in
+/// `from_column` whose other end has one of `to_labels`, with the relationship's and the
+/// neighbour's columns appended. With `optional`, a row without such edges is kept once with
+/// nulls (OPTIONAL MATCH).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GraphExpand {
     pub input: LogicalPlan,
     pub from_column: String,
-    pub rel_type: String,
+    pub rel_types: Vec<String>,
     pub direction: ExpandDirection,
     pub rel_var: String,
     pub to_var: String,
-    pub to_label: String,
+    pub to_labels: Vec<String>,
     pub optional: bool,
     pub schema: DFSchemaRef,
 }
@@ -142,11 +212,11 @@ impl GraphExpand {
     pub fn try_new(
         input: LogicalPlan,
         from_var: &str,
-        edge: &EdgeTableInfo,
+        edges: &[EdgeTableInfo],
         direction: ExpandDirection,
         rel_var: &str,
         to_var: &str,
-        to_table: &NodeTableInfo,
+        to_tables: &[NodeTableInfo],
         optional: bool,
     ) -> Result<Self> {
         let from_column = column_name(from_var, ORD);
@@ -163,16 +233,16 @@ impl GraphExpand {
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
-        fields.extend(rel_fields(rel_var, edge, optional));
-        fields.extend(node_fields(to_var, to_table, optional));
+        fields.extend(rel_fields(rel_var, edges, optional));
+        fields.extend(node_fields(to_var, to_tables, optional));
         Ok(GraphExpand {
             input,
             from_column,
-            rel_type: edge.rel_type.clone(),
+            rel_types: edges.iter().map(|e| e.rel_type.clone()).collect(),
             direction,
             rel_var: rel_var.to_string(),
             to_var: to_var.to_string(),
-            to_label: to_table.label.clone(),
+            to_labels: to_tables.iter().map(|t| t.label.clone()).collect(),
             optional,
             schema: df_schema(fields)?,
         })
@@ -183,13 +253,13 @@ impl PartialOrd for GraphExpand {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         (
             &self.from_column,
-            &self.rel_type,
+            &self.rel_types,
             &self.rel_var,
             &self.to_var,
         )
             .partial_cmp(&(
                 &other.from_column,
-                &other.rel_type,
+                &other.rel_types,
                 &other.rel_var,
                 &other.to_var,
             ))
@@ -220,9 +290,9 @@ impl UserDefinedLogicalNodeCore for GraphExpand {
             f,
             "GraphExpand: ({from}){l}[{}:{}]{r}({}:{}){}",
             self.rel_var,
-            self.rel_type,
+            self.rel_types.join("|"),
             self.to_var,
-            self.to_label,
+            self.to_labels.join("|"),
             if self.optional { " optional" } else { "" }
         )
     }

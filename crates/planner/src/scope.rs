@@ -3,10 +3,16 @@
 /// What a variable is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VarKind {
-    /// A node of `label`: columns `v.__ord` and `v.<property>`.
-    Node { label: String, primary_key: String },
-    /// A relationship of `rel_type`: columns `v.__ord`, `v._src`, `v._dst`, `v.<property>`.
-    Rel { rel_type: String },
+    /// A node with one of `labels`: columns `v.__ord` (global ordinal), `v.__label` and
+    /// `v.<property>` over the union of the labels' properties. `primary_key` is the key
+    /// column when all labels share its name.
+    Node {
+        labels: Vec<String>,
+        primary_key: Option<String>,
+    },
+    /// A relationship of one of `types`: columns `v.__ord`, `v.__type`, `v._src`, `v._dst`,
+    /// `v.<property>`.
+    Rel { types: Vec<String> },
     /// Any other value: one column named `v`.
     Value,
 }

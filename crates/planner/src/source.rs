@@ -1,5 +1,10 @@
 //! What the planner and the graph operators need from the engine: the graph schema and, at
 //! execution, one consistent snapshot of table rows and adjacency.
+//!
+//! Nodes are numbered with *global ordinals*: the node tables of the snapshot in a fixed
+//! order, each taking the next range (`node_offset(label) + row`). One number per node lets a
+//! variable range over several labels and lets adjacency connect any two labels. Edges are
+//! numbered the same way across edge tables.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -8,6 +13,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use contextdb_graph::Adjacency;
 use datafusion::error::Result;
+
+/// The most nodes (and, separately, edges) one snapshot can number with `u32` ordinals.
+pub const MAX_ORDINALS: u64 = u32::MAX as u64;
 
 /// A node table (one label).
 #[derive(Debug, Clone)]
@@ -40,14 +48,28 @@ impl EdgeTableInfo {
 
 /// The graph as one statement sees it: a fixed catalog version.
 pub trait GraphSource: Debug + Send + Sync {
-    fn node_table(&self, label: &str) -> Option<NodeTableInfo>;
-    fn edge_table(&self, rel_type: &str) -> Option<EdgeTableInfo>;
+    /// Node tables in ordinal order.
+    fn node_tables(&self) -> Vec<NodeTableInfo>;
     fn edge_tables(&self) -> Vec<EdgeTableInfo>;
 
-    /// Every row of the label's snapshot in one batch; row `i` is the node with ordinal `i`.
+    fn node_table(&self, label: &str) -> Option<NodeTableInfo> {
+        self.node_tables().into_iter().find(|t| t.label == label)
+    }
+    fn edge_table(&self, rel_type: &str) -> Option<EdgeTableInfo> {
+        self.edge_tables()
+            .into_iter()
+            .find(|t| t.rel_type == rel_type)
+    }
+
+    /// Global ordinal of the label's first node.
+    fn node_offset(&self, label: &str) -> Result<u32>;
+    /// Global ordinal of the edge table's first edge.
+    fn edge_offset(&self, rel_type: &str) -> Result<u32>;
+
+    /// Every row of the label's snapshot in one batch; row `i` is ordinal `offset + i`.
     fn node_rows(&self, label: &str) -> Result<Arc<RecordBatch>>;
-    /// Every row of the edge table's snapshot in one batch; row `i` is edge `i`.
+    /// Every row of the edge table's snapshot in one batch.
     fn edge_rows(&self, rel_type: &str) -> Result<Arc<RecordBatch>>;
-    /// Adjacency of the edge table over the endpoint labels' ordinals.
+    /// Adjacency of the edge table over global node ordinals; edge ids are table rows.
     fn adjacency(&self, rel_type: &str) -> Result<Arc<Adjacency>>;
 }
