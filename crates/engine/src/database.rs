@@ -24,6 +24,9 @@ use crate::route::{self, Language};
 use crate::schema::{DEFAULT_GRAPH, TableInfo};
 use crate::{StatementResult, write};
 
+/// Schema evolution rounds one statement may take (each adds a table or columns).
+pub const MAX_SCHEMA_ROUNDS: usize = 64;
+
 /// Where a database keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageKind {
@@ -274,15 +277,29 @@ impl Database {
         } else {
             None
         };
-        let snapshot = self.snapshot(statement.at.as_ref()).await?;
-        let lowered = Lowering::new(snapshot.as_ref(), params, text)
-            .lower(query)
-            .map_err(|e| Error {
-                kind: ErrorKind::Plan,
-                message: e.message,
-                position: e.position,
-                detail: None,
-            })?;
+        // Schema evolution: a CREATE of an unknown label, type or property says what it needs;
+        // create it and plan again (each round adds schema, so few rounds are ever needed).
+        let mut round = 0;
+        let (snapshot, lowered) = loop {
+            let snapshot = self.snapshot(statement.at.as_ref()).await?;
+            match Lowering::new(snapshot.as_ref(), params, text).lower(query) {
+                Ok(lowered) => break (snapshot, lowered),
+                Err(e) => match e.need {
+                    Some(need) if writes && round < MAX_SCHEMA_ROUNDS => {
+                        crate::ddl::evolve(self, &snapshot, need).await?;
+                        round += 1;
+                    }
+                    _ => {
+                        return Err(Error {
+                            kind: ErrorKind::Plan,
+                            message: e.message,
+                            position: e.position,
+                            detail: None,
+                        });
+                    }
+                },
+            }
+        };
         let ctx = graph_context(snapshot.clone());
         if let Some(mode) = statement.explain {
             if !lowered.writes.is_empty() && mode == ast::Explain::Analyze {

@@ -15,8 +15,16 @@ use crate::StatementResult;
 use crate::cache::Key;
 use crate::database::{Database, message};
 use crate::error::{Error, Result};
+use crate::graph_source::Snapshot;
 use crate::route::Language;
-use crate::schema::{PROP_VECTOR_INDEX_PREFIX, TableInfo, TableKind, iceberg_schema};
+use crate::schema::{
+    GENERATED_KEY, PROP_VECTOR_INDEX_PREFIX, TableInfo, TableKind, ast_type, iceberg_schema,
+    iceberg_type,
+};
+use contextdb_planner::SchemaNeed;
+use contextdb_planner::nodes::UNLABELED;
+use iceberg::transaction::AddColumn;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
 /// Rows per bulk-load write (each write rolls its own data files).
 pub const LOAD_CHUNK_ROWS: usize = 1 << 20;
@@ -418,4 +426,89 @@ pub async fn load_file(
     }])
     .await?;
     Ok(done)
+}
+
+/// Creates what a writing query needs (schema evolution, DESIGN.md "ContextQL"): a node
+/// table with a generated key, an edge table for a new FROM/TO pair, or new columns. The
+/// caller holds the write lock. Schema commits before the data; a failed data commit leaves
+/// only the empty table or column behind.
+pub async fn evolve(db: &Database, snapshot: &Snapshot, need: SchemaNeed) -> Result<()> {
+    let to_columns =
+        |columns: &[(String, DataType)]| -> Result<Vec<(String, ast::DataType, bool)>> {
+            columns
+                .iter()
+                .map(|(name, t)| {
+                    if name.starts_with('_') {
+                        return Err(Error::plan(format!(
+                            "property `{name}`: names starting with `_` are reserved"
+                        )));
+                    }
+                    Ok((name.clone(), ast_type(t)?, false))
+                })
+                .collect()
+        };
+    match need {
+        SchemaNeed::NodeTable { label, columns } => {
+            check_name(&ast::Ident {
+                name: label.clone(),
+                span: Default::default(),
+            })
+            .or_else(|e| if label == UNLABELED { Ok(()) } else { Err(e) })?;
+            let mut all = vec![(GENERATED_KEY.to_string(), ast::DataType::Int64, true)];
+            all.extend(to_columns(&columns)?);
+            let mut info = TableInfo::from_properties(&label, &Default::default());
+            info.kind = TableKind::Node;
+            info.primary_key = Some(GENERATED_KEY.to_string());
+            create(db, &label, all, info).await
+        }
+        SchemaNeed::EdgeTable {
+            rel_type,
+            from,
+            to,
+            columns,
+        } => {
+            check_name(&ast::Ident {
+                name: rel_type.clone(),
+                span: Default::default(),
+            })?;
+            let key_type = |label: &str| -> Result<ast::DataType> {
+                let data = snapshot
+                    .get(label)
+                    .ok_or_else(|| Error::plan(format!("no node table `{label}`")))?;
+                let pk = data.info.primary_key.clone().unwrap_or_default();
+                ast_type(data.schema().field_with_name(&pk)?.data_type())
+            };
+            let mut all = vec![
+                ("src".to_string(), key_type(&from)?, true),
+                ("dst".to_string(), key_type(&to)?, true),
+            ];
+            all.extend(to_columns(&columns)?);
+            // The first pair of a type is named after it; later pairs get their own tables.
+            let name = if snapshot.get(&rel_type).is_none() {
+                rel_type.clone()
+            } else {
+                format!("{rel_type}.{from}.{to}")
+            };
+            let mut info = TableInfo::from_properties(&name, &Default::default());
+            info.kind = TableKind::Edge;
+            info.from = Some(from);
+            info.to = Some(to);
+            info.rel_type = Some(rel_type);
+            create(db, &name, all, info).await
+        }
+        SchemaNeed::Columns { table, columns } => {
+            let current = snapshot
+                .current
+                .get(&table)
+                .ok_or_else(|| Error::plan(format!("no table `{table}`")))?;
+            let mut tx = Transaction::new(current);
+            let mut action = tx.update_schema();
+            for (name, t, _) in to_columns(&columns)? {
+                action = action.add_column(AddColumn::optional(name, iceberg_type(&t, &mut 0)));
+            }
+            tx = action.apply(tx)?;
+            tx.commit(db.catalog.as_ref()).await?;
+            Ok(())
+        }
+    }
 }

@@ -107,7 +107,12 @@ impl Snapshot {
 
     fn edge_info(data: &TableData) -> Option<EdgeTableInfo> {
         Some(EdgeTableInfo {
-            rel_type: data.info.name.clone(),
+            table: data.info.name.clone(),
+            rel_type: data
+                .info
+                .rel_type
+                .clone()
+                .unwrap_or_else(|| data.info.name.clone()),
             from: data.info.from.clone()?,
             to: data.info.to.clone()?,
             schema: data.schema(),

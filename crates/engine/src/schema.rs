@@ -13,6 +13,11 @@ pub const PROP_KIND: &str = "contextdb.kind";
 pub const PROP_PRIMARY_KEY: &str = "contextdb.primary-key";
 pub const PROP_FROM: &str = "contextdb.edge.from";
 pub const PROP_TO: &str = "contextdb.edge.to";
+/// The relationship type of an edge table, when not the table's name (a type's second and
+/// later FROM/TO pairs live in tables named `<type>.<from>.<to>`).
+pub const PROP_EDGE_TYPE: &str = "contextdb.edge.type";
+/// The hidden key column of tables made by schema evolution.
+pub const GENERATED_KEY: &str = "_key";
 /// `contextdb.vector.<column>` = dimension.
 pub const PROP_VECTOR_PREFIX: &str = "contextdb.vector.";
 /// `contextdb.vector-index.<column>` = `<name>;<metric>`.
@@ -47,6 +52,8 @@ pub struct TableInfo {
     pub primary_key: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    /// For edge tables: the relationship type (None: the table's name).
+    pub rel_type: Option<String>,
     /// Vector columns and their dimension.
     pub vectors: HashMap<String, i32>,
 }
@@ -71,6 +78,7 @@ impl TableInfo {
             primary_key: props.get(PROP_PRIMARY_KEY).cloned(),
             from: props.get(PROP_FROM).cloned(),
             to: props.get(PROP_TO).cloned(),
+            rel_type: props.get(PROP_EDGE_TYPE).cloned(),
             vectors,
         }
     }
@@ -85,6 +93,9 @@ impl TableInfo {
         }
         if let Some(t) = &self.to {
             p.insert(PROP_TO.into(), t.clone());
+        }
+        if let Some(t) = &self.rel_type {
+            p.insert(PROP_EDGE_TYPE.into(), t.clone());
         }
         for (c, d) in &self.vectors {
             p.insert(format!("{PROP_VECTOR_PREFIX}{c}"), d.to_string());

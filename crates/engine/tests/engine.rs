@@ -312,6 +312,63 @@ async fn label_less_patterns_range_over_every_label() {
 }
 
 #[tokio::test]
+async fn create_evolves_the_schema() {
+    let db = Database::open(DbConfig::memory()).await.unwrap();
+    db.execute(
+        "CREATE (:Lang {name: 'Rust', year: 2015})-[:INFLUENCED_BY {how: 'types'}]->(:Lang {name: 'OCaml'});
+         CREATE ({note: 'no label'});
+         MATCH (r:Lang {name: 'Rust'}) CREATE (r)-[:MENTIONED_IN]->({note: 'doc'});
+         CREATE (:Lang {name: 'Zig', paradigm: 'imperative'})",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        query(
+            &db,
+            "MATCH (a:Lang)-[r:INFLUENCED_BY]->(b) RETURN a.name, r.how, b.name, b.year"
+        )
+        .await,
+        s(&[&["Rust", "types", "OCaml", "NULL"]])
+    );
+    assert_eq!(
+        sorted(
+            query(
+                &db,
+                "MATCH (n) WHERE n.note IS NOT NULL RETURN n.note, labels(n)"
+            )
+            .await
+        ),
+        s(&[&["doc", "[]"], &["no label", "[]"]])
+    );
+    assert_eq!(
+        query(
+            &db,
+            "MATCH (:Lang {name: 'Rust'})-->(x) WHERE x.note IS NOT NULL RETURN x.note"
+        )
+        .await,
+        s(&[&["doc"]])
+    );
+    assert_eq!(
+        query(
+            &db,
+            "MATCH (l:Lang) WHERE l.paradigm IS NOT NULL RETURN l.name"
+        )
+        .await,
+        s(&[&["Zig"]])
+    );
+    // Generated keys stay out of node values.
+    let r = db
+        .execute("MATCH (l:Lang {name: 'Zig'}) RETURN l")
+        .await
+        .unwrap();
+    let names: Vec<String> = match r[0].schema.field(0).data_type() {
+        arrow::datatypes::DataType::Struct(f) => f.iter().map(|f| f.name().clone()).collect(),
+        other => panic!("{other}"),
+    };
+    assert_eq!(names, ["_id", "_label", "name", "year", "paradigm"]);
+}
+
+#[tokio::test]
 async fn explain_shows_graph_operators() {
     let db = people().await;
     let results = db

@@ -185,9 +185,9 @@ impl ExecutionPlan for GraphExpandExec {
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
         let mut types = Vec::with_capacity(self.node.rel_types.len());
-        for rel_type in &self.node.rel_types {
+        for (rel_type, type_name) in self.node.rel_types.iter().zip(&self.node.type_names) {
             types.push(EdgeSide {
-                name: rel_type.clone(),
+                name: type_name.clone(),
                 adjacency: self.source.adjacency(rel_type)?,
                 rows: self.source.edge_rows(rel_type)?,
                 offset: self.source.edge_offset(rel_type)?,

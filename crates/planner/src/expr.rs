@@ -151,7 +151,13 @@ impl ExprContext<'_> {
                     }
                     _ => as_id(ord.clone()),
                 };
-                ("_label", column(&column_name(var, LABEL)), id)
+                let label = column(&column_name(var, LABEL));
+                let label = when(
+                    label.clone().eq(lit(UNLABELED)),
+                    lit(ScalarValue::Utf8(None)),
+                )
+                .otherwise(label)?;
+                ("_label", label, id)
             }
             Some(VarKind::Rel { .. }) => {
                 ("_type", column(&column_name(var, TYPE)), as_id(ord.clone()))
@@ -168,7 +174,12 @@ impl ExprContext<'_> {
             let Some(prop) = field.name().strip_prefix(&prefix) else {
                 continue;
             };
-            if prop == ORD || prop == LABEL || prop == TYPE {
+            // Internal columns (`_key` of tables made by schema evolution) stay hidden.
+            if prop == ORD
+                || prop == LABEL
+                || prop == TYPE
+                || (prop.starts_with('_') && prop != "_src" && prop != "_dst")
+            {
                 continue;
             }
             args.push(lit(prop));

@@ -18,7 +18,28 @@ pub use expr::Params;
 pub use lower::{Endpoint, Lowered, Lowering, Target, WriteOp};
 pub use source::{EdgeTableInfo, GraphSource, NodeTableInfo};
 
+use arrow::datatypes::DataType;
 use contextql::ast::Span;
+
+/// Schema that a writing query needs and the graph lacks (schema evolution): the engine
+/// creates it and plans the query again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchemaNeed {
+    NodeTable {
+        label: String,
+        columns: Vec<(String, DataType)>,
+    },
+    Columns {
+        table: String,
+        columns: Vec<(String, DataType)>,
+    },
+    EdgeTable {
+        rel_type: String,
+        from: String,
+        to: String,
+        columns: Vec<(String, DataType)>,
+    },
+}
 
 /// A query that cannot be planned (openCypher's semantic errors and our own limits).
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +47,8 @@ pub struct PlanError {
     pub message: String,
     /// 1-based (line, column) in the statement text.
     pub position: Option<(usize, usize)>,
+    /// Set when the query could be planned once this schema exists.
+    pub need: Option<SchemaNeed>,
 }
 
 impl PlanError {
@@ -33,6 +56,7 @@ impl PlanError {
         PlanError {
             message: message.into(),
             position: None,
+            need: None,
         }
     }
 
@@ -40,6 +64,15 @@ impl PlanError {
         PlanError {
             message: message.into(),
             position: Some(span.line_col(text)),
+            need: None,
+        }
+    }
+
+    pub fn needs(need: SchemaNeed) -> Self {
+        PlanError {
+            message: format!("the graph lacks {need:?}"),
+            position: None,
+            need: Some(need),
         }
     }
 }

@@ -744,7 +744,7 @@ impl Lowering<'_> {
         let expand = GraphExpand::try_new(
             state.plan, from_var, &edges, direction, &rel_var, &to_var, &to_tables, optional,
         )?;
-        let rel_types: Vec<String> = edges.iter().map(|e| e.rel_type.clone()).collect();
+        let rel_types: Vec<String> = edges.iter().map(|e| e.table.clone()).collect();
         let mut scope = state.scope;
         scope.bind(
             &rel_var,

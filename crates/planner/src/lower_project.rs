@@ -7,10 +7,13 @@ use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, SortExpr};
 
 use crate::PlanError;
+use crate::SchemaNeed;
 use crate::expr::{ExprContext, is_aggregate};
 use crate::lower::{Endpoint, Lowering, State, Target, WriteOp};
-use crate::nodes::{ORD, column_name};
+use crate::nodes::{ORD, UNLABELED, column_name};
 use crate::scope::{Scope, VarKind};
+use arrow::datatypes::DataType;
+use datafusion::logical_expr::ExprSchemable;
 
 fn column(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
@@ -328,10 +331,37 @@ impl Lowering<'_> {
         e: &ast::Expr,
         columns: &mut Vec<Expr>,
     ) -> Result<String, PlanError> {
+        Ok(self.typed_value_column(state, e, columns)?.0)
+    }
+
+    /// Adds a column computing `e` for the write sink; returns its name and type (a bare
+    /// null is typed as text, so a new column for it has a type).
+    fn typed_value_column(
+        &mut self,
+        state: &State,
+        e: &ast::Expr,
+        columns: &mut Vec<Expr>,
+    ) -> Result<(String, DataType), PlanError> {
         let converted = self.convert(state, e)?;
+        let data_type = match converted.get_type(state.plan.schema())? {
+            DataType::Null => DataType::Utf8,
+            t => t,
+        };
         let name = format!("__w{}", columns.len());
         columns.push(converted.alias(&name));
-        Ok(name)
+        Ok((name, data_type))
+    }
+
+    /// Properties written to `table_schema` that it lacks.
+    fn missing_columns(
+        table_schema: &arrow::datatypes::Schema,
+        written: &[(String, DataType)],
+    ) -> Vec<(String, DataType)> {
+        written
+            .iter()
+            .filter(|(name, _)| table_schema.index_of(name).is_err())
+            .cloned()
+            .collect()
     }
 
     fn map_entries<'e>(
@@ -415,22 +445,40 @@ impl Lowering<'_> {
                     endpoints.push((endpoint, label));
                     continue;
                 }
-                if n.labels.len() != 1 {
+                if n.labels.len() > 1 {
                     return Err(self.err(
-                        n.span,
-                        "CREATE needs exactly one label per node in ContextDB",
+                        n.labels[1].span,
+                        "a node has at most one label in ContextDB",
                     ));
                 }
-                let label = n.labels[0].name.clone();
-                if self.source.node_table(&label).is_none() {
-                    return Err(self.err(
-                        n.labels[0].span,
-                        format!("unknown node label `{label}` (create it with CREATE NODE TABLE)"),
-                    ));
-                }
+                let label = n
+                    .labels
+                    .first()
+                    .map(|l| l.name.clone())
+                    .unwrap_or_else(|| UNLABELED.to_string());
                 let mut properties = Vec::new();
+                let mut written = Vec::new();
                 for (k, v) in self.map_entries(n.properties.as_ref())? {
-                    properties.push((k.clone(), self.value_column(state, v, columns)?));
+                    let (column, data_type) = self.typed_value_column(state, v, columns)?;
+                    properties.push((k.clone(), column));
+                    written.push((k.clone(), data_type));
+                }
+                match self.source.node_table(&label) {
+                    None => {
+                        return Err(PlanError::needs(SchemaNeed::NodeTable {
+                            label,
+                            columns: written,
+                        }));
+                    }
+                    Some(table) => {
+                        let missing = Self::missing_columns(&table.schema, &written);
+                        if !missing.is_empty() {
+                            return Err(PlanError::needs(SchemaNeed::Columns {
+                                table: label,
+                                columns: missing,
+                            }));
+                        }
+                    }
                 }
                 writes.push(WriteOp::CreateNode {
                     label: label.clone(),
@@ -464,27 +512,36 @@ impl Lowering<'_> {
                     }
                 };
                 let rel_type = rel.types[0].name.clone();
-                let Some(edge) = self.source.edge_table(&rel_type) else {
-                    return Err(self.err(rel.types[0].span, format!("unknown relationship type `{rel_type}` (create it with CREATE EDGE TABLE)")));
-                };
-                // Endpoints bound to several labels are checked per row when writing.
-                if let (Some(s), Some(d)) = (&src.1, &dst.1)
-                    && (&edge.from != s || &edge.to != d)
-                {
+                let (Some(from), Some(to)) = (src.1.clone(), dst.1.clone()) else {
                     return Err(self.err(
                         rel.span,
-                        format!(
-                            "{rel_type} connects {} to {}, not {s} to {d}",
-                            edge.from, edge.to
-                        ),
+                        "a relationship is created between nodes of one known label each (give the MATCH a label)",
                     ));
-                }
+                };
                 let mut properties = Vec::new();
+                let mut written = Vec::new();
                 for (k, v) in self.map_entries(rel.properties.as_ref())? {
-                    properties.push((k.clone(), self.value_column(state, v, columns)?));
+                    let (column, data_type) = self.typed_value_column(state, v, columns)?;
+                    properties.push((k.clone(), column));
+                    written.push((k.clone(), data_type));
+                }
+                let Some(edge) = self.source.edge_table(&rel_type, &from, &to) else {
+                    return Err(PlanError::needs(SchemaNeed::EdgeTable {
+                        rel_type,
+                        from,
+                        to,
+                        columns: written,
+                    }));
+                };
+                let missing = Self::missing_columns(&edge.schema, &written);
+                if !missing.is_empty() {
+                    return Err(PlanError::needs(SchemaNeed::Columns {
+                        table: edge.table,
+                        columns: missing,
+                    }));
                 }
                 writes.push(WriteOp::CreateEdge {
-                    rel_type,
+                    rel_type: edge.table.clone(),
                     src: src.0.clone(),
                     dst: dst.0.clone(),
                     properties,

@@ -198,7 +198,9 @@ pub enum ExpandDirection {
 pub struct GraphExpand {
     pub input: LogicalPlan,
     pub from_column: String,
+    /// Edge tables to follow, and the relationship type of each.
     pub rel_types: Vec<String>,
+    pub type_names: Vec<String>,
     pub direction: ExpandDirection,
     pub rel_var: String,
     pub to_var: String,
@@ -238,7 +240,8 @@ impl GraphExpand {
         Ok(GraphExpand {
             input,
             from_column,
-            rel_types: edges.iter().map(|e| e.rel_type.clone()).collect(),
+            rel_types: edges.iter().map(|e| e.table.clone()).collect(),
+            type_names: edges.iter().map(|e| e.rel_type.clone()).collect(),
             direction,
             rel_var: rel_var.to_string(),
             to_var: to_var.to_string(),

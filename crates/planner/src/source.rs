@@ -26,9 +26,12 @@ pub struct NodeTableInfo {
     pub schema: SchemaRef,
 }
 
-/// An edge table (one relationship type) with its endpoint labels.
+/// An edge table: the edges of one relationship type between one pair of labels. A type
+/// that connects several pairs has one table per pair, all with the same `rel_type`.
 #[derive(Debug, Clone)]
 pub struct EdgeTableInfo {
+    /// The table's name; the first table of a type is named after the type.
+    pub table: String,
     pub rel_type: String,
     pub from: String,
     pub to: String,
@@ -55,21 +58,22 @@ pub trait GraphSource: Debug + Send + Sync {
     fn node_table(&self, label: &str) -> Option<NodeTableInfo> {
         self.node_tables().into_iter().find(|t| t.label == label)
     }
-    fn edge_table(&self, rel_type: &str) -> Option<EdgeTableInfo> {
+    /// The edge table of `rel_type` from `from` to `to`.
+    fn edge_table(&self, rel_type: &str, from: &str, to: &str) -> Option<EdgeTableInfo> {
         self.edge_tables()
             .into_iter()
-            .find(|t| t.rel_type == rel_type)
+            .find(|t| t.rel_type == rel_type && t.from == from && t.to == to)
     }
 
     /// Global ordinal of the label's first node.
     fn node_offset(&self, label: &str) -> Result<u32>;
     /// Global ordinal of the edge table's first edge.
-    fn edge_offset(&self, rel_type: &str) -> Result<u32>;
+    fn edge_offset(&self, table: &str) -> Result<u32>;
 
     /// Every row of the label's snapshot in one batch; row `i` is ordinal `offset + i`.
     fn node_rows(&self, label: &str) -> Result<Arc<RecordBatch>>;
     /// Every row of the edge table's snapshot in one batch.
-    fn edge_rows(&self, rel_type: &str) -> Result<Arc<RecordBatch>>;
+    fn edge_rows(&self, table: &str) -> Result<Arc<RecordBatch>>;
     /// Adjacency of the edge table over global node ordinals; edge ids are table rows.
-    fn adjacency(&self, rel_type: &str) -> Result<Arc<Adjacency>>;
+    fn adjacency(&self, table: &str) -> Result<Arc<Adjacency>>;
 }
