@@ -286,7 +286,7 @@ impl Database {
                 Ok(lowered) => break (snapshot, lowered),
                 Err(e) => match e.need {
                     Some(need) if writes && round < MAX_SCHEMA_ROUNDS => {
-                        crate::ddl::evolve(self, &snapshot, need).await?;
+                        crate::ddl::evolve(self, &snapshot, *need).await?;
                         round += 1;
                     }
                     _ => {

@@ -48,7 +48,7 @@ pub struct PlanError {
     /// 1-based (line, column) in the statement text.
     pub position: Option<(usize, usize)>,
     /// Set when the query could be planned once this schema exists.
-    pub need: Option<SchemaNeed>,
+    pub need: Option<Box<SchemaNeed>>,
 }
 
 impl PlanError {
@@ -72,7 +72,7 @@ impl PlanError {
         PlanError {
             message: format!("the graph lacks {need:?}"),
             position: None,
-            need: Some(need),
+            need: Some(Box::new(need)),
         }
     }
 }
