@@ -332,8 +332,26 @@ impl Database {
                 rows_affected: None,
             });
         }
+        // What the query returns after its writes is computed before they commit, from the
+        // same rows, so a failed commit returns nothing.
+        let returned = match lowered.returning {
+            Some(plan) => {
+                let df = ctx.execute_logical_plan(plan).await?;
+                let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
+                Some((schema, df.collect().await?))
+            }
+            None => None,
+        };
         let written = write::apply(self, &snapshot, &lowered.writes, &schema, &batches).await?;
-        Ok(rows_affected(Language::ContextQL, written))
+        Ok(match returned {
+            Some((schema, batches)) => StatementResult {
+                language: Language::ContextQL,
+                schema,
+                batches,
+                rows_affected: Some(written),
+            },
+            None => rows_affected(Language::ContextQL, written),
+        })
     }
 
     /// Commits data and schema changes of several tables as one catalog log entry.

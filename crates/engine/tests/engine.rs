@@ -369,6 +369,39 @@ async fn create_evolves_the_schema() {
 }
 
 #[tokio::test]
+async fn clauses_after_writes_see_the_written_values() {
+    let db = people().await;
+    assert_eq!(
+        query(
+            &db,
+            "CREATE (n:Person {id: 10, name: 'Dee'}) RETURN n.name, labels(n)"
+        )
+        .await,
+        s(&[&["Dee", "[Person]"]])
+    );
+    assert_eq!(
+        query(&db, "MATCH (p:Person) WHERE p.age > 35 SET p.age = p.age + 1 RETURN p.name, p.age ORDER BY p.name").await,
+        s(&[&["Bob", "41"], &["Cy", "51"]])
+    );
+    assert_eq!(
+        query(
+            &db,
+            "UNWIND [1, 2, 3] AS i CREATE (:Tally {i: i}) WITH count(*) AS n RETURN n"
+        )
+        .await,
+        s(&[&["3"]])
+    );
+    assert_eq!(
+        query(&db, "MATCH (t:Tally) RETURN sum(t.i)").await,
+        s(&[&["6"]])
+    );
+    assert_eq!(
+        query(&db, "MATCH (p:Person {name: 'Bob'}) RETURN p.age").await,
+        s(&[&["41"]])
+    );
+}
+
+#[tokio::test]
 async fn explain_shows_graph_operators() {
     let db = people().await;
     let results = db

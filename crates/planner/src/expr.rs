@@ -226,6 +226,10 @@ impl ExprContext<'_> {
                 } else {
                     let base = self.convert(base)?;
                     match self.type_of(&base) {
+                        // A map without the key reads as null, as a node without the property.
+                        Some(DataType::Struct(fields)) if fields.find(key).is_none() => {
+                            lit(ScalarValue::Null)
+                        }
                         Some(DataType::Struct(_)) => f::get_field(base, key.as_str()),
                         Some(DataType::Null) => lit(ScalarValue::Null),
                         _ => {

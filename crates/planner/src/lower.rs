@@ -72,6 +72,27 @@ pub enum WriteOp {
 pub struct Lowered {
     pub plan: LogicalPlan,
     pub writes: Vec<WriteOp>,
+    /// For a writing query that goes on (`CREATE ... RETURN`): the rows it returns, computed
+    /// from the rows at the write point with the written values in place.
+    pub returning: Option<LogicalPlan>,
+}
+
+/// What a write block changes in the variables that clauses after it see.
+#[derive(Debug, Clone)]
+pub(crate) enum Virtual {
+    /// A node or relationship created by CREATE, with (property, write column) pairs.
+    Created {
+        var: String,
+        kind: VarKind,
+        tag: String,
+        properties: Vec<(String, String)>,
+    },
+    /// `SET var.property = <write column>`.
+    Set {
+        var: String,
+        property: String,
+        column: String,
+    },
 }
 
 pub(crate) struct State {
@@ -82,6 +103,7 @@ pub(crate) struct State {
 }
 
 pub struct Lowering<'a> {
+    pub(crate) virtuals: Vec<Virtual>,
     pub(crate) source: &'a dyn GraphSource,
     pub(crate) params: &'a Params,
     pub(crate) text: &'a str,
@@ -91,6 +113,7 @@ pub struct Lowering<'a> {
 impl<'a> Lowering<'a> {
     pub fn new(source: &'a dyn GraphSource, params: &'a Params, text: &'a str) -> Self {
         Lowering {
+            virtuals: Vec::new(),
             source,
             params,
             text,
@@ -152,6 +175,7 @@ impl<'a> Lowering<'a> {
         Ok(Lowered {
             plan: builder.build()?,
             writes: vec![],
+            returning: None,
         })
     }
 
@@ -165,16 +189,45 @@ impl<'a> Lowering<'a> {
         let mut write_columns: Vec<Expr> = Vec::new();
         let mut created: Vec<(String, Endpoint)> = Vec::new();
         let mut returned = false;
+        // Reading, then at most one block of writes, then WITH/UNWIND/RETURN over its rows.
+        let mut write_plan: Option<LogicalPlan> = None;
         for (i, clause) in query.clauses.iter().enumerate() {
             if returned {
                 return Err(PlanError::new("RETURN must be the last clause"));
             }
-            let writing = !writes.is_empty();
+            let writing = !writes.is_empty() && write_plan.is_none();
+            let after_writes = write_plan.is_some();
+            let is_write = matches!(
+                clause,
+                Clause::Create(_)
+                    | Clause::Set(_)
+                    | Clause::Delete(_)
+                    | Clause::Merge(_)
+                    | Clause::Remove(_)
+            );
+            if writing && !is_write {
+                if matches!(clause, Clause::Match(_) | Clause::VectorSimilar(_)) {
+                    return Err(PlanError::new(format!(
+                        "clause {} (MATCH after a writing clause) is not supported yet",
+                        i + 1
+                    )));
+                }
+                // The write block ends: its rows feed the sink, and go on with the written
+                // values in place for the clauses after it.
+                write_plan = Some(Self::write_plan(&state, &write_columns)?);
+                state = self.after_writes(state, &write_columns)?;
+            }
+            if after_writes && is_write {
+                return Err(PlanError::new(format!(
+                    "clause {}: a second block of writing clauses is not supported yet",
+                    i + 1
+                )));
+            }
             match clause {
-                Clause::Match(m) if !writing => state = self.lower_match(state, m)?,
-                Clause::Unwind(u) if !writing => state = self.lower_unwind(state, u)?,
-                Clause::With(p) if !writing => state = self.lower_projection(state, p, false)?,
-                Clause::Return(p) if !writing => {
+                Clause::Match(m) => state = self.lower_match(state, m)?,
+                Clause::Unwind(u) => state = self.lower_unwind(state, u)?,
+                Clause::With(p) => state = self.lower_projection(state, p, false)?,
+                Clause::Return(p) => {
                     state = self.lower_projection(state, p, true)?;
                     returned = true;
                 }
@@ -194,12 +247,6 @@ impl<'a> Lowering<'a> {
                 Clause::Remove(r) => {
                     return Err(self.err(r.span, "REMOVE is not supported yet"));
                 }
-                _ => {
-                    return Err(PlanError::new(format!(
-                        "clause {} after a writing clause is not supported yet",
-                        i + 1
-                    )));
-                }
             }
         }
         if writes.is_empty() {
@@ -211,8 +258,28 @@ impl<'a> Lowering<'a> {
             return Ok(Lowered {
                 plan: state.plan,
                 writes,
+                returning: None,
             });
         }
+        match write_plan {
+            None => Ok(Lowered {
+                plan: Self::write_plan(&state, &write_columns)?,
+                writes,
+                returning: None,
+            }),
+            Some(plan) if returned => Ok(Lowered {
+                plan,
+                writes,
+                returning: Some(state.plan),
+            }),
+            Some(_) => Err(PlanError::new(
+                "query cannot conclude with WITH or UNWIND (must be RETURN or an update clause)",
+            )),
+        }
+    }
+
+    /// The rows at the write point with every bound column and the computed write values.
+    fn write_plan(state: &State, write_columns: &[Expr]) -> Result<LogicalPlan, PlanError> {
         // The sink reads the ordinals and keys of bound variables and the computed values.
         let mut exprs: Vec<Expr> = state
             .plan
@@ -221,11 +288,101 @@ impl<'a> Lowering<'a> {
             .iter()
             .map(|f| column(f.name()))
             .collect();
-        exprs.extend(write_columns);
-        let plan = LogicalPlanBuilder::from(state.plan)
+        exprs.extend(write_columns.iter().cloned());
+        Ok(LogicalPlanBuilder::from(state.plan.clone())
             .project(exprs)?
+            .build()?)
+    }
+
+    /// The state the clauses after a write block see: SET values replace the properties, and
+    /// created nodes and relationships are bound with their written properties and ordinals
+    /// of their own (above every stored ordinal, unique per row and variable).
+    fn after_writes(&mut self, state: State, write_columns: &[Expr]) -> Result<State, PlanError> {
+        let value = |name: &str| -> Result<Expr, PlanError> {
+            write_columns
+                .iter()
+                .find(|e| e.schema_name().to_string() == name)
+                .map(|e| e.clone().unalias())
+                .ok_or_else(|| PlanError::new(format!("internal: write column {name} missing")))
+        };
+        let row = self.fresh("row");
+        let numbered = LogicalPlanBuilder::from(state.plan)
+            .window(vec![row_number().alias(&row)])?
             .build()?;
-        Ok(Lowered { plan, writes })
+        let virtuals = std::mem::take(&mut self.virtuals);
+        let created: Vec<&Virtual> = virtuals
+            .iter()
+            .filter(|v| matches!(v, Virtual::Created { .. }))
+            .collect();
+        let mut replaced: Vec<(String, Expr)> = Vec::new();
+        for v in &virtuals {
+            if let Virtual::Set {
+                var,
+                property,
+                column: c,
+            } = v
+            {
+                replaced.retain(|(n, _)| n != &column_name(var, property));
+                replaced.push((column_name(var, property), value(c)?));
+            }
+        }
+        let mut exprs: Vec<Expr> = Vec::new();
+        for f in numbered.schema().fields() {
+            if f.name() == &row {
+                continue;
+            }
+            match replaced.iter().find(|(n, _)| n == f.name()) {
+                Some((n, e)) => exprs.push(e.clone().alias(n)),
+                None => exprs.push(column(f.name())),
+            }
+        }
+        for (n, e) in &replaced {
+            if numbered.schema().index_of_column_by_name(None, n).is_none() {
+                exprs.push(e.clone().alias(n));
+            }
+        }
+        let mut scope = state.scope;
+        let count = created.len() as i64;
+        for (k, v) in created.iter().enumerate() {
+            let Virtual::Created {
+                var,
+                kind,
+                tag,
+                properties,
+            } = v
+            else {
+                continue;
+            };
+            // Ordinals count down from the top of the range: no stored row has them.
+            let top = lit(i64::from(u32::MAX) - 1 - k as i64);
+            let step = (Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(column(&row)),
+                arrow::datatypes::DataType::Int64,
+            )) - lit(1i64))
+                * lit(count);
+            let ord = Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(top - step),
+                arrow::datatypes::DataType::UInt32,
+            ));
+            exprs.push(ord.alias(column_name(var, ORD)));
+            let tag_column = match kind {
+                VarKind::Rel { .. } => crate::nodes::TYPE,
+                _ => LABEL,
+            };
+            exprs.push(lit(tag.clone()).alias(column_name(var, tag_column)));
+            for (p, c) in properties {
+                exprs.push(value(c)?.alias(column_name(var, p)));
+            }
+            if scope.get(var).is_none() {
+                scope.bind(var, kind.clone(), false);
+            }
+        }
+        let plan = LogicalPlanBuilder::from(numbered).project(exprs)?.build()?;
+        Ok(State {
+            plan,
+            scope,
+            unit: false,
+        })
     }
 
     // ----------------------------------------------------------------------------------

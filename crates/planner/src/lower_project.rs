@@ -9,7 +9,7 @@ use datafusion::logical_expr::{Expr, LogicalPlanBuilder, SortExpr};
 use crate::PlanError;
 use crate::SchemaNeed;
 use crate::expr::{ExprContext, is_aggregate};
-use crate::lower::{Endpoint, Lowering, State, Target, WriteOp};
+use crate::lower::{Endpoint, Lowering, State, Target, Virtual, WriteOp};
 use crate::nodes::{ORD, UNLABELED, column_name};
 use crate::scope::{Scope, VarKind};
 use arrow::datatypes::DataType;
@@ -480,6 +480,17 @@ impl Lowering<'_> {
                         }
                     }
                 }
+                if let Some(v) = &n.variable {
+                    self.virtuals.push(Virtual::Created {
+                        var: v.name.clone(),
+                        kind: VarKind::Node {
+                            labels: vec![label.clone()],
+                            primary_key: None,
+                        },
+                        tag: label.clone(),
+                        properties: properties.clone(),
+                    });
+                }
                 writes.push(WriteOp::CreateNode {
                     label: label.clone(),
                     properties,
@@ -540,6 +551,16 @@ impl Lowering<'_> {
                         columns: missing,
                     }));
                 }
+                if let Some(v) = &rel.variable {
+                    self.virtuals.push(Virtual::Created {
+                        var: v.name.clone(),
+                        kind: VarKind::Rel {
+                            types: vec![edge.table.clone()],
+                        },
+                        tag: edge.rel_type.clone(),
+                        properties: properties.clone(),
+                    });
+                }
                 writes.push(WriteOp::CreateEdge {
                     rel_type: edge.table.clone(),
                     src: src.0.clone(),
@@ -589,6 +610,11 @@ impl Lowering<'_> {
                     };
                     let target = self.target(state, &ident)?;
                     let column = self.value_column(state, value, columns)?;
+                    self.virtuals.push(Virtual::Set {
+                        var: v.clone(),
+                        property: key.clone(),
+                        column: column.clone(),
+                    });
                     writes.push(WriteOp::SetProperty {
                         target,
                         property: key.clone(),
@@ -606,6 +632,11 @@ impl Lowering<'_> {
                     let target = self.target(state, variable)?;
                     for (k, v) in self.map_entries(Some(value))? {
                         let column = self.value_column(state, v, columns)?;
+                        self.virtuals.push(Virtual::Set {
+                            var: variable.name.clone(),
+                            property: k.clone(),
+                            column: column.clone(),
+                        });
                         writes.push(WriteOp::SetProperty {
                             target: target.clone(),
                             property: k.clone(),
