@@ -291,7 +291,11 @@ impl Database {
                     }
                     _ => {
                         return Err(Error {
-                            kind: ErrorKind::Plan,
+                            kind: if e.execution {
+                                ErrorKind::Execution
+                            } else {
+                                ErrorKind::Plan
+                            },
                             message: e.message,
                             position: e.position,
                             detail: None,

@@ -58,57 +58,65 @@ pub fn is_aggregate(e: &ast::Expr) -> bool {
 /// Visits `e` and its sub-expressions.
 pub fn walk(e: &ast::Expr, visit: &mut dyn FnMut(&ast::Expr)) {
     visit(e);
+    for child in children(e) {
+        walk(child, visit);
+    }
+}
+
+/// The direct sub-expressions of `e`.
+pub fn children(e: &ast::Expr) -> Vec<&ast::Expr> {
     match &e.kind {
-        ExprKind::Property(x, _) | ExprKind::Unary(_, x) | ExprKind::HasLabels(x, _) => {
-            walk(x, visit)
-        }
-        ExprKind::IsNull { expr, .. } => walk(expr, visit),
-        ExprKind::List(xs) => xs.iter().for_each(|x| walk(x, visit)),
-        ExprKind::Map(kv) => kv.iter().for_each(|(_, x)| walk(x, visit)),
-        ExprKind::Binary(_, a, b) | ExprKind::Index(a, b) => {
-            walk(a, visit);
-            walk(b, visit)
-        }
-        ExprKind::Comparison(a, rest) => {
-            walk(a, visit);
-            rest.iter().for_each(|(_, x)| walk(x, visit))
-        }
-        ExprKind::Slice(a, b, c) => {
-            walk(a, visit);
-            b.iter().chain(c.iter()).for_each(|x| walk(x, visit))
-        }
-        ExprKind::Function { args, .. } => args.iter().for_each(|x| walk(x, visit)),
+        ExprKind::Property(x, _)
+        | ExprKind::Unary(_, x)
+        | ExprKind::HasLabels(x, _)
+        | ExprKind::IsNull { expr: x, .. } => vec![x],
+        ExprKind::List(xs) | ExprKind::Function { args: xs, .. } => xs.iter().collect(),
+        ExprKind::Map(kv) => kv.iter().map(|(_, x)| x).collect(),
+        ExprKind::Binary(_, a, b) | ExprKind::Index(a, b) => vec![a, b],
+        ExprKind::Comparison(a, rest) => std::iter::once(a.as_ref())
+            .chain(rest.iter().map(|(_, x)| x))
+            .collect(),
+        ExprKind::Slice(a, b, c) => std::iter::once(a.as_ref())
+            .chain(b.iter().map(|x| x.as_ref()))
+            .chain(c.iter().map(|x| x.as_ref()))
+            .collect(),
         ExprKind::Case {
             operand,
             whens,
             else_,
-        } => {
-            operand.iter().for_each(|x| walk(x, visit));
-            whens.iter().for_each(|(a, b)| {
-                walk(a, visit);
-                walk(b, visit)
-            });
-            else_.iter().for_each(|x| walk(x, visit));
-        }
+        } => operand
+            .iter()
+            .map(|x| x.as_ref())
+            .chain(whens.iter().flat_map(|(a, b)| [a, b]))
+            .chain(else_.iter().map(|x| x.as_ref()))
+            .collect(),
         ExprKind::ListComprehension {
             list,
             predicate,
             projection,
             ..
-        } => {
-            walk(list, visit);
-            predicate
-                .iter()
-                .chain(projection.iter())
-                .for_each(|x| walk(x, visit))
-        }
+        } => std::iter::once(list.as_ref())
+            .chain(predicate.iter().map(|x| x.as_ref()))
+            .chain(projection.iter().map(|x| x.as_ref()))
+            .collect(),
         ExprKind::Quantifier {
             list, predicate, ..
-        } => {
-            walk(list, visit);
-            walk(predicate, visit)
-        }
-        _ => {}
+        } => vec![list, predicate],
+        _ => vec![],
+    }
+}
+
+/// Variables and variable properties of `e` read outside aggregate functions.
+pub fn non_aggregate_leaves<'e>(e: &'e ast::Expr, out: &mut Vec<&'e ast::Expr>) {
+    match &e.kind {
+        ExprKind::Function { name, .. }
+            if AGGREGATES.contains(&name.to_ascii_lowercase().as_str()) => {}
+        ExprKind::CountStar => {}
+        ExprKind::Variable(_) => out.push(e),
+        ExprKind::Property(base, _) if matches!(base.kind, ExprKind::Variable(_)) => out.push(e),
+        _ => children(e)
+            .into_iter()
+            .for_each(|c| non_aggregate_leaves(c, out)),
     }
 }
 
@@ -253,11 +261,8 @@ impl ExprContext<'_> {
             }
             ExprKind::Map(entries) => {
                 if entries.is_empty() {
-                    return Err(err(
-                        text,
-                        e.span,
-                        "empty map literals are not supported yet",
-                    ));
+                    let empty = arrow::array::StructArray::new_empty_fields(1, None);
+                    return Ok(lit(ScalarValue::Struct(std::sync::Arc::new(empty))));
                 }
                 let mut args = Vec::new();
                 for (k, v) in entries {

@@ -49,6 +49,8 @@ pub struct PlanError {
     pub position: Option<(usize, usize)>,
     /// Set when the query could be planned once this schema exists.
     pub need: Option<Box<SchemaNeed>>,
+    /// The query is fine but a value in it is not (a negative LIMIT from a parameter).
+    pub execution: bool,
 }
 
 impl PlanError {
@@ -57,6 +59,7 @@ impl PlanError {
             message: message.into(),
             position: None,
             need: None,
+            execution: false,
         }
     }
 
@@ -65,6 +68,7 @@ impl PlanError {
             message: message.into(),
             position: Some(span.line_col(text)),
             need: None,
+            execution: false,
         }
     }
 
@@ -73,6 +77,7 @@ impl PlanError {
             message: format!("the graph lacks {need:?}"),
             position: None,
             need: Some(Box::new(need)),
+            execution: false,
         }
     }
 }

@@ -508,10 +508,11 @@ impl<'a> Lowering<'a> {
         let numbered = LogicalPlanBuilder::from(state.plan.clone())
             .window(vec![row_number().alias(&row)])?
             .build()?;
+        // Never the unit plan: the row numbers must survive a pattern with no bound node.
         let base = State {
             plan: numbered.clone(),
             scope: state.scope.clone(),
-            unit: state.unit,
+            unit: false,
         };
         let mut rels = Vec::new();
         let mut matched = base;

@@ -32,25 +32,66 @@ impl Lowering<'_> {
             .collect()
     }
 
+    /// SKIP and LIMIT take a constant expression (literals, parameters and functions of
+    /// them), evaluated here; a bad value is the data's fault (an execution error).
     fn constant_count(&self, e: &ast::Expr, what: &str) -> Result<usize, PlanError> {
-        let value = match &e.kind {
-            ExprKind::Literal(l) => crate::expr::literal_scalar(l),
-            ExprKind::Parameter(p) => self
-                .params
-                .get(p)
-                .cloned()
-                .ok_or_else(|| self.err(e.span, format!("missing parameter ${p}")))?,
-            _ => {
-                return Err(self.err(e.span, format!("{what} must be a constant integer")));
-            }
+        let empty = State {
+            plan: LogicalPlanBuilder::empty(true).build()?,
+            scope: Scope::default(),
+            unit: true,
+        };
+        let converted = self
+            .convert(&empty, e)
+            .map_err(|_| self.err(e.span, format!("{what} must be a constant expression")))?;
+        let value = evaluate_constant(converted)
+            .map_err(|m| self.err(e.span, format!("{what} must be a constant expression: {m}")))?;
+        // A literal is wrong when written (a plan error); a parameter's value when run.
+        let mut from_parameter = false;
+        crate::expr::walk(e, &mut |x| {
+            from_parameter |= matches!(x.kind, ExprKind::Parameter(_))
+        });
+        let bad = |message: String| {
+            let mut err = self.err(e.span, message);
+            err.execution = from_parameter;
+            err
         };
         match value {
             ScalarValue::Int64(Some(n)) if n >= 0 => Ok(n as usize),
             ScalarValue::Int64(Some(n)) => {
-                Err(self.err(e.span, format!("{what} must not be negative, got {n}")))
+                Err(bad(format!("{what} must not be negative, got {n}")))
             }
-            other => Err(self.err(e.span, format!("{what} must be an integer, got {other}"))),
+            other => Err(bad(format!("{what} must be an integer, got {other}"))),
         }
+    }
+
+    /// openCypher's AmbiguousAggregationExpression: next to an aggregate, an item may read
+    /// only grouping keys (items without aggregates), their variables, or properties of them.
+    fn check_grouping(&self, items: &[(String, ast::Expr)]) -> Result<(), PlanError> {
+        let text = |e: &ast::Expr| self.text[e.span.start..e.span.end].trim().to_string();
+        let keys: Vec<String> = items
+            .iter()
+            .filter(|(_, e)| !is_aggregate(e))
+            .flat_map(|(name, e)| [text(e), name.clone()])
+            .collect();
+        for (_, e) in items.iter().filter(|(_, e)| is_aggregate(e)) {
+            let mut leaves = Vec::new();
+            crate::expr::non_aggregate_leaves(e, &mut leaves);
+            for leaf in leaves {
+                let ok = keys.contains(&text(leaf))
+                    || matches!(&leaf.kind, ExprKind::Property(base, _)
+                        if matches!(&base.kind, ExprKind::Variable(v) if keys.contains(v)));
+                if !ok {
+                    return Err(self.err(
+                        leaf.span,
+                        format!(
+                            "ambiguous aggregation expression: `{}` is not a grouping key",
+                            text(leaf)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// WITH (`is_return == false`) and RETURN.
@@ -63,7 +104,10 @@ impl Lowering<'_> {
         // (output name, expression)
         let mut items: Vec<(String, ast::Expr)> = Vec::new();
         if p.star {
-            for (name, _) in state.scope.visible() {
+            // openCypher orders the columns of `*` by name.
+            let mut names: Vec<&str> = state.scope.visible().map(|(n, _)| n).collect();
+            names.sort_unstable();
+            for name in names {
                 items.push((
                     name.to_string(),
                     ast::Expr {
@@ -103,6 +147,21 @@ impl Lowering<'_> {
             }
         }
         let aggregating = items.iter().any(|(_, e)| is_aggregate(e));
+        // ORDER BY items with aggregates are computed with the projection as hidden items;
+        // output aliases in them stand for the aliased expressions.
+        let mut hidden: HashSet<String> = HashSet::new();
+        let mut sort_columns: Vec<Option<String>> = vec![None; p.order_by.len()];
+        if aggregating {
+            for (k, s) in p.order_by.iter().enumerate() {
+                if is_aggregate(&s.expr) {
+                    let name = format!("__sort{k}");
+                    items.push((name.clone(), substitute_aliases(&s.expr, &items)));
+                    hidden.insert(name.clone());
+                    sort_columns[k] = Some(name);
+                }
+            }
+            self.check_grouping(&items)?;
+        }
         let entity = |scope: &Scope, e: &ast::Expr| -> Option<(String, VarKind)> {
             match &e.kind {
                 ExprKind::Variable(v) => match scope.get(v) {
@@ -140,9 +199,14 @@ impl Lowering<'_> {
                     }
                 } else {
                     let converted = self.convert(&state, e)?;
-                    let key = format!("__grp{i}");
-                    groups.push(converted.alias(&key));
-                    group_names.insert(key.clone());
+                    // A column keeps its name, so expressions next to aggregates can read it.
+                    let key = match &converted {
+                        Expr::Column(c) => c.name.clone(),
+                        _ => format!("__grp{i}"),
+                    };
+                    if group_names.insert(key.clone()) {
+                        groups.push(converted.alias(&key));
+                    }
                     agg_items[i] = Some(column(&key).alias(name));
                 }
             }
@@ -245,7 +309,7 @@ impl Lowering<'_> {
                             && i.text == self.text[s.expr.span.start..s.expr.span.end].trim()
                     })
                     .map(|i| column(&i.text));
-                let e = match by_text {
+                let e = match by_text.or_else(|| sort_columns[sorts.len()].as_deref().map(column)) {
                     Some(c) => c,
                     None => {
                         if is_aggregate(&s.expr) {
@@ -277,8 +341,12 @@ impl Lowering<'_> {
                 .limit(skip.unwrap_or(0), limit)?
                 .build()?;
         }
-        if keep_hidden {
-            let only: Vec<Expr> = out_columns.iter().map(|c| column(c)).collect();
+        if keep_hidden || !hidden.is_empty() {
+            let only: Vec<Expr> = out_columns
+                .iter()
+                .filter(|c| !hidden.contains(*c))
+                .map(|c| column(c))
+                .collect();
             plan = LogicalPlanBuilder::from(plan).project(only)?.build()?;
         }
         let mut state = State {
@@ -679,4 +747,55 @@ impl Lowering<'_> {
         }
         Ok(())
     }
+}
+
+/// Evaluates an expression that reads no column.
+fn evaluate_constant(e: Expr) -> Result<ScalarValue, String> {
+    use datafusion::common::DFSchema;
+    // The session coerces types (`1.5 * 2`) before the expression is built.
+    let physical = datafusion::prelude::SessionContext::new()
+        .create_physical_expr(e, &DFSchema::empty())
+        .map_err(|e| e.strip_backtrace())?;
+    let batch = arrow::array::RecordBatch::try_new_with_options(
+        std::sync::Arc::new(arrow::datatypes::Schema::empty()),
+        vec![],
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )
+    .map_err(|e| e.to_string())?;
+    let value = physical.evaluate(&batch).map_err(|e| e.strip_backtrace())?;
+    let array = value.into_array(1).map_err(|e| e.strip_backtrace())?;
+    ScalarValue::try_from_array(&array, 0).map_err(|e| e.strip_backtrace())
+}
+
+/// `e` with each variable that names an output item replaced by that item's expression
+/// (`ORDER BY total + count(*)` where `total` is `x.total AS total`).
+fn substitute_aliases(e: &ast::Expr, items: &[(String, ast::Expr)]) -> ast::Expr {
+    if let ExprKind::Variable(v) = &e.kind
+        && let Some((_, item)) = items.iter().find(|(name, _)| name == v)
+        && !matches!(&item.kind, ExprKind::Variable(w) if w == v)
+    {
+        return item.clone();
+    }
+    let mut out = e.clone();
+    let sub = |x: &ast::Expr| substitute_aliases(x, items);
+    match &mut out.kind {
+        ExprKind::Property(x, _) | ExprKind::Unary(_, x) => **x = sub(x),
+        ExprKind::Binary(_, a, b) => {
+            **a = sub(a);
+            **b = sub(b);
+        }
+        ExprKind::Comparison(a, rest) => {
+            **a = sub(a);
+            for (_, x) in rest.iter_mut() {
+                *x = sub(x);
+            }
+        }
+        ExprKind::Function { args, .. } | ExprKind::List(args) => {
+            for x in args.iter_mut() {
+                *x = sub(x);
+            }
+        }
+        _ => {}
+    }
+    out
 }
