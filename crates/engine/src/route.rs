@@ -32,7 +32,12 @@ pub fn split(script: &str) -> Vec<Piece<'_>> {
                     i += 1;
                 }
             }
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+            // `--` starts a SQL comment only after whitespace and before whitespace, so
+            // undirected patterns such as `(a)--(b)` stay code.
+            b'-' if bytes.get(i + 1) == Some(&b'-')
+                && (i == 0 || bytes[i - 1].is_ascii_whitespace())
+                && bytes.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) =>
+            {
                 while i < bytes.len() && bytes[i] != b'\n' {
                     i += 1;
                 }
@@ -194,6 +199,19 @@ mod tests {
         let s = "SELECT ';' ; -- x;y\n MATCH (n) RETURN 'a;b' ; /* ; */ ;";
         let p: Vec<&str> = split(s).iter().map(|p| p.text.trim()).collect();
         assert_eq!(p, vec!["SELECT ';'", "-- x;y\n MATCH (n) RETURN 'a;b'"]);
+    }
+
+    #[test]
+    fn undirected_patterns_are_not_comments() {
+        let s = "MATCH (a)--(b) RETURN a; SELECT 1 -- a comment; x\nSELECT 2";
+        let p: Vec<&str> = split(s).iter().map(|p| p.text.trim()).collect();
+        assert_eq!(
+            p,
+            vec![
+                "MATCH (a)--(b) RETURN a",
+                "SELECT 1 -- a comment; x\nSELECT 2"
+            ]
+        );
     }
 
     #[test]

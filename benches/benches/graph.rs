@@ -1,0 +1,76 @@
+//! 1-hop and 2-hop reverse-dependency counts on the Debian graph through ContextQL, against a
+//! plain traversal of the same Csr adjacency in the same run. Prints the load time and the
+//! ratio of medians (ContextQL / baseline), since absolute times on a shared machine are noisy.
+
+use std::time::Duration;
+
+use contextdb_benches::{Baseline, ONE_HOP, TWO_HOP, count, load};
+use contextdb_engine::DbConfig;
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn median(c: &mut Criterion, name: &str, mut f: impl FnMut()) -> Duration {
+    let mut samples = Vec::new();
+    c.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            let elapsed = start.elapsed();
+            samples.push(elapsed / iters.max(1) as u32);
+            elapsed
+        })
+    });
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn graph(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (db, load_time) = runtime.block_on(load(DbConfig::memory()));
+    println!(
+        "load: whole Debian graph in {:.1} s",
+        load_time.as_secs_f64()
+    );
+    let baseline = Baseline::build();
+    // Same answers first; a fast wrong answer is no result.
+    assert_eq!(runtime.block_on(count(&db, ONE_HOP)), baseline.one_hop());
+    assert_eq!(runtime.block_on(count(&db, TWO_HOP)), baseline.two_hop());
+
+    let mut group_ratio = Vec::new();
+    for (name, query, base) in [
+        (
+            "1-hop",
+            ONE_HOP,
+            Box::new(|| baseline.one_hop()) as Box<dyn Fn() -> i64>,
+        ),
+        ("2-hop", TWO_HOP, Box::new(|| baseline.two_hop())),
+    ] {
+        let q = median(c, &format!("contextql {name}"), || {
+            std::hint::black_box(runtime.block_on(count(&db, query)));
+        });
+        let b = median(c, &format!("csr baseline {name}"), || {
+            std::hint::black_box(base());
+        });
+        group_ratio.push((name, q, b));
+    }
+    for (name, q, b) in group_ratio {
+        println!(
+            "{name}: contextql median {:?}, csr baseline median {:?}, ratio {:.1}x",
+            q,
+            b,
+            q.as_secs_f64() / b.as_secs_f64().max(1e-9)
+        );
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(5));
+    targets = graph
+}
+criterion_main!(benches);

@@ -1,0 +1,142 @@
+//! Shared set-up for the benchmarks: the Debian graph (`../shared/data/debian`) loaded into
+//! ContextDB, and the same DEPENDS edges as a bare adjacency for the baseline.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type};
+use contextdb_engine::{Database, DbConfig};
+use contextdb_graph::Adjacency;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/debian")
+}
+
+fn read(file: &str) -> Vec<RecordBatch> {
+    let f =
+        std::fs::File::open(data_dir().join(file)).expect("Debian data set beside the repository");
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .expect("parquet")
+        .build()
+        .expect("reader")
+        .map(|b| b.expect("batch"))
+        .collect()
+}
+
+fn ints(batches: &[RecordBatch], name: &str) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name(name).expect("column");
+            c.as_primitive::<Int64Type>().values().to_vec()
+        })
+        .collect()
+}
+
+/// The DDL and COPY statements that load the whole graph.
+pub fn load_script() -> String {
+    let d = data_dir().display().to_string();
+    format!(
+        "CREATE NODE TABLE Package (id BIGINT PRIMARY KEY, name VARCHAR, version VARCHAR, section VARCHAR,
+                                    priority VARCHAR, installed_size_kb BIGINT, description VARCHAR,
+                                    embedding VECTOR(384));
+         CREATE NODE TABLE Maintainer (id BIGINT PRIMARY KEY, name VARCHAR);
+         CREATE NODE TABLE Tag (id BIGINT PRIMARY KEY, name VARCHAR);
+         CREATE NODE TABLE Section (id BIGINT PRIMARY KEY, name VARCHAR);
+         CREATE EDGE TABLE DEPENDS (FROM Package TO Package);
+         CREATE EDGE TABLE RECOMMENDS (FROM Package TO Package);
+         CREATE EDGE TABLE SUGGESTS (FROM Package TO Package);
+         CREATE EDGE TABLE MAINTAINS (FROM Maintainer TO Package);
+         CREATE EDGE TABLE TAGGED (FROM Package TO Tag);
+         CREATE EDGE TABLE IN_SECTION (FROM Package TO Section);
+         COPY Package FROM '{d}/package.parquet';
+         COPY Maintainer FROM '{d}/maintainer.parquet';
+         COPY Tag FROM '{d}/tag.parquet';
+         COPY Section FROM '{d}/section.parquet';
+         COPY DEPENDS FROM '{d}/depends.parquet';
+         COPY RECOMMENDS FROM '{d}/recommends.parquet';
+         COPY SUGGESTS FROM '{d}/suggests.parquet';
+         COPY MAINTAINS FROM '{d}/maintains.parquet';
+         COPY TAGGED FROM '{d}/tagged.parquet';
+         COPY IN_SECTION FROM '{d}/in_section.parquet';"
+    )
+}
+
+/// Opens an in-memory database with the whole graph; returns it and the load time.
+pub async fn load(config: DbConfig) -> (Arc<Database>, Duration) {
+    let db = Database::open(config).await.expect("open");
+    let start = Instant::now();
+    db.execute(&load_script()).await.expect("load");
+    (db, start.elapsed())
+}
+
+/// The baseline: DEPENDS as a bare adjacency over package row positions, and libc6's ordinal.
+pub struct Baseline {
+    pub adjacency: Adjacency,
+    pub libc6: u32,
+}
+
+impl Baseline {
+    pub fn build() -> Baseline {
+        let packages = read("package.parquet");
+        let ids = ints(&packages, "id");
+        let ordinal: HashMap<i64, u32> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as u32))
+            .collect();
+        let mut libc6 = None;
+        let mut row = 0u32;
+        for b in &packages {
+            let names =
+                arrow::compute::cast(b.column_by_name("name").expect("name"), &DataType::Utf8)
+                    .expect("cast");
+            let names = names.as_string::<i32>();
+            for i in 0..names.len() {
+                if names.value(i) == "libc6" {
+                    libc6 = Some(row);
+                }
+                row += 1;
+            }
+        }
+        let depends = read("depends.parquet");
+        let pairs: Vec<(u32, u32)> = ints(&depends, "src")
+            .iter()
+            .zip(ints(&depends, "dst"))
+            .filter_map(|(s, d)| Some((*ordinal.get(s)?, *ordinal.get(&d)?)))
+            .collect();
+        Baseline {
+            adjacency: Adjacency::build(&pairs).expect("fits"),
+            libc6: libc6.expect("libc6 is in the data set"),
+        }
+    }
+
+    /// Number of (a)-[:DEPENDS]->(libc6) matches.
+    pub fn one_hop(&self) -> i64 {
+        self.adjacency.in_degree(self.libc6) as i64
+    }
+
+    /// Number of (a)-[:DEPENDS]->()-[:DEPENDS]->(libc6) matches (paths, as MATCH counts).
+    pub fn two_hop(&self) -> i64 {
+        let mut total = 0i64;
+        self.adjacency.for_each_in(self.libc6, |b, _| {
+            total += self.adjacency.in_degree(b) as i64;
+        });
+        total
+    }
+}
+
+pub const ONE_HOP: &str =
+    "MATCH (a:Package)-[:DEPENDS]->(b:Package {name:'libc6'}) RETURN count(*)";
+pub const TWO_HOP: &str = "MATCH (a:Package)-[:DEPENDS]->(:Package)-[:DEPENDS]->(b:Package {name:'libc6'}) RETURN count(*)";
+
+/// Runs a one-row one-column count query.
+pub async fn count(db: &Database, text: &str) -> i64 {
+    let r = db.execute(text).await.expect("query");
+    let c = arrow::compute::cast(r[0].batches[0].column(0), &DataType::Int64).expect("cast");
+    c.as_primitive::<Int64Type>().value(0)
+}

@@ -1,0 +1,405 @@
+//! `contextdb`: one binary with a subcommand per role.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use contextdb_cli::format::{self, OutputFormat};
+use contextdb_cli::{script, status};
+use contextdb_engine::{Database, DbConfig, StatementResult};
+use indicatif::{ProgressBar, ProgressStyle};
+use rustyline::error::ReadlineError;
+
+const DEFAULT_DATA_DIR: &str = "./contextdb-data";
+const HISTORY_FILE_NAME: &str = ".contextdb_history";
+const EXIT_STATEMENT_FAILED: u8 = 1;
+const PROGRESS_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+/// The same code clap uses for a bad command line.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "contextdb",
+    version,
+    about = "ContextDB: graph + vector + SQL in one engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run ContextQL and SQL statements against an embedded database: the `-c` text, a script
+    /// on standard input, or an interactive prompt.
+    #[command(alias = "query")]
+    Shell(ShellArgs),
+    /// Bulk load Parquet or CSV files into an existing node or edge table.
+    Load(LoadArgs),
+    /// Serve Arrow Flight SQL (not yet available).
+    Serve {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct ShellArgs {
+    /// Directory holding the database; created when missing.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// `;`-separated statements to run instead of reading standard input or prompting.
+    #[arg(short = 'c', long = "command", value_name = "STATEMENTS")]
+    command: Option<String>,
+    /// How results are printed.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// A statement parameter `$name`, as `name=JSON` (text that is not JSON is taken as a
+    /// string). Repeat for several parameters.
+    #[arg(long = "param", value_name = "NAME=JSON", value_parser = parse_param)]
+    params: Vec<(String, serde_json::Value)>,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// Directory holding the database.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// The node or edge table to load into; it must exist.
+    #[arg(long, value_name = "NAME")]
+    table: String,
+    /// Parquet (`.parquet`) or CSV (`.csv`, with a header row) files.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+fn parse_param(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=JSON, got `{text}`"))?;
+    let name = name.trim().trim_start_matches('$');
+    if name.is_empty() {
+        return Err(format!("parameter name missing in `{text}`"));
+    }
+    let value =
+        serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+    Ok((name.to_owned(), value))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Serve { .. } => {
+            eprintln!("contextdb serve: not yet available");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Command::Shell(args) => with_runtime(|runtime| shell(runtime, args)),
+        Command::Load(args) => with_runtime(|runtime| runtime.block_on(load(args))),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Reported) => ExitCode::from(EXIT_STATEMENT_FAILED),
+        Err(Failure::Message(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(EXIT_STATEMENT_FAILED)
+        }
+    }
+}
+
+fn with_runtime(
+    command: impl FnOnce(&tokio::runtime::Runtime) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Message(format!("cannot start the async runtime: {e}")))?;
+    command(&runtime)
+}
+
+/// Why a command failed; `Reported` means the message is already on stderr.
+enum Failure {
+    Reported,
+    Message(String),
+}
+
+async fn open(data_dir: &Path) -> Result<Arc<Database>, Failure> {
+    Database::open(DbConfig::local(data_dir))
+        .await
+        .map_err(|e| Failure::Message(format!("cannot open {}: {e}", data_dir.display())))
+}
+
+fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Failure> {
+    let db = runtime.block_on(open(&args.data_dir))?;
+    let params: HashMap<String, serde_json::Value> = args.params.into_iter().collect();
+    let mut session = Session {
+        db: db.clone(),
+        params,
+        format: args.format,
+    };
+    let outcome = if let Some(text) = args.command {
+        runtime.block_on(session.run_script(&text))
+    } else if std::io::stdin().is_terminal() {
+        repl(runtime, &mut session, &args.data_dir)
+    } else {
+        let mut text = String::new();
+        match std::io::stdin().read_to_string(&mut text) {
+            Ok(_) => runtime.block_on(session.run_script(&text)),
+            Err(e) => Err(Failure::Message(format!("cannot read standard input: {e}"))),
+        }
+    };
+    runtime.block_on(db.shutdown());
+    outcome
+}
+
+struct Session {
+    db: Arc<Database>,
+    params: HashMap<String, serde_json::Value>,
+    format: OutputFormat,
+}
+
+impl Session {
+    /// Runs the statements one by one, printing each result; stops at the first error.
+    async fn run_script(&self, text: &str) -> Result<(), Failure> {
+        for statement in script::split_statements(text) {
+            let results = if self.params.is_empty() {
+                self.db.execute(&statement).await
+            } else {
+                self.db.execute_with_params(&statement, &self.params).await
+            };
+            match results {
+                Ok(results) => {
+                    for result in &results {
+                        self.print(result)?;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Err(Failure::Reported);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn print(&self, result: &StatementResult) -> Result<(), Failure> {
+        if !status::is_report_only(result) {
+            let text = format::render(self.format, &result.schema, &result.batches)
+                .map_err(|e| Failure::Message(format!("cannot format the result: {e}")))?;
+            write_stdout(&text)?;
+        }
+        if let Some(line) = status::status_line(result) {
+            // Machine-readable formats keep stdout for rows only.
+            if self.format == OutputFormat::Table {
+                write_stdout(&format!("{line}\n"))?;
+            } else {
+                eprintln!("{line}");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_stdout(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        // The reader went away (`| head`): nothing more to say, and no error to report.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::Reported),
+        Err(e) => Err(Failure::Message(format!(
+            "cannot write to standard output: {e}"
+        ))),
+    }
+}
+
+const REPL_HELP: &str = "\
+Statements end with `;` and may span several lines. Each statement is routed to ContextQL
+(MATCH, CREATE (...), CREATE NODE TABLE, COPY ... FROM, ...) or to SQL (SELECT, INSERT, ...).
+
+  .help           show this text
+  .format FORMAT  print results as table, csv or json
+  .quit / .exit   leave (Ctrl-D works too; Ctrl-C drops the statement being typed)
+";
+
+fn repl(
+    runtime: &tokio::runtime::Runtime,
+    session: &mut Session,
+    data_dir: &Path,
+) -> Result<(), Failure> {
+    let mut editor = rustyline::DefaultEditor::new()
+        .map_err(|e| Failure::Message(format!("cannot start the line editor: {e}")))?;
+    let history = data_dir.join(HISTORY_FILE_NAME);
+    // A missing history file is normal on the first run.
+    let _ = editor.load_history(&history);
+    println!(
+        "ContextDB {} on {}. Statements end with `;`; .help for help.",
+        env!("CARGO_PKG_VERSION"),
+        data_dir.display()
+    );
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() {
+            "contextdb> "
+        } else {
+            "       ..> "
+        };
+        let line = match editor.readline(prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => {
+                buffer.clear();
+                continue;
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("cannot read input: {e}");
+                break;
+            }
+        };
+        if buffer.is_empty() && line.trim_start().starts_with('.') {
+            let _ = editor.add_history_entry(line.trim());
+            if !dot_command(line.trim(), session) {
+                break;
+            }
+            continue;
+        }
+        if !buffer.is_empty() {
+            buffer.push('\n');
+        }
+        buffer.push_str(&line);
+        if buffer.trim().is_empty() {
+            buffer.clear();
+            continue;
+        }
+        if script::is_complete(&buffer) {
+            let _ = editor.add_history_entry(buffer.as_str());
+            match runtime.block_on(session.run_script(&buffer)) {
+                Ok(()) | Err(Failure::Reported) => {}
+                Err(Failure::Message(message)) => eprintln!("{message}"),
+            }
+            buffer.clear();
+        }
+    }
+    if let Err(e) = editor.save_history(&history) {
+        eprintln!("cannot save history to {}: {e}", history.display());
+    }
+    Ok(())
+}
+
+/// Runs one `.command`; returns false when the shell should end.
+fn dot_command(line: &str, session: &mut Session) -> bool {
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(".quit" | ".exit"), None) => return false,
+        (Some(".help"), None) => print!("{REPL_HELP}"),
+        (Some(".format"), None) => println!("format: {:?}", session.format),
+        (Some(".format"), Some(name)) => match OutputFormat::from_str(name, true) {
+            Ok(format) => session.format = format,
+            Err(_) => eprintln!("unknown format `{name}`: use table, csv or json"),
+        },
+        _ => eprintln!("unknown command `{line}`: .help lists the commands"),
+    }
+    true
+}
+
+async fn load(args: LoadArgs) -> Result<(), Failure> {
+    let db = open(&args.data_dir).await?;
+    let outcome = load_files(&db, &args.table, &args.files).await;
+    db.shutdown().await;
+    outcome
+}
+
+async fn load_files(db: &Database, table: &str, files: &[PathBuf]) -> Result<(), Failure> {
+    let style = ProgressStyle::with_template(
+        "{msg} {spinner} {bar:40} {human_pos}/{human_len} rows, {elapsed} (eta {eta})",
+    )
+    .expect("the progress template is valid");
+    let started = Instant::now();
+    let mut total_rows = 0;
+    for file in files {
+        let bar = ProgressBar::new(0).with_style(style.clone());
+        let short_name = file.file_name().unwrap_or(file.as_os_str());
+        bar.set_message(short_name.to_string_lossy().into_owned());
+        // The engine may report progress rarely; the ticking spinner shows it is alive.
+        bar.enable_steady_tick(PROGRESS_TICK);
+        let progress_bar = bar.clone();
+        let progress = move |done: u64, total: u64| {
+            progress_bar.set_length(total);
+            progress_bar.set_position(done);
+        };
+        let file_started = Instant::now();
+        let outcome = db.load(table, file, &progress).await;
+        bar.finish_and_clear();
+        let rows = outcome.map_err(|e| {
+            Failure::Message(format!("cannot load {} into {table}: {e}", file.display()))
+        })?;
+        total_rows += rows;
+        println!(
+            "Loaded {rows} rows into {table} from {} in {:.2}s",
+            file.display(),
+            file_started.elapsed().as_secs_f64()
+        );
+    }
+    if files.len() > 1 {
+        println!(
+            "Loaded {total_rows} rows into {table} from {} files in {:.2}s",
+            files.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_json_or_else_text() {
+        assert_eq!(
+            parse_param("k=3").unwrap(),
+            ("k".into(), serde_json::json!(3))
+        );
+        assert_eq!(
+            parse_param("$q=[0.5, 1]").unwrap(),
+            ("q".into(), serde_json::json!([0.5, 1]))
+        );
+        assert_eq!(parse_param("name=vim").unwrap().1, serde_json::json!("vim"));
+        assert_eq!(
+            parse_param("s=\"a=b\"").unwrap().1,
+            serde_json::json!("a=b")
+        );
+        assert!(parse_param("novalue").is_err());
+        assert!(parse_param("=1").is_err());
+    }
+
+    #[test]
+    fn command_line_parses() {
+        let cli = Cli::try_parse_from([
+            "contextdb",
+            "shell",
+            "-c",
+            "RETURN 1;",
+            "--format",
+            "json",
+            "--param",
+            "a=1",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Shell(args) => {
+                assert_eq!(args.format, OutputFormat::Json);
+                assert_eq!(args.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+                assert_eq!(args.params.len(), 1);
+            }
+            _ => panic!("expected the shell subcommand"),
+        }
+        assert!(Cli::try_parse_from(["contextdb", "shell", "--format", "xml"]).is_err());
+        assert!(Cli::try_parse_from(["contextdb", "load", "--table", "T"]).is_err());
+    }
+}
