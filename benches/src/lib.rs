@@ -37,33 +37,10 @@ fn ints(batches: &[RecordBatch], name: &str) -> Vec<i64> {
         .collect()
 }
 
-/// The DDL and COPY statements that load the whole graph.
+/// The DDL and COPY statements that load the whole graph (`tests/debian/load.cql`).
 pub fn load_script() -> String {
-    let d = data_dir().display().to_string();
-    format!(
-        "CREATE NODE TABLE Package (id BIGINT PRIMARY KEY, name VARCHAR, version VARCHAR, section VARCHAR,
-                                    priority VARCHAR, installed_size_kb BIGINT, description VARCHAR,
-                                    embedding VECTOR(384));
-         CREATE NODE TABLE Maintainer (id BIGINT PRIMARY KEY, name VARCHAR);
-         CREATE NODE TABLE Tag (id BIGINT PRIMARY KEY, name VARCHAR);
-         CREATE NODE TABLE Section (id BIGINT PRIMARY KEY, name VARCHAR);
-         CREATE EDGE TABLE DEPENDS (FROM Package TO Package);
-         CREATE EDGE TABLE RECOMMENDS (FROM Package TO Package);
-         CREATE EDGE TABLE SUGGESTS (FROM Package TO Package);
-         CREATE EDGE TABLE MAINTAINS (FROM Maintainer TO Package);
-         CREATE EDGE TABLE TAGGED (FROM Package TO Tag);
-         CREATE EDGE TABLE IN_SECTION (FROM Package TO Section);
-         COPY Package FROM '{d}/package.parquet';
-         COPY Maintainer FROM '{d}/maintainer.parquet';
-         COPY Tag FROM '{d}/tag.parquet';
-         COPY Section FROM '{d}/section.parquet';
-         COPY DEPENDS FROM '{d}/depends.parquet';
-         COPY RECOMMENDS FROM '{d}/recommends.parquet';
-         COPY SUGGESTS FROM '{d}/suggests.parquet';
-         COPY MAINTAINS FROM '{d}/maintains.parquet';
-         COPY TAGGED FROM '{d}/tagged.parquet';
-         COPY IN_SECTION FROM '{d}/in_section.parquet';"
-    )
+    include_str!("../../tests/debian/load.cql")
+        .replace("__DATA__", &data_dir().display().to_string())
 }
 
 /// Opens an in-memory database with the whole graph; returns it and the load time.

@@ -359,7 +359,7 @@ async fn read_file(table: &Table, task: iceberg::scan::FileScanTask) -> Result<V
 /// Converts a storage batch (iceberg types, field ids) to the user schema (vectors as
 /// FixedSizeList, no field-id metadata).
 pub fn to_user(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns: Vec<ArrayRef> = batch
+    let columns = batch
         .columns()
         .iter()
         .zip(schema.fields())
@@ -370,7 +370,12 @@ pub fn to_user(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
                 arrow::compute::cast(c, f.data_type())
             }
         })
-        .collect::<std::result::Result<_, _>>()?;
+        .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
+    for (f, c) in schema.fields().iter().zip(&columns) {
+        if !f.is_nullable() && c.null_count() > 0 {
+            return Err(Error::execution(format!("`{}` must not be null", f.name())));
+        }
+    }
     Ok(RecordBatch::try_new_with_options(
         schema.clone(),
         columns,

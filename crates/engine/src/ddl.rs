@@ -61,17 +61,26 @@ async fn create(
     Ok(())
 }
 
+/// For CREATE ... [IF NOT EXISTS] of a table that exists: the statement's answer.
+async fn existing(
+    db: &Database,
+    name: &ast::Ident,
+    if_not_exists: bool,
+) -> Result<Option<StatementResult>> {
+    if !exists(db, &name.name).await? {
+        return Ok(None);
+    }
+    if if_not_exists {
+        return Ok(Some(message(Language::ContextQL, "table exists")));
+    }
+    Err(Error::plan(format!("table `{}` already exists", name.name)))
+}
+
 pub async fn create_node_table(db: &Database, c: &ast::CreateNodeTable) -> Result<StatementResult> {
     check_name(&c.name)?;
     let _guard = db.write_lock.lock().await;
-    if exists(db, &c.name.name).await? {
-        if c.if_not_exists {
-            return Ok(message(Language::ContextQL, "table exists"));
-        }
-        return Err(Error::plan(format!(
-            "table `{}` already exists",
-            c.name.name
-        )));
+    if let Some(answer) = existing(db, &c.name, c.if_not_exists).await? {
+        return Ok(answer);
     }
     let mut seen = HashSet::new();
     for col in &c.columns {
@@ -131,14 +140,8 @@ pub async fn create_node_table(db: &Database, c: &ast::CreateNodeTable) -> Resul
 pub async fn create_edge_table(db: &Database, c: &ast::CreateEdgeTable) -> Result<StatementResult> {
     check_name(&c.name)?;
     let _guard = db.write_lock.lock().await;
-    if exists(db, &c.name.name).await? {
-        if c.if_not_exists {
-            return Ok(message(Language::ContextQL, "table exists"));
-        }
-        return Err(Error::plan(format!(
-            "table `{}` already exists",
-            c.name.name
-        )));
+    if let Some(answer) = existing(db, &c.name, c.if_not_exists).await? {
+        return Ok(answer);
     }
     let [(from, to)] = c.endpoints.as_slice() else {
         return Err(Error::plan(

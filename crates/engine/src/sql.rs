@@ -232,28 +232,10 @@ async fn append(
     let mut rows = 0;
     for b in batches {
         // INSERT plans project onto the table's columns in order; align names and types.
-        let columns = b
-            .columns()
-            .iter()
-            .zip(schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c.clone())
-                } else {
-                    arrow::compute::cast(c, f.data_type()).map_err(Error::from)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for (f, c) in schema.fields().iter().zip(&columns) {
-            if !f.is_nullable() && c.null_count() > 0 {
-                return Err(Error::execution(format!(
-                    "`{name}.{}` must not be null",
-                    f.name()
-                )));
-            }
-        }
+        let batch = crate::cache::to_user(&b, &schema)
+            .map_err(|e| Error::execution(format!("`{name}`: {}", e.message)))?;
         rows += b.num_rows() as u64;
-        appended.push(RecordBatch::try_new(schema.clone(), columns)?);
+        appended.push(batch);
     }
     let edits = HashMap::from([(
         name.to_string(),
@@ -322,7 +304,18 @@ async fn dml_statement(
                 .execute_logical_plan((*dml.input).clone())
                 .await?
                 .collect()
-                .await?;
+                .await
+                .map_err(|e| {
+                    // DataFusion checks NOT NULL while building rows; name the table.
+                    let e = Error::from(e);
+                    if e.message.contains("non-nullable") {
+                        Error::execution(format!(
+                            "INSERT into `{name}`: a column that must not be null gets null"
+                        ))
+                    } else {
+                        e
+                    }
+                })?;
             let rows = append(db, snapshot, &name, batches).await?;
             Ok(rows_affected(Language::Sql, rows))
         }

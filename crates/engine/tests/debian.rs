@@ -74,32 +74,8 @@ async fn debian_graph_loads_and_answers_match() {
     );
     let db = Database::open(DbConfig::memory()).await.unwrap();
     let d = dir.display();
-    db.execute(&format!(
-        "CREATE NODE TABLE Package (id BIGINT PRIMARY KEY, name VARCHAR, version VARCHAR, section VARCHAR,
-                                    priority VARCHAR, installed_size_kb BIGINT, description VARCHAR,
-                                    embedding VECTOR(384));
-         CREATE NODE TABLE Maintainer (id BIGINT PRIMARY KEY, name VARCHAR);
-         CREATE NODE TABLE Tag (id BIGINT PRIMARY KEY, name VARCHAR);
-         CREATE NODE TABLE Section (id BIGINT PRIMARY KEY, name VARCHAR);
-         CREATE EDGE TABLE DEPENDS (FROM Package TO Package);
-         CREATE EDGE TABLE RECOMMENDS (FROM Package TO Package);
-         CREATE EDGE TABLE SUGGESTS (FROM Package TO Package);
-         CREATE EDGE TABLE MAINTAINS (FROM Maintainer TO Package);
-         CREATE EDGE TABLE TAGGED (FROM Package TO Tag);
-         CREATE EDGE TABLE IN_SECTION (FROM Package TO Section);
-         COPY Package FROM '{d}/package.parquet';
-         COPY Maintainer FROM '{d}/maintainer.parquet';
-         COPY Tag FROM '{d}/tag.parquet';
-         COPY Section FROM '{d}/section.parquet';
-         COPY DEPENDS FROM '{d}/depends.parquet';
-         COPY RECOMMENDS FROM '{d}/recommends.parquet';
-         COPY SUGGESTS FROM '{d}/suggests.parquet';
-         COPY MAINTAINS FROM '{d}/maintains.parquet';
-         COPY TAGGED FROM '{d}/tagged.parquet';
-         COPY IN_SECTION FROM '{d}/in_section.parquet';"
-    ))
-    .await
-    .unwrap();
+    let script = include_str!("../../../tests/debian/load.cql").replace("__DATA__", &d.to_string());
+    db.execute(&script).await.unwrap();
 
     // Independent answers, straight from the files.
     let packages = read("package.parquet");
