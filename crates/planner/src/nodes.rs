@@ -74,44 +74,49 @@ fn union_columns<'a>(
 
 /// Fields of a node variable ranging over `tables`.
 pub fn node_fields(var: &str, tables: &[NodeTableInfo], nullable: bool) -> Vec<Field> {
-    let mut fields = vec![
-        Field::new(column_name(var, ORD), DataType::UInt32, nullable),
-        Field::new(column_name(var, LABEL), DataType::Utf8, nullable),
-    ];
-    let columns = union_columns(
-        tables
-            .iter()
-            .map(|t| t.schema.fields().iter().map(|f| f.as_ref()).collect()),
-    );
-    for (name, data_type, n) in columns {
-        fields.push(Field::new(
-            column_name(var, &name),
-            data_type,
-            nullable || n,
-        ));
-    }
-    fields
+    entity_fields(
+        var,
+        LABEL,
+        tables.iter().map(|t| &t.schema),
+        nullable,
+        |c| c,
+    )
 }
 
 /// Fields of a relationship variable ranging over `tables`; `src`/`dst` become `_src`/`_dst`.
 pub fn rel_fields(var: &str, tables: &[EdgeTableInfo], nullable: bool) -> Vec<Field> {
+    fn plan_column(column: &str) -> &str {
+        match column {
+            "src" => "_src",
+            "dst" => "_dst",
+            other => other,
+        }
+    }
+    entity_fields(
+        var,
+        TYPE,
+        tables.iter().map(|t| &t.schema),
+        nullable,
+        plan_column,
+    )
+}
+
+/// `var.__ord`, `var.<tag>` and the union of the tables' columns, named by `plan_column`.
+fn entity_fields<'a>(
+    var: &str,
+    tag: &str,
+    schemas: impl Iterator<Item = &'a arrow::datatypes::SchemaRef> + Clone,
+    nullable: bool,
+    plan_column: fn(&str) -> &str,
+) -> Vec<Field> {
     let mut fields = vec![
         Field::new(column_name(var, ORD), DataType::UInt32, nullable),
-        Field::new(column_name(var, TYPE), DataType::Utf8, nullable),
+        Field::new(column_name(var, tag), DataType::Utf8, nullable),
     ];
-    let columns = union_columns(
-        tables
-            .iter()
-            .map(|t| t.schema.fields().iter().map(|f| f.as_ref()).collect()),
-    );
+    let columns = union_columns(schemas.map(|s| s.fields().iter().map(|f| f.as_ref()).collect()));
     for (name, data_type, n) in columns {
-        let name = match name.as_str() {
-            "src" => "_src".to_string(),
-            "dst" => "_dst".to_string(),
-            _ => name,
-        };
         fields.push(Field::new(
-            column_name(var, &name),
+            column_name(var, plan_column(&name)),
             data_type,
             nullable || n,
         ));
