@@ -306,7 +306,7 @@ impl Database {
         };
         let ctx = graph_context(snapshot.clone());
         if let Some(mode) = statement.explain {
-            if !lowered.writes.is_empty() && mode == ast::Explain::Analyze {
+            if !lowered.blocks.is_empty() && mode == ast::Explain::Analyze {
                 return Err(Error::plan(
                     "EXPLAIN ANALYZE of a writing query is not supported",
                 ));
@@ -325,10 +325,10 @@ impl Database {
                 rows_affected: None,
             });
         }
-        let df = ctx.execute_logical_plan(lowered.plan).await?;
-        let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
-        if lowered.writes.is_empty() {
+        if lowered.blocks.is_empty() {
+            let df = ctx.execute_logical_plan(lowered.plan).await?;
+            let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
             return Ok(StatementResult {
                 language: Language::ContextQL,
                 schema,
@@ -336,8 +336,16 @@ impl Database {
                 rows_affected: None,
             });
         }
-        // What the query returns after its writes is computed before they commit, from the
-        // same rows, so a failed commit returns nothing.
+        // Each write block runs on the rows the one before it left; what the query returns
+        // is computed before the commit, so a failed commit returns nothing.
+        let mut sink = write::Sink::new(&snapshot);
+        for block in lowered.blocks {
+            let df = ctx.execute_logical_plan(block.plan).await?;
+            let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            let rows = sink.apply(&block.writes, &schema, &batches)?;
+            block.output.fill(vec![rows]);
+        }
         let returned = match lowered.returning {
             Some(plan) => {
                 let df = ctx.execute_logical_plan(plan).await?;
@@ -346,7 +354,7 @@ impl Database {
             }
             None => None,
         };
-        let written = write::apply(self, &snapshot, &lowered.writes, &schema, &batches).await?;
+        let written = sink.commit(self).await?;
         Ok(match returned {
             Some((schema, batches)) => StatementResult {
                 language: Language::ContextQL,

@@ -5,13 +5,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array, new_null_array,
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array,
+    new_null_array,
 };
 use arrow::compute::kernels::zip::zip;
-use arrow::compute::{cast, concat, concat_batches, filter_record_batch, take};
+use arrow::compute::{cast, concat, concat_batches, filter_record_batch, interleave, take};
 use arrow::datatypes::{DataType, SchemaRef};
+use arrow::row::{RowConverter, SortField};
 use contextdb_catalog::TableChange;
-use contextdb_planner::{Endpoint, Target, WriteOp};
+use contextdb_planner::nodes::{self, column_name};
+use contextdb_planner::{MergeOp, Target, WriteOp};
 use contextdb_storage::table_io::{self, DataChange};
 
 use crate::cache::{Key, TableData};
@@ -78,6 +81,10 @@ fn cast_to(values: &ArrayRef, to: &DataType, name: &str) -> Result<ArrayRef> {
     if values.data_type() == to {
         return Ok(values.clone());
     }
+    // A null of any type is a null of every type (REMOVE, a null literal).
+    if values.null_count() == values.len() {
+        return Ok(new_null_array(to, values.len()));
+    }
     cast(values, to).map_err(|e| {
         Error::execution(format!(
             "property `{name}`: cannot store {} as {to}: {e}",
@@ -98,143 +105,595 @@ fn check_not_null(schema: &SchemaRef, columns: &[ArrayRef], table: &str) -> Resu
     Ok(())
 }
 
-/// Applies `writes` for every row of `batches`; returns the number of changes.
-pub async fn apply(
-    db: &Database,
-    snapshot: &Snapshot,
-    writes: &[WriteOp],
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-) -> Result<u64> {
-    let rows = concat_batches(schema, batches)?;
-    let n = rows.num_rows();
-    let mut edits: HashMap<String, TableEdits> = HashMap::new();
-    let mut created_keys: Vec<ArrayRef> = Vec::new();
-    let mut next_key: HashMap<String, i64> = HashMap::new();
-    let mut changes = 0u64;
-    for op in writes {
-        match op {
-            WriteOp::CreateNode { label, properties } => {
-                let table = data(snapshot, label)?;
-                let pk = table
-                    .info
-                    .primary_key
-                    .clone()
-                    .expect("node tables have keys");
-                let mut props: Vec<(String, ArrayRef)> = properties
-                    .iter()
-                    .map(|(p, c)| Ok((p.clone(), column(&rows, c)?.clone())))
-                    .collect::<Result<_>>()?;
-                if !props.iter().any(|(p, _)| p == &pk) {
-                    let pk_type = table.schema().field_with_name(&pk)?.data_type().clone();
-                    if !matches!(pk_type, DataType::Int64 | DataType::Int32) {
-                        return Err(Error::execution(format!(
-                            "CREATE (:{label}) needs its primary key `{pk}`"
-                        )));
-                    }
-                    // Integer keys not given are assigned after the largest key in use.
-                    let next = match next_key.get(label) {
-                        Some(&k) => k,
-                        None => max_int_key(table)? + 1,
-                    };
-                    let keys = Int64Array::from_iter_values(next..next + n as i64);
-                    next_key.insert(label.clone(), next + n as i64);
-                    props.push((pk.clone(), Arc::new(keys)));
+/// The columns of a write block's rows, which operations read and fill in (ordinals of
+/// created elements) and which leave with every written value in place.
+struct Rows {
+    schema: SchemaRef,
+    columns: Vec<ArrayRef>,
+}
+
+impl Rows {
+    fn get(&self, name: &str) -> Result<&ArrayRef> {
+        let i = self
+            .schema
+            .index_of(name)
+            .map_err(|_| Error::internal(format!("write plan lacks column {name}")))?;
+        Ok(&self.columns[i])
+    }
+
+    fn set(&mut self, name: &str, values: ArrayRef) -> Result<()> {
+        let i = self
+            .schema
+            .index_of(name)
+            .map_err(|_| Error::internal(format!("write plan lacks column {name}")))?;
+        self.columns[i] = values;
+        Ok(())
+    }
+
+    /// Writes `values[k]` into row `sel[k]` of an ordinal column.
+    fn set_ords(&mut self, name: &str, sel: &[u32], values: &[u32]) -> Result<()> {
+        let mut all: Vec<Option<u32>> = ords(self.get(name)?)?.iter().collect();
+        for (&row, &v) in sel.iter().zip(values) {
+            all[row as usize] = Some(v);
+        }
+        self.set(name, Arc::new(UInt32Array::from(all)))
+    }
+}
+
+/// Where a node or relationship is: its table and row (rows past the table's snapshot are
+/// rows this statement appends).
+type Location = (String, u32);
+
+/// The write sink of one statement: applies the operations of its write blocks to pending
+/// table edits, numbers what they create after every stored ordinal, and commits once.
+pub(crate) struct Sink<'a> {
+    snapshot: &'a Snapshot,
+    edits: HashMap<String, TableEdits>,
+    /// Created nodes / relationships: ordinal `base + i` is at `created[i]`.
+    node_base: u32,
+    created_nodes: Vec<Location>,
+    edge_base: u32,
+    created_edges: Vec<Location>,
+    next_key: HashMap<String, i64>,
+    changes: u64,
+}
+
+fn ordinal_base(snapshot: &Snapshot, offsets: &[(String, u32)]) -> u32 {
+    offsets
+        .last()
+        .map(|(name, offset)| offset + snapshot.get(name).map_or(0, |t| t.rows.num_rows() as u32))
+        .unwrap_or(0)
+}
+
+impl<'a> Sink<'a> {
+    pub(crate) fn new(snapshot: &'a Snapshot) -> Sink<'a> {
+        Sink {
+            snapshot,
+            edits: HashMap::new(),
+            node_base: ordinal_base(snapshot, &snapshot.node_offsets),
+            created_nodes: Vec::new(),
+            edge_base: ordinal_base(snapshot, &snapshot.edge_offsets),
+            created_edges: Vec::new(),
+            next_key: HashMap::new(),
+            changes: 0,
+        }
+    }
+
+    /// Applies one write block to its rows; returns the rows with created elements bound and
+    /// every node and relationship showing its values after the writes.
+    pub(crate) fn apply(
+        &mut self,
+        writes: &[WriteOp],
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<RecordBatch> {
+        let batch = concat_batches(schema, batches)?;
+        let all: Vec<u32> = (0..batch.num_rows() as u32).collect();
+        let mut rows = Rows {
+            schema: schema.clone(),
+            columns: batch.columns().to_vec(),
+        };
+        for op in writes {
+            self.apply_op(op, &mut rows, &all)?;
+        }
+        self.refresh(&mut rows)?;
+        Ok(RecordBatch::try_new(rows.schema, rows.columns)?)
+    }
+
+    /// Commits every edit of the statement as one catalog entry; returns the change count.
+    pub(crate) async fn commit(self, db: &Database) -> Result<u64> {
+        commit_edits(db, self.snapshot, &self.edits).await?;
+        Ok(self.changes)
+    }
+
+    fn locate_node(&self, ordinal: u32) -> Option<Location> {
+        match ordinal.checked_sub(self.node_base) {
+            Some(i) => self.created_nodes.get(i as usize).cloned(),
+            None => self
+                .snapshot
+                .node_at(ordinal)
+                .map(|(t, local)| (t.to_string(), local)),
+        }
+    }
+
+    fn locate_edge(&self, ordinal: u32) -> Option<Location> {
+        match ordinal.checked_sub(self.edge_base) {
+            Some(i) => self.created_edges.get(i as usize).cloned(),
+            None => self
+                .snapshot
+                .edge_at(ordinal)
+                .map(|(t, local)| (t.to_string(), local)),
+        }
+    }
+
+    /// Rows of `table` this statement appended so far.
+    fn appended_rows(&self, table: &str) -> usize {
+        self.edits
+            .get(table)
+            .map_or(0, |e| e.appended.iter().map(|b| b.num_rows()).sum())
+    }
+
+    /// Values of `column` of `table` at `locals` (stored or appended rows, with this
+    /// statement's updates), as `to`; null where `locals` is None or the table lacks it.
+    fn table_values(
+        &self,
+        table: &str,
+        column: &str,
+        locals: &[Option<u32>],
+        to: &DataType,
+    ) -> Result<ArrayRef> {
+        let data = data(self.snapshot, table)?;
+        let stored = data.rows.num_rows() as u32;
+        let nulls = new_null_array(to, 1);
+        let edit = self.edits.get(table);
+        let mut sources: Vec<ArrayRef> = vec![nulls.clone(), nulls.clone()];
+        if let Some(c) = data.rows.column_by_name(column) {
+            sources[0] = cast_to(c, to, column)?;
+        }
+        if let Some(e) = edit
+            && !e.appended.is_empty()
+            && let Ok(i) = e.appended[0].schema().index_of(column)
+        {
+            let parts: Vec<&dyn Array> = e.appended.iter().map(|b| b.column(i).as_ref()).collect();
+            sources[1] = cast_to(&concat(&parts)?, to, column)?;
+        }
+        let null_source = sources.len();
+        sources.push(nulls);
+        let mut indices: Vec<(usize, usize)> = locals
+            .iter()
+            .map(|l| match l {
+                Some(l) if *l < stored => (0, *l as usize),
+                Some(l) if sources[1].len() > (l - stored) as usize => (1, (l - stored) as usize),
+                _ => (null_source, 0),
+            })
+            .collect();
+        // This statement's updates win over stored and appended values.
+        if let Some(e) = edit {
+            for (row, local) in locals.iter().enumerate() {
+                let Some(sets) = local.and_then(|l| e.updates.get(&l)) else {
+                    continue;
+                };
+                if let Some((_, values, at)) = sets.iter().rev().find(|(c, ..)| c == column) {
+                    sources.push(cast_to(&values.slice(*at, 1), to, column)?);
+                    indices[row] = (sources.len() - 1, 0);
                 }
-                let batch = build_rows(table, &props, n)?;
-                created_keys.push(column(&batch, &pk)?.clone());
-                edits.entry(label.clone()).or_default().appended.push(batch);
-                changes += n as u64;
             }
+        }
+        let refs: Vec<&dyn Array> = sources.iter().map(|a| a.as_ref()).collect();
+        Ok(interleave(&refs, &indices)?)
+    }
+
+    fn apply_op(&mut self, op: &WriteOp, rows: &mut Rows, sel: &[u32]) -> Result<()> {
+        match op {
+            WriteOp::CreateNode {
+                label,
+                properties,
+                ord_column,
+            } => self.create_node(rows, sel, label, properties, ord_column),
             WriteOp::CreateEdge {
                 rel_type,
                 src,
                 dst,
                 properties,
-            } => {
-                let table = data(snapshot, rel_type)?;
-                let endpoint = |e: &Endpoint, label: &Option<String>| -> Result<ArrayRef> {
-                    match e {
-                        Endpoint::Bound { ord_column } => {
-                            let label = label.as_deref().unwrap_or_default();
-                            bound_keys(snapshot, ords(column(&rows, ord_column)?)?, label, rel_type)
-                        }
-                        Endpoint::Created(i) => created_keys
-                            .get(*i)
-                            .cloned()
-                            .ok_or_else(|| Error::internal("created node index out of range")),
-                    }
-                };
-                let (s, d) = (
-                    endpoint(src, &table.info.from)?,
-                    endpoint(dst, &table.info.to)?,
-                );
-                if s.null_count() > 0 || d.null_count() > 0 {
-                    return Err(Error::execution(format!(
-                        "cannot create a {rel_type} relationship to a null node"
-                    )));
-                }
-                let mut props: Vec<(String, ArrayRef)> = vec![("src".into(), s), ("dst".into(), d)];
-                for (p, c) in properties {
-                    props.push((p.clone(), column(&rows, c)?.clone()));
-                }
-                let batch = build_rows(table, &props, n)?;
-                edits
-                    .entry(rel_type.clone())
-                    .or_default()
-                    .appended
-                    .push(batch);
-                changes += n as u64;
-            }
+                ord_column,
+            } => self.create_edge(rows, sel, rel_type, (src, dst), properties, ord_column),
             WriteOp::SetProperty {
                 target,
                 property,
                 column: value_column,
-            } => {
-                let values = column(&rows, value_column)?;
-                let mut cast_values: HashMap<String, ArrayRef> = HashMap::new();
-                for (row, (name, local)) in targets(snapshot, &rows, target)? {
-                    let values = match cast_values.get(name) {
-                        Some(v) => v.clone(),
-                        None => {
-                            let v = settable(data(snapshot, name)?, property, values)?;
-                            cast_values.insert(name.to_string(), v.clone());
-                            v
-                        }
-                    };
-                    edits
-                        .entry(name.to_string())
-                        .or_default()
-                        .updates
-                        .entry(local)
-                        .or_default()
-                        .push((property.clone(), values, row));
-                    changes += 1;
-                }
-            }
-            WriteOp::Delete { target, detach } => {
-                let mut labels = BTreeSet::new();
-                for (_, (name, local)) in targets(snapshot, &rows, target)? {
-                    if edits
-                        .entry(name.to_string())
-                        .or_default()
-                        .deleted
-                        .insert(local)
-                    {
-                        changes += 1;
-                    }
-                    if matches!(target, Target::Node { .. }) {
-                        labels.insert(name.to_string());
-                    }
-                }
-                for label in labels {
-                    changes += delete_edges_of(snapshot, &label, &mut edits, *detach)?;
-                }
-            }
+            } => self.set_property(rows, sel, target, property, value_column),
+            WriteOp::Delete { target, detach } => self.delete(rows, sel, target, *detach),
+            WriteOp::Merge(merge) => self.merge(rows, sel, merge),
         }
     }
-    commit_edits(db, snapshot, &edits).await?;
-    Ok(changes)
+
+    fn take_rows(values: &ArrayRef, sel: &[u32]) -> Result<ArrayRef> {
+        Ok(take(
+            values.as_ref(),
+            &UInt32Array::from(sel.to_vec()),
+            None,
+        )?)
+    }
+
+    fn create_node(
+        &mut self,
+        rows: &mut Rows,
+        sel: &[u32],
+        label: &str,
+        properties: &[(String, String)],
+        ord_column: &str,
+    ) -> Result<()> {
+        let n = sel.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let table = data(self.snapshot, label)?;
+        let pk = table
+            .info
+            .primary_key
+            .clone()
+            .expect("node tables have keys");
+        let mut props: Vec<(String, ArrayRef)> = properties
+            .iter()
+            .map(|(p, c)| Ok((p.clone(), Self::take_rows(rows.get(c)?, sel)?)))
+            .collect::<Result<_>>()?;
+        if !props.iter().any(|(p, _)| p == &pk) {
+            let pk_type = table.schema().field_with_name(&pk)?.data_type().clone();
+            if !matches!(pk_type, DataType::Int64 | DataType::Int32) {
+                return Err(Error::execution(format!(
+                    "CREATE (:{label}) needs its primary key `{pk}`"
+                )));
+            }
+            // Integer keys not given are assigned after the largest key in use.
+            let next = match self.next_key.get(label) {
+                Some(&k) => k,
+                None => max_int_key(table)? + 1,
+            };
+            let keys = Int64Array::from_iter_values(next..next + n as i64);
+            self.next_key.insert(label.to_string(), next + n as i64);
+            props.push((pk.clone(), Arc::new(keys)));
+        }
+        let batch = build_rows(table, &props, n)?;
+        let first = (table.rows.num_rows() + self.appended_rows(label)) as u32;
+        let ordinals = self.number(true, label, first, n)?;
+        rows.set_ords(ord_column, sel, &ordinals)?;
+        self.edits
+            .entry(label.to_string())
+            .or_default()
+            .appended
+            .push(batch);
+        self.changes += n as u64;
+        Ok(())
+    }
+
+    /// Ordinals for `n` created rows of `table` starting at row `first`.
+    fn number(&mut self, nodes: bool, table: &str, first: u32, n: usize) -> Result<Vec<u32>> {
+        let (base, created) = if nodes {
+            (self.node_base, &mut self.created_nodes)
+        } else {
+            (self.edge_base, &mut self.created_edges)
+        };
+        let start = base as u64 + created.len() as u64;
+        if start + n as u64 > contextdb_planner::source::MAX_ORDINALS {
+            return Err(Error::new(
+                crate::ErrorKind::Resource,
+                "one statement creates more elements than ordinals can number",
+            ));
+        }
+        created.extend((0..n as u32).map(|k| (table.to_string(), first + k)));
+        Ok((0..n as u32).map(|k| start as u32 + k).collect())
+    }
+
+    /// The primary keys of the nodes in ordinal column `column` at `sel`, which must all
+    /// have `label`.
+    fn endpoint_keys(
+        &self,
+        rows: &Rows,
+        sel: &[u32],
+        column: &str,
+        label: &str,
+        rel_type: &str,
+    ) -> Result<ArrayRef> {
+        let values = Self::take_rows(rows.get(column)?, sel)?;
+        let mut locals = Vec::with_capacity(sel.len());
+        for ordinal in ords(&values)?.iter() {
+            let Some(ordinal) = ordinal else {
+                return Err(Error::execution(format!(
+                    "cannot create a {rel_type} relationship to a null node"
+                )));
+            };
+            match self.locate_node(ordinal) {
+                Some((l, local)) if l == label => locals.push(Some(local)),
+                Some((l, _)) => {
+                    return Err(Error::execution(format!(
+                        "{rel_type} connects `{label}` nodes here, not `{l}` (an edge table has one FROM/TO pair)"
+                    )));
+                }
+                None => return Err(Error::internal(format!("ordinal {ordinal} is in no table"))),
+            }
+        }
+        let table = data(self.snapshot, label)?;
+        let pk = table
+            .info
+            .primary_key
+            .as_deref()
+            .ok_or_else(|| Error::internal("node table without key"))?;
+        let to = table.schema().field_with_name(pk)?.data_type().clone();
+        self.table_values(label, pk, &locals, &to)
+    }
+
+    fn create_edge(
+        &mut self,
+        rows: &mut Rows,
+        sel: &[u32],
+        rel_type: &str,
+        (src, dst): (&str, &str),
+        properties: &[(String, String)],
+        ord_column: &str,
+    ) -> Result<()> {
+        let n = sel.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let table = data(self.snapshot, rel_type)?;
+        let (from, to) = (
+            table.info.from.clone().unwrap_or_default(),
+            table.info.to.clone().unwrap_or_default(),
+        );
+        let s = self.endpoint_keys(rows, sel, src, &from, rel_type)?;
+        let d = self.endpoint_keys(rows, sel, dst, &to, rel_type)?;
+        let mut props: Vec<(String, ArrayRef)> = vec![("src".into(), s), ("dst".into(), d)];
+        for (p, c) in properties {
+            props.push((p.clone(), Self::take_rows(rows.get(c)?, sel)?));
+        }
+        let batch = build_rows(table, &props, n)?;
+        let first = (table.rows.num_rows() + self.appended_rows(rel_type)) as u32;
+        let ordinals = self.number(false, rel_type, first, n)?;
+        rows.set_ords(ord_column, sel, &ordinals)?;
+        self.edits
+            .entry(rel_type.to_string())
+            .or_default()
+            .appended
+            .push(batch);
+        self.changes += n as u64;
+        Ok(())
+    }
+
+    /// (row, location) of every selected row whose target is bound.
+    fn targets(&self, rows: &Rows, sel: &[u32], target: &Target) -> Result<Vec<(u32, Location)>> {
+        let (column_name, nodes) = match target {
+            Target::Node { ord_column } => (ord_column, true),
+            Target::Rel { ord_column } => (ord_column, false),
+        };
+        let ords = ords(rows.get(column_name)?)?;
+        let mut out = Vec::new();
+        for &row in sel {
+            if ords.is_null(row as usize) {
+                continue;
+            }
+            let ordinal = ords.value(row as usize);
+            let at = if nodes {
+                self.locate_node(ordinal)
+            } else {
+                self.locate_edge(ordinal)
+            };
+            out.push((
+                row,
+                at.ok_or_else(|| Error::internal(format!("ordinal {ordinal} is in no table")))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn set_property(
+        &mut self,
+        rows: &Rows,
+        sel: &[u32],
+        target: &Target,
+        property: &str,
+        value_column: &str,
+    ) -> Result<()> {
+        let values = rows.get(value_column)?.clone();
+        let mut cast_values: HashMap<String, Option<ArrayRef>> = HashMap::new();
+        for (row, (name, local)) in self.targets(rows, sel, target)? {
+            let values = match cast_values.get(&name) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = settable(data(self.snapshot, &name)?, property, &values)?;
+                    cast_values.insert(name.clone(), v.clone());
+                    v
+                }
+            };
+            // Removing a property the table does not have changes nothing.
+            let Some(values) = values else { continue };
+            self.edits
+                .entry(name)
+                .or_default()
+                .updates
+                .entry(local)
+                .or_default()
+                .push((property.to_string(), values, row as usize));
+            self.changes += 1;
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, rows: &Rows, sel: &[u32], target: &Target, detach: bool) -> Result<()> {
+        let mut labels = BTreeSet::new();
+        for (_, (name, local)) in self.targets(rows, sel, target)? {
+            if local as usize >= data(self.snapshot, &name)?.rows.num_rows() {
+                return Err(Error::execution(
+                    "deleting what the same statement created is not supported yet",
+                ));
+            }
+            if self
+                .edits
+                .entry(name.clone())
+                .or_default()
+                .deleted
+                .insert(local)
+            {
+                self.changes += 1;
+            }
+            if matches!(target, Target::Node { .. }) {
+                labels.insert(name);
+            }
+        }
+        for label in labels {
+            self.changes += delete_edges_of(self.snapshot, &label, &mut self.edits, detach)?;
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, rows: &mut Rows, sel: &[u32], merge: &MergeOp) -> Result<()> {
+        let matched = ords(rows.get(&merge.matched)?)?.clone();
+        let (hit, miss): (Vec<u32>, Vec<u32>) =
+            sel.iter().partition(|&&r| matched.is_valid(r as usize));
+        for (property, column) in &merge.properties {
+            let values = rows.get(column)?;
+            let null = |r: u32| values.data_type() == &DataType::Null || values.is_null(r as usize);
+            if miss.iter().any(|&r| null(r)) {
+                return Err(Error::execution(format!(
+                    "cannot merge using a null value for property `{property}`"
+                )));
+            }
+        }
+        // Rows with equal keys merge the same pattern: the first creates it, the others
+        // bind what it created.
+        let keys: Vec<ArrayRef> = merge
+            .key
+            .iter()
+            .map(|c| Self::take_rows(rows.get(c)?, &miss))
+            .collect::<Result<_>>()?;
+        let mut creators: Vec<u32> = Vec::new();
+        let mut creator_of: Vec<u32> = Vec::with_capacity(miss.len());
+        if keys.is_empty() {
+            creators.extend(miss.first());
+            creator_of.extend(miss.iter().map(|_| miss[0]));
+        } else {
+            let fields = keys
+                .iter()
+                .map(|k| SortField::new(k.data_type().clone()))
+                .collect();
+            let converter = RowConverter::new(fields)?;
+            let converted = converter.convert_columns(&keys)?;
+            let mut first: HashMap<Vec<u8>, u32> = HashMap::new();
+            for (k, &row) in miss.iter().enumerate() {
+                let creator = *first
+                    .entry(converted.row(k).as_ref().to_vec())
+                    .or_insert_with(|| {
+                        creators.push(row);
+                        row
+                    });
+                creator_of.push(creator);
+            }
+        }
+        for op in &merge.create {
+            self.apply_op(op, rows, &creators)?;
+        }
+        for op in &merge.create {
+            let (WriteOp::CreateNode { ord_column, .. } | WriteOp::CreateEdge { ord_column, .. }) =
+                op
+            else {
+                return Err(Error::internal(
+                    "MERGE creates nodes and relationships only",
+                ));
+            };
+            let created = ords(rows.get(ord_column)?)?.clone();
+            let spread: Vec<u32> = creator_of
+                .iter()
+                .map(|&c| created.value(c as usize))
+                .collect();
+            rows.set_ords(ord_column, &miss, &spread)?;
+        }
+        for op in &merge.on_create {
+            self.apply_op(op, rows, &miss)?;
+        }
+        for op in &merge.on_match {
+            self.apply_op(op, rows, &hit)?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the columns of every node and relationship variable whose element changed,
+    /// so clauses after the block see created elements and written values.
+    fn refresh(&self, rows: &mut Rows) -> Result<()> {
+        let schema = rows.schema.clone();
+        for field in schema.fields() {
+            let Some(var) = field.name().strip_suffix(&format!(".{}", nodes::ORD)) else {
+                continue;
+            };
+            let nodes = if schema.index_of(&column_name(var, nodes::LABEL)).is_ok() {
+                true
+            } else if schema.index_of(&column_name(var, nodes::TYPE)).is_ok() {
+                false
+            } else {
+                continue;
+            };
+            let ordinals = ords(rows.get(field.name())?)?.clone();
+            let located: Vec<Option<Location>> = ordinals
+                .iter()
+                .map(|o| {
+                    o.and_then(|o| {
+                        if nodes {
+                            self.locate_node(o)
+                        } else {
+                            self.locate_edge(o)
+                        }
+                    })
+                })
+                .collect();
+            let mut tables: Vec<&str> = located.iter().flatten().map(|(t, _)| t.as_str()).collect();
+            tables.sort_unstable();
+            tables.dedup();
+            if !tables.iter().any(|t| self.edits.contains_key(*t)) {
+                continue;
+            }
+            let prefix = format!("{var}.");
+            for f in schema.fields() {
+                let Some(property) = f.name().strip_prefix(&prefix) else {
+                    continue;
+                };
+                if property == nodes::ORD {
+                    continue;
+                }
+                let mut sources: Vec<ArrayRef> = Vec::with_capacity(tables.len());
+                for t in &tables {
+                    let locals: Vec<Option<u32>> = located
+                        .iter()
+                        .map(|l| l.as_ref().filter(|(n, _)| n == t).map(|(_, r)| *r))
+                        .collect();
+                    sources.push(if property == nodes::LABEL || property == nodes::TYPE {
+                        let info = &data(self.snapshot, t)?.info;
+                        let name = info.rel_type.as_deref().unwrap_or(&info.name);
+                        Arc::new(StringArray::from(vec![Some(name); located.len()]))
+                    } else {
+                        let column = if nodes {
+                            property
+                        } else {
+                            nodes::rel_table_column(property)
+                        };
+                        self.table_values(t, column, &locals, f.data_type())?
+                    });
+                }
+                let nulls = new_null_array(f.data_type(), 1);
+                let null_source = sources.len();
+                sources.push(nulls);
+                let indices: Vec<(usize, usize)> = located
+                    .iter()
+                    .enumerate()
+                    .map(|(row, l)| match l {
+                        Some((t, _)) => (tables.iter().position(|x| x == t).expect("listed"), row),
+                        None => (null_source, 0),
+                    })
+                    .collect();
+                let refs: Vec<&dyn Array> = sources.iter().map(|a| a.as_ref()).collect();
+                let values = cast_to(&interleave(&refs, &indices)?, f.data_type(), f.name())?;
+                rows.set(f.name(), values)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Writes and commits the edits of several tables as one catalog entry.
@@ -256,7 +715,7 @@ pub(crate) async fn commit_edits(
         let current = snapshot.current.get(name).expect("listed with its data");
         let mut change = rewrite(table, edit)?;
         let mut new_batches: Vec<RecordBatch> = std::mem::take(&mut change.1);
-        new_batches.extend(edit.appended.iter().cloned());
+        new_batches.extend(appended(table, edit)?);
         let added = table_io::write_data_files(current, &new_batches).await?;
         let data_change = DataChange {
             added,
@@ -275,44 +734,18 @@ pub(crate) async fn commit_edits(
     db.commit(table_changes).await
 }
 
-/// (row, (table, row in table)) of every row whose target variable is bound.
-fn targets<'a>(
-    snapshot: &'a Snapshot,
-    rows: &RecordBatch,
-    target: &Target,
-) -> Result<Vec<(usize, (&'a str, u32))>> {
-    let (column_name, nodes) = match target {
-        Target::Node { ord_column } => (ord_column, true),
-        Target::Rel { ord_column } => (ord_column, false),
-    };
-    let ords = ords(column(rows, column_name)?)?;
-    let mut out = Vec::new();
-    for row in 0..ords.len() {
-        if ords.is_null(row) {
-            continue;
-        }
-        let ordinal = ords.value(row);
-        let at = if nodes {
-            snapshot.node_at(ordinal)
-        } else {
-            snapshot.edge_at(ordinal)
-        };
-        out.push((
-            row,
-            at.ok_or_else(|| Error::internal(format!("ordinal {ordinal} is in no table")))?,
-        ));
-    }
-    Ok(out)
-}
-
 /// `values` cast for `table.property`, after checking the property may be set.
-fn settable(table: &TableData, property: &str, values: &ArrayRef) -> Result<ArrayRef> {
+/// None: removing (setting null) a property the table does not have, which changes nothing.
+fn settable(table: &TableData, property: &str, values: &ArrayRef) -> Result<Option<ArrayRef>> {
     let name = &table.info.name;
-    let field = table.schema().field_with_name(property).map_err(|_| {
-        Error::plan(format!(
-            "`{name}` has no property `{property}` (adding properties by SET is not supported yet)"
-        ))
-    })?.clone();
+    let Ok(field) = table.schema().field_with_name(property).cloned() else {
+        if values.null_count() == values.len() {
+            return Ok(None);
+        }
+        return Err(Error::plan(format!(
+            "`{name}` has no property `{property}` (set it through a variable of one label to add it)"
+        )));
+    };
     if table.info.primary_key.as_deref() == Some(property) {
         return Err(Error::execution(format!(
             "the primary key `{property}` cannot be changed"
@@ -329,43 +762,7 @@ fn settable(table: &TableData, property: &str, values: &ArrayRef) -> Result<Arra
             "`{name}.{property}` must not be null"
         )));
     }
-    Ok(values)
-}
-
-/// The primary keys of bound endpoint nodes, which must all have `label`.
-fn bound_keys(
-    snapshot: &Snapshot,
-    ords: &UInt32Array,
-    label: &str,
-    rel_type: &str,
-) -> Result<ArrayRef> {
-    let table = data(snapshot, label)?;
-    let pk = table
-        .info
-        .primary_key
-        .as_deref()
-        .ok_or_else(|| Error::internal("node table without key"))?;
-    let mut locals = Vec::with_capacity(ords.len());
-    for ordinal in ords.iter() {
-        let Some(ordinal) = ordinal else {
-            locals.push(None);
-            continue;
-        };
-        match snapshot.node_at(ordinal) {
-            Some((l, local)) if l == label => locals.push(Some(local)),
-            Some((l, _)) => {
-                return Err(Error::execution(format!(
-                    "{rel_type} connects `{label}` nodes here, not `{l}` (an edge table has one FROM/TO pair)"
-                )));
-            }
-            None => return Err(Error::internal(format!("ordinal {ordinal} is in no table"))),
-        }
-    }
-    Ok(take(
-        column(&table.rows, pk)?.as_ref(),
-        &UInt32Array::from(locals),
-        None,
-    )?)
+    Ok(Some(values))
 }
 
 fn max_int_key(table: &TableData) -> Result<i64> {
@@ -515,50 +912,63 @@ fn rewrite(table: &TableData, edit: &TableEdits) -> Result<(HashSet<String>, Vec
             continue;
         }
         removed.insert(file.path.clone());
-        let mut slice = table.rows.slice(file.start, file.len);
-        // Updates: per column, zip the new values over the old ones.
-        let mut per_column: HashMap<&str, Vec<(usize, &ArrayRef, usize)>> = HashMap::new();
-        for (&ord, sets) in edit.updates.range(range.clone()) {
-            for (col, values, row) in sets {
-                per_column.entry(col.as_str()).or_default().push((
-                    ord as usize - file.start,
-                    values,
-                    *row,
-                ));
-            }
-        }
-        if !per_column.is_empty() {
-            let schema = slice.schema();
-            let mut columns: Vec<ArrayRef> = slice.columns().to_vec();
-            for (col, sets) in per_column {
-                let i = schema.index_of(col)?;
-                // Later SETs of the same cell win: keep the last per position.
-                let mut last: BTreeMap<usize, (&ArrayRef, usize)> = BTreeMap::new();
-                for (pos, values, row) in sets {
-                    last.insert(pos, (values, row));
-                }
-                let mut new_values: Vec<ArrayRef> = Vec::with_capacity(last.len());
-                let mut index: Vec<Option<u32>> = vec![None; file.len];
-                for (k, (pos, (values, row))) in last.into_iter().enumerate() {
-                    new_values.push(values.slice(row, 1));
-                    index[pos] = Some(k as u32);
-                }
-                let refs: Vec<&dyn Array> = new_values.iter().map(|a| a.as_ref()).collect();
-                let stacked = concat(&refs)?;
-                let index = UInt32Array::from(index);
-                let spread = take(stacked.as_ref(), &index, None)?;
-                let mask = BooleanArray::from_iter((0..file.len).map(|p| Some(index.is_valid(p))));
-                columns[i] = zip(&mask, &spread, &columns[i])?;
-            }
-            slice = RecordBatch::try_new(schema, columns)?;
-        }
-        let keep = BooleanArray::from_iter(
-            (range.start..range.end).map(|ord| Some(!edit.deleted.contains(&ord))),
-        );
-        let kept = filter_record_batch(&slice, &keep)?;
+        let kept = edit_rows(table.rows.slice(file.start, file.len), file.start, edit)?;
         if kept.num_rows() > 0 {
             batches.push(kept);
         }
     }
     Ok((removed, batches))
+}
+
+/// The rows appended to a table, with the statement's later updates applied.
+fn appended(table: &TableData, edit: &TableEdits) -> Result<Vec<RecordBatch>> {
+    let stored = table.rows.num_rows() as u32;
+    if edit.updates.range(stored..).next().is_none() {
+        return Ok(edit.appended.clone());
+    }
+    let all = concat_batches(&table.schema(), &edit.appended)?;
+    Ok(vec![edit_rows(all, stored as usize, edit)?])
+}
+
+/// `slice` (rows `start..` of the table) with the edit's updates and deletes applied.
+fn edit_rows(mut slice: RecordBatch, start: usize, edit: &TableEdits) -> Result<RecordBatch> {
+    let len = slice.num_rows();
+    let range = start as u32..(start + len) as u32;
+    // Updates: per column, zip the new values over the old ones.
+    let mut per_column: HashMap<&str, Vec<(usize, &ArrayRef, usize)>> = HashMap::new();
+    for (&ord, sets) in edit.updates.range(range.clone()) {
+        for (col, values, row) in sets {
+            per_column
+                .entry(col.as_str())
+                .or_default()
+                .push((ord as usize - start, values, *row));
+        }
+    }
+    if !per_column.is_empty() {
+        let schema = slice.schema();
+        let mut columns: Vec<ArrayRef> = slice.columns().to_vec();
+        for (col, sets) in per_column {
+            let i = schema.index_of(col)?;
+            // Later SETs of the same cell win: keep the last per position.
+            let mut last: BTreeMap<usize, (&ArrayRef, usize)> = BTreeMap::new();
+            for (pos, values, row) in sets {
+                last.insert(pos, (values, row));
+            }
+            let mut new_values: Vec<ArrayRef> = Vec::with_capacity(last.len());
+            let mut index: Vec<Option<u32>> = vec![None; len];
+            for (k, (pos, (values, row))) in last.into_iter().enumerate() {
+                new_values.push(values.slice(row, 1));
+                index[pos] = Some(k as u32);
+            }
+            let refs: Vec<&dyn Array> = new_values.iter().map(|a| a.as_ref()).collect();
+            let stacked = concat(&refs)?;
+            let index = UInt32Array::from(index);
+            let spread = take(stacked.as_ref(), &index, None)?;
+            let mask = BooleanArray::from_iter((0..len).map(|p| Some(index.is_valid(p))));
+            columns[i] = zip(&mask, &spread, &columns[i])?;
+        }
+        slice = RecordBatch::try_new(schema, columns)?;
+    }
+    let keep = BooleanArray::from_iter(range.map(|ord| Some(!edit.deleted.contains(&ord))));
+    Ok(filter_record_batch(&slice, &keep)?)
 }

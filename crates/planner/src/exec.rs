@@ -21,7 +21,7 @@ use datafusion::physical_plan::{
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
 
-use crate::nodes::{ExpandDirection, GraphExpand, NodeScan};
+use crate::nodes::{ExpandDirection, GraphExpand, NodeScan, WrittenRows};
 use crate::source::GraphSource;
 
 /// Rows per batch emitted by the graph operators.
@@ -455,6 +455,19 @@ impl ExtensionPlanner for GraphExtensionPlanner {
                 source: self.source.clone(),
                 properties: properties(schema),
             })));
+        }
+        if let Some(written) = any.downcast_ref::<WrittenRows>() {
+            let Some(batches) = written.slot.get() else {
+                return internal_err!("the rows of a write block were read before it ran");
+            };
+            let schema = Arc::new(written.schema.as_arrow().clone());
+            let exec: Arc<dyn ExecutionPlan> =
+                datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+                    &[batches],
+                    schema,
+                    None,
+                )?;
+            return Ok(Some(exec));
         }
         Ok(None)
     }

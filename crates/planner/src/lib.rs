@@ -9,13 +9,17 @@ pub mod exec;
 pub mod expr;
 pub mod lower;
 mod lower_project;
+pub mod lower_write;
 pub mod nodes;
 pub mod scope;
 pub mod source;
+#[cfg(test)]
+mod tests;
 
 pub use exec::GraphQueryPlanner;
 pub use expr::Params;
-pub use lower::{Endpoint, Lowered, Lowering, Target, WriteOp};
+pub use lower::{Lowered, Lowering};
+pub use lower_write::{MergeOp, Target, WriteBlock, WriteOp};
 pub use source::{EdgeTableInfo, GraphSource, NodeTableInfo};
 
 use arrow::datatypes::DataType;

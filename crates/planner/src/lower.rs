@@ -15,6 +15,7 @@ use datafusion::logical_expr::{Expr, Extension, LogicalPlan, LogicalPlanBuilder,
 
 use crate::PlanError;
 use crate::expr::{ExprContext, Params, is_aggregate};
+use crate::lower_write::{Pending, WriteBlock, WrittenTables};
 use crate::nodes::{ExpandDirection, GraphExpand, LABEL, NodeScan, ORD, column_name};
 use crate::scope::{Scope, VarKind};
 use crate::source::{EdgeTableInfo, GraphSource, NodeTableInfo};
@@ -26,73 +27,16 @@ fn column(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
 
-/// Where a created relationship's endpoint comes from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Endpoint {
-    /// A node bound by the reading part: its global ordinal is in `ord_column`.
-    Bound { ord_column: String },
-    /// The `n`th node created by this statement's CREATE clauses (per row).
-    Created(usize),
-}
-
-/// A node or relationship to change, identified by its global ordinal column.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    Node { ord_column: String },
-    Rel { ord_column: String },
-}
-
-/// One write, evaluated for every row of the plan's output.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WriteOp {
-    CreateNode {
-        label: String,
-        /// (property, plan column holding its value)
-        properties: Vec<(String, String)>,
-    },
-    CreateEdge {
-        rel_type: String,
-        src: Endpoint,
-        dst: Endpoint,
-        properties: Vec<(String, String)>,
-    },
-    SetProperty {
-        target: Target,
-        property: String,
-        column: String,
-    },
-    Delete {
-        target: Target,
-        detach: bool,
-    },
-}
-
-/// A lowered query: the plan and, for writing queries, what to write from its rows.
+/// A lowered query: a read-only plan, or the write blocks of a writing query and what it
+/// returns.
 #[derive(Debug)]
 pub struct Lowered {
+    /// The query's plan; for a writing query the rows of its first write block (EXPLAIN).
     pub plan: LogicalPlan,
-    pub writes: Vec<WriteOp>,
-    /// For a writing query that goes on (`CREATE ... RETURN`): the rows it returns, computed
-    /// from the rows at the write point with the written values in place.
+    /// Write blocks in order; each after the first reads the rows the one before left.
+    pub blocks: Vec<WriteBlock>,
+    /// For a writing query that goes on to RETURN: its rows, over the last block's rows.
     pub returning: Option<LogicalPlan>,
-}
-
-/// What a write block changes in the variables that clauses after it see.
-#[derive(Debug, Clone)]
-pub(crate) enum Virtual {
-    /// A node or relationship created by CREATE, with (property, write column) pairs.
-    Created {
-        var: String,
-        kind: VarKind,
-        tag: String,
-        properties: Vec<(String, String)>,
-    },
-    /// `SET var.property = <write column>`.
-    Set {
-        var: String,
-        property: String,
-        column: String,
-    },
 }
 
 pub(crate) struct State {
@@ -103,7 +47,8 @@ pub(crate) struct State {
 }
 
 pub struct Lowering<'a> {
-    pub(crate) virtuals: Vec<Virtual>,
+    /// Tables written by the clauses lowered so far.
+    pub(crate) written_tables: WrittenTables,
     pub(crate) source: &'a dyn GraphSource,
     pub(crate) params: &'a Params,
     pub(crate) text: &'a str,
@@ -113,7 +58,7 @@ pub struct Lowering<'a> {
 impl<'a> Lowering<'a> {
     pub fn new(source: &'a dyn GraphSource, params: &'a Params, text: &'a str) -> Self {
         Lowering {
-            virtuals: Vec::new(),
+            written_tables: WrittenTables::default(),
             source,
             params,
             text,
@@ -121,7 +66,7 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    fn fresh(&mut self, what: &str) -> String {
+    pub(crate) fn fresh(&mut self, what: &str) -> String {
         self.counter += 1;
         format!("_{what}{}", self.counter)
     }
@@ -140,12 +85,12 @@ impl<'a> Lowering<'a> {
         if query.parts.len() == 1 {
             return Ok(first);
         }
-        if !first.writes.is_empty() {
+        if !first.blocks.is_empty() {
             return Err(PlanError::new("UNION of writing queries is not supported"));
         }
         let mut builder = LogicalPlanBuilder::from(first.plan);
         for (all, part) in query.union_all.iter().zip(parts) {
-            if !part.writes.is_empty() {
+            if !part.blocks.is_empty() {
                 return Err(PlanError::new("UNION of writing queries is not supported"));
             }
             let left: Vec<String> = builder
@@ -174,7 +119,7 @@ impl<'a> Lowering<'a> {
         }
         Ok(Lowered {
             plan: builder.build()?,
-            writes: vec![],
+            blocks: vec![],
             returning: None,
         })
     }
@@ -185,18 +130,14 @@ impl<'a> Lowering<'a> {
             scope: Scope::default(),
             unit: true,
         };
-        let mut writes = Vec::new();
-        let mut write_columns: Vec<Expr> = Vec::new();
-        let mut created: Vec<(String, Endpoint)> = Vec::new();
+        let mut blocks: Vec<WriteBlock> = Vec::new();
+        let mut pending = Pending::default();
         let mut returned = false;
-        // Reading, then at most one block of writes, then WITH/UNWIND/RETURN over its rows.
-        let mut write_plan: Option<LogicalPlan> = None;
+        let mut last_write = false;
         for (i, clause) in query.clauses.iter().enumerate() {
             if returned {
                 return Err(PlanError::new("RETURN must be the last clause"));
             }
-            let writing = !writes.is_empty() && write_plan.is_none();
-            let after_writes = write_plan.is_some();
             let is_write = matches!(
                 clause,
                 Clause::Create(_)
@@ -205,24 +146,19 @@ impl<'a> Lowering<'a> {
                     | Clause::Merge(_)
                     | Clause::Remove(_)
             );
-            if writing && !is_write {
-                if matches!(clause, Clause::Match(_) | Clause::VectorSimilar(_)) {
-                    return Err(PlanError::new(format!(
-                        "clause {} (MATCH after a writing clause) is not supported yet",
-                        i + 1
-                    )));
-                }
-                // The write block ends: its rows feed the sink, and go on with the written
-                // values in place for the clauses after it.
-                write_plan = Some(Self::write_plan(&state, &write_columns)?);
-                state = self.after_writes(state, &write_columns)?;
+            // A write block ends at the first reading clause, and before a MERGE (which
+            // matches, so it must see the rows the writes before it produced).
+            if !pending.writes.is_empty() && (!is_write || matches!(clause, Clause::Merge(_))) {
+                state = self.end_block(state, &mut pending, &mut blocks)?;
             }
-            if after_writes && is_write {
+            let after_writes = !blocks.is_empty() || !pending.writes.is_empty();
+            if after_writes && matches!(clause, Clause::Match(_) | Clause::VectorSimilar(_)) {
                 return Err(PlanError::new(format!(
-                    "clause {}: a second block of writing clauses is not supported yet",
+                    "clause {} (MATCH after a writing clause) is not supported yet",
                     i + 1
                 )));
             }
+            last_write = is_write;
             match clause {
                 Clause::Match(m) => state = self.lower_match(state, m)?,
                 Clause::Unwind(u) => state = self.lower_unwind(state, u)?,
@@ -231,25 +167,22 @@ impl<'a> Lowering<'a> {
                     state = self.lower_projection(state, p, true)?;
                     returned = true;
                 }
-                Clause::Create(c) => {
-                    self.lower_create(&state, c, &mut writes, &mut write_columns, &mut created)?
-                }
-                Clause::Set(s) => self.lower_set(&state, s, &mut writes, &mut write_columns)?,
-                Clause::Delete(d) => self.lower_delete(&state, d, &mut writes)?,
+                Clause::Create(c) => self.lower_create(&state, c, &mut pending)?,
+                Clause::Merge(m) => state = self.lower_merge(state, m, &mut pending)?,
+                Clause::Set(s) => self.lower_set(&state, s, &mut pending)?,
+                Clause::Remove(r) => self.lower_remove(&state, r, &mut pending)?,
+                Clause::Delete(d) => self.lower_delete(&state, d, &mut pending)?,
                 Clause::VectorSimilar(v) => {
                     return Err(
                         self.err(v.span, "VECTOR SIMILAR TO is parsed but not executable yet")
                     );
                 }
-                Clause::Merge(m) => {
-                    return Err(self.err(m.span, "MERGE is not supported yet"));
-                }
-                Clause::Remove(r) => {
-                    return Err(self.err(r.span, "REMOVE is not supported yet"));
-                }
             }
         }
-        if writes.is_empty() {
+        if !pending.writes.is_empty() {
+            state = self.end_block(state, &mut pending, &mut blocks)?;
+        }
+        if blocks.is_empty() {
             if !returned {
                 return Err(PlanError::new(
                     "query cannot conclude with MATCH, UNWIND or WITH (must be RETURN or an update clause)",
@@ -257,131 +190,19 @@ impl<'a> Lowering<'a> {
             }
             return Ok(Lowered {
                 plan: state.plan,
-                writes,
+                blocks,
                 returning: None,
             });
         }
-        match write_plan {
-            None => Ok(Lowered {
-                plan: Self::write_plan(&state, &write_columns)?,
-                writes,
-                returning: None,
-            }),
-            Some(plan) if returned => Ok(Lowered {
-                plan,
-                writes,
-                returning: Some(state.plan),
-            }),
-            Some(_) => Err(PlanError::new(
+        if !returned && !last_write {
+            return Err(PlanError::new(
                 "query cannot conclude with WITH or UNWIND (must be RETURN or an update clause)",
-            )),
-        }
-    }
-
-    /// The rows at the write point with every bound column and the computed write values.
-    fn write_plan(state: &State, write_columns: &[Expr]) -> Result<LogicalPlan, PlanError> {
-        // The sink reads the ordinals and keys of bound variables and the computed values.
-        let mut exprs: Vec<Expr> = state
-            .plan
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| column(f.name()))
-            .collect();
-        exprs.extend(write_columns.iter().cloned());
-        Ok(LogicalPlanBuilder::from(state.plan.clone())
-            .project(exprs)?
-            .build()?)
-    }
-
-    /// The state the clauses after a write block see: SET values replace the properties, and
-    /// created nodes and relationships are bound with their written properties and ordinals
-    /// of their own (above every stored ordinal, unique per row and variable).
-    fn after_writes(&mut self, state: State, write_columns: &[Expr]) -> Result<State, PlanError> {
-        let value = |name: &str| -> Result<Expr, PlanError> {
-            write_columns
-                .iter()
-                .find(|e| e.schema_name().to_string() == name)
-                .map(|e| e.clone().unalias())
-                .ok_or_else(|| PlanError::new(format!("internal: write column {name} missing")))
-        };
-        let row = self.fresh("row");
-        let numbered = LogicalPlanBuilder::from(state.plan)
-            .window(vec![row_number().alias(&row)])?
-            .build()?;
-        let virtuals = std::mem::take(&mut self.virtuals);
-        let created: Vec<&Virtual> = virtuals
-            .iter()
-            .filter(|v| matches!(v, Virtual::Created { .. }))
-            .collect();
-        let mut replaced: Vec<(String, Expr)> = Vec::new();
-        for v in &virtuals {
-            if let Virtual::Set {
-                var,
-                property,
-                column: c,
-            } = v
-            {
-                replaced.retain(|(n, _)| n != &column_name(var, property));
-                replaced.push((column_name(var, property), value(c)?));
-            }
-        }
-        let mut exprs: Vec<Expr> = Vec::new();
-        for f in numbered.schema().fields() {
-            if f.name() == &row {
-                continue;
-            }
-            match replaced.iter().find(|(n, _)| n == f.name()) {
-                Some((n, e)) => exprs.push(e.clone().alias(n)),
-                None => exprs.push(column(f.name())),
-            }
-        }
-        for (n, e) in &replaced {
-            if numbered.schema().index_of_column_by_name(None, n).is_none() {
-                exprs.push(e.clone().alias(n));
-            }
-        }
-        let mut scope = state.scope;
-        let count = created.len() as i64;
-        for (k, v) in created.iter().enumerate() {
-            let Virtual::Created {
-                var,
-                kind,
-                tag,
-                properties,
-            } = v
-            else {
-                continue;
-            };
-            // Ordinals count down from the top of the range: no stored row has them.
-            let top = lit(i64::from(u32::MAX) - 1 - k as i64);
-            let step = (Expr::Cast(datafusion::logical_expr::Cast::new(
-                Box::new(column(&row)),
-                arrow::datatypes::DataType::Int64,
-            )) - lit(1i64))
-                * lit(count);
-            let ord = Expr::Cast(datafusion::logical_expr::Cast::new(
-                Box::new(top - step),
-                arrow::datatypes::DataType::UInt32,
             ));
-            exprs.push(ord.alias(column_name(var, ORD)));
-            let tag_column = match kind {
-                VarKind::Rel { .. } => crate::nodes::TYPE,
-                _ => LABEL,
-            };
-            exprs.push(lit(tag.clone()).alias(column_name(var, tag_column)));
-            for (p, c) in properties {
-                exprs.push(value(c)?.alias(column_name(var, p)));
-            }
-            if scope.get(var).is_none() {
-                scope.bind(var, kind.clone(), false);
-            }
         }
-        let plan = LogicalPlanBuilder::from(numbered).project(exprs)?.build()?;
-        Ok(State {
-            plan,
-            scope,
-            unit: false,
+        Ok(Lowered {
+            plan: blocks[0].plan.clone(),
+            blocks,
+            returning: returned.then_some(state.plan),
         })
     }
 
@@ -461,7 +282,11 @@ impl<'a> Lowering<'a> {
 
     /// OPTIONAL MATCH: a single step from a bound node without WHERE is an outer expansion;
     /// anything else is a left join of the rows so far with the pattern matched from them.
-    fn lower_optional_match(&mut self, state: State, m: &MatchClause) -> Result<State, PlanError> {
+    pub(crate) fn lower_optional_match(
+        &mut self,
+        state: State,
+        m: &MatchClause,
+    ) -> Result<State, PlanError> {
         if m.where_.is_none()
             && m.pattern.len() == 1
             && m.pattern[0].element.chain.len() == 1
@@ -567,7 +392,11 @@ impl<'a> Lowering<'a> {
     /// chain: written labels and types, labels of variables bound before, all labels and types
     /// otherwise, then narrowed along the schema's edge endpoints until nothing changes. An
     /// empty candidate set matches nothing (openCypher: an unknown label is not an error).
-    fn resolve_labels(&self, scope: &Scope, part: &PatternPart) -> Result<ChainLabels, PlanError> {
+    pub(crate) fn resolve_labels(
+        &self,
+        scope: &Scope,
+        part: &PatternPart,
+    ) -> Result<ChainLabels, PlanError> {
         let el = &part.element;
         if el.chain.len() > MAX_PATTERN_STEPS {
             return Err(self.err(
@@ -840,9 +669,9 @@ impl<'a> Lowering<'a> {
 type BoundRel = (String, Vec<String>);
 
 /// Candidate labels of the nodes and types of the relationships of one chain.
-struct ChainLabels {
-    labels: Vec<Vec<String>>,
-    types: Vec<Vec<EdgeTableInfo>>,
+pub(crate) struct ChainLabels {
+    pub(crate) labels: Vec<Vec<String>>,
+    pub(crate) types: Vec<Vec<EdgeTableInfo>>,
 }
 
 /// Can an edge of `edge` connect a `left` node to a `right` node, written in `direction`?

@@ -333,3 +333,69 @@ impl UserDefinedLogicalNodeCore for GraphExpand {
         })
     }
 }
+
+/// Where the write sink leaves the rows of a write block for the clauses after it: the rows
+/// with the ordinals of created elements and every property as written.
+#[derive(Debug, Clone, Default)]
+pub struct RowSlot(Arc<std::sync::Mutex<Option<Vec<arrow::array::RecordBatch>>>>);
+
+impl RowSlot {
+    pub fn fill(&self, batches: Vec<arrow::array::RecordBatch>) {
+        *self.0.lock().expect("row slot lock") = Some(batches);
+    }
+
+    pub fn get(&self) -> Option<Vec<arrow::array::RecordBatch>> {
+        self.0.lock().expect("row slot lock").clone()
+    }
+}
+
+impl PartialEq for RowSlot {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RowSlot {}
+
+impl std::hash::Hash for RowSlot {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.0).hash(state)
+    }
+}
+
+/// Leaf: the rows a write block left in its [`RowSlot`] (filled before this plan runs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WrittenRows {
+    pub slot: RowSlot,
+    pub schema: DFSchemaRef,
+}
+
+impl PartialOrd for WrittenRows {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        (Arc::as_ptr(&self.slot.0) as usize).partial_cmp(&(Arc::as_ptr(&other.slot.0) as usize))
+    }
+}
+
+impl UserDefinedLogicalNodeCore for WrittenRows {
+    fn name(&self) -> &str {
+        "WrittenRows"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "WrittenRows")
+    }
+    fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
+        if !exprs.is_empty() || !inputs.is_empty() {
+            return plan_err!("WrittenRows takes no expressions or inputs");
+        }
+        Ok(self.clone())
+    }
+}

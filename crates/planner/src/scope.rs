@@ -36,6 +36,13 @@ impl Scope {
         self.vars.push((name.to_string(), kind, hidden));
     }
 
+    /// Makes a variable internal (an anonymous pattern element named for planning).
+    pub fn hide(&mut self, name: &str) {
+        for v in self.vars.iter_mut().filter(|(n, _, _)| n == name) {
+            v.2 = true;
+        }
+    }
+
     /// Visible variables, in binding order.
     pub fn visible(&self) -> impl Iterator<Item = (&str, &VarKind)> {
         self.vars

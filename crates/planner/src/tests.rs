@@ -1,0 +1,176 @@
+//! Lowering rules of the writing clauses, over a schema-only graph.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema};
+use contextdb_graph::Adjacency;
+use contextql::ast::StatementBody;
+use datafusion::error::{DataFusionError, Result};
+
+use crate::lower_write::{MergeOp, WriteOp};
+use crate::source::{EdgeTableInfo, GraphSource, NodeTableInfo};
+use crate::{Lowered, Lowering, Params, PlanError, SchemaNeed};
+
+/// Tag(name, uses) and Doc(id, title), with TAGGED from Doc to Tag. Planning never reads rows.
+#[derive(Debug)]
+struct Schemas;
+
+fn schema(fields: &[(&str, DataType)]) -> arrow::datatypes::SchemaRef {
+    Arc::new(Schema::new(
+        fields
+            .iter()
+            .map(|(n, t)| Field::new(*n, t.clone(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+impl GraphSource for Schemas {
+    fn node_tables(&self) -> Vec<NodeTableInfo> {
+        vec![
+            NodeTableInfo {
+                label: "Doc".into(),
+                primary_key: "id".into(),
+                schema: schema(&[("id", DataType::Int64), ("title", DataType::Utf8)]),
+            },
+            NodeTableInfo {
+                label: "Tag".into(),
+                primary_key: "name".into(),
+                schema: schema(&[("name", DataType::Utf8), ("uses", DataType::Int64)]),
+            },
+        ]
+    }
+    fn edge_tables(&self) -> Vec<EdgeTableInfo> {
+        vec![EdgeTableInfo {
+            table: "TAGGED".into(),
+            rel_type: "TAGGED".into(),
+            from: "Doc".into(),
+            to: "Tag".into(),
+            schema: schema(&[("src", DataType::Int64), ("dst", DataType::Utf8)]),
+        }]
+    }
+    fn node_offset(&self, _: &str) -> Result<u32> {
+        Err(DataFusionError::NotImplemented("schema only".into()))
+    }
+    fn edge_offset(&self, _: &str) -> Result<u32> {
+        Err(DataFusionError::NotImplemented("schema only".into()))
+    }
+    fn node_rows(&self, _: &str) -> Result<Arc<RecordBatch>> {
+        Err(DataFusionError::NotImplemented("schema only".into()))
+    }
+    fn edge_rows(&self, _: &str) -> Result<Arc<RecordBatch>> {
+        Err(DataFusionError::NotImplemented("schema only".into()))
+    }
+    fn adjacency(&self, _: &str) -> Result<Arc<Adjacency>> {
+        Err(DataFusionError::NotImplemented("schema only".into()))
+    }
+}
+
+fn lower(text: &str) -> std::result::Result<Lowered, PlanError> {
+    let statement = contextql::parse_statement(text).expect("parses");
+    let StatementBody::Query(query) = &statement.body else {
+        panic!("not a query: {text}");
+    };
+    Lowering::new(&Schemas, &Params::new(), text).lower(query)
+}
+
+fn merge_op(lowered: &Lowered) -> &MergeOp {
+    lowered
+        .blocks
+        .iter()
+        .flat_map(|b| &b.writes)
+        .find_map(|w| match w {
+            WriteOp::Merge(m) => Some(m),
+            _ => None,
+        })
+        .expect("a MERGE op")
+}
+
+#[test]
+fn merge_of_a_node_creates_it_where_the_match_found_nothing() {
+    let lowered = lower("MERGE (t:Tag {name: 'rust'}) ON CREATE SET t.uses = 1").unwrap();
+    assert_eq!(lowered.blocks.len(), 1);
+    let merge = merge_op(&lowered);
+    assert_eq!(merge.matched, "t.__ord");
+    assert_eq!(
+        merge.key.len(),
+        1,
+        "rows merge the same node by its property value"
+    );
+    assert!(matches!(
+        merge.create.as_slice(),
+        [WriteOp::CreateNode { label, ord_column, .. }] if label == "Tag" && ord_column == "t.__ord"
+    ));
+    assert_eq!(merge.on_create.len(), 1);
+    assert!(merge.on_match.is_empty());
+}
+
+#[test]
+fn merge_of_a_relationship_keys_on_its_bound_endpoints() {
+    let lowered =
+        lower("MATCH (d:Doc), (t:Tag) MERGE (d)-[r:TAGGED]->(t) ON MATCH SET r.x = 1").unwrap_err();
+    // r has no property x: the planner asks for the column first (schema evolution).
+    assert!(matches!(
+        lowered.need.as_deref(),
+        Some(SchemaNeed::Columns { table, .. }) if table == "TAGGED"
+    ));
+    let lowered = lower("MATCH (d:Doc), (t:Tag) MERGE (d)-[r:TAGGED]->(t)").unwrap();
+    let merge = merge_op(&lowered);
+    assert_eq!(merge.matched, "r.__ord");
+    assert_eq!(
+        merge.key,
+        vec!["d.__ord".to_string(), "t.__ord".to_string()]
+    );
+    assert!(matches!(
+        merge.create.as_slice(),
+        [WriteOp::CreateEdge { src, dst, .. }] if src == "d.__ord" && dst == "t.__ord"
+    ));
+}
+
+#[test]
+fn merge_may_not_read_what_the_statement_wrote_before_it() {
+    let err = lower("CREATE (:Tag {name: 'x'}) MERGE (:Tag {name: 'x'})").unwrap_err();
+    assert!(err.message.contains("wrote `Tag`"), "{}", err.message);
+    // Another label is fine; the MERGE starts a block of its own.
+    let lowered = lower("CREATE (:Doc {id: 1}) MERGE (:Tag {name: 'x'})").unwrap();
+    assert_eq!(lowered.blocks.len(), 2);
+}
+
+#[test]
+fn merge_of_a_bound_node_is_an_error() {
+    let err = lower("MATCH (t:Tag) MERGE (t)").unwrap_err();
+    assert!(err.message.contains("already declared"), "{}", err.message);
+    let err = lower("MATCH (t:Tag) MERGE (t:Tag)-[:TAGGED]->(:Tag)").unwrap_err();
+    assert!(err.message.contains("already declared"), "{}", err.message);
+}
+
+#[test]
+fn writes_after_a_with_form_a_second_block_over_the_first_ones_rows() {
+    let lowered =
+        lower("CREATE (d:Doc {id: 1}) WITH d CREATE (d)-[:TAGGED]->(:Tag {name: 'a'})").unwrap();
+    assert_eq!(lowered.blocks.len(), 2);
+    let second = format!("{}", lowered.blocks[1].plan.display_indent());
+    assert!(second.contains("WrittenRows"), "{second}");
+    assert!(lowered.returning.is_none());
+}
+
+#[test]
+fn match_after_a_write_is_refused() {
+    let err = lower("CREATE (:Doc {id: 1}) WITH 1 AS x MATCH (n) RETURN n").unwrap_err();
+    assert!(
+        err.message.contains("MATCH after a writing clause"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn set_of_a_missing_property_asks_for_the_column() {
+    let err = lower("MATCH (t:Tag) SET t.stars = 5").unwrap_err();
+    assert!(matches!(
+        err.need.as_deref(),
+        Some(SchemaNeed::Columns { table, columns }) if table == "Tag" && columns[0].0 == "stars"
+    ));
+    // Removing a property no table has changes nothing and needs nothing.
+    assert!(lower("MATCH (t:Tag) REMOVE t.stars").is_ok());
+}
