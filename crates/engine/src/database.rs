@@ -69,6 +69,9 @@ pub struct Database {
     /// Writers commit one at a time: a single node gains nothing from optimistic retries.
     pub(crate) write_lock: Mutex<()>,
     pub(crate) namespace: NamespaceIdent,
+    /// The last metadata read of each table. A metadata file never changes once written, so
+    /// a table whose catalog pointer did not move is not read again.
+    metadata: std::sync::Mutex<HashMap<TableIdent, Table>>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -117,6 +120,7 @@ impl Database {
             cache: Arc::new(Cache::new(config.cache_bytes)),
             write_lock: Mutex::new(()),
             namespace,
+            metadata: Default::default(),
             _temp: temp,
         }))
     }
@@ -141,6 +145,11 @@ impl Database {
                 loaded.push((ident, table));
             }
         }
+        // Forget dropped tables.
+        self.metadata
+            .lock()
+            .expect("metadata cache lock")
+            .retain(|ident, _| loaded.iter().any(|(i, _)| i == ident));
         let as_of_ms = match at {
             None => None,
             Some(ast::TimeTravel::Timestamp(ts)) => Some(parse_timestamp_ms(ts)?),
@@ -177,15 +186,29 @@ impl Database {
     }
 
     async fn load_at(&self, ident: &TableIdent, location: &str) -> Result<Table> {
+        if let Some(table) = self
+            .metadata
+            .lock()
+            .expect("metadata cache lock")
+            .get(ident)
+            .filter(|t| t.metadata_location() == Some(location))
+        {
+            return Ok(table.clone());
+        }
         let metadata =
             iceberg::spec::TableMetadata::read_from(self.catalog.file_io(), location).await?;
-        Ok(Table::builder()
+        let table = Table::builder()
             .metadata(metadata)
             .metadata_location(location)
             .identifier(ident.clone())
             .file_io(self.catalog.file_io().clone())
             .runtime(iceberg::Runtime::try_current()?)
-            .build()?)
+            .build()?;
+        self.metadata
+            .lock()
+            .expect("metadata cache lock")
+            .insert(ident.clone(), table.clone());
+        Ok(table)
     }
 
     /// Runs `;`-separated statements, stopping at the first error.
@@ -416,6 +439,7 @@ pub(crate) fn graph_context(snapshot: Arc<Snapshot>) -> SessionContext {
         .with_config(config)
         .with_default_features()
         .with_query_planner(Arc::new(GraphQueryPlanner { source: snapshot }))
+        .with_optimizer_rule(Arc::new(contextdb_planner::prune::PruneGraphColumns))
         .build();
     SessionContext::new_with_state(state)
 }

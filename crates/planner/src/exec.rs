@@ -100,19 +100,27 @@ impl ExecutionPlan for NodeScanExec {
         let batches = chunks
             .into_iter()
             .map(move |(label, rows, offset, start, len)| {
-                let ords: ArrayRef = Arc::new(UInt32Array::from_iter_values(
-                    (offset + start as u32)..(offset + (start + len) as u32),
-                ));
-                let labels: ArrayRef = Arc::new(StringArray::from(vec![label.as_str(); len]));
-                let mut columns = vec![ords, labels];
-                for field in out_schema.fields().iter().skip(2) {
+                let mut columns: Vec<ArrayRef> = Vec::with_capacity(out_schema.fields().len());
+                for field in out_schema.fields() {
                     let name = &field.name()[field.name().find('.').map(|i| i + 1).unwrap_or(0)..];
-                    columns.push(match rows.column_by_name(name) {
-                        Some(c) => conform(&c.slice(start, len), field.data_type())?,
-                        None => new_null_array(field.data_type(), len),
+                    columns.push(match name {
+                        crate::nodes::ORD => Arc::new(UInt32Array::from_iter_values(
+                            (offset + start as u32)..(offset + (start + len) as u32),
+                        )),
+                        crate::nodes::LABEL => {
+                            Arc::new(StringArray::from(vec![label.as_str(); len]))
+                        }
+                        name => match rows.column_by_name(name) {
+                            Some(c) => conform(&c.slice(start, len), field.data_type())?,
+                            None => new_null_array(field.data_type(), len),
+                        },
                     });
                 }
-                Ok(RecordBatch::try_new(out_schema.clone(), columns)?)
+                Ok(RecordBatch::try_new_with_options(
+                    out_schema.clone(),
+                    columns,
+                    &arrow::array::RecordBatchOptions::new().with_row_count(Some(len)),
+                )?)
             });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
@@ -208,10 +216,8 @@ impl ExecutionPlan for GraphExpandExec {
         let expander = Expander {
             schema: self.schema(),
             input_columns: self.input.schema().fields().len(),
-            node_start: self.schema().index_of(&crate::nodes::column_name(
-                &self.node.to_var,
-                crate::nodes::ORD,
-            ))? - self.input.schema().fields().len(),
+            rel_prefix: format!("{}.", self.node.rel_var),
+            node_prefix: format!("{}.", self.node.to_var),
             from_index: self.from_index,
             direction: self.node.direction,
             optional: self.node.optional,
@@ -250,8 +256,10 @@ type Hit = (u32, Option<(usize, u32, u32)>);
 struct Expander {
     schema: SchemaRef,
     input_columns: usize,
-    /// Where the neighbour's columns start, after the input's and the relationship's.
-    node_start: usize,
+    /// `rel.` and `node.`: the prefixes of the relationship's and the neighbour's columns,
+    /// which follow the input's (only those the plan reads: see `prune`).
+    rel_prefix: String,
+    node_prefix: String,
     from_index: usize,
     direction: ExpandDirection,
     optional: bool,
@@ -319,28 +327,14 @@ impl Expander {
     }
 
     fn emit(&self, batch: &RecordBatch, hits: &[Hit]) -> Result<RecordBatch> {
+        use crate::nodes::{LABEL, ORD, TYPE, rel_table_column};
         let rows = UInt32Array::from_iter_values(hits.iter().map(|h| h.0));
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for column in batch.columns() {
             columns.push(take(column.as_ref(), &rows, None)?);
         }
-        let fields = &self.schema.fields()[self.input_columns..];
-        // Relationship: ordinal, type, then properties picked from each type's rows.
-        let edge_ord = UInt32Array::from_iter(
-            hits.iter()
-                .map(|h| h.1.map(|(t, e, _)| self.types[t].offset + e)),
-        );
-        let edge_type = StringArray::from_iter(
-            hits.iter()
-                .map(|h| h.1.map(|(t, _, _)| self.types[t].name.as_str())),
-        );
-        columns.push(Arc::new(edge_ord));
-        columns.push(Arc::new(edge_type));
-        let rel_count = self.node_start;
-        for field in &fields[2..rel_count] {
-            let name = crate::nodes::rel_table_column(property_of(field.name()));
-            let sources: Vec<(Option<ArrayRef>, usize)> = self
-                .types
+        let edge_sources = |name: &str| -> Vec<(Option<ArrayRef>, usize)> {
+            self.types
                 .iter()
                 .map(|side| {
                     (
@@ -348,22 +342,10 @@ impl Expander {
                         side.rows.num_rows(),
                     )
                 })
-                .collect();
-            let picks = hits.iter().map(|h| h.1.map(|(t, e, _)| (t, e as usize)));
-            columns.push(pick(&sources, picks, field.data_type())?);
-        }
-        // Neighbour: ordinal, label, then properties picked from each label's rows.
-        let node_ord = UInt32Array::from_iter(hits.iter().map(|h| h.1.map(|(_, _, n)| n)));
-        let node_label = StringArray::from_iter(hits.iter().map(|h| {
-            h.1.and_then(|(_, _, n)| self.target_of(n))
-                .map(|i| self.targets[i].name.as_str())
-        }));
-        columns.push(Arc::new(node_ord));
-        columns.push(Arc::new(node_label));
-        for field in &fields[rel_count + 2..] {
-            let name = property_of(field.name());
-            let sources: Vec<(Option<ArrayRef>, usize)> = self
-                .targets
+                .collect()
+        };
+        let node_sources = |name: &str| -> Vec<(Option<ArrayRef>, usize)> {
+            self.targets
                 .iter()
                 .map(|side| {
                     (
@@ -371,22 +353,57 @@ impl Expander {
                         side.rows.num_rows(),
                     )
                 })
-                .collect();
-            let picks = hits.iter().map(|h| {
-                h.1.and_then(|(_, _, n)| {
-                    let i = self.target_of(n)?;
-                    Some((i, (n - self.targets[i].offset) as usize))
-                })
-            });
-            columns.push(pick(&sources, picks, field.data_type())?);
+                .collect()
+        };
+        for field in &self.schema.fields()[self.input_columns..] {
+            let name = field.name();
+            let column: ArrayRef = if let Some(p) = name.strip_prefix(&self.rel_prefix) {
+                match p {
+                    ORD => Arc::new(UInt32Array::from_iter(
+                        hits.iter()
+                            .map(|h| h.1.map(|(t, e, _)| self.types[t].offset + e)),
+                    )),
+                    TYPE => Arc::new(StringArray::from_iter(
+                        hits.iter()
+                            .map(|h| h.1.map(|(t, _, _)| self.types[t].name.as_str())),
+                    )),
+                    p => {
+                        let picks = hits.iter().map(|h| h.1.map(|(t, e, _)| (t, e as usize)));
+                        pick(&edge_sources(rel_table_column(p)), picks, field.data_type())?
+                    }
+                }
+            } else if let Some(p) = name.strip_prefix(&self.node_prefix) {
+                match p {
+                    ORD => Arc::new(UInt32Array::from_iter(
+                        hits.iter().map(|h| h.1.map(|(_, _, n)| n)),
+                    )),
+                    LABEL => Arc::new(StringArray::from_iter(hits.iter().map(|h| {
+                        h.1.and_then(|(_, _, n)| self.target_of(n))
+                            .map(|i| self.targets[i].name.as_str())
+                    }))),
+                    p => {
+                        let picks = hits.iter().map(|h| {
+                            h.1.and_then(|(_, _, n)| {
+                                let i = self.target_of(n)?;
+                                Some((i, (n - self.targets[i].offset) as usize))
+                            })
+                        });
+                        pick(&node_sources(p), picks, field.data_type())?
+                    }
+                }
+            } else {
+                return internal_err!(
+                    "GraphExpand column {name} is neither the relationship's nor the neighbour's"
+                );
+            };
+            columns.push(column);
         }
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(hits.len())),
+        )?)
     }
-}
-
-/// `var.prop` → `prop`.
-fn property_of(column: &str) -> &str {
-    column.split_once('.').map(|(_, p)| p).unwrap_or(column)
 }
 
 /// Builds a column of `to` values, row `i` taken from `sources[s][r]` for `picks[i] =

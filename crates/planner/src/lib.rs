@@ -11,6 +11,7 @@ pub mod lower;
 mod lower_project;
 pub mod lower_write;
 pub mod nodes;
+pub mod prune;
 pub mod scope;
 pub mod source;
 #[cfg(test)]

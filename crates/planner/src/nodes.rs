@@ -133,6 +133,15 @@ pub fn rel_table_column(name: &str) -> &str {
     }
 }
 
+/// The names of the columns an operator adds (from `skip` on), for EXPLAIN.
+fn own_columns(schema: &DFSchema, skip: usize) -> String {
+    schema.fields()[skip..]
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn df_schema(fields: Vec<Field>) -> Result<DFSchemaRef> {
     Ok(Arc::new(DFSchema::try_from(Schema::new(fields))?))
 }
@@ -175,7 +184,13 @@ impl UserDefinedLogicalNodeCore for NodeScan {
         vec![]
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "NodeScan: ({}:{})", self.var, self.labels.join("|"))
+        write!(
+            f,
+            "NodeScan: ({}:{}) columns=[{}]",
+            self.var,
+            self.labels.join("|"),
+            own_columns(&self.schema, 0)
+        )
     }
     fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
         if !exprs.is_empty() || !inputs.is_empty() {
@@ -296,12 +311,13 @@ impl UserDefinedLogicalNodeCore for GraphExpand {
         };
         write!(
             f,
-            "GraphExpand: ({from}){l}[{}:{}]{r}({}:{}){}",
+            "GraphExpand: ({from}){l}[{}:{}]{r}({}:{}){} columns=[{}]",
             self.rel_var,
             self.rel_types.join("|"),
             self.to_var,
             self.to_labels.join("|"),
-            if self.optional { " optional" } else { "" }
+            if self.optional { " optional" } else { "" },
+            own_columns(&self.schema, self.input.schema().fields().len())
         )
     }
     fn with_exprs_and_inputs(

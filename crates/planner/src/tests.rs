@@ -174,3 +174,33 @@ fn set_of_a_missing_property_asks_for_the_column() {
     // Removing a property no table has changes nothing and needs nothing.
     assert!(lower("MATCH (t:Tag) REMOVE t.stars").is_ok());
 }
+
+/// The plan after DataFusion's optimizer with the graph column pruning rule.
+fn optimized(text: &str) -> String {
+    use datafusion::execution::SessionStateBuilder;
+    let plan = lower(text).unwrap().plan;
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_optimizer_rule(Arc::new(crate::prune::PruneGraphColumns))
+        .build();
+    format!("{}", state.optimize(&plan).unwrap().display_indent())
+}
+
+#[test]
+fn graph_operators_produce_only_the_columns_the_plan_reads() {
+    let plan = optimized("MATCH (d:Doc)-[r:TAGGED]->(t:Tag) RETURN t.name");
+    let expand = plan
+        .lines()
+        .find(|l| l.contains("GraphExpand"))
+        .expect(&plan);
+    assert!(expand.ends_with("columns=[t.name]"), "{plan}");
+    let scan = plan.lines().find(|l| l.contains("NodeScan")).expect(&plan);
+    assert!(scan.ends_with("columns=[d.__ord]"), "{plan}");
+    // A filter's columns are read too.
+    let plan = optimized("MATCH (d:Doc)-[r:TAGGED]->(t:Tag) WHERE t.uses > 1 RETURN count(*)");
+    let expand = plan
+        .lines()
+        .find(|l| l.contains("GraphExpand"))
+        .expect(&plan);
+    assert!(expand.ends_with("columns=[t.uses]"), "{plan}");
+}

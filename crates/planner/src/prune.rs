@@ -1,0 +1,137 @@
+//! Column pruning for the graph operators.
+//!
+//! DataFusion's projection pushdown cannot shrink what an extension node produces, so a
+//! `NodeScan` or `GraphExpand` would carry every property of every node and relationship it
+//! reaches (embeddings included) to a plan that reads one of them. This rule runs after
+//! DataFusion's: where a projection reads a graph operator, the operator keeps only the columns
+//! the projection reads, and asks its input for only what it passes on and expands from.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::datatypes::Field;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, Result};
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Projection};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+
+use crate::nodes::{GraphExpand, NodeScan, ORD, column_name};
+
+#[derive(Debug, Default)]
+pub struct PruneGraphColumns;
+
+impl OptimizerRule for PruneGraphColumns {
+    fn name(&self) -> &str {
+        "prune_graph_columns"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        plan.transform_down(|node| {
+            let LogicalPlan::Projection(projection) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            let required: HashSet<String> = projection
+                .expr
+                .iter()
+                .flat_map(|e| e.column_refs())
+                .map(|c| c.name.clone())
+                .collect();
+            match prune(&projection.input, &required)? {
+                None => Ok(Transformed::no(node)),
+                Some(input) => Ok(Transformed::yes(LogicalPlan::Projection(
+                    Projection::try_new(projection.expr.clone(), Arc::new(input))?,
+                ))),
+            }
+        })
+    }
+}
+
+fn fields_where(schema: &DFSchema, keep: impl Fn(&str) -> bool) -> Vec<Field> {
+    schema
+        .fields()
+        .iter()
+        .filter(|f| keep(f.name()))
+        .map(|f| f.as_ref().clone())
+        .collect()
+}
+
+fn df_schema(fields: Vec<Field>) -> Result<Arc<DFSchema>> {
+    Ok(Arc::new(DFSchema::try_from(
+        arrow::datatypes::Schema::new(fields),
+    )?))
+}
+
+/// `plan` producing only the `required` columns, if it is a graph operator with more.
+fn prune(plan: &LogicalPlan, required: &HashSet<String>) -> Result<Option<LogicalPlan>> {
+    let LogicalPlan::Extension(Extension { node }) = plan else {
+        return Ok(None);
+    };
+    let width = plan.schema().fields().len();
+    if let Some(scan) = node.as_any().downcast_ref::<NodeScan>() {
+        let ord = column_name(&scan.var, ORD);
+        // The ordinal stays: it is cheap, and a scan read for its row count needs a column.
+        let fields = fields_where(&scan.schema, |n| required.contains(n) || n == ord);
+        if fields.len() == width {
+            return Ok(None);
+        }
+        let pruned = NodeScan {
+            schema: df_schema(fields)?,
+            ..scan.clone()
+        };
+        return Ok(Some(LogicalPlan::Extension(Extension {
+            node: Arc::new(pruned),
+        })));
+    }
+    let Some(expand) = node.as_any().downcast_ref::<GraphExpand>() else {
+        return Ok(None);
+    };
+    let input_schema = expand.input.schema();
+    let input_width = input_schema.fields().len();
+    let own: Vec<Field> = expand.schema.fields()[input_width..]
+        .iter()
+        .filter(|f| required.contains(f.name()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    // The input passes on what is required and what the expansion starts from.
+    let wanted: Vec<&Field> = input_schema
+        .fields()
+        .iter()
+        .filter(|f| required.contains(f.name()) || f.name() == &expand.from_column)
+        .map(|f| f.as_ref())
+        .collect();
+    let input = if wanted.len() < input_width {
+        let exprs = wanted
+            .iter()
+            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+            .collect();
+        LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(expand.input.clone()))?)
+    } else {
+        expand.input.clone()
+    };
+    if wanted.len() == input_width && own.len() == width - input_width {
+        return Ok(None);
+    }
+    let mut fields: Vec<Field> = input
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(own);
+    let pruned = GraphExpand {
+        input,
+        schema: df_schema(fields)?,
+        ..expand.clone()
+    };
+    Ok(Some(LogicalPlan::Extension(Extension {
+        node: Arc::new(pruned),
+    })))
+}
