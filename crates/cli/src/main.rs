@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use contextdb_cli::format::{self, OutputFormat};
-use contextdb_cli::{script, status};
+use contextdb_cli::status;
+use contextdb_engine::route;
 use contextdb_engine::{Database, DbConfig, StatementResult};
 use indicatif::{ProgressBar, ProgressStyle};
 use rustyline::error::ReadlineError;
@@ -164,11 +165,11 @@ struct Session {
 impl Session {
     /// Runs the statements one by one, printing each result; stops at the first error.
     async fn run_script(&self, text: &str) -> Result<(), Failure> {
-        for statement in script::split_statements(text) {
+        for piece in route::split(text) {
             let results = if self.params.is_empty() {
-                self.db.execute(&statement).await
+                self.db.execute(piece.text).await
             } else {
-                self.db.execute_with_params(&statement, &self.params).await
+                self.db.execute_with_params(piece.text, &self.params).await
             };
             match results {
                 Ok(results) => {
@@ -176,7 +177,11 @@ impl Session {
                         self.print(result)?;
                     }
                 }
-                Err(e) => {
+                Err(mut e) => {
+                    // Positions count from the start of the script, not of the statement.
+                    if let Some(p) = e.position {
+                        e.position = Some(route::script_position(text, piece.offset, p));
+                    }
                     eprintln!("{e}");
                     return Err(Failure::Reported);
                 }
@@ -276,7 +281,7 @@ fn repl(
             buffer.clear();
             continue;
         }
-        if script::is_complete(&buffer) {
+        if route::is_complete(&buffer) {
             let _ = editor.add_history_entry(buffer.as_str());
             match runtime.block_on(session.run_script(&buffer)) {
                 Ok(()) | Err(Failure::Reported) => {}

@@ -45,8 +45,14 @@ fn a_script_prints_earlier_results_then_stops_at_the_first_error() {
     assert!(stdout.contains("┆ Ada "), "{stdout}");
     assert!(stdout.contains("(1 row)"), "{stdout}");
     assert!(!stdout.contains("never"), "{stdout}");
+    // The position counts from the start of the script, not of the failing statement.
     let stderr = text(&out.stderr);
-    assert!(stderr.starts_with("syntax error at line 1"), "{stderr}");
+    let line = script.lines().nth(1).expect("two lines");
+    let column = line.find("RETURN x").expect("the broken statement") + 1;
+    assert!(
+        stderr.starts_with(&format!("syntax error at line 2, column {column}")),
+        "{stderr}"
+    );
 }
 
 #[test]

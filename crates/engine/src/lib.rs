@@ -16,7 +16,7 @@ mod cache;
 mod database;
 mod ddl;
 mod graph_source;
-mod route;
+pub mod route;
 mod schema;
 mod sql;
 mod write;

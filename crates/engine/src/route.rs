@@ -14,71 +14,142 @@ pub struct Piece<'a> {
     pub offset: usize,
 }
 
-/// Splits at `;` outside string literals, quoted identifiers and comments. Empty pieces
-/// (only whitespace and comments) are dropped.
+/// Splits a script at `;` outside string literals, quoted identifiers and comments. Each
+/// piece is trimmed of the whitespace and comments around it; pieces holding nothing else are
+/// dropped. A final statement without `;` is included.
+///
+/// Quotes: `'...'` and `"..."` with backslash escapes (ContextQL) or doubled quotes (SQL),
+/// and `` `...` `` (no escapes). Comments: `//` and `--` to the end of the line, `/* ... */`.
+/// A `--` starts a comment only at the start of a line or after whitespace, and when followed
+/// by whitespace, so undirected patterns such as `(a)--(b)` and `(a)<--(b)` stay code.
 pub fn split(script: &str) -> Vec<Piece<'_>> {
-    let bytes = script.as_bytes();
     let mut pieces = Vec::new();
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            quote @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != quote {
-                    if bytes[i] == b'\\' && quote != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
-            // `--` starts a SQL comment only after whitespace and before whitespace, so
-            // undirected patterns such as `(a)--(b)` stay code.
-            b'-' if bytes.get(i + 1) == Some(&b'-')
-                && (i == 0 || bytes[i - 1].is_ascii_whitespace())
-                && bytes.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) =>
-            {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b';' => {
-                push_piece(script, start, i, &mut pieces);
-                start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
+    for end in scan(script).terminators {
+        push_piece(script, start, end, &mut pieces);
+        start = end + 1;
     }
     push_piece(script, start, script.len(), &mut pieces);
     pieces
 }
 
+/// True when `text` ends with a `;` outside quotes and comments (trailing whitespace and
+/// comments allowed): an interactive shell then runs it instead of asking for more lines.
+pub fn is_complete(text: &str) -> bool {
+    let scan = scan(text);
+    let open = matches!(scan.state, State::Quoted(_) | State::BlockComment);
+    match scan.terminators.last() {
+        Some(&last) => !open && scan_code(&text[last + 1..]).is_none(),
+        None => false,
+    }
+}
+
 fn push_piece<'a>(script: &'a str, start: usize, end: usize, pieces: &mut Vec<Piece<'a>>) {
-    let end = end.min(script.len());
-    if start >= end {
-        return;
+    let piece = &script[start..end];
+    if let Some((from, to)) = scan_code(piece) {
+        pieces.push(Piece {
+            text: &piece[from..to],
+            offset: start + from,
+        });
     }
-    let text = &script[start..end];
-    if words(text, 1).is_empty() {
-        return;
+}
+
+/// The byte range of `piece` from its first to its last character of code, if it has any.
+fn scan_code(piece: &str) -> Option<(usize, usize)> {
+    let scan = scan(piece);
+    if !scan.terminators.is_empty() {
+        return Some((0, piece.len()));
     }
-    pieces.push(Piece {
-        text,
-        offset: start,
-    });
+    scan.code_start.map(|start| (start, scan.code_end))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Code,
+    Quoted(u8),
+    LineComment,
+    BlockComment,
+}
+
+struct Scan {
+    /// Byte offsets of the `;` that end statements.
+    terminators: Vec<usize>,
+    /// The state at the end of the text.
+    state: State,
+    /// Byte offset of the first character outside comments that is not whitespace.
+    code_start: Option<usize>,
+    /// Byte offset just past the last such character (or the end of an open quote).
+    code_end: usize,
+}
+
+fn scan(text: &str) -> Scan {
+    let bytes = text.as_bytes();
+    let mut terminators = Vec::new();
+    let mut state = State::Code;
+    let mut code_start = None;
+    let mut code_end = 0;
+    let mut i = 0;
+    // Only ASCII bytes change the state, so walking bytes is safe on UTF-8 text.
+    while i < bytes.len() {
+        let c = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        match state {
+            State::Code => {
+                let slashes = c == b'/' && next == Some(b'/');
+                let dashes = c == b'-' && next == Some(b'-') && starts_dash_comment(bytes, i);
+                if slashes || dashes {
+                    state = State::LineComment;
+                    i += 1;
+                } else if c == b'/' && next == Some(b'*') {
+                    state = State::BlockComment;
+                    i += 1;
+                } else if c == b';' {
+                    terminators.push(i);
+                } else if !c.is_ascii_whitespace() {
+                    if matches!(c, b'\'' | b'"' | b'`') {
+                        state = State::Quoted(c);
+                    }
+                    code_start.get_or_insert(i);
+                    code_end = i + 1;
+                }
+            }
+            State::Quoted(quote) => {
+                if c == b'\\' && quote != b'`' {
+                    i += 1;
+                } else if c == quote {
+                    state = State::Code;
+                }
+                code_end = (i + 1).min(bytes.len());
+            }
+            State::LineComment => {
+                if c == b'\n' {
+                    state = State::Code;
+                }
+            }
+            State::BlockComment => {
+                if c == b'*' && next == Some(b'/') {
+                    state = State::Code;
+                    i += 1;
+                }
+            }
+        }
+        i += 1;
+    }
+    if matches!(state, State::Quoted(_)) {
+        code_end = bytes.len();
+    }
+    Scan {
+        terminators,
+        state,
+        code_start,
+        code_end,
+    }
+}
+
+fn starts_dash_comment(bytes: &[u8], at: usize) -> bool {
+    let before_ok = at == 0 || bytes[at - 1].is_ascii_whitespace();
+    let after_ok = bytes.get(at + 2).is_none_or(|b| b.is_ascii_whitespace());
+    before_ok && after_ok
 }
 
 /// The first `n` words of `text` in upper case, skipping comments; `(` counts as a word.
@@ -197,14 +268,14 @@ mod tests {
     #[test]
     fn splits_outside_quotes_and_comments() {
         let s = "SELECT ';' ; -- x;y\n MATCH (n) RETURN 'a;b' ; /* ; */ ;";
-        let p: Vec<&str> = split(s).iter().map(|p| p.text.trim()).collect();
-        assert_eq!(p, vec!["SELECT ';'", "-- x;y\n MATCH (n) RETURN 'a;b'"]);
+        let p: Vec<&str> = split(s).iter().map(|p| p.text).collect();
+        assert_eq!(p, vec!["SELECT ';'", "MATCH (n) RETURN 'a;b'"]);
     }
 
     #[test]
     fn undirected_patterns_are_not_comments() {
         let s = "MATCH (a)--(b) RETURN a; SELECT 1 -- a comment; x\nSELECT 2";
-        let p: Vec<&str> = split(s).iter().map(|p| p.text.trim()).collect();
+        let p: Vec<&str> = split(s).iter().map(|p| p.text).collect();
         assert_eq!(
             p,
             vec![
@@ -212,13 +283,56 @@ mod tests {
                 "SELECT 1 -- a comment; x\nSELECT 2"
             ]
         );
+        assert_eq!(split("MATCH (a)<--(b) RETURN b; RETURN 1").len(), 2);
     }
 
     #[test]
     fn positions_move_to_the_script() {
         let s = "SELECT 1;\nMATCH x";
         let pieces = split(s);
-        assert_eq!(script_position(s, pieces[1].offset, (2, 3)), (2, 3));
+        // Pieces start at their first character of code.
+        assert_eq!(pieces[1].text, "MATCH x");
+        assert_eq!(script_position(s, pieces[1].offset, (1, 7)), (2, 7));
         assert_eq!(script_position(s, 9, (1, 1)), (1, 10));
+    }
+
+    fn texts(script: &str) -> Vec<&str> {
+        split(script).iter().map(|p| p.text).collect()
+    }
+
+    #[test]
+    fn pieces_keep_quotes_and_escapes_whole() {
+        let text = "CREATE (:P {name: 'a;b'}); MATCH (p) RETURN \"x;\" AS `y;`;\nSELECT 1";
+        assert_eq!(
+            texts(text),
+            vec![
+                "CREATE (:P {name: 'a;b'})",
+                "MATCH (p) RETURN \"x;\" AS `y;`",
+                "SELECT 1"
+            ]
+        );
+        let text = r"RETURN 'it\'s;'; SELECT 'it''s;'";
+        assert_eq!(texts(text), vec![r"RETURN 'it\'s;'", "SELECT 'it''s;'"]);
+        assert_eq!(texts("RETURN 'open"), vec!["RETURN 'open"]);
+    }
+
+    #[test]
+    fn pieces_of_only_comments_are_dropped() {
+        let text = "-- a comment; still comment\n;; // another; one\nSELECT 1 -- one\n; /* x; y */";
+        assert_eq!(texts(text), vec!["SELECT 1"]);
+        assert_eq!(texts("/* a */ RETURN 'x' // b"), vec!["RETURN 'x'"]);
+        let pieces = split("  -- c\n  RETURN 1");
+        assert_eq!(pieces[0].offset, "  -- c\n  ".len());
+    }
+
+    #[test]
+    fn completeness_needs_a_final_semicolon_outside_quotes() {
+        assert!(!is_complete("MATCH (n)"));
+        assert!(!is_complete("RETURN 'a;"));
+        assert!(!is_complete("RETURN 1; RETURN 2"));
+        assert!(!is_complete("RETURN 1 /* ; */"));
+        assert!(is_complete("MATCH (n)\nRETURN n;"));
+        assert!(is_complete("RETURN 1;  -- done\n"));
+        assert!(is_complete("RETURN 'a;';"));
     }
 }
