@@ -25,6 +25,9 @@ fn median(c: &mut Criterion, name: &str, mut f: impl FnMut()) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// The start of the 1-hop and 2-hop patterns on its own.
+const START_NODE: &str = "MATCH (b:Package {name: 'libc6'}) RETURN count(*)";
+
 fn graph(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -58,6 +61,14 @@ fn graph(c: &mut Criterion) {
         });
         group_ratio.push((name, q, b));
     }
+    // Where the time of a 1-hop goes: the cost of any statement, and finding the start node.
+    let floor = median(c, "contextql statement floor", || {
+        std::hint::black_box(runtime.block_on(count(&db, "RETURN 1")));
+    });
+    let lookup = median(c, "contextql start node", || {
+        std::hint::black_box(runtime.block_on(count(&db, START_NODE)));
+    });
+    println!("statement floor (RETURN 1): median {floor:?}; start node alone: median {lookup:?}");
     for (name, q, b) in group_ratio {
         println!(
             "{name}: contextql median {:?}, csr baseline median {:?}, ratio {:.1}x",

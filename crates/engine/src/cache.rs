@@ -80,7 +80,15 @@ pub struct TableData {
     pub rows: Arc<RecordBatch>,
     pub files: Vec<FileSpan>,
     key_index: std::sync::OnceLock<std::result::Result<Arc<HashMap<Key, u32>>, Error>>,
+    /// Property value → rows, per column looked up by an inline pattern property.
+    property_indexes: std::sync::Mutex<HashMap<String, Option<Arc<PropertyIndex>>>>,
 }
+
+/// Rows of a table by the value of one integer or text column.
+pub type PropertyIndex = HashMap<Key, Vec<u32>>;
+
+/// The most property indexes one table snapshot builds; lookups past it scan.
+pub const MAX_PROPERTY_INDEXES: usize = 16;
 
 impl TableData {
     pub fn schema(&self) -> SchemaRef {
@@ -106,6 +114,33 @@ impl TableData {
                 Ok(Arc::new(index))
             })
             .clone()
+    }
+
+    /// The rows of each value of `column`, built on first use; None for a column that is not
+    /// an integer or text (or past [`MAX_PROPERTY_INDEXES`]), which callers scan instead.
+    pub fn property_index(&self, column: &str) -> Option<Arc<PropertyIndex>> {
+        let mut indexes = self.property_indexes.lock().expect("property index lock");
+        if let Some(index) = indexes.get(column) {
+            return index.clone();
+        }
+        if indexes.len() >= MAX_PROPERTY_INDEXES {
+            return None;
+        }
+        let index = self
+            .rows
+            .column_by_name(column)
+            .and_then(|values| Key::column(values).ok())
+            .map(|keys| {
+                let mut index = PropertyIndex::new();
+                for (row, key) in keys.into_iter().enumerate() {
+                    if let Some(key) = key {
+                        index.entry(key).or_default().push(row as u32);
+                    }
+                }
+                Arc::new(index)
+            });
+        indexes.insert(column.to_string(), index.clone());
+        index
     }
 
     fn bytes(&self) -> usize {
@@ -227,6 +262,7 @@ impl Cache {
             rows: Arc::new(rows),
             files,
             key_index: std::sync::OnceLock::new(),
+            property_indexes: Default::default(),
         })
     }
 

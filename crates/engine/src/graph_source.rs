@@ -8,8 +8,9 @@ use contextdb_graph::Adjacency;
 use contextdb_planner::{EdgeTableInfo, GraphSource, NodeTableInfo};
 use datafusion::error::{DataFusionError, Result as DfResult};
 
-use crate::cache::{Cache, TableData};
+use crate::cache::{Cache, Key, TableData};
 use crate::schema::TableKind;
+use datafusion::common::ScalarValue;
 
 /// Tables by name (the default graph), all read at one catalog version.
 pub struct Snapshot {
@@ -152,6 +153,24 @@ impl GraphSource for Snapshot {
 
     fn node_rows(&self, label: &str) -> DfResult<Arc<RecordBatch>> {
         Ok(self.of_kind(label, TableKind::Node)?.rows.clone())
+    }
+
+    fn node_lookup(
+        &self,
+        label: &str,
+        property: &str,
+        value: &ScalarValue,
+    ) -> DfResult<Option<Vec<u32>>> {
+        let key = match value {
+            ScalarValue::Int64(Some(v)) => Key::Int(*v),
+            ScalarValue::Int32(Some(v)) => Key::Int(i64::from(*v)),
+            ScalarValue::Utf8(Some(v)) | ScalarValue::LargeUtf8(Some(v)) => Key::Str(v.clone()),
+            _ => return Ok(None),
+        };
+        let table = self.of_kind(label, TableKind::Node)?;
+        Ok(table
+            .property_index(property)
+            .map(|index| index.get(&key).cloned().unwrap_or_default()))
     }
 
     fn edge_rows(&self, rel_type: &str) -> DfResult<Arc<RecordBatch>> {

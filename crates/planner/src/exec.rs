@@ -41,6 +41,7 @@ fn properties(schema: SchemaRef) -> Arc<PlanProperties> {
 #[derive(Debug)]
 pub struct NodeScanExec {
     labels: Vec<String>,
+    lookup: Option<(String, datafusion::common::ScalarValue)>,
     var: String,
     source: Arc<dyn GraphSource>,
     properties: Arc<PlanProperties>,
@@ -80,52 +81,89 @@ impl ExecutionPlan for NodeScanExec {
             return internal_err!("NodeScanExec has one partition, asked for {partition}");
         }
         let schema = self.schema();
-        let mut chunks = Vec::new();
+        // (label, its rows, its offset, the rows to emit: a range or the rows an index found)
+        let mut chunks: Vec<(String, Arc<RecordBatch>, u32, Rows)> = Vec::new();
         for label in &self.labels {
             let rows = self.source.node_rows(label)?;
             let offset = self.source.node_offset(label)?;
+            let found = match &self.lookup {
+                Some((property, value)) => self.source.node_lookup(label, property, value)?,
+                None => None,
+            };
+            if let Some(found) = found {
+                for part in found.chunks(GRAPH_BATCH_ROWS) {
+                    let part = Rows::Picked(UInt32Array::from(part.to_vec()));
+                    chunks.push((label.clone(), rows.clone(), offset, part));
+                }
+                continue;
+            }
             let total = rows.num_rows();
             for chunk in 0..total.div_ceil(GRAPH_BATCH_ROWS) {
                 let start = chunk * GRAPH_BATCH_ROWS;
-                chunks.push((
-                    label.clone(),
-                    rows.clone(),
-                    offset,
-                    start,
-                    GRAPH_BATCH_ROWS.min(total - start),
-                ));
+                let len = GRAPH_BATCH_ROWS.min(total - start);
+                chunks.push((label.clone(), rows.clone(), offset, Rows::Range(start, len)));
             }
         }
         let out_schema = schema.clone();
-        let batches = chunks
-            .into_iter()
-            .map(move |(label, rows, offset, start, len)| {
-                let mut columns: Vec<ArrayRef> = Vec::with_capacity(out_schema.fields().len());
-                for field in out_schema.fields() {
-                    let name = &field.name()[field.name().find('.').map(|i| i + 1).unwrap_or(0)..];
-                    columns.push(match name {
-                        crate::nodes::ORD => Arc::new(UInt32Array::from_iter_values(
-                            (offset + start as u32)..(offset + (start + len) as u32),
-                        )),
-                        crate::nodes::LABEL => {
-                            Arc::new(StringArray::from(vec![label.as_str(); len]))
-                        }
-                        name => match rows.column_by_name(name) {
-                            Some(c) => conform(&c.slice(start, len), field.data_type())?,
-                            None => new_null_array(field.data_type(), len),
-                        },
-                    });
-                }
-                Ok(RecordBatch::try_new_with_options(
-                    out_schema.clone(),
-                    columns,
-                    &arrow::array::RecordBatchOptions::new().with_row_count(Some(len)),
-                )?)
-            });
+        let batches = chunks.into_iter().map(move |(label, rows, offset, part)| {
+            let len = part.len();
+            let mut columns: Vec<ArrayRef> = Vec::with_capacity(out_schema.fields().len());
+            for field in out_schema.fields() {
+                let name = &field.name()[field.name().find('.').map(|i| i + 1).unwrap_or(0)..];
+                columns.push(match name {
+                    crate::nodes::ORD => Arc::new(part.ordinals(offset)),
+                    crate::nodes::LABEL => Arc::new(StringArray::from(vec![label.as_str(); len])),
+                    name => match rows.column_by_name(name) {
+                        Some(c) => conform(&part.of(c)?, field.data_type())?,
+                        None => new_null_array(field.data_type(), len),
+                    },
+                });
+            }
+            Ok(RecordBatch::try_new_with_options(
+                out_schema.clone(),
+                columns,
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(len)),
+            )?)
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
             futures::stream::iter(batches),
         )))
+    }
+}
+
+/// The rows of a label one NodeScan batch holds.
+enum Rows {
+    /// `len` rows from `start`.
+    Range(usize, usize),
+    /// The rows an index lookup found.
+    Picked(UInt32Array),
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Range(_, len) => *len,
+            Rows::Picked(rows) => rows.len(),
+        }
+    }
+
+    fn ordinals(&self, offset: u32) -> UInt32Array {
+        match self {
+            Rows::Range(start, len) => UInt32Array::from_iter_values(
+                (offset + *start as u32)..(offset + (start + len) as u32),
+            ),
+            Rows::Picked(rows) => {
+                UInt32Array::from_iter_values(rows.values().iter().map(|r| offset + r))
+            }
+        }
+    }
+
+    fn of(&self, column: &ArrayRef) -> Result<ArrayRef> {
+        match self {
+            Rows::Range(start, len) => Ok(column.slice(*start, *len)),
+            Rows::Picked(rows) => Ok(take(column.as_ref(), rows, None)?),
+        }
     }
 }
 
@@ -454,6 +492,7 @@ impl ExtensionPlanner for GraphExtensionPlanner {
             let schema = Arc::new(scan.schema.as_arrow().clone());
             return Ok(Some(Arc::new(NodeScanExec {
                 labels: scan.labels.clone(),
+                lookup: scan.lookup.clone(),
                 var: scan.var.clone(),
                 source: self.source.clone(),
                 properties: properties(schema),

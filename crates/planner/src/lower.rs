@@ -558,8 +558,10 @@ impl<'a> Lowering<'a> {
             }
         } else {
             let tables = self.node_tables(&labels.labels[start]);
+            let mut scan = NodeScan::try_new(&start_var, &tables)?;
+            scan.lookup = self.scan_lookup(nodes[start]);
             let scan = LogicalPlan::Extension(Extension {
-                node: Arc::new(NodeScan::try_new(&start_var, &tables)?),
+                node: Arc::new(scan),
             });
             let mut scope = Scope::default();
             scope.bind(
@@ -591,6 +593,40 @@ impl<'a> Lowering<'a> {
             rels.push(rel);
         }
         Ok(state)
+    }
+
+    /// An inline property of a scanned node whose value is a constant integer or text: the
+    /// scan may find its rows by index (the filter on all inline properties still applies).
+    fn scan_lookup(&self, node: &ast::NodePattern) -> Option<(String, ScalarValue)> {
+        let Some(ast::Expr {
+            kind: ExprKind::Map(entries),
+            ..
+        }) = &node.properties
+        else {
+            return None;
+        };
+        let scope = Scope::default();
+        let schema = datafusion::common::DFSchema::empty();
+        entries.iter().find_map(|(key, value)| {
+            let converted = ExprContext {
+                scope: &scope,
+                schema: &schema,
+                params: self.params,
+                text: self.text,
+                aggregates: None,
+            }
+            .convert(value)
+            .ok()?;
+            if !converted.column_refs().is_empty() {
+                return None;
+            }
+            match crate::lower_project::evaluate_constant(converted).ok()? {
+                v @ (ScalarValue::Int64(Some(_))
+                | ScalarValue::Int32(Some(_))
+                | ScalarValue::Utf8(Some(_))) => Some((key.clone(), v)),
+                _ => None,
+            }
+        })
     }
 
     /// Cross product of the rows so far with an independent pattern (the unit plan vanishes).

@@ -406,7 +406,7 @@ impl Lowering<'_> {
 }
 
 /// Evaluates an expression that reads no column.
-fn evaluate_constant(e: Expr) -> Result<ScalarValue, String> {
+pub(crate) fn evaluate_constant(e: Expr) -> Result<ScalarValue, String> {
     use datafusion::common::DFSchema;
     // The session coerces types (`1.5 * 2`) before the expression is built.
     let physical = datafusion::prelude::SessionContext::new()

@@ -152,6 +152,9 @@ pub struct NodeScan {
     pub labels: Vec<String>,
     pub var: String,
     pub schema: DFSchemaRef,
+    /// `(property, value)`: only rows whose property equals the value are needed (an inline
+    /// `{k: v}` of the start node), so an index may find them instead of a scan.
+    pub lookup: Option<(String, datafusion::common::ScalarValue)>,
 }
 
 impl NodeScan {
@@ -160,6 +163,7 @@ impl NodeScan {
             labels: tables.iter().map(|t| t.label.clone()).collect(),
             var: var.to_string(),
             schema: df_schema(node_fields(var, tables, false))?,
+            lookup: None,
         })
     }
 }
@@ -190,7 +194,11 @@ impl UserDefinedLogicalNodeCore for NodeScan {
             self.var,
             self.labels.join("|"),
             own_columns(&self.schema, 0)
-        )
+        )?;
+        match &self.lookup {
+            Some((property, value)) => write!(f, " lookup {property} = {value}"),
+            None => Ok(()),
+        }
     }
     fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
         if !exprs.is_empty() || !inputs.is_empty() {

@@ -72,6 +72,16 @@ pub trait GraphSource: Debug + Send + Sync {
 
     /// Every row of the label's snapshot in one batch; row `i` is ordinal `offset + i`.
     fn node_rows(&self, label: &str) -> Result<Arc<RecordBatch>>;
+    /// The rows of the label whose `property` equals `value`, when an index can tell (None:
+    /// scan). Only a superset is promised: the plan filters the rows it gets again.
+    fn node_lookup(
+        &self,
+        _label: &str,
+        _property: &str,
+        _value: &datafusion::common::ScalarValue,
+    ) -> Result<Option<Vec<u32>>> {
+        Ok(None)
+    }
     /// Every row of the edge table's snapshot in one batch.
     fn edge_rows(&self, table: &str) -> Result<Arc<RecordBatch>>;
     /// Adjacency of the edge table over global node ordinals; edge ids are table rows.

@@ -204,3 +204,15 @@ fn graph_operators_produce_only_the_columns_the_plan_reads() {
         .expect(&plan);
     assert!(expand.ends_with("columns=[t.uses]"), "{plan}");
 }
+
+#[test]
+fn a_start_node_with_a_constant_property_is_looked_up() {
+    let plan = optimized("MATCH (t:Tag {name: 'rust'})<-[:TAGGED]-(d:Doc) RETURN d.title");
+    let scan = plan.lines().find(|l| l.contains("NodeScan")).expect(&plan);
+    assert!(scan.contains("lookup name = rust"), "{plan}");
+    // The filter stays: the lookup only narrows what the scan reads.
+    assert!(plan.contains("Filter"), "{plan}");
+    // A value that depends on the row cannot be looked up.
+    let plan = optimized("UNWIND ['a'] AS x MATCH (t:Tag {name: x}) RETURN t.uses");
+    assert!(!plan.contains("lookup"), "{plan}");
+}
