@@ -354,11 +354,28 @@ impl<'a> Sink<'a> {
             props.push((pk.clone(), Arc::new(keys)));
         }
         let batch = build_rows(table, &props, n)?;
-        let first = (table.rows.num_rows() + self.appended_rows(label)) as u32;
-        let ordinals = self.number(true, label, first, n)?;
+        self.append(rows, sel, true, label, batch, ord_column)
+    }
+
+    /// Appends created rows to `table`, numbers them and writes their ordinals into
+    /// `ord_column` at the rows `sel` that created them.
+    fn append(
+        &mut self,
+        rows: &mut Rows,
+        sel: &[u32],
+        nodes: bool,
+        table: &str,
+        batch: RecordBatch,
+        ord_column: &str,
+    ) -> Result<()> {
+        let n = batch.num_rows();
+        debug_assert_eq!(n, sel.len(), "one created row per selected row");
+        let stored = data(self.snapshot, table)?.rows.num_rows();
+        let first = (stored + self.appended_rows(table)) as u32;
+        let ordinals = self.number(nodes, table, first, n)?;
         rows.set_ords(ord_column, sel, &ordinals)?;
         self.edits
-            .entry(label.to_string())
+            .entry(table.to_string())
             .or_default()
             .appended
             .push(batch);
@@ -447,16 +464,7 @@ impl<'a> Sink<'a> {
             props.push((p.clone(), Self::take_rows(rows.get(c)?, sel)?));
         }
         let batch = build_rows(table, &props, n)?;
-        let first = (table.rows.num_rows() + self.appended_rows(rel_type)) as u32;
-        let ordinals = self.number(false, rel_type, first, n)?;
-        rows.set_ords(ord_column, sel, &ordinals)?;
-        self.edits
-            .entry(rel_type.to_string())
-            .or_default()
-            .appended
-            .push(batch);
-        self.changes += n as u64;
-        Ok(())
+        self.append(rows, sel, false, rel_type, batch, ord_column)
     }
 
     /// (row, location) of every selected row whose target is bound.

@@ -27,6 +27,15 @@ fn column(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
 
+/// Every column of `plan`, to project them and more.
+pub(crate) fn all_columns(plan: &LogicalPlan) -> Vec<Expr> {
+    plan.schema()
+        .fields()
+        .iter()
+        .map(|f| column(f.name()))
+        .collect()
+}
+
 /// A lowered query: a read-only plan, or the write blocks of a writing query and what it
 /// returns.
 #[derive(Debug)]

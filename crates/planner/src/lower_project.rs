@@ -383,13 +383,7 @@ impl Lowering<'_> {
             ));
         }
         let list = self.convert(&state, &u.expr)?;
-        let mut exprs: Vec<Expr> = state
-            .plan
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| column(f.name()))
-            .collect();
+        let mut exprs: Vec<Expr> = crate::lower::all_columns(&state.plan);
         exprs.push(list.alias(&u.alias.name));
         let plan = LogicalPlanBuilder::from(state.plan)
             .project(exprs)?

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field};
 use contextql::ast::{self, ExprKind};
-use datafusion::common::{Column, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, ExprSchemable, Extension, LogicalPlan, LogicalPlanBuilder};
 
 use crate::PlanError;
@@ -19,10 +19,6 @@ use crate::lower::{Lowering, State};
 use crate::nodes::{ORD, RowSlot, UNLABELED, WrittenRows, column_name, node_fields, rel_fields};
 use crate::scope::VarKind;
 use crate::source::{EdgeTableInfo, NodeTableInfo};
-
-fn column(name: &str) -> Expr {
-    Expr::Column(Column::new_unqualified(name))
-}
 
 /// A node or relationship to change, identified by its global ordinal column (rows where it
 /// is null are skipped).
@@ -131,13 +127,7 @@ impl Lowering<'_> {
         blocks: &mut Vec<WriteBlock>,
     ) -> Result<State, PlanError> {
         let pending = std::mem::take(pending);
-        let mut exprs: Vec<Expr> = state
-            .plan
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| column(f.name()))
-            .collect();
+        let mut exprs: Vec<Expr> = crate::lower::all_columns(&state.plan);
         exprs.extend(pending.columns);
         exprs.extend(pending.placeholders);
         let plan = LogicalPlanBuilder::from(state.plan)
