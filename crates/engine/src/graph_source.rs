@@ -19,6 +19,9 @@ pub struct Snapshot {
     pub node_offsets: Vec<(String, u32)>,
     /// Edge tables with the global ordinal of their first row, ascending.
     pub edge_offsets: Vec<(String, u32)>,
+    /// The first node / edge ordinal past every stored one (where created ones start).
+    pub node_end: u32,
+    pub edge_end: u32,
     /// The tables' metadata at this catalog version (writers build on it).
     pub current: BTreeMap<String, iceberg::table::Table>,
     pub cache: Arc<Cache>,
@@ -39,7 +42,7 @@ impl Snapshot {
         current: BTreeMap<String, iceberg::table::Table>,
         cache: Arc<Cache>,
     ) -> crate::Result<Snapshot> {
-        let offsets = |kind: TableKind| -> crate::Result<Vec<(String, u32)>> {
+        let offsets = |kind: TableKind| -> crate::Result<(Vec<(String, u32)>, u32)> {
             let mut next = 0u64;
             let mut out = Vec::new();
             for (name, t) in tables.iter().filter(|(_, t)| t.info.kind == kind) {
@@ -56,14 +59,16 @@ impl Snapshot {
                     ));
                 }
             }
-            Ok(out)
+            Ok((out, next as u32))
         };
-        let node_offsets = offsets(TableKind::Node)?;
-        let edge_offsets = offsets(TableKind::Edge)?;
+        let (node_offsets, node_end) = offsets(TableKind::Node)?;
+        let (edge_offsets, edge_end) = offsets(TableKind::Edge)?;
         Ok(Snapshot {
             tables,
             node_offsets,
             edge_offsets,
+            node_end,
+            edge_end,
             current,
             cache,
         })

@@ -158,21 +158,14 @@ pub(crate) struct Sink<'a> {
     changes: u64,
 }
 
-fn ordinal_base(snapshot: &Snapshot, offsets: &[(String, u32)]) -> u32 {
-    offsets
-        .last()
-        .map(|(name, offset)| offset + snapshot.get(name).map_or(0, |t| t.rows.num_rows() as u32))
-        .unwrap_or(0)
-}
-
 impl<'a> Sink<'a> {
     pub(crate) fn new(snapshot: &'a Snapshot) -> Sink<'a> {
         Sink {
             snapshot,
             edits: HashMap::new(),
-            node_base: ordinal_base(snapshot, &snapshot.node_offsets),
+            node_base: snapshot.node_end,
             created_nodes: Vec::new(),
-            edge_base: ordinal_base(snapshot, &snapshot.edge_offsets),
+            edge_base: snapshot.edge_end,
             created_edges: Vec::new(),
             next_key: HashMap::new(),
             changes: 0,
@@ -206,23 +199,23 @@ impl<'a> Sink<'a> {
         Ok(self.changes)
     }
 
-    fn locate_node(&self, ordinal: u32) -> Option<Location> {
-        match ordinal.checked_sub(self.node_base) {
-            Some(i) => self.created_nodes.get(i as usize).cloned(),
-            None => self
+    /// Where the node (or, with `nodes` false, the edge) with this ordinal is.
+    fn locate(&self, nodes: bool, ordinal: u32) -> Option<Location> {
+        let (base, created) = if nodes {
+            (self.node_base, &self.created_nodes)
+        } else {
+            (self.edge_base, &self.created_edges)
+        };
+        match ordinal.checked_sub(base) {
+            Some(i) => created.get(i as usize).cloned(),
+            None if nodes => self
                 .snapshot
                 .node_at(ordinal)
-                .map(|(t, local)| (t.to_string(), local)),
-        }
-    }
-
-    fn locate_edge(&self, ordinal: u32) -> Option<Location> {
-        match ordinal.checked_sub(self.edge_base) {
-            Some(i) => self.created_edges.get(i as usize).cloned(),
+                .map(|(t, l)| (t.to_string(), l)),
             None => self
                 .snapshot
                 .edge_at(ordinal)
-                .map(|(t, local)| (t.to_string(), local)),
+                .map(|(t, l)| (t.to_string(), l)),
         }
     }
 
@@ -419,7 +412,7 @@ impl<'a> Sink<'a> {
                     "cannot create a {rel_type} relationship to a null node"
                 )));
             };
-            match self.locate_node(ordinal) {
+            match self.locate(true, ordinal) {
                 Some((l, local)) if l == label => locals.push(Some(local)),
                 Some((l, _)) => {
                     return Err(Error::execution(format!(
@@ -480,11 +473,7 @@ impl<'a> Sink<'a> {
                 continue;
             }
             let ordinal = ords.value(row as usize);
-            let at = if nodes {
-                self.locate_node(ordinal)
-            } else {
-                self.locate_edge(ordinal)
-            };
+            let at = self.locate(nodes, ordinal);
             out.push((
                 row,
                 at.ok_or_else(|| Error::internal(format!("ordinal {ordinal} is in no table")))?,
@@ -625,7 +614,14 @@ impl<'a> Sink<'a> {
 
     /// Re-reads the columns of every node and relationship variable whose element changed,
     /// so clauses after the block see created elements and written values.
-    fn refresh(&self, rows: &mut Rows) -> Result<()> {
+    fn refresh(&mut self, rows: &mut Rows) -> Result<()> {
+        // Every column read below reads a table's appended rows: join them once, not per read.
+        for edit in self.edits.values_mut() {
+            if edit.appended.len() > 1 {
+                let schema = edit.appended[0].schema();
+                edit.appended = vec![concat_batches(&schema, &edit.appended)?];
+            }
+        }
         let schema = rows.schema.clone();
         for field in schema.fields() {
             let Some(var) = field.name().strip_suffix(&format!(".{}", nodes::ORD)) else {
@@ -641,15 +637,7 @@ impl<'a> Sink<'a> {
             let ordinals = ords(rows.get(field.name())?)?.clone();
             let located: Vec<Option<Location>> = ordinals
                 .iter()
-                .map(|o| {
-                    o.and_then(|o| {
-                        if nodes {
-                            self.locate_node(o)
-                        } else {
-                            self.locate_edge(o)
-                        }
-                    })
-                })
+                .map(|o| o.and_then(|o| self.locate(nodes, o)))
                 .collect();
             let mut tables: Vec<&str> = located.iter().flatten().map(|(t, _)| t.as_str()).collect();
             tables.sort_unstable();

@@ -604,8 +604,10 @@ impl<'a> Lowering<'a> {
         Ok(state)
     }
 
-    /// An inline property of a scanned node whose value is a constant integer or text: the
-    /// scan may find its rows by index (the filter on all inline properties still applies).
+    /// An inline property of a scanned node whose value is an integer or text literal (or
+    /// parameter): the scan may find its rows by index (the filter on all inline properties
+    /// still applies). Nothing is evaluated: this runs for every pattern, so anything but a
+    /// literal is left to the scan.
     fn scan_lookup(&self, node: &ast::NodePattern) -> Option<(String, ScalarValue)> {
         let Some(ast::Expr {
             kind: ExprKind::Map(entries),
@@ -614,28 +616,27 @@ impl<'a> Lowering<'a> {
         else {
             return None;
         };
-        let scope = Scope::default();
-        let schema = datafusion::common::DFSchema::empty();
-        entries.iter().find_map(|(key, value)| {
-            let converted = ExprContext {
-                scope: &scope,
-                schema: &schema,
-                params: self.params,
-                text: self.text,
-                aggregates: None,
-            }
-            .convert(value)
-            .ok()?;
-            if !converted.column_refs().is_empty() {
-                return None;
-            }
-            match crate::lower_project::evaluate_constant(converted).ok()? {
-                v @ (ScalarValue::Int64(Some(_))
-                | ScalarValue::Int32(Some(_))
-                | ScalarValue::Utf8(Some(_))) => Some((key.clone(), v)),
+        entries
+            .iter()
+            .find_map(|(key, value)| match self.convert_constant(value).ok()? {
+                Expr::Literal(
+                    v @ (ScalarValue::Int64(Some(_))
+                    | ScalarValue::Int32(Some(_))
+                    | ScalarValue::Utf8(Some(_))),
+                    _,
+                ) => Some((key.clone(), v)),
                 _ => None,
-            }
-        })
+            })
+    }
+
+    /// Converts an expression that may read no variable (SKIP, LIMIT, a lookup value).
+    pub(crate) fn convert_constant(&self, e: &ast::Expr) -> Result<Expr, PlanError> {
+        let empty = State {
+            plan: LogicalPlanBuilder::empty(true).build()?,
+            scope: Scope::default(),
+            unit: true,
+        };
+        self.convert(&empty, e)
     }
 
     /// Cross product of the rows so far with an independent pattern (the unit plan vanishes).

@@ -32,13 +32,8 @@ impl Lowering<'_> {
     /// SKIP and LIMIT take a constant expression (literals, parameters and functions of
     /// them), evaluated here; a bad value is the data's fault (an execution error).
     fn constant_count(&self, e: &ast::Expr, what: &str) -> Result<usize, PlanError> {
-        let empty = State {
-            plan: LogicalPlanBuilder::empty(true).build()?,
-            scope: Scope::default(),
-            unit: true,
-        };
         let converted = self
-            .convert(&empty, e)
+            .convert_constant(e)
             .map_err(|_| self.err(e.span, format!("{what} must be a constant expression")))?;
         let value = evaluate_constant(converted)
             .map_err(|m| self.err(e.span, format!("{what} must be a constant expression: {m}")))?;
@@ -400,7 +395,7 @@ impl Lowering<'_> {
 }
 
 /// Evaluates an expression that reads no column.
-pub(crate) fn evaluate_constant(e: Expr) -> Result<ScalarValue, String> {
+fn evaluate_constant(e: Expr) -> Result<ScalarValue, String> {
     use datafusion::common::DFSchema;
     // The session coerces types (`1.5 * 2`) before the expression is built.
     let physical = datafusion::prelude::SessionContext::new()

@@ -664,15 +664,7 @@ impl Lowering<'_> {
             }
         };
         if let [table] = tables.as_slice() {
-            let schema = match &target {
-                Target::Node { .. } => self.source.node_table(table).map(|t| t.schema),
-                Target::Rel { .. } => self
-                    .source
-                    .edge_tables()
-                    .into_iter()
-                    .find(|e| &e.table == table)
-                    .map(|e| e.schema),
-            };
+            let schema = self.target_table(table).map(|(schema, _)| schema);
             // Removing a property a table does not have changes nothing: no column needed.
             if let Some(schema) = schema
                 && value.is_some()
@@ -749,19 +741,23 @@ impl Lowering<'_> {
         Ok(())
     }
 
+    /// The schema of a node or edge table (names are unique across both), and the columns
+    /// no SET may change: a node's key, a relationship's endpoints.
+    fn target_table(&self, table: &str) -> Option<(arrow::datatypes::SchemaRef, Vec<String>)> {
+        if let Some(t) = self.source.node_table(table) {
+            return Some((t.schema, vec![t.primary_key]));
+        }
+        self.source
+            .edge_tables()
+            .into_iter()
+            .find(|e| e.table == table)
+            .map(|e| (e.schema, vec!["src".into(), "dst".into()]))
+    }
+
     /// The nullable property columns of `table` that `SET n = {map}` clears.
     fn replaced_columns(&self, table: &str, entries: &[(&String, &ast::Expr)]) -> Vec<String> {
-        let (schema, fixed): (_, Vec<String>) = match self.source.node_table(table) {
-            Some(t) => (t.schema, vec![t.primary_key]),
-            None => match self
-                .source
-                .edge_tables()
-                .into_iter()
-                .find(|e| e.table == table)
-            {
-                Some(e) => (e.schema, vec!["src".into(), "dst".into()]),
-                None => return vec![],
-            },
+        let Some((schema, fixed)) = self.target_table(table) else {
+            return vec![];
         };
         schema
             .fields()

@@ -142,7 +142,7 @@ fn own_columns(schema: &DFSchema, skip: usize) -> String {
         .join(", ")
 }
 
-fn df_schema(fields: Vec<Field>) -> Result<DFSchemaRef> {
+pub(crate) fn df_schema(fields: Vec<Field>) -> Result<DFSchemaRef> {
     Ok(Arc::new(DFSchema::try_from(Schema::new(fields))?))
 }
 
@@ -280,6 +280,33 @@ impl GraphExpand {
     }
 }
 
+impl GraphExpand {
+    /// The columns this node adds after its input's: the relationship's, then the neighbour's.
+    pub fn own_fields(&self) -> &[arrow::datatypes::FieldRef] {
+        &self.schema.fields()[self.input.schema().fields().len()..]
+    }
+
+    /// This expansion over another input, adding the `own` columns (a subset of its own).
+    pub fn with_input(
+        &self,
+        input: LogicalPlan,
+        own: Vec<arrow::datatypes::FieldRef>,
+    ) -> Result<Self> {
+        let mut fields: Vec<Field> = input
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(own.iter().map(|f| f.as_ref().clone()));
+        Ok(GraphExpand {
+            input,
+            schema: df_schema(fields)?,
+            ..self.clone()
+        })
+    }
+}
+
 impl PartialOrd for GraphExpand {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         (
@@ -336,25 +363,8 @@ impl UserDefinedLogicalNodeCore for GraphExpand {
         if !exprs.is_empty() || inputs.len() != 1 {
             return plan_err!("GraphExpand takes exactly one input and no expressions");
         }
-        let input = inputs.remove(0);
         // The optimizer may rewrite the input (e.g. prune columns); keep our columns after it.
-        let mut fields: Vec<Field> = input
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        let own = self.schema.fields().len() - self.input.schema().fields().len();
-        fields.extend(
-            self.schema.fields()[self.schema.fields().len() - own..]
-                .iter()
-                .map(|f| f.as_ref().clone()),
-        );
-        Ok(GraphExpand {
-            input,
-            schema: df_schema(fields)?,
-            ..self.clone()
-        })
+        self.with_input(inputs.remove(0), self.own_fields().to_vec())
     }
 }
 

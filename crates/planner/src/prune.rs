@@ -9,13 +9,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::datatypes::Field;
+use arrow::datatypes::{Field, FieldRef};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, Result};
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Projection};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
-use crate::nodes::{GraphExpand, NodeScan, ORD, column_name};
+use crate::nodes::{GraphExpand, NodeScan, ORD, column_name, df_schema};
 
 #[derive(Debug, Default)]
 pub struct PruneGraphColumns;
@@ -63,12 +63,6 @@ fn fields_where(schema: &DFSchema, keep: impl Fn(&str) -> bool) -> Vec<Field> {
         .collect()
 }
 
-fn df_schema(fields: Vec<Field>) -> Result<Arc<DFSchema>> {
-    Ok(Arc::new(DFSchema::try_from(
-        arrow::datatypes::Schema::new(fields),
-    )?))
-}
-
 /// `plan` producing only the `required` columns, if it is a graph operator with more.
 fn prune(plan: &LogicalPlan, required: &HashSet<String>) -> Result<Option<LogicalPlan>> {
     let LogicalPlan::Extension(Extension { node }) = plan else {
@@ -95,42 +89,28 @@ fn prune(plan: &LogicalPlan, required: &HashSet<String>) -> Result<Option<Logica
     };
     let input_schema = expand.input.schema();
     let input_width = input_schema.fields().len();
-    let own: Vec<Field> = expand.schema.fields()[input_width..]
+    let own: Vec<FieldRef> = expand
+        .own_fields()
         .iter()
         .filter(|f| required.contains(f.name()))
-        .map(|f| f.as_ref().clone())
+        .cloned()
         .collect();
     // The input passes on what is required and what the expansion starts from.
-    let wanted: Vec<&Field> = input_schema
+    let wanted: Vec<Expr> = input_schema
         .fields()
         .iter()
         .filter(|f| required.contains(f.name()) || f.name() == &expand.from_column)
-        .map(|f| f.as_ref())
+        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
         .collect();
-    let input = if wanted.len() < input_width {
-        let exprs = wanted
-            .iter()
-            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
-            .collect();
-        LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(expand.input.clone()))?)
-    } else {
-        expand.input.clone()
-    };
     if wanted.len() == input_width && own.len() == width - input_width {
         return Ok(None);
     }
-    let mut fields: Vec<Field> = input
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.extend(own);
-    let pruned = GraphExpand {
-        input,
-        schema: df_schema(fields)?,
-        ..expand.clone()
+    let input = if wanted.len() < input_width {
+        LogicalPlan::Projection(Projection::try_new(wanted, Arc::new(expand.input.clone()))?)
+    } else {
+        expand.input.clone()
     };
+    let pruned = expand.with_input(input, own)?;
     Ok(Some(LogicalPlan::Extension(Extension {
         node: Arc::new(pruned),
     })))
