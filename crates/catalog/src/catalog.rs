@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use contextdb_storage::fs::{Fs, FsLock, RealFs, create_dir_all_durable};
 use iceberg::io::FileIO;
 use iceberg::spec::{TableMetadata, TableMetadataBuilder};
 use iceberg::table::Table;
@@ -71,6 +71,9 @@ pub struct RaftCatalogConfig {
     pub warehouse_location: String,
     /// Log entries applied between two snapshots; the log is purged after each snapshot.
     pub snapshot_every_entries: u64,
+    /// The file system of the raft directory: the operating system's, or a power-failure
+    /// simulation in tests.
+    pub fs: Arc<dyn Fs>,
 }
 
 impl RaftCatalogConfig {
@@ -86,7 +89,14 @@ impl RaftCatalogConfig {
             file_io,
             warehouse_location: warehouse_location.into(),
             snapshot_every_entries: DEFAULT_SNAPSHOT_EVERY_ENTRIES,
+            fs: Arc::new(RealFs),
         }
+    }
+
+    /// The same configuration on another file system (tests: [`contextdb_storage::fault`]).
+    pub fn with_fs(mut self, fs: Arc<dyn Fs>) -> Self {
+        self.fs = fs;
+        self
     }
 
     fn validate(&self) -> std::result::Result<(), CatalogError> {
@@ -153,7 +163,7 @@ pub struct RaftCatalog {
     warehouse_location: String,
     runtime: Runtime,
     /// Held while open; released by [`RaftCatalog::shutdown`].
-    dir_lock: std::sync::Mutex<Option<File>>,
+    dir_lock: std::sync::Mutex<Option<FsLock>>,
 }
 
 impl fmt::Debug for RaftCatalog {
@@ -194,10 +204,11 @@ impl RaftCatalog {
             path: dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(storage_error)?;
-        let dir_lock = lock_raft_dir(&dir).await?;
-        let log_store = LogStore::open(dir.clone()).await.map_err(storage_error)?;
-        let (state_machine, shared) = StateMachine::open(dir.clone())
+        let fs = Arc::clone(&config.fs);
+        create_dir_all_durable(&*fs, &dir).map_err(storage_error)?;
+        let dir_lock = lock_raft_dir(&*fs, &dir).await?;
+        let log_store = LogStore::open(Arc::clone(&fs), dir.clone()).await?;
+        let (state_machine, shared) = StateMachine::open(fs, dir.clone())
             .await
             .map_err(storage_error)?;
 
@@ -638,30 +649,21 @@ fn rejection_error(rejection: Rejection) -> Error {
 
 /// Takes the exclusive lock on the raft directory, waiting up to [`LOCK_WAIT`] for a previous
 /// owner to finish stopping.
-async fn lock_raft_dir(dir: &Path) -> std::result::Result<File, CatalogError> {
+async fn lock_raft_dir(fs: &dyn Fs, dir: &Path) -> std::result::Result<FsLock, CatalogError> {
     let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| CatalogError::Storage {
-            path: path.clone(),
-            source,
-        })?;
     let deadline = tokio::time::Instant::now() + LOCK_WAIT;
     loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+        match fs.try_lock(&path) {
+            Ok(Some(lock)) => return Ok(lock),
+            Ok(None) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(LOCK_RETRY_INTERVAL).await;
             }
-            Err(TryLockError::WouldBlock) => {
+            Ok(None) => {
                 return Err(CatalogError::Locked {
                     path: dir.to_path_buf(),
                 });
             }
-            Err(TryLockError::Error(source)) => return Err(CatalogError::Storage { path, source }),
+            Err(source) => return Err(CatalogError::Storage { path, source }),
         }
     }
 }

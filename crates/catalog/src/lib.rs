@@ -51,6 +51,7 @@ mod error;
 mod log_store;
 pub mod network;
 mod record;
+mod repair;
 mod staging;
 mod state_machine;
 pub mod types;
@@ -61,6 +62,7 @@ pub use catalog::{
 };
 pub use command::{CatalogState, Command, CommandResponse, PointerSwap, Rejection};
 pub use error::CatalogError;
+pub use repair::{LogRepair, repair_command, repair_log};
 pub use staging::StagingCatalog;
 pub use types::{CatalogRaft, NodeId, TypeConfig};
 

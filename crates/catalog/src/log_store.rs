@@ -9,27 +9,33 @@
 //! Live entries are also kept in memory: the catalog purges its log after every snapshot, so the
 //! log holds at most a few snapshot intervals of small commands, and reads never touch the disk.
 //!
-//! Recovery reads the segment and stops at the first record with a short header, a short payload
-//! or a bad CRC, truncating the file there. Only the tail can be damaged that way: every record
-//! before it was fsynced before any later record was written, and an entry is acknowledged only
-//! after its fsync, so a cut-off record was never acknowledged to anyone.
+//! Recovery reads the segment up to the first record with a short header, a short payload, a
+//! zero length or a bad CRC. What follows decides what that record is:
+//! - nothing from which a later entry decodes: a torn tail. Every record before it was fsynced
+//!   before any later record was written, and an entry is acknowledged only after its fsync, so
+//!   the cut-off bytes were never acknowledged to anyone; the file is truncated there.
+//! - a valid record of a later entry: damage in the middle of the log. Cutting there could drop
+//!   acknowledged entries, so the node refuses to start with [`CatalogError::DamagedLog`], which
+//!   names the file, the offset and the repair command ([`crate::repair_log`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use contextdb_storage::fs::{Fs, create_dir_all_durable, write_file_atomic};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
 use tokio::sync::Mutex;
 
+use crate::error::CatalogError;
 use crate::record::{
-    self, Decoded, MAX_RECORD_BYTES, decode_record, encode_record, invalid_data, read_framed_file,
-    write_file_atomic, write_framed_file_atomic,
+    Decoded, MAX_RECORD_BYTES, decode_record, encode_record, invalid_data, read_framed_file,
+    write_framed_file_atomic,
 };
+use crate::repair::repair_command;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// File name of the log segment inside the raft directory.
@@ -49,9 +55,8 @@ pub(crate) struct LogStore {
 }
 
 struct LogInner {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
-    /// Append handle of the segment; shared with blocking I/O tasks.
-    file: Arc<File>,
     /// Bytes of the segment that hold valid records.
     file_len: u64,
     /// Live entries (index > last purged) with their byte offsets in the segment.
@@ -69,16 +74,48 @@ struct StoredEntry {
 }
 
 /// What recovery found in the segment file.
-struct Scan {
+pub(crate) struct Scan {
     entries: BTreeMap<u64, StoredEntry>,
-    valid_len: u64,
-    damaged_tail: Option<String>,
+    /// Bytes before the first invalid record (the whole file when there is none).
+    pub(crate) valid_len: u64,
+    pub(crate) damage: Option<Damage>,
+}
+
+impl Scan {
+    /// Live entries decoded before the damage (or in the whole file).
+    pub(crate) fn entry_count(&self) -> u64 {
+        self.entries.len() as u64
+    }
+}
+
+/// The first invalid record of a segment.
+#[derive(Debug)]
+pub(crate) struct Damage {
+    /// Where the invalid record starts (equal to [`Scan::valid_len`]).
+    pub(crate) offset: u64,
+    pub(crate) reason: String,
+    /// The first valid record of a later entry after the damage, if any: then the damage is in
+    /// the middle of the log, not a torn tail.
+    pub(crate) resumes: Option<Resumption>,
+}
+
+/// Valid records found after a damaged one.
+#[derive(Debug)]
+pub(crate) struct Resumption {
+    pub(crate) offset: u64,
+    pub(crate) first_index: u64,
+    /// Consecutive valid records from `offset` on.
+    pub(crate) records: u64,
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `dir`, recovering from a torn tail.
-    pub(crate) async fn open(dir: PathBuf) -> io::Result<Self> {
-        let inner = spawn_io(move || LogInner::open(dir)).await??;
+    /// Opens (or creates) the log in `dir`, recovering from a torn tail and refusing damage in
+    /// the middle of the log.
+    pub(crate) async fn open(fs: Arc<dyn Fs>, dir: PathBuf) -> Result<Self, CatalogError> {
+        let path = dir.clone();
+        let inner = spawn_io(move || LogInner::open(fs, dir))
+            .await
+            .map_err(|source| CatalogError::Storage { path, source })??;
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
         })
@@ -86,40 +123,60 @@ impl LogStore {
 }
 
 impl LogInner {
-    fn open(dir: PathBuf) -> io::Result<Self> {
-        fs::create_dir_all(&dir)?;
-        let vote = read_json_file::<Vote>(&dir.join(VOTE_FILE))?;
-        let last_purged = read_json_file::<LogId>(&dir.join(PURGED_FILE))?;
-        let path = dir.join(LOG_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
+    fn open(fs: Arc<dyn Fs>, dir: PathBuf) -> Result<Self, CatalogError> {
+        let storage_error = |source| CatalogError::Storage {
+            path: dir.clone(),
+            source,
         };
-        let scan = scan_segment(&bytes, last_purged.as_ref())?;
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        if let Some(reason) = &scan.damaged_tail {
-            tracing::warn!(
-                path = %path.display(),
-                valid_bytes = scan.valid_len,
-                dropped_bytes = bytes.len() as u64 - scan.valid_len,
-                reason = %reason,
-                "raft log ends in a damaged record (torn write); truncating it"
-            );
-            file.set_len(scan.valid_len)?;
-            file.sync_all()?;
+        create_dir_all_durable(&*fs, &dir).map_err(storage_error)?;
+        let vote = read_json_file::<Vote>(&*fs, &dir.join(VOTE_FILE)).map_err(storage_error)?;
+        let last_purged =
+            read_json_file::<LogId>(&*fs, &dir.join(PURGED_FILE)).map_err(storage_error)?;
+        let path = dir.join(LOG_FILE);
+        let bytes = match fs.read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(storage_error(e)),
+        };
+        let scan = scan_segment(bytes.as_deref().unwrap_or_default(), last_purged.as_ref())
+            .map_err(storage_error)?;
+        match (&scan.damage, &bytes) {
+            (None, Some(_)) => {}
+            (None, None) => {
+                // A fresh segment: its directory entry must be durable before anything in it is.
+                fs.write(&path, &[]).map_err(storage_error)?;
+                fs.sync_file(&path).map_err(storage_error)?;
+                fs.sync_dir(&dir).map_err(storage_error)?;
+            }
+            (Some(damage), bytes) => {
+                let file_len = bytes.as_ref().map_or(0, |b| b.len() as u64);
+                if let Some(resumes) = &damage.resumes {
+                    return Err(damaged_log(&dir, damage, resumes));
+                }
+                tracing::warn!(
+                    path = %path.display(),
+                    valid_bytes = scan.valid_len,
+                    dropped_bytes = file_len - scan.valid_len,
+                    reason = %damage.reason,
+                    "raft log ends in a damaged record (torn write); truncating it"
+                );
+                fs.set_len(&path, scan.valid_len).map_err(storage_error)?;
+                fs.sync_file(&path).map_err(storage_error)?;
+            }
         }
-        // The segment may have just been created: make its directory entry durable.
-        record::sync_dir(&dir)?;
         Ok(Self {
+            fs,
             dir,
-            file: Arc::new(file),
             file_len: scan.valid_len,
             entries: scan.entries,
             last_purged,
             vote,
             failed: None,
         })
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(LOG_FILE)
     }
 
     fn check_not_failed(&self) -> io::Result<()> {
@@ -163,15 +220,35 @@ fn encode_segment<'a>(entries: impl Iterator<Item = &'a Entry>) -> io::Result<(V
     Ok((buf, offsets))
 }
 
-/// Decodes the segment, stopping at the first damaged record.
-fn scan_segment(bytes: &[u8], last_purged: Option<&LogId>) -> io::Result<Scan> {
+/// The error for damage followed by valid entries.
+fn damaged_log(dir: &Path, damage: &Damage, resumes: &Resumption) -> CatalogError {
+    CatalogError::DamagedLog {
+        path: dir.join(LOG_FILE),
+        offset: damage.offset,
+        reason: damage.reason.clone(),
+        resume_offset: resumes.offset,
+        first_index_after: resumes.first_index,
+        entries_after: resumes.records,
+        repair_command: repair_command(dir),
+    }
+}
+
+/// Decodes the segment up to the first damaged record, and looks past it for valid entries.
+pub(crate) fn scan_segment(bytes: &[u8], last_purged: Option<&LogId>) -> io::Result<Scan> {
     let mut entries = BTreeMap::new();
     let mut offset = 0usize;
     let mut previous_index: Option<u64> = None;
-    let damaged_tail = loop {
+    let damage = loop {
         let (payload, next_offset) = match decode_record(bytes, offset, MAX_RECORD_BYTES) {
             Decoded::End => break None,
-            Decoded::Invalid { reason } => break Some(format!("at byte {offset}: {reason}")),
+            Decoded::Invalid { reason } => {
+                let after_index = previous_index.or(last_purged.map(|purged| purged.index));
+                break Some(Damage {
+                    offset: offset as u64,
+                    reason,
+                    resumes: find_resumption(bytes, offset, after_index),
+                });
+            }
             Decoded::Record {
                 payload,
                 next_offset,
@@ -215,12 +292,55 @@ fn scan_segment(bytes: &[u8], last_purged: Option<&LogId>) -> io::Result<Scan> {
     Ok(Scan {
         entries,
         valid_len: offset as u64,
-        damaged_tail,
+        damage,
     })
 }
 
-fn read_json_file<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
-    read_framed_file(path, MAX_SMALL_FILE_BYTES)?
+/// The first record after the invalid one at `damage_offset` that holds an entry with an index
+/// above `after_index` (any entry when `None`), with the count of valid records from it on.
+///
+/// Tries every byte offset: a damaged record's length cannot be trusted. This runs only on a
+/// damaged log, whose size purging bounds, and a candidate costs a CRC only when its length
+/// field is plausible, so the search stays near linear.
+fn find_resumption(
+    bytes: &[u8],
+    damage_offset: usize,
+    after_index: Option<u64>,
+) -> Option<Resumption> {
+    (damage_offset + 1..bytes.len()).find_map(|offset| {
+        let Decoded::Record {
+            payload,
+            next_offset,
+        } = decode_record(bytes, offset, MAX_RECORD_BYTES)
+        else {
+            return None;
+        };
+        let entry: Entry = serde_json::from_slice(payload).ok()?;
+        let index = entry.log_id.index;
+        if after_index.is_some_and(|after| index <= after) {
+            return None;
+        }
+        let mut records = 1;
+        let mut cursor = next_offset;
+        while let Decoded::Record { next_offset, .. } =
+            decode_record(bytes, cursor, MAX_RECORD_BYTES)
+        {
+            records += 1;
+            cursor = next_offset;
+        }
+        Some(Resumption {
+            offset: offset as u64,
+            first_index: index,
+            records,
+        })
+    })
+}
+
+pub(crate) fn read_json_file<T: serde::de::DeserializeOwned>(
+    fs: &dyn Fs,
+    path: &Path,
+) -> io::Result<Option<T>> {
+    read_framed_file(fs, path, MAX_SMALL_FILE_BYTES)?
         .map(|payload| {
             serde_json::from_slice(&payload)
                 .map_err(|e| invalid_data(format!("{}: {e}", path.display())))
@@ -272,11 +392,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut inner = self.inner.lock().await;
         inner.check_not_failed().map_err(|e| write_error(&e))?;
         let payload = serde_json::to_vec(vote).map_err(|e| StorageIOError::write_vote(&e))?;
-        let dir = inner.dir.clone();
-        spawn_io(move || write_framed_file_atomic(&dir, VOTE_FILE, &payload, MAX_SMALL_FILE_BYTES))
-            .await
-            .and_then(|result| result)
-            .map_err(|e| StorageIOError::write_vote(&e))?;
+        let (fs, dir) = (Arc::clone(&inner.fs), inner.dir.clone());
+        spawn_io(move || {
+            write_framed_file_atomic(&*fs, &dir, VOTE_FILE, &payload, MAX_SMALL_FILE_BYTES)
+        })
+        .await
+        .and_then(|result| result)
+        .map_err(|e| StorageIOError::write_vote(&e))?;
         inner.vote = Some(*vote);
         Ok(())
     }
@@ -320,11 +442,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             expected = Some(index + 1);
         }
         let (buf, offsets) = encode_segment(entries.iter()).map_err(|e| write_error(&e))?;
-        let file = Arc::clone(&inner.file);
+        let (fs, path) = (Arc::clone(&inner.fs), inner.path());
         let written = buf.len() as u64;
         let result = spawn_io(move || {
-            (&*file).write_all(&buf)?;
-            file.sync_data()
+            fs.append(&path, &buf)?;
+            fs.sync_file(&path)
         })
         .await
         .and_then(|result| result);
@@ -357,10 +479,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         else {
             return Ok(());
         };
-        let file = Arc::clone(&inner.file);
+        let (fs, path) = (Arc::clone(&inner.fs), inner.path());
         let result = spawn_io(move || {
-            file.set_len(offset)?;
-            file.sync_data()
+            fs.set_len(&path, offset)?;
+            fs.sync_file(&path)
         })
         .await
         .and_then(|result| result);
@@ -385,9 +507,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The marker goes first: a crash before the rewrite leaves purged entries in the segment,
         // which recovery skips; the other order could lose the marker and leave a hole.
         let payload = serde_json::to_vec(&log_id).map_err(|e| write_error(&io::Error::other(e)))?;
-        let dir = inner.dir.clone();
+        let (fs, dir) = (Arc::clone(&inner.fs), inner.dir.clone());
         spawn_io(move || {
-            write_framed_file_atomic(&dir, PURGED_FILE, &payload, MAX_SMALL_FILE_BYTES)
+            write_framed_file_atomic(&*fs, &dir, PURGED_FILE, &payload, MAX_SMALL_FILE_BYTES)
         })
         .await
         .and_then(|result| result)
@@ -399,21 +521,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let (buf, offsets) = encode_segment(inner.entries.values().map(|stored| &stored.entry))
             .map_err(|e| write_error(&e))?;
         let segment_len = buf.len() as u64;
-        let dir = inner.dir.clone();
-        let result = spawn_io(move || {
-            write_file_atomic(&dir, LOG_FILE, &buf)?;
-            OpenOptions::new().append(true).open(dir.join(LOG_FILE))
-        })
-        .await
-        .and_then(|result| result);
-        let file = match result {
-            Ok(file) => file,
-            Err(e) => {
-                inner.failed = Some(e.to_string());
-                return Err(write_error(&e));
-            }
-        };
-        inner.file = Arc::new(file);
+        let (fs, dir) = (Arc::clone(&inner.fs), inner.dir.clone());
+        let result = spawn_io(move || write_file_atomic(&*fs, &dir, LOG_FILE, &buf))
+            .await
+            .and_then(|result| result);
+        if let Err(e) = result {
+            inner.failed = Some(e.to_string());
+            return Err(write_error(&e));
+        }
         inner.file_len = segment_len;
         for (stored, offset) in inner.entries.values_mut().zip(offsets) {
             stored.offset = offset;
@@ -425,7 +540,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::fs::{self, OpenOptions};
+    use std::io::Write;
 
+    use contextdb_storage::fs::RealFs;
     use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
     use openraft::testing::{StoreBuilder, Suite};
     use openraft::{CommittedLeaderId, Membership, RaftLogReader};
@@ -433,6 +551,7 @@ mod tests {
 
     use super::*;
     use crate::command::Command;
+    use crate::record::RECORD_HEADER_BYTES;
     use crate::state_machine::StateMachine;
     use crate::types::LogId;
 
@@ -448,6 +567,12 @@ mod tests {
                 properties: BTreeMap::new(),
             }),
         }
+    }
+
+    async fn open_store(dir: &Path) -> LogStore {
+        LogStore::open(Arc::new(RealFs), dir.to_path_buf())
+            .await
+            .unwrap()
     }
 
     async fn append(store: &mut LogStore, entries: Vec<Entry>) {
@@ -467,7 +592,7 @@ mod tests {
     #[tokio::test]
     async fn entries_vote_and_purge_survive_reopen() {
         let dir = TempDir::new().unwrap();
-        let mut store = LogStore::open(dir.path().to_path_buf()).await.unwrap();
+        let mut store = open_store(dir.path()).await;
         append(&mut store, (1..=6).map(|i| normal(1, i)).collect()).await;
         store.save_vote(&Vote::new(3, 7)).await.unwrap();
         store.purge(log_id(1, 2)).await.unwrap();
@@ -475,7 +600,7 @@ mod tests {
         append(&mut store, vec![normal(2, 5)]).await;
         drop(store);
 
-        let mut store = LogStore::open(dir.path().to_path_buf()).await.unwrap();
+        let mut store = open_store(dir.path()).await;
         assert_eq!(indexes(&mut store).await, vec![3, 4, 5]);
         let entries = store.try_get_log_entries(5..6).await.unwrap();
         assert_eq!(entries[0].log_id, log_id(2, 5));
@@ -489,7 +614,7 @@ mod tests {
     async fn torn_tail_is_truncated_at_the_last_valid_record() {
         let dir = TempDir::new().unwrap();
         let path = dir.path().join(LOG_FILE);
-        let mut store = LogStore::open(dir.path().to_path_buf()).await.unwrap();
+        let mut store = open_store(dir.path()).await;
         append(&mut store, (1..=3).map(|i| normal(1, i)).collect()).await;
         drop(store);
         let valid_len = fs::metadata(&path).unwrap().len();
@@ -502,7 +627,7 @@ mod tests {
         file.write_all(&extra[..extra.len() - 3]).unwrap();
         drop(file);
 
-        let mut store = LogStore::open(dir.path().to_path_buf()).await.unwrap();
+        let mut store = open_store(dir.path()).await;
         assert_eq!(indexes(&mut store).await, vec![1, 2, 3]);
         assert_eq!(fs::metadata(&path).unwrap().len(), valid_len);
         // The log continues cleanly after the cut.
@@ -516,14 +641,121 @@ mod tests {
         ])
         .unwrap();
         drop(file);
-        let mut store = LogStore::open(dir.path().to_path_buf()).await.unwrap();
+        let mut store = open_store(dir.path()).await;
         assert_eq!(indexes(&mut store).await, vec![1, 2, 3, 4]);
+    }
+
+    /// A log of entries 1..=5 in `dir`; returns each record's byte offset.
+    async fn five_entries(dir: &Path) -> Vec<u64> {
+        let mut store = open_store(dir).await;
+        append(&mut store, (1..=5).map(|i| normal(1, i)).collect()).await;
+        let inner = store.inner.lock().await;
+        inner.entries.values().map(|stored| stored.offset).collect()
+    }
+
+    fn flip_byte(path: &Path, offset: u64) {
+        let mut bytes = fs::read(path).unwrap();
+        bytes[offset as usize] ^= 0x40;
+        fs::write(path, bytes).unwrap();
+    }
+
+    #[tokio::test]
+    async fn damage_before_valid_entries_refuses_to_open_until_repaired() {
+        let data = TempDir::new().unwrap();
+        let dir = data.path().join("raft");
+        let path = dir.join(LOG_FILE);
+        let offsets = five_entries(&dir).await;
+        let original = fs::read(&path).unwrap();
+        // A flipped bit inside entry 3's payload: entries 4 and 5 are intact after it.
+        flip_byte(&path, offsets[2] + RECORD_HEADER_BYTES as u64 + 5);
+
+        let Err(error) = LogStore::open(Arc::new(RealFs), dir.clone()).await else {
+            panic!("a log damaged in the middle must not open");
+        };
+        let CatalogError::DamagedLog {
+            offset,
+            entries_after,
+            first_index_after,
+            resume_offset,
+            ..
+        } = &error
+        else {
+            panic!("expected DamagedLog, got {error}");
+        };
+        assert_eq!(
+            (*offset, *entries_after, *first_index_after, *resume_offset),
+            (offsets[2], 2, 4, offsets[3])
+        );
+        let message = error.to_string();
+        for needle in [
+            path.display().to_string(),
+            format!("byte {}", offsets[2]),
+            format!("contextdb repair-log --data-dir {}", data.path().display()),
+        ] {
+            assert!(message.contains(&needle), "{needle:?} not in: {message}");
+        }
+        // Refusing changed nothing.
+        assert_eq!(fs::read(&path).unwrap().len(), original.len());
+
+        let report = crate::repair_log(&dir).unwrap();
+        assert_eq!(report.cut_at, Some(offsets[2]));
+        assert_eq!((report.entries_kept, report.entries_dropped), (2, 2));
+        assert_eq!(
+            report.bytes_dropped,
+            original.len() as u64 - offsets[2],
+            "{report}"
+        );
+        let backup = report.backup_path.clone().unwrap();
+        assert_eq!(fs::read(&backup).unwrap().len(), original.len());
+        assert_eq!(fs::metadata(&path).unwrap().len(), offsets[2]);
+
+        let mut store = open_store(&dir).await;
+        assert_eq!(indexes(&mut store).await, vec![1, 2]);
+        append(&mut store, vec![normal(1, 3)]).await;
+        drop(store);
+        // A second repair finds nothing to do.
+        let report = crate::repair_log(&dir).unwrap();
+        assert_eq!((report.cut_at, report.entries_kept), (None, 3));
+    }
+
+    #[tokio::test]
+    async fn damage_in_the_last_record_is_a_torn_tail() {
+        let data = TempDir::new().unwrap();
+        let dir = data.path().join("raft");
+        let path = dir.join(LOG_FILE);
+        let offsets = five_entries(&dir).await;
+        flip_byte(&path, offsets[4] + RECORD_HEADER_BYTES as u64 + 5);
+        let mut store = open_store(&dir).await;
+        assert_eq!(indexes(&mut store).await, vec![1, 2, 3, 4]);
+        assert_eq!(fs::metadata(&path).unwrap().len(), offsets[4]);
+
+        // Zeroes after the end (a size extended by a crash before its data landed) too.
+        drop(store);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[0; 64]).unwrap();
+        drop(file);
+        let mut store = open_store(&dir).await;
+        assert_eq!(indexes(&mut store).await, vec![1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn repair_refuses_an_open_log() {
+        let data = TempDir::new().unwrap();
+        let dir = data.path().join("raft");
+        let fs = RealFs;
+        let _offsets = five_entries(&dir).await;
+        let lock = fs.try_lock(&dir.join(crate::layout::LOCK_FILE)).unwrap();
+        assert!(lock.is_some());
+        assert!(matches!(
+            crate::repair_log(&dir),
+            Err(CatalogError::Locked { .. })
+        ));
     }
 
     #[tokio::test]
     async fn appends_that_leave_a_hole_are_refused() {
         let dir = TempDir::new().unwrap();
-        let mut store = LogStore::open(dir.path().to_path_buf()).await.unwrap();
+        let mut store = open_store(dir.path()).await;
         append(&mut store, vec![normal(1, 1)]).await;
         assert!(store.blocking_append(vec![normal(1, 3)]).await.is_err());
         assert_eq!(indexes(&mut store).await, vec![1]);
@@ -533,7 +765,7 @@ mod tests {
     async fn purge_bounds_the_segment_size() {
         let dir = TempDir::new().unwrap();
         let path = dir.path().join(LOG_FILE);
-        let mut store = LogStore::open(dir.path().to_path_buf()).await.unwrap();
+        let mut store = open_store(dir.path()).await;
         append(&mut store, (1..=100).map(|i| normal(1, i)).collect()).await;
         let full = fs::metadata(&path).unwrap().len();
         store.purge(log_id(1, 95)).await.unwrap();
@@ -546,7 +778,7 @@ mod tests {
         // Truncation after a rewrite uses the rewritten offsets.
         store.truncate(log_id(1, 98)).await.unwrap();
         drop(store);
-        let mut store = LogStore::open(dir.path().to_path_buf()).await.unwrap();
+        let mut store = open_store(dir.path()).await;
         assert_eq!(indexes(&mut store).await, vec![96, 97]);
     }
 
@@ -571,10 +803,10 @@ mod tests {
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for TempStoreBuilder {
         async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError> {
             let dir = TempDir::new().map_err(|e| StorageIOError::write_logs(&e))?;
-            let log = LogStore::open(dir.path().to_path_buf())
+            let log = LogStore::open(Arc::new(RealFs), dir.path().to_path_buf())
                 .await
                 .map_err(|e| StorageIOError::write_logs(&e))?;
-            let (sm, _shared) = StateMachine::open(dir.path().to_path_buf())
+            let (sm, _shared) = StateMachine::open(Arc::new(RealFs), dir.path().to_path_buf())
                 .await
                 .map_err(|e| StorageIOError::write_logs(&e))?;
             Ok((dir, log, sm))

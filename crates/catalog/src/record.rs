@@ -4,10 +4,14 @@
 //! sequence of records; the vote, purge marker and snapshot files hold exactly one record each and
 //! are replaced atomically (write a temporary file, fsync it, rename it over the old one, fsync the
 //! directory), so a crash leaves either the old or the new version, never a mix.
+//!
+//! Every file operation goes through [`Fs`], so that power-failure tests can run the same code on
+//! a file system that forgets unsynced writes.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
+
+use contextdb_storage::fs::{Fs, write_file_atomic};
 
 /// Bytes of the `[len][crc]` header in front of every payload.
 pub(crate) const RECORD_HEADER_BYTES: usize = 8;
@@ -20,11 +24,10 @@ pub(crate) const MAX_RECORD_BYTES: u32 = 16 * 1024 * 1024;
 /// Largest snapshot file payload (the whole catalog state: one pointer per table).
 pub(crate) const MAX_SNAPSHOT_BYTES: u32 = 1024 * 1024 * 1024;
 
-/// Suffix of the temporary file an atomic replacement writes before renaming.
-const TMP_SUFFIX: &str = ".tmp";
-
 /// Appends one framed record holding `payload` to `out`.
 pub(crate) fn encode_record(payload: &[u8], max_payload_bytes: u32, out: &mut Vec<u8>) {
+    // A zero length is what zeroed bytes decode to (see `decode_record`), so it is never written.
+    assert!(!payload.is_empty(), "record payloads are never empty");
     let len = u32::try_from(payload.len()).expect("record payload length fits in u32");
     assert!(
         len <= max_payload_bytes,
@@ -69,6 +72,13 @@ pub(crate) fn decode_record(buf: &[u8], offset: usize, max_payload_bytes: u32) -
     }
     let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes"));
     let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+    if len == 0 {
+        // Never written: a file extended by a crash before its data reached the disk reads as
+        // zeroes, whose header (length 0, CRC 0) would otherwise be a valid empty record.
+        return Decoded::Invalid {
+            reason: "zero-length record (zeroed bytes)".to_string(),
+        };
+    }
     if len > max_payload_bytes {
         return Decoded::Invalid {
             reason: format!("length {len} exceeds the limit of {max_payload_bytes}"),
@@ -95,13 +105,9 @@ pub(crate) fn decode_record(buf: &[u8], offset: usize, max_payload_bytes: u32) -
     }
 }
 
-/// Fsyncs a directory so that a rename or file creation inside it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Replaces `dir/name` with one record holding `payload`, atomically and durably.
 pub(crate) fn write_framed_file_atomic(
+    fs: &dyn Fs,
     dir: &Path,
     name: &str,
     payload: &[u8],
@@ -109,32 +115,19 @@ pub(crate) fn write_framed_file_atomic(
 ) -> io::Result<()> {
     let mut framed = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
     encode_record(payload, max_payload_bytes, &mut framed);
-    write_file_atomic(dir, name, &framed)
-}
-
-/// Replaces `dir/name` with `bytes`, atomically and durably.
-pub(crate) fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp_path = dir.join(format!("{name}{TMP_SUFFIX}"));
-    let final_path = dir.join(name);
-    {
-        let mut tmp = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp_path)?;
-        tmp.write_all(bytes)?;
-        tmp.sync_all()?;
-    }
-    fs::rename(&tmp_path, &final_path)?;
-    sync_dir(dir)
+    write_file_atomic(fs, dir, name, &framed)
 }
 
 /// Reads a file written by [`write_framed_file_atomic`]; `None` when it does not exist.
 ///
 /// These files are replaced by rename, so a file that does not hold exactly one valid record is
 /// damage, not a torn write, and is reported as an error rather than ignored.
-pub(crate) fn read_framed_file(path: &Path, max_payload_bytes: u32) -> io::Result<Option<Vec<u8>>> {
-    let bytes = match fs::read(path) {
+pub(crate) fn read_framed_file(
+    fs: &dyn Fs,
+    path: &Path,
+    max_payload_bytes: u32,
+) -> io::Result<Option<Vec<u8>>> {
+    let bytes = match fs.read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -165,7 +158,7 @@ mod tests {
     fn round_trip_and_damage_detection() {
         let mut buf = Vec::new();
         encode_record(b"hello", MAX_RECORD_BYTES, &mut buf);
-        encode_record(b"", MAX_RECORD_BYTES, &mut buf);
+        encode_record(b"!", MAX_RECORD_BYTES, &mut buf);
         let Decoded::Record {
             payload,
             next_offset,
@@ -177,7 +170,7 @@ mod tests {
         assert_eq!(
             decode_record(&buf, next_offset, MAX_RECORD_BYTES),
             Decoded::Record {
-                payload: b"",
+                payload: b"!",
                 next_offset: buf.len()
             }
         );
@@ -202,19 +195,26 @@ mod tests {
             Decoded::Invalid { .. }
         ));
         assert!(matches!(decode_record(&buf, 0, 4), Decoded::Invalid { .. }));
+        // Zeroed bytes (length 0, CRC 0) are not an empty record.
+        assert!(matches!(
+            decode_record(&[0; 16], 0, MAX_RECORD_BYTES),
+            Decoded::Invalid { .. }
+        ));
     }
 
     #[test]
     fn atomic_file_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read_framed_file(&dir.path().join("f"), 64).unwrap(), None);
-        write_framed_file_atomic(dir.path(), "f", b"one", 64).unwrap();
-        write_framed_file_atomic(dir.path(), "f", b"two", 64).unwrap();
+        let fs = contextdb_storage::fs::RealFs;
+        let path = dir.path().join("f");
+        assert_eq!(read_framed_file(&fs, &path, 64).unwrap(), None);
+        write_framed_file_atomic(&fs, dir.path(), "f", b"one", 64).unwrap();
+        write_framed_file_atomic(&fs, dir.path(), "f", b"two", 64).unwrap();
         assert_eq!(
-            read_framed_file(&dir.path().join("f"), 64).unwrap(),
+            read_framed_file(&fs, &path, 64).unwrap(),
             Some(b"two".to_vec())
         );
-        fs::write(dir.path().join("f"), b"garbage!!").unwrap();
-        assert!(read_framed_file(&dir.path().join("f"), 64).is_err());
+        std::fs::write(&path, b"garbage!!").unwrap();
+        assert!(read_framed_file(&fs, &path, 64).is_err());
     }
 }

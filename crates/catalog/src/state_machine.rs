@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use contextdb_storage::fs::Fs;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
@@ -81,6 +82,7 @@ struct StoredSnapshot {
 /// builder).
 #[derive(Clone)]
 pub(crate) struct StateMachine {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     shared: Arc<SharedState>,
     /// Serializes snapshot writes and holds the latest durable snapshot.
@@ -91,12 +93,17 @@ pub(crate) struct StateMachine {
 
 impl StateMachine {
     /// Opens the state machine in `dir`, starting from the snapshot file when there is one.
-    pub(crate) async fn open(dir: PathBuf) -> io::Result<(Self, Arc<SharedState>)> {
+    pub(crate) async fn open(
+        fs: Arc<dyn Fs>,
+        dir: PathBuf,
+    ) -> io::Result<(Self, Arc<SharedState>)> {
         let path = dir.join(SNAPSHOT_FILE);
-        let loaded =
-            tokio::task::spawn_blocking(move || read_framed_file(&path, MAX_SNAPSHOT_BYTES))
-                .await
-                .map_err(io::Error::other)??;
+        let reader = Arc::clone(&fs);
+        let loaded = tokio::task::spawn_blocking(move || {
+            read_framed_file(&*reader, &path, MAX_SNAPSHOT_BYTES)
+        })
+        .await
+        .map_err(io::Error::other)??;
         let (applied, current) = match loaded {
             None => (AppliedState::default(), None),
             Some(payload) => {
@@ -132,6 +139,7 @@ impl StateMachine {
             applied: RwLock::new(applied),
         });
         let sm = Self {
+            fs,
             dir,
             shared: Arc::clone(&shared),
             current_snapshot: Arc::new(Mutex::new(current)),
@@ -148,10 +156,10 @@ impl StateMachine {
             state,
         };
         let signature = meta.signature();
-        let dir = self.dir.clone();
+        let (fs, dir) = (Arc::clone(&self.fs), self.dir.clone());
         tokio::task::spawn_blocking(move || {
             let payload = serde_json::to_vec(&file).map_err(io::Error::other)?;
-            write_framed_file_atomic(&dir, SNAPSHOT_FILE, &payload, MAX_SNAPSHOT_BYTES)
+            write_framed_file_atomic(&*fs, &dir, SNAPSHOT_FILE, &payload, MAX_SNAPSHOT_BYTES)
         })
         .await
         .map_err(io::Error::other)
@@ -275,13 +283,17 @@ mod tests {
     use iceberg::NamespaceIdent;
     use openraft::{CommittedLeaderId, Membership};
 
+    use contextdb_storage::fs::RealFs;
+
     use super::*;
     use crate::command::Command;
 
     #[tokio::test]
     async fn snapshot_survives_reopen_and_installs_elsewhere() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut sm, shared) = StateMachine::open(dir.path().to_path_buf()).await.unwrap();
+        let (mut sm, shared) = StateMachine::open(Arc::new(RealFs), dir.path().to_path_buf())
+            .await
+            .unwrap();
         let log_id = |index| LogId::new(CommittedLeaderId::new(1, 1), index);
         let responses = sm
             .apply(vec![
@@ -324,7 +336,9 @@ mod tests {
         assert_eq!(built.meta.last_log_id, Some(log_id(3)));
         drop(sm);
 
-        let (mut reopened, shared) = StateMachine::open(dir.path().to_path_buf()).await.unwrap();
+        let (mut reopened, shared) = StateMachine::open(Arc::new(RealFs), dir.path().to_path_buf())
+            .await
+            .unwrap();
         assert_eq!(shared.read().applied_index(), 3);
         assert!(
             shared
@@ -336,9 +350,10 @@ mod tests {
         assert_eq!(current.meta, built.meta);
 
         let other_dir = tempfile::tempdir().unwrap();
-        let (mut follower, follower_shared) = StateMachine::open(other_dir.path().to_path_buf())
-            .await
-            .unwrap();
+        let (mut follower, follower_shared) =
+            StateMachine::open(Arc::new(RealFs), other_dir.path().to_path_buf())
+                .await
+                .unwrap();
         follower
             .install_snapshot(&current.meta, current.snapshot)
             .await

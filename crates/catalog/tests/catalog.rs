@@ -736,6 +736,70 @@ async fn torn_log_tail_recovers_to_the_last_valid_record() {
 }
 
 #[tokio::test]
+async fn damage_in_the_middle_of_the_log_refuses_to_start_until_repaired() {
+    let dir = TempDir::new().unwrap();
+    let log_path = raft_dir(&dir).join(layout::LOG_FILE);
+    let table_ident = ident("main", "T");
+    let catalog = RaftCatalog::open(fs_config(&dir)).await.unwrap();
+    catalog
+        .create_namespace(&ns("main"), HashMap::new())
+        .await
+        .unwrap();
+    let mut table = create_table(&catalog, "main", "T").await;
+    let mut lengths = Vec::new();
+    for v in 1..=4 {
+        table = set_property(&*catalog, &table, "v", &v.to_string())
+            .await
+            .unwrap();
+        lengths.push(fs::metadata(&log_path).unwrap().len());
+    }
+    catalog.shutdown().await;
+    drop(catalog);
+
+    // A bit flips inside the entry that set v=3; the entry of v=4 after it is intact.
+    let damaged_at = lengths[1];
+    let mut bytes = fs::read(&log_path).unwrap();
+    bytes[damaged_at as usize + 20] ^= 0x01;
+    fs::write(&log_path, &bytes).unwrap();
+
+    let error = RaftCatalog::open(fs_config(&dir)).await.unwrap_err();
+    assert!(
+        matches!(error, CatalogError::DamagedLog { offset, .. } if offset == damaged_at),
+        "{error}"
+    );
+    let message = error.to_string();
+    let command = format!("contextdb repair-log --data-dir {}", dir.path().display());
+    assert!(message.contains(&command), "{message}");
+    assert!(
+        message.contains(&log_path.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains(&format!("byte {damaged_at}")), "{message}");
+    assert_eq!(
+        fs::read(&log_path).unwrap(),
+        bytes,
+        "refusing changes nothing"
+    );
+
+    let report = contextdb_catalog::repair_log(&raft_dir(&dir)).unwrap();
+    assert_eq!(report.cut_at, Some(damaged_at), "{report}");
+    assert_eq!(report.entries_dropped, 1, "{report}");
+    assert_eq!(
+        fs::read(report.backup_path.as_ref().unwrap()).unwrap(),
+        bytes
+    );
+
+    let catalog = RaftCatalog::open(fs_config(&dir)).await.unwrap();
+    assert_eq!(
+        property(&*catalog, &table_ident, "v").await.as_deref(),
+        Some("2")
+    );
+    let table = catalog.load_table(&table_ident).await.unwrap();
+    set_property(&*catalog, &table, "v", "5").await.unwrap();
+    catalog.shutdown().await;
+}
+
+#[tokio::test]
 async fn snapshots_bound_the_log_and_survive_restart() {
     const EVERY: u64 = 5;
     const COMMITS: usize = 60;

@@ -5,8 +5,14 @@
 //!   S3-compatible bucket) and the FileIO to reach it.
 //! - [`table_io`]: snapshot reads as Arrow, Parquet data-file writes, and copy-on-write
 //!   snapshot production for the catalog to commit.
+//! - [`fs`] and [`synced`]: durability. Local writes return only once `fsync`ed (the catalog
+//!   proposes a commit only after the files it points at are durable); [`fault`] simulates
+//!   power failures against the same seams for tests.
 
+pub mod fault;
+pub mod fs;
 pub mod object_io;
+pub mod synced;
 pub mod table_io;
 
 use std::path::PathBuf;
@@ -15,7 +21,6 @@ use std::sync::Arc;
 use iceberg::io::FileIO;
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 
 /// Where the warehouse (data and metadata files) lives.
@@ -56,7 +61,7 @@ impl Warehouse {
     pub fn open(config: &StoreConfig) -> Result<Warehouse, StorageError> {
         let (store, location): (Arc<dyn ObjectStore>, String) = match config {
             StoreConfig::Local { root } => {
-                std::fs::create_dir_all(root).map_err(|e| StorageError::Open {
+                fs::create_dir_all_durable(&fs::RealFs, root).map_err(|e| StorageError::Open {
                     location: root.display().to_string(),
                     message: e.to_string(),
                 })?;
@@ -65,7 +70,12 @@ impl Warehouse {
                     message: e.to_string(),
                 })?;
                 let location = format!("file://{}", root.display());
-                (Arc::new(LocalFileSystem::new()), location)
+                // Every write is fsynced (with its directories) before it returns.
+                let store = synced::SyncedStore::local(&root).map_err(|e| StorageError::Open {
+                    location: location.clone(),
+                    message: e.to_string(),
+                })?;
+                (Arc::new(store), location)
             }
             StoreConfig::Memory => {
                 // A fresh id per warehouse so two in-memory databases never share files.
