@@ -45,7 +45,9 @@ pub fn load_script() -> String {
 
 /// Opens an in-memory database with the whole graph; returns it and the load time.
 pub async fn load(config: DbConfig) -> (Arc<Database>, Duration) {
-    let db = Database::open(config).await.expect("open");
+    let db = Database::open(config.with_file_root(data_dir()))
+        .await
+        .expect("open");
     let start = Instant::now();
     db.execute(&load_script()).await.expect("load");
     (db, start.elapsed())

@@ -427,11 +427,23 @@ fn truncate(text: String) -> String {
 
 /// A header record and one record per row, quoted as RFC 4180 requires.
 pub fn render_csv(schema: &arrow::datatypes::Schema, rows: &[Vec<Value>]) -> String {
+    render_csv_part(schema, rows, true)
+}
+
+/// CSV records of some rows of a result, with the header record when `header` (the first
+/// part of a streamed result).
+pub fn render_csv_part(
+    schema: &arrow::datatypes::Schema,
+    rows: &[Vec<Value>],
+    header: bool,
+) -> String {
     let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
     // Writing to a Vec cannot fail, and every record has the header's length.
-    writer
-        .write_record(schema.fields().iter().map(|f| f.name().as_str()))
-        .expect("csv header");
+    if header {
+        writer
+            .write_record(schema.fields().iter().map(|f| f.name().as_str()))
+            .expect("csv header");
+    }
     for row in rows {
         writer
             .write_record(row.iter().map(Value::to_csv_field))

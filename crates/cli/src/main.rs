@@ -41,6 +41,14 @@ enum Command {
     Shell(ShellArgs),
     /// Bulk load Parquet or CSV files into an existing node or edge table.
     Load(LoadArgs),
+    /// Cut the catalog log at its first damaged record, after copying it aside. Run it only
+    /// when the database refuses to open because of damage in the middle of its log (the error
+    /// says so and names this command); the database must not be running.
+    RepairLog {
+        /// Directory holding the database.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
     /// Serve Arrow Flight SQL (not yet available).
     Serve {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
@@ -63,6 +71,10 @@ struct ShellArgs {
     /// string). Repeat for several parameters.
     #[arg(long = "param", value_name = "NAME=JSON", value_parser = parse_param)]
     params: Vec<(String, serde_json::Value)>,
+    /// A directory under which `COPY ... FROM/TO` may read and write files. Repeat for
+    /// several; without any, the current directory.
+    #[arg(long = "file-root", value_name = "DIR")]
+    file_roots: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -100,6 +112,13 @@ fn main() -> ExitCode {
         }
         Command::Shell(args) => with_runtime(|runtime| shell(runtime, args)),
         Command::Load(args) => with_runtime(|runtime| runtime.block_on(load(args))),
+        Command::RepairLog { data_dir } => match contextdb_engine::repair_log(&data_dir) {
+            Ok(report) => {
+                println!("{report}");
+                Ok(())
+            }
+            Err(e) => Err(Failure::Message(e.to_string())),
+        },
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,20 +140,46 @@ fn with_runtime(
     command(&runtime)
 }
 
+/// Why one statement of a script failed: the engine refused it, or its output could not be
+/// written.
+enum StatementFailure {
+    Engine(contextdb_engine::Error),
+    Output(Failure),
+}
+
+impl From<contextdb_engine::Error> for StatementFailure {
+    fn from(e: contextdb_engine::Error) -> Self {
+        StatementFailure::Engine(e)
+    }
+}
+
+impl From<Failure> for StatementFailure {
+    fn from(f: Failure) -> Self {
+        StatementFailure::Output(f)
+    }
+}
+
 /// Why a command failed; `Reported` means the message is already on stderr.
 enum Failure {
     Reported,
     Message(String),
 }
 
-async fn open(data_dir: &Path) -> Result<Arc<Database>, Failure> {
-    Database::open(DbConfig::local(data_dir))
+async fn open(data_dir: &Path, file_roots: Vec<PathBuf>) -> Result<Arc<Database>, Failure> {
+    let mut config = DbConfig::local(data_dir);
+    config.file_roots = file_roots;
+    Database::open(config)
         .await
         .map_err(|e| Failure::Message(format!("cannot open {}: {e}", data_dir.display())))
 }
 
 fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Failure> {
-    let db = runtime.block_on(open(&args.data_dir))?;
+    let file_roots = if args.file_roots.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.file_roots
+    };
+    let db = runtime.block_on(open(&args.data_dir, file_roots))?;
     let params: HashMap<String, serde_json::Value> = args.params.into_iter().collect();
     let mut session = Session {
         db: db.clone(),
@@ -166,26 +211,41 @@ impl Session {
     /// Runs the statements one by one, printing each result; stops at the first error.
     async fn run_script(&self, text: &str) -> Result<(), Failure> {
         for piece in route::split(text) {
-            let results = if self.params.is_empty() {
-                self.db.execute(piece.text).await
-            } else {
-                self.db.execute_with_params(piece.text, &self.params).await
-            };
-            match results {
-                Ok(results) => {
-                    for result in &results {
-                        self.print(result)?;
-                    }
-                }
-                Err(mut e) => {
+            match self.run_statement(piece.text).await {
+                Ok(()) => {}
+                Err(StatementFailure::Engine(e)) => {
                     // Positions count from the start of the script, not of the statement.
-                    if let Some(p) = e.position {
-                        e.position = Some(route::script_position(text, piece.offset, p));
-                    }
-                    eprintln!("{e}");
+                    eprintln!("{}", e.moved_to(text, piece.offset));
                     return Err(Failure::Reported);
                 }
+                Err(StatementFailure::Output(failure)) => return Err(failure),
             }
+        }
+        Ok(())
+    }
+
+    /// Runs one statement. A query's rows in csv or json are printed batch by batch as the
+    /// engine produces them; a table needs every row for its column widths, so it waits.
+    async fn run_statement(&self, text: &str) -> Result<(), StatementFailure> {
+        let mut stream = self.db.query(text, &self.params).await?;
+        if stream.rows_affected.is_some() || self.format == OutputFormat::Table {
+            let result = stream.collect().await?;
+            return Ok(self.print(&result)?);
+        }
+        let schema = stream.schema();
+        let mut header = self.format == OutputFormat::Csv;
+        while let Some(batch) = stream.next().await? {
+            let rows = format::batch_rows(&[batch])
+                .map_err(|e| Failure::Message(format!("cannot format the result: {e}")))?;
+            let text = match self.format {
+                OutputFormat::Csv => format::render_csv_part(&schema, &rows, header),
+                _ => format::render_json_lines(&schema, &rows),
+            };
+            header = false;
+            write_stdout(&text)?;
+        }
+        if header {
+            write_stdout(&format::render_csv_part(&schema, &[], true))?;
         }
         Ok(())
     }
@@ -313,7 +373,7 @@ fn dot_command(line: &str, session: &mut Session) -> bool {
 }
 
 async fn load(args: LoadArgs) -> Result<(), Failure> {
-    let db = open(&args.data_dir).await?;
+    let db = open(&args.data_dir, Vec::new()).await?;
     let outcome = load_files(&db, &args.table, &args.files).await;
     db.shutdown().await;
     outcome

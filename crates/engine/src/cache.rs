@@ -143,7 +143,7 @@ impl TableData {
         index
     }
 
-    fn bytes(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         self.rows.get_array_memory_size()
     }
 }
@@ -157,6 +157,27 @@ struct Entries {
     tables: HashMap<(String, Option<i64>), (Arc<TableData>, u64)>,
     adjacency: HashMap<AdjacencyKey, (Arc<Adjacency>, u64)>,
     clock: u64,
+}
+
+impl Entries {
+    fn used_bytes(&self) -> usize {
+        self.files.values().map(|(_, b, _)| *b).sum::<usize>()
+            + self.tables.values().map(|(t, _)| t.bytes()).sum::<usize>()
+            + self
+                .adjacency
+                .values()
+                .map(|(a, _)| a.heap_bytes())
+                .sum::<usize>()
+    }
+}
+
+/// What the hot tier holds: for monitoring, and for tests of what a statement loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotTierStats {
+    pub budget_bytes: usize,
+    pub used_bytes: usize,
+    /// Tables with rows in memory (any snapshot), by name.
+    pub tables: Vec<String>,
 }
 
 /// Adjacency depends on the edge snapshot and both endpoint snapshots and their places in
@@ -173,6 +194,28 @@ impl Cache {
         Cache {
             budget_bytes,
             entries: Mutex::new(Entries::default()),
+        }
+    }
+
+    /// The memory budget, in bytes.
+    pub fn budget_bytes(&self) -> usize {
+        self.budget_bytes
+    }
+
+    /// What the hot tier holds now.
+    pub fn stats(&self) -> HotTierStats {
+        let e = self.lock();
+        let mut tables: Vec<String> = e
+            .tables
+            .values()
+            .map(|(t, _)| t.info.name.clone())
+            .collect();
+        tables.sort();
+        tables.dedup();
+        HotTierStats {
+            budget_bytes: self.budget_bytes,
+            used_bytes: e.used_bytes(),
+            tables,
         }
     }
 
@@ -347,13 +390,7 @@ impl Cache {
     fn evict(&self) {
         let mut e = self.lock();
         loop {
-            let total: usize = e.files.values().map(|(_, b, _)| *b).sum::<usize>()
-                + e.tables.values().map(|(t, _)| t.bytes()).sum::<usize>()
-                + e.adjacency
-                    .values()
-                    .map(|(a, _)| a.heap_bytes())
-                    .sum::<usize>();
-            if total <= self.budget_bytes {
+            if e.used_bytes() <= self.budget_bytes {
                 return;
             }
             let oldest_file = e.files.iter().map(|(k, v)| (v.2, k.clone())).min();

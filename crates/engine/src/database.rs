@@ -7,25 +7,37 @@ use std::sync::Arc;
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use contextdb_catalog::{RaftCatalog, RaftCatalogConfig, TableChange};
-use contextdb_planner::{GraphQueryPlanner, Lowering, Params};
+use contextdb_planner::{GraphSource, Lowering, Params};
 use contextdb_storage::{StoreConfig, Warehouse, table_io};
 use contextql::ast::{self, StatementBody};
 use datafusion::common::ScalarValue;
-use datafusion::execution::SessionStateBuilder;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use iceberg::table::Table;
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
 use tokio::sync::Mutex;
 
-use crate::cache::{Cache, DEFAULT_CACHE_BYTES};
+use crate::cache::{Cache, DEFAULT_CACHE_BYTES, HotTierStats};
 use crate::error::{Error, ErrorKind, Result};
+use crate::files::{self, Access};
 use crate::graph_source::Snapshot;
 use crate::route::{self, Language};
 use crate::schema::{DEFAULT_GRAPH, TableInfo};
-use crate::{StatementResult, write};
+use crate::session::Sessions;
+use crate::{QueryStream, StatementResult, write};
 
 /// Schema evolution rounds one statement may take (each adds a table or columns).
 pub const MAX_SCHEMA_ROUNDS: usize = 64;
+
+/// The raft log and snapshots of a local database, inside its data directory.
+const RAFT_DIR: &str = "raft";
+
+/// Cuts the catalog log of the database in `data_dir` at its first damaged record, after
+/// copying the whole log aside: the operator's answer to a log that refuses to open because
+/// of damage in its middle (`contextdb repair-log`). Returns a report of what was done.
+pub fn repair_log(data_dir: &Path) -> Result<String> {
+    contextdb_catalog::repair_log(&data_dir.join(RAFT_DIR))
+        .map(|repair| repair.to_string())
+        .map_err(|e| Error::execution(format!("cannot repair the log: {e}")))
+}
 
 /// Where a database keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +54,9 @@ pub struct DbConfig {
     pub storage: StorageKind,
     /// Memory budget of the hot tier.
     pub cache_bytes: usize,
+    /// Directories under which `COPY` statements may read and write files; none by default
+    /// (the shell adds its current directory). See `files.rs`.
+    pub file_roots: Vec<PathBuf>,
 }
 
 impl DbConfig {
@@ -50,6 +65,7 @@ impl DbConfig {
             data_dir: data_dir.into(),
             storage: StorageKind::Local,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            file_roots: Vec::new(),
         }
     }
 
@@ -58,7 +74,14 @@ impl DbConfig {
             data_dir: PathBuf::new(),
             storage: StorageKind::Memory,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            file_roots: Vec::new(),
         }
+    }
+
+    /// Lets `COPY` reach files under `dir` too.
+    pub fn with_file_root(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.file_roots.push(dir.into());
+        self
     }
 }
 
@@ -66,9 +89,13 @@ impl DbConfig {
 pub struct Database {
     pub(crate) catalog: Arc<RaftCatalog>,
     pub(crate) cache: Arc<Cache>,
+    /// DataFusion's sessions, built once: a statement binds only its snapshot and parameters.
+    pub(crate) sessions: Sessions,
     /// Writers commit one at a time: a single node gains nothing from optimistic retries.
     pub(crate) write_lock: Mutex<()>,
     pub(crate) namespace: NamespaceIdent,
+    /// Where COPY may read and write files.
+    pub(crate) file_roots: Vec<PathBuf>,
     /// The last metadata read of each table. A metadata file never changes once written, so
     /// a table whose catalog pointer did not move is not read again.
     metadata: std::sync::Mutex<HashMap<TableIdent, Table>>,
@@ -89,18 +116,23 @@ impl Database {
     pub async fn open(config: DbConfig) -> Result<Arc<Database>> {
         let (store, raft_dir, temp) = match config.storage {
             StorageKind::Local => {
-                std::fs::create_dir_all(&config.data_dir).map_err(open_error)?;
+                // Durable: a new database's own directory entry must survive a power failure.
+                contextdb_storage::fs::create_dir_all_durable(
+                    &contextdb_storage::fs::RealFs,
+                    &config.data_dir,
+                )
+                .map_err(open_error)?;
                 (
                     StoreConfig::Local {
                         root: config.data_dir.join("warehouse"),
                     },
-                    config.data_dir.join("raft"),
+                    config.data_dir.join(RAFT_DIR),
                     None,
                 )
             }
             StorageKind::Memory => {
                 let temp = tempfile::tempdir().map_err(open_error)?;
-                (StoreConfig::Memory, temp.path().join("raft"), Some(temp))
+                (StoreConfig::Memory, temp.path().join(RAFT_DIR), Some(temp))
             }
         };
         let warehouse = Warehouse::open(&store).map_err(open_error)?;
@@ -118,11 +150,18 @@ impl Database {
         Ok(Arc::new(Database {
             catalog,
             cache: Arc::new(Cache::new(config.cache_bytes)),
+            sessions: Sessions::new(),
             write_lock: Mutex::new(()),
             namespace,
+            file_roots: config.file_roots,
             metadata: Default::default(),
             _temp: temp,
         }))
+    }
+
+    /// What the hot tier holds now.
+    pub fn hot_tier(&self) -> HotTierStats {
+        self.cache.stats()
     }
 
     pub async fn shutdown(&self) {
@@ -133,11 +172,23 @@ impl Database {
         TableIdent::new(self.namespace.clone(), name.to_string())
     }
 
-    /// Every table of the default graph at one catalog version, rows at `at` (time travel).
+    /// Every table of the default graph at one catalog version, rows at `at` (time travel),
+    /// all loaded: for writers and DDL, which may touch any table.
+    pub(crate) async fn snapshot(&self, at: Option<&ast::TimeTravel>) -> Result<Arc<Snapshot>> {
+        let snapshot = self.snapshot_unloaded(at).await?;
+        snapshot.load_all().await?;
+        Ok(snapshot)
+    }
+
+    /// Every table of the default graph at one catalog version, rows at `at` (time travel),
+    /// none loaded yet: a reader loads the tables its plan reads.
     ///
     /// `AT SNAPSHOT n` names one table's Iceberg snapshot; the other tables are read as they
     /// were when it was committed (commits are serialised, so that is one consistent state).
-    pub(crate) async fn snapshot(&self, at: Option<&ast::TimeTravel>) -> Result<Arc<Snapshot>> {
+    pub(crate) async fn snapshot_unloaded(
+        &self,
+        at: Option<&ast::TimeTravel>,
+    ) -> Result<Arc<Snapshot>> {
         let mut loaded = Vec::new();
         for (ident, location) in self.catalog.table_locations().await {
             if ident.namespace() == &self.namespace {
@@ -174,8 +225,8 @@ impl Database {
                 (_, Some(ms)) => table_io::snapshot_at(&table, ms),
                 (_, None) => table.metadata().current_snapshot_id(),
             };
-            let data = self.cache.table_data(&table, &info, snapshot_id).await?;
-            tables.insert(ident.name().to_string(), data);
+            let slot = Snapshot::slot(&self.cache, &table, info, snapshot_id).await?;
+            tables.insert(ident.name().to_string(), slot);
             current.insert(ident.name().to_string(), table);
         }
         Ok(Arc::new(Snapshot::new(
@@ -216,36 +267,39 @@ impl Database {
         self.execute_with_params(text, &HashMap::new()).await
     }
 
+    /// Runs `;`-separated statements with parameters, collecting each one's result.
     pub async fn execute_with_params(
         &self,
         text: &str,
         params: &HashMap<String, serde_json::Value>,
     ) -> Result<Vec<StatementResult>> {
-        let params = params
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), json_scalar(v)?)))
-            .collect::<Result<Params>>()?;
+        let params = json_params(params)?;
         let mut results = Vec::new();
         for piece in route::split(text) {
-            let result = self
-                .execute_statement(piece.text, &params)
+            let result = async { self.run(piece.text, &params).await?.collect().await }
                 .await
-                .map_err(|mut e| {
-                    if let Some(p) = e.position {
-                        e.position = Some(route::script_position(text, piece.offset, p));
-                    }
-                    e
-                })?;
+                .map_err(|e| e.moved_to(text, piece.offset))?;
             results.push(result);
         }
         Ok(results)
     }
 
-    async fn execute_statement(&self, text: &str, params: &Params) -> Result<StatementResult> {
-        match route::route(text) {
-            Language::Sql => crate::sql::execute(self, text).await,
-            Language::ContextQL => {
-                let statement = contextql::parse_statement(text)?;
+    /// Runs one statement and returns its rows as a stream: the schema is known before the
+    /// first batch, and a query's batches are computed as the stream is polled, so a client
+    /// can send the first rows before the last exist. Writes have committed when this returns.
+    pub async fn query(
+        &self,
+        statement: &str,
+        params: &HashMap<String, serde_json::Value>,
+    ) -> Result<QueryStream> {
+        self.run(statement, &json_params(params)?).await
+    }
+
+    async fn run(&self, text: &str, params: &Params) -> Result<QueryStream> {
+        // Each statement is parsed once: routing hands over the ContextQL it parsed.
+        match route::parse(text)? {
+            route::Routed::Sql => crate::sql::execute(self, text).await,
+            route::Routed::ContextQL(statement) => {
                 self.execute_contextql(text, &statement, params).await
             }
         }
@@ -256,18 +310,24 @@ impl Database {
         text: &str,
         statement: &ast::Statement,
         params: &Params,
-    ) -> Result<StatementResult> {
+    ) -> Result<QueryStream> {
+        let done = |result: StatementResult| Ok(result.into_stream());
         match &statement.body {
             StatementBody::Query(query) => self.run_query(text, statement, query, params).await,
-            StatementBody::CreateNodeTable(c) => crate::ddl::create_node_table(self, c).await,
-            StatementBody::CreateEdgeTable(c) => crate::ddl::create_edge_table(self, c).await,
-            StatementBody::CreateVectorIndex(c) => crate::ddl::create_vector_index(self, c).await,
-            StatementBody::Drop(d) => crate::ddl::drop(self, d).await,
+            StatementBody::CreateNodeTable(c) => {
+                done(crate::ddl::create_node_table(self, c).await?)
+            }
+            StatementBody::CreateEdgeTable(c) => {
+                done(crate::ddl::create_edge_table(self, c).await?)
+            }
+            StatementBody::CreateVectorIndex(c) => {
+                done(crate::ddl::create_vector_index(self, c).await?)
+            }
+            StatementBody::Drop(d) => done(crate::ddl::drop(self, d).await?),
             StatementBody::Copy(c) => {
-                let rows = self
-                    .load(&c.table.name, Path::new(&c.path), &|_, _| {})
-                    .await?;
-                Ok(rows_affected(Language::ContextQL, rows))
+                let path = files::check(&self.file_roots, Path::new(&c.path), Access::Read)?;
+                let rows = self.load(&c.table.name, &path, &|_, _| {}).await?;
+                done(rows_affected(Language::ContextQL, rows))
             }
         }
     }
@@ -278,7 +338,7 @@ impl Database {
         statement: &ast::Statement,
         query: &ast::Query,
         params: &Params,
-    ) -> Result<StatementResult> {
+    ) -> Result<QueryStream> {
         let writes = query.parts.iter().flat_map(|p| p.clauses.iter()).any(|c| {
             matches!(
                 c,
@@ -304,8 +364,14 @@ impl Database {
         // create it and plan again (each round adds schema, so few rounds are ever needed).
         let mut round = 0;
         let (snapshot, lowered) = loop {
-            let snapshot = self.snapshot(statement.at.as_ref()).await?;
-            match Lowering::new(snapshot.as_ref(), params, text).lower(query) {
+            // A reader loads only what its plan reads (below); a writer may touch any table.
+            let snapshot = if writes {
+                self.snapshot(statement.at.as_ref()).await?
+            } else {
+                self.snapshot_unloaded(statement.at.as_ref()).await?
+            };
+            let source: Arc<dyn GraphSource> = snapshot.clone();
+            match Lowering::new(&source, params, text).lower(query) {
                 Ok(lowered) => break (snapshot, lowered),
                 Err(e) => match e.need {
                     Some(need) if writes && round < MAX_SCHEMA_ROUNDS => {
@@ -327,54 +393,40 @@ impl Database {
                 },
             }
         };
-        let ctx = graph_context(snapshot.clone());
+        snapshot
+            .load(
+                snapshot
+                    .tables_read(&lowered.plan)
+                    .iter()
+                    .map(String::as_str),
+            )
+            .await?;
         if let Some(mode) = statement.explain {
             if !lowered.blocks.is_empty() && mode == ast::Explain::Analyze {
                 return Err(Error::plan(
                     "EXPLAIN ANALYZE of a writing query is not supported",
                 ));
             }
-            let df = ctx.execute_logical_plan(lowered.plan).await?;
-            let df = df.explain(false, mode == ast::Explain::Analyze)?;
-            let batches = df.collect().await?;
-            let schema = batches
-                .first()
-                .map(|b| b.schema())
-                .unwrap_or_else(|| Arc::new(Schema::empty()));
-            return Ok(StatementResult {
-                language: Language::ContextQL,
-                schema,
-                batches,
-                rows_affected: None,
-            });
+            let stream = self
+                .sessions
+                .explain(lowered.plan, mode == ast::Explain::Analyze)
+                .await?;
+            return Ok(QueryStream::rows(Language::ContextQL, stream));
         }
         if lowered.blocks.is_empty() {
-            let df = ctx.execute_logical_plan(lowered.plan).await?;
-            let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
-            return Ok(StatementResult {
-                language: Language::ContextQL,
-                schema,
-                batches,
-                rows_affected: None,
-            });
+            let stream = self.sessions.stream(&lowered.plan).await?;
+            return Ok(QueryStream::rows(Language::ContextQL, stream));
         }
         // Each write block runs on the rows the one before it left; what the query returns
         // is computed before the commit, so a failed commit returns nothing.
         let mut sink = write::Sink::new(&snapshot);
         for block in lowered.blocks {
-            let df = ctx.execute_logical_plan(block.plan).await?;
-            let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
+            let (schema, batches) = self.sessions.collect(&block.plan).await?;
             let rows = sink.apply(&block.writes, &schema, &batches)?;
             block.output.fill(vec![rows]);
         }
         let returned = match lowered.returning {
-            Some(plan) => {
-                let df = ctx.execute_logical_plan(plan).await?;
-                let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
-                Some((schema, df.collect().await?))
-            }
+            Some(plan) => Some(self.sessions.collect(&plan).await?),
             None => None,
         };
         let written = sink.commit(self).await?;
@@ -384,8 +436,9 @@ impl Database {
                 schema,
                 batches,
                 rows_affected: Some(written),
-            },
-            None => rows_affected(Language::ContextQL, written),
+            }
+            .into_stream(),
+            None => rows_affected(Language::ContextQL, written).into_stream(),
         })
     }
 
@@ -421,27 +474,6 @@ impl Database {
         let _guard = self.write_lock.lock().await;
         crate::ddl::load_file(self, table, path, progress).await
     }
-}
-
-/// A session whose planner knows the graph operators of this snapshot.
-pub(crate) fn graph_context(snapshot: Arc<Snapshot>) -> SessionContext {
-    let config = SessionConfig::new()
-        .with_information_schema(true)
-        .with_default_catalog_and_schema("contextdb", DEFAULT_GRAPH)
-        .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
-        // Table and column names are case-sensitive, as in ContextQL.
-        .set_bool("datafusion.sql_parser.enable_ident_normalization", false)
-        .set_bool(
-            "datafusion.execution.parquet.schema_force_view_types",
-            false,
-        );
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_default_features()
-        .with_query_planner(Arc::new(GraphQueryPlanner { source: snapshot }))
-        .with_optimizer_rule(Arc::new(contextdb_planner::prune::PruneGraphColumns))
-        .build();
-    SessionContext::new_with_state(state)
 }
 
 pub(crate) fn rows_affected(language: Language, rows: u64) -> StatementResult {
@@ -489,6 +521,14 @@ fn parse_timestamp_ms(ts: &str) -> Result<i64> {
         ))
     })?;
     Ok(parsed)
+}
+
+/// Parameters from JSON values.
+fn json_params(params: &HashMap<String, serde_json::Value>) -> Result<Params> {
+    params
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), json_scalar(v)?)))
+        .collect()
 }
 
 /// A parameter value from JSON.

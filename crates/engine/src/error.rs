@@ -71,6 +71,29 @@ impl Error {
         self.position = Some(position);
         self
     }
+
+    /// The error of a statement that starts at byte `offset` of `script`, with its position
+    /// counted from the start of the script.
+    pub fn moved_to(mut self, script: &str, offset: usize) -> Self {
+        if let Some(p) = self.position {
+            self.position = Some(crate::route::script_position(script, offset, p));
+        }
+        self
+    }
+}
+
+impl Error {
+    /// This error inside DataFusion (from a table provider), keeping a resource error a
+    /// resource error.
+    pub fn into_datafusion(self) -> datafusion::error::DataFusionError {
+        use datafusion::error::DataFusionError as D;
+        match self.kind {
+            ErrorKind::Resource => D::ResourcesExhausted(self.message),
+            ErrorKind::Plan => D::Plan(self.message),
+            ErrorKind::Internal => D::Internal(self.message),
+            _ => D::Execution(self.message),
+        }
+    }
 }
 
 impl fmt::Display for Error {

@@ -1,20 +1,52 @@
 //! One statement's view of the database: every table at one catalog version.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::RecordBatch;
 use contextdb_graph::Adjacency;
+use contextdb_planner::nodes::{GraphExpand, NodeScan};
 use contextdb_planner::{EdgeTableInfo, GraphSource, NodeTableInfo};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::LogicalPlan;
+
+use arrow::datatypes::SchemaRef;
+use contextdb_storage::table_io;
 
 use crate::cache::{Cache, Key, TableData};
-use crate::schema::TableKind;
+use crate::schema::{TableInfo, TableKind, user_schema};
 use datafusion::common::ScalarValue;
 
-/// Tables by name (the default graph), all read at one catalog version.
+/// One table of a snapshot: what planning needs (schema, row count) at once, its rows when
+/// a statement asks for them.
+pub struct TableSlot {
+    pub info: TableInfo,
+    pub snapshot_id: Option<i64>,
+    /// User columns, in table order.
+    pub schema: SchemaRef,
+    /// Rows in the snapshot (ordinals are numbered from it before any row is read).
+    pub rows: usize,
+    data: OnceLock<Arc<TableData>>,
+}
+
+impl TableSlot {
+    /// The loaded rows; an internal error when the statement did not load the table.
+    pub fn data(&self) -> DfResult<&Arc<TableData>> {
+        self.data.get().ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "table `{}` was read without being loaded for the statement",
+                self.info.name
+            ))
+        })
+    }
+}
+
+/// Tables by name (the default graph), all at one catalog version. Rows are loaded per
+/// table, on request: a statement loads only the tables its plan reads.
 pub struct Snapshot {
-    pub tables: BTreeMap<String, Arc<TableData>>,
+    pub tables: BTreeMap<String, TableSlot>,
     /// Node tables with the global ordinal of their first row, ascending.
     pub node_offsets: Vec<(String, u32)>,
     /// Edge tables with the global ordinal of their first row, ascending.
@@ -25,6 +57,8 @@ pub struct Snapshot {
     /// The tables' metadata at this catalog version (writers build on it).
     pub current: BTreeMap<String, iceberg::table::Table>,
     pub cache: Arc<Cache>,
+    /// Bytes of table rows this statement has loaded; bounded by the cache budget.
+    loaded_bytes: AtomicUsize,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -38,7 +72,7 @@ impl std::fmt::Debug for Snapshot {
 impl Snapshot {
     /// Numbers the nodes and the edges of `tables` (see `contextdb_planner::source`).
     pub fn new(
-        tables: BTreeMap<String, Arc<TableData>>,
+        tables: BTreeMap<String, TableSlot>,
         current: BTreeMap<String, iceberg::table::Table>,
         cache: Arc<Cache>,
     ) -> crate::Result<Snapshot> {
@@ -47,7 +81,7 @@ impl Snapshot {
             let mut out = Vec::new();
             for (name, t) in tables.iter().filter(|(_, t)| t.info.kind == kind) {
                 out.push((name.clone(), next as u32));
-                next += t.rows.num_rows() as u64;
+                next += t.rows as u64;
                 if next > contextdb_planner::source::MAX_ORDINALS {
                     return Err(crate::Error::new(
                         crate::ErrorKind::Resource,
@@ -71,11 +105,126 @@ impl Snapshot {
             edge_end,
             current,
             cache,
+            loaded_bytes: AtomicUsize::new(0),
         })
     }
 
+    /// A table of the snapshot before its rows are read: its row count from the snapshot
+    /// summary, or (for snapshots written without one) from its rows, read now.
+    pub async fn slot(
+        cache: &Cache,
+        table: &iceberg::table::Table,
+        info: TableInfo,
+        snapshot_id: Option<i64>,
+    ) -> crate::Result<TableSlot> {
+        let schema = user_schema(table_io::arrow_schema(table)?.as_ref(), &info);
+        let data = OnceLock::new();
+        let rows = match table_io::snapshot_rows(table, snapshot_id) {
+            Some(rows) => usize::try_from(rows)
+                .map_err(|_| crate::Error::internal("row count beyond this machine's range"))?,
+            None => {
+                let loaded = cache.table_data(table, &info, snapshot_id).await?;
+                let rows = loaded.rows.num_rows();
+                let _ = data.set(loaded);
+                rows
+            }
+        };
+        Ok(TableSlot {
+            info,
+            snapshot_id,
+            schema,
+            rows,
+            data,
+        })
+    }
+
+    /// Loads the rows of the named tables (those not loaded yet). Fails with a resource error
+    /// when the statement's tables together exceed the hot tier's budget.
+    pub async fn load<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> crate::Result<()> {
+        for name in names {
+            let Some(slot) = self.tables.get(name) else {
+                continue;
+            };
+            if slot.data.get().is_some() {
+                continue;
+            }
+            let table = self
+                .current
+                .get(name)
+                .ok_or_else(|| crate::Error::internal(format!("no metadata for `{name}`")))?;
+            let data = self
+                .cache
+                .table_data(table, &slot.info, slot.snapshot_id)
+                .await?;
+            debug_assert_eq!(
+                data.rows.num_rows(),
+                slot.rows,
+                "summary row count of {name}"
+            );
+            if data.rows.num_rows() != slot.rows {
+                return Err(crate::Error::internal(format!(
+                    "`{name}` holds {} rows but its snapshot summary says {}",
+                    data.rows.num_rows(),
+                    slot.rows
+                )));
+            }
+            let bytes = data.bytes();
+            let total = self.loaded_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+            if total > self.cache.budget_bytes() {
+                return Err(crate::Error::new(
+                    crate::ErrorKind::Resource,
+                    format!(
+                        "the statement reads {total} bytes of table rows, more than the hot \
+                         tier's budget of {} bytes (setting `cache_bytes`)",
+                        self.cache.budget_bytes()
+                    ),
+                ));
+            }
+            let _ = slot.data.set(data);
+        }
+        Ok(())
+    }
+
+    /// Loads every table (writers and DDL, which may touch any of them).
+    pub async fn load_all(&self) -> crate::Result<()> {
+        let names: Vec<String> = self.tables.keys().cloned().collect();
+        self.load(names.iter().map(String::as_str)).await
+    }
+
+    /// The tables a plan reads: the labels its scans and expansions reach, the edge tables
+    /// they follow and those tables' endpoint labels (adjacency is keyed through them).
+    pub fn tables_read(&self, plan: &LogicalPlan) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::Extension(ext) = node {
+                let any = ext.node.as_any();
+                if let Some(scan) = any.downcast_ref::<NodeScan>() {
+                    names.extend(scan.labels.iter().cloned());
+                } else if let Some(expand) = any.downcast_ref::<GraphExpand>() {
+                    names.extend(expand.to_labels.iter().cloned());
+                    for edge in &expand.rel_types {
+                        names.insert(edge.clone());
+                        if let Some(slot) = self.tables.get(edge) {
+                            names.extend(slot.info.from.iter().cloned());
+                            names.extend(slot.info.to.iter().cloned());
+                        }
+                    }
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        names
+    }
+
+    /// The loaded rows of a table; None when there is no such table. The statement must have
+    /// loaded it (a bug otherwise, asserted in debug builds).
     pub fn get(&self, name: &str) -> Option<&Arc<TableData>> {
-        self.tables.get(name)
+        let slot = self.tables.get(name)?;
+        debug_assert!(
+            slot.data.get().is_some(),
+            "`{name}` read before it was loaded"
+        );
+        slot.data.get()
     }
 
     fn locate(offsets: &[(String, u32)], ordinal: u32) -> Option<(&str, u32)> {
@@ -104,14 +253,18 @@ impl Snapshot {
             .ok_or_else(|| DataFusionError::Plan(format!("no table `{name}` in this snapshot")))
     }
 
-    fn of_kind(&self, name: &str, kind: TableKind) -> DfResult<&Arc<TableData>> {
+    fn slot_of_kind(&self, name: &str, kind: TableKind) -> DfResult<&TableSlot> {
         self.tables
             .get(name)
             .filter(|t| t.info.kind == kind)
             .ok_or_else(|| DataFusionError::Plan(format!("no {} table `{name}`", kind.as_str())))
     }
 
-    fn edge_info(data: &TableData) -> Option<EdgeTableInfo> {
+    fn of_kind(&self, name: &str, kind: TableKind) -> DfResult<&Arc<TableData>> {
+        self.slot_of_kind(name, kind)?.data()
+    }
+
+    fn edge_info(data: &TableSlot) -> Option<EdgeTableInfo> {
         Some(EdgeTableInfo {
             table: data.info.name.clone(),
             rel_type: data
@@ -121,7 +274,7 @@ impl Snapshot {
                 .unwrap_or_else(|| data.info.name.clone()),
             from: data.info.from.clone()?,
             to: data.info.to.clone()?,
-            schema: data.schema(),
+            schema: data.schema.clone(),
         })
     }
 }
@@ -135,7 +288,7 @@ impl GraphSource for Snapshot {
                 Some(NodeTableInfo {
                     label: label.clone(),
                     primary_key: data.info.primary_key.clone()?,
-                    schema: data.schema(),
+                    schema: data.schema.clone(),
                 })
             })
             .collect()
@@ -158,6 +311,10 @@ impl GraphSource for Snapshot {
 
     fn node_rows(&self, label: &str) -> DfResult<Arc<RecordBatch>> {
         Ok(self.of_kind(label, TableKind::Node)?.rows.clone())
+    }
+
+    fn node_count(&self, label: &str) -> DfResult<usize> {
+        Ok(self.slot_of_kind(label, TableKind::Node)?.rows)
     }
 
     fn node_lookup(

@@ -15,18 +15,25 @@ pub mod error;
 mod cache;
 mod database;
 mod ddl;
+pub mod files;
 mod graph_source;
 pub mod route;
 mod schema;
+mod session;
 mod sql;
 mod write;
 
-pub use database::{Database, DbConfig, StorageKind};
+pub use cache::{DEFAULT_CACHE_BYTES, HotTierStats};
+pub use database::{Database, DbConfig, StorageKind, repair_log};
 pub use error::{Error, ErrorKind, Result};
 pub use route::{Language, route};
+pub use session::SERIAL_PLAN_ROWS_MAX;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::TryStreamExt;
 
 /// What a statement returned.
 #[derive(Debug, Clone)]
@@ -42,5 +49,72 @@ pub struct StatementResult {
 impl StatementResult {
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+impl StatementResult {
+    /// The result as a stream over its batches (already computed).
+    pub fn into_stream(self) -> QueryStream {
+        let schema = self.schema.clone();
+        let batches = self.batches.into_iter().map(Ok);
+        QueryStream {
+            language: self.language,
+            rows_affected: self.rows_affected,
+            stream: Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::iter(batches),
+            )),
+        }
+    }
+}
+
+/// What a statement returns, as a stream of batches. The schema is known before the first
+/// batch; a query computes its batches as the stream is polled (a write has committed by the
+/// time its stream exists).
+pub struct QueryStream {
+    pub language: Language,
+    /// Rows written, for statements that write (None for queries).
+    pub rows_affected: Option<u64>,
+    pub stream: SendableRecordBatchStream,
+}
+
+impl std::fmt::Debug for QueryStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryStream")
+            .field("language", &self.language)
+            .field("rows_affected", &self.rows_affected)
+            .field("schema", &self.stream.schema())
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryStream {
+    pub(crate) fn rows(language: Language, stream: SendableRecordBatchStream) -> Self {
+        QueryStream {
+            language,
+            rows_affected: None,
+            stream,
+        }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.stream.schema()
+    }
+
+    /// The next batch, or None at the end.
+    pub async fn next(&mut self) -> Result<Option<RecordBatch>> {
+        Ok(self.stream.try_next().await?)
+    }
+
+    /// Reads the whole stream.
+    pub async fn collect(self) -> Result<StatementResult> {
+        let schema = self.stream.schema();
+        let batches: Vec<RecordBatch> = self.stream.try_collect().await?;
+        Ok(StatementResult {
+            language: self.language,
+            schema,
+            batches,
+            rows_affected: self.rows_affected,
+        })
     }
 }

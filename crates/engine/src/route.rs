@@ -186,8 +186,23 @@ fn words(text: &str, n: usize) -> Vec<String> {
     out
 }
 
+/// What the first words of a statement say about its language.
+enum Shape {
+    Is(Language),
+    /// A clause chain (`WITH 1 AS x RETURN x`, `SET ...`): ContextQL when it parses as such.
+    Chain,
+}
+
 /// Routes one statement by its shape (DESIGN.md, "ContextQL").
 pub fn route(statement: &str) -> Language {
+    match shape(statement) {
+        Shape::Is(language) => language,
+        Shape::Chain if contextql::parse_statement(statement).is_ok() => Language::ContextQL,
+        Shape::Chain => Language::Sql,
+    }
+}
+
+fn shape(statement: &str) -> Shape {
     let mut w = words(statement, 6);
     // EXPLAIN [ANALYZE] [VERBOSE] routes by what follows.
     if w.first().map(String::as_str) == Some("EXPLAIN") {
@@ -198,22 +213,37 @@ pub fn route(statement: &str) -> Language {
     }
     let first = w.first().map(String::as_str).unwrap_or("");
     let second = w.get(1).map(String::as_str).unwrap_or("");
-    match first {
+    Shape::Is(match first {
         "MATCH" | "OPTIONAL" | "UNWIND" | "MERGE" | "DETACH" | "RETURN" | "AT" => {
             Language::ContextQL
         }
         "CREATE" if matches!(second, "(" | "NODE" | "EDGE" | "VECTOR") => Language::ContextQL,
         "DROP" if matches!(second, "NODE" | "EDGE" | "VECTOR") => Language::ContextQL,
         "COPY" if w.get(2).map(String::as_str) == Some("FROM") => Language::ContextQL,
-        // A clause chain (`WITH 1 AS x RETURN x`, `SET ...`) is ContextQL when it parses as such.
-        "WITH" | "SET" | "DELETE" => {
-            if contextql::parse_statement(statement).is_ok() {
-                Language::ContextQL
-            } else {
-                Language::Sql
-            }
-        }
+        "WITH" | "SET" | "DELETE" => return Shape::Chain,
         _ => Language::Sql,
+    })
+}
+
+/// A statement routed to its language, with the ContextQL already parsed.
+#[derive(Debug)]
+pub enum Routed {
+    ContextQL(contextql::ast::Statement),
+    Sql,
+}
+
+/// Routes a statement and parses it if it is ContextQL, once: a clause chain that routing
+/// had to parse to decide is not parsed again.
+pub fn parse(statement: &str) -> Result<Routed, contextql::ParseError> {
+    match shape(statement) {
+        Shape::Is(Language::Sql) => Ok(Routed::Sql),
+        Shape::Is(Language::ContextQL) => {
+            contextql::parse_statement(statement).map(Routed::ContextQL)
+        }
+        Shape::Chain => Ok(match contextql::parse_statement(statement) {
+            Ok(ast) => Routed::ContextQL(ast),
+            Err(_) => Routed::Sql,
+        }),
     }
 }
 

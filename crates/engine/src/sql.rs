@@ -10,20 +10,30 @@ use std::sync::Arc;
 use arrow::array::{
     Array, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
+use arrow::datatypes::SchemaRef;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::catalog::MemorySchemaProvider;
+use datafusion::catalog::Session;
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    MemorySchemaProvider, SchemaProvider,
+};
 use datafusion::common::Constraint;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, WriteOp};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use iceberg::{Catalog, TableCreation};
 
+use crate::QueryStream;
 use crate::StatementResult;
-use crate::database::{Database, graph_context, message, rows_affected};
+use crate::database::{Database, message, rows_affected};
 use crate::error::{Error, Result};
 use crate::graph_source::Snapshot;
 use crate::route::Language;
-use crate::schema::{TableInfo, TableKind, ast_type, iceberg_schema};
+use crate::schema::{DEFAULT_GRAPH, TableInfo, TableKind, ast_type, iceberg_schema};
+use crate::session::DEFAULT_CATALOG;
 use crate::write::{TableEdits, commit_edits};
 
 fn first_word(text: &str) -> String {
@@ -51,26 +61,74 @@ fn first_word(text: &str) -> String {
         .to_ascii_uppercase()
 }
 
-/// A session with every table of `snapshot` registered, plus `system.snapshots`.
-pub(crate) fn sql_context(snapshot: &Arc<Snapshot>) -> Result<SessionContext> {
-    let ctx = graph_context(snapshot.clone());
-    for (name, data) in &snapshot.tables {
-        let table = MemTable::try_new(data.schema(), vec![vec![(*data.rows).clone()]])?;
-        ctx.register_table(
-            datafusion::common::TableReference::bare(name.as_str()),
-            Arc::new(table),
-        )?;
+/// A session for one SQL statement: the database's shared functions and options, with every
+/// table of `snapshot` in the default schema and `system.snapshots`.
+pub(crate) fn sql_context(db: &Database, snapshot: &Arc<Snapshot>) -> Result<SessionContext> {
+    let main = Arc::new(MemorySchemaProvider::new());
+    for (name, slot) in &snapshot.tables {
+        let table = SnapshotTable {
+            snapshot: snapshot.clone(),
+            name: name.clone(),
+            schema: slot.schema.clone(),
+        };
+        main.register_table(name.clone(), Arc::new(table))?;
     }
     let system = Arc::new(MemorySchemaProvider::new());
-    ctx.catalog("contextdb")
-        .ok_or_else(|| Error::internal("default catalog missing"))?
-        .register_schema("system", system.clone())?;
-    datafusion::catalog::SchemaProvider::register_table(
-        system.as_ref(),
+    system.register_table(
         "snapshots".to_string(),
         Arc::new(snapshots_table(snapshot)?),
     )?;
-    Ok(ctx)
+    let catalog = Arc::new(MemoryCatalogProvider::new());
+    catalog.register_schema(DEFAULT_GRAPH, main)?;
+    catalog.register_schema("system", system)?;
+    let catalogs = Arc::new(MemoryCatalogProviderList::new());
+    catalogs.register_catalog(DEFAULT_CATALOG.to_string(), catalog);
+    Ok(SessionContext::new_with_state(
+        db.sessions.sql_state(catalogs),
+    ))
+}
+
+/// A table of the statement's snapshot whose rows are loaded when a plan scans it, so a
+/// query reads only the tables it names.
+#[derive(Debug)]
+struct SnapshotTable {
+    snapshot: Arc<Snapshot>,
+    name: String,
+    schema: SchemaRef,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for SnapshotTable {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        self.snapshot
+            .load([self.name.as_str()])
+            .await
+            .map_err(Error::into_datafusion)?;
+        let data = self.snapshot.get(&self.name).ok_or_else(|| {
+            DataFusionError::Internal(format!("`{}` is not in the snapshot", self.name))
+        })?;
+        MemTable::try_new(self.schema.clone(), vec![vec![(*data.rows).clone()]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
 }
 
 /// `system.snapshots`: every snapshot of every table, for time travel.
@@ -114,7 +172,26 @@ fn snapshots_table(snapshot: &Snapshot) -> Result<MemTable> {
     Ok(MemTable::try_new(schema, vec![vec![batch]])?)
 }
 
-pub async fn execute(db: &Database, text: &str) -> Result<StatementResult> {
+pub async fn execute(db: &Database, text: &str) -> Result<QueryStream> {
+    let ctx_and_plan = plan(db, text).await?;
+    match ctx_and_plan {
+        Planned::Done(result) => Ok(result.into_stream()),
+        Planned::Query(query) => {
+            let (ctx, plan) = *query;
+            let df = ctx.execute_logical_plan(plan).await?;
+            Ok(QueryStream::rows(Language::Sql, df.execute_stream().await?))
+        }
+    }
+}
+
+/// A SQL statement that has run (DDL, DML), or a query to stream.
+enum Planned {
+    Done(StatementResult),
+    /// Boxed: a session is large, and most statements never build this variant.
+    Query(Box<(SessionContext, LogicalPlan)>),
+}
+
+async fn plan(db: &Database, text: &str) -> Result<Planned> {
     let writes = matches!(
         first_word(text).as_str(),
         "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "DROP"
@@ -124,16 +201,21 @@ pub async fn execute(db: &Database, text: &str) -> Result<StatementResult> {
     } else {
         None
     };
-    let snapshot = db.snapshot(None).await?;
-    let ctx = sql_context(&snapshot)?;
+    // A reader loads the tables its plan scans; a writer may touch any table.
+    let snapshot = if writes {
+        db.snapshot(None).await?
+    } else {
+        db.snapshot_unloaded(None).await?
+    };
+    let ctx = sql_context(db, &snapshot)?;
     let plan = ctx.state().create_logical_plan(text).await?;
-    match plan {
+    let done = match plan {
         LogicalPlan::Dml(dml) => dml_statement(db, &ctx, &snapshot, dml).await,
         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(c)) => {
             let name = c.name.table().to_string();
             if snapshot.get(&name).is_some() {
                 if c.if_not_exists {
-                    return Ok(message(Language::Sql, "table exists"));
+                    return Ok(Planned::Done(message(Language::Sql, "table exists")));
                 }
                 return Err(Error::plan(format!("table `{name}` already exists")));
             }
@@ -175,7 +257,7 @@ pub async fn execute(db: &Database, text: &str) -> Result<StatementResult> {
                 // CREATE TABLE AS SELECT: the rows go in with the next catalog version.
                 let snapshot = db.snapshot(None).await?;
                 let rows = append(db, &snapshot, &name, batches).await?;
-                return Ok(rows_affected(Language::Sql, rows));
+                return Ok(Planned::Done(rows_affected(Language::Sql, rows)));
             }
             Ok(message(Language::Sql, "table created"))
         }
@@ -183,7 +265,7 @@ pub async fn execute(db: &Database, text: &str) -> Result<StatementResult> {
             let name = d.name.table().to_string();
             let Some(data) = snapshot.get(&name) else {
                 if d.if_exists {
-                    return Ok(message(Language::Sql, "nothing to drop"));
+                    return Ok(Planned::Done(message(Language::Sql, "nothing to drop")));
                 }
                 return Err(Error::plan(format!("table `{name}` does not exist")));
             };
@@ -203,18 +285,17 @@ pub async fn execute(db: &Database, text: &str) -> Result<StatementResult> {
             Ok(message(Language::Sql, "table dropped"))
         }
         LogicalPlan::Ddl(other) => Err(Error::plan(format!("{} is not supported", other.name()))),
-        plan => {
-            let df = ctx.execute_logical_plan(plan).await?;
-            let schema = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
-            Ok(StatementResult {
-                language: Language::Sql,
-                schema,
-                batches,
-                rows_affected: None,
-            })
+        LogicalPlan::Copy(copy) => {
+            if copy.output_url.contains("://") {
+                return Err(Error::plan("COPY ... TO writes local files only"));
+            }
+            let path = std::path::Path::new(&copy.output_url);
+            crate::files::check(&db.file_roots, path, crate::files::Access::Write)?;
+            return Ok(Planned::Query(Box::new((ctx, LogicalPlan::Copy(copy)))));
         }
-    }
+        plan => return Ok(Planned::Query(Box::new((ctx, plan)))),
+    };
+    done.map(Planned::Done)
 }
 
 /// Appends rows (already in the table's column order) to one table.

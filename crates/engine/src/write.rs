@@ -791,10 +791,11 @@ fn edges_at(
         .filter_map(|&o| key_column.get(o as usize).cloned().flatten())
         .collect();
     let mut out = Vec::new();
-    for (name, edge) in &snapshot.tables {
-        if edge.info.kind != TableKind::Edge {
+    for (name, slot) in &snapshot.tables {
+        if slot.info.kind != TableKind::Edge {
             continue;
         }
+        let edge = slot.data().map_err(Error::from)?;
         let mut rows = Vec::new();
         for (end, column) in [(&edge.info.from, "src"), (&edge.info.to, "dst")] {
             if end.as_deref() != Some(label) {

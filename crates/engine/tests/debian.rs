@@ -72,7 +72,9 @@ async fn debian_graph_loads_and_answers_match() {
         "missing {}",
         dir.display()
     );
-    let db = Database::open(DbConfig::memory()).await.unwrap();
+    let db = Database::open(DbConfig::memory().with_file_root(&dir))
+        .await
+        .unwrap();
     let d = dir.display();
     let script = include_str!("../../../tests/debian/load.cql").replace("__DATA__", &d.to_string());
     db.execute(&script).await.unwrap();

@@ -263,15 +263,44 @@ impl ExecutionPlan for GraphExpandExec {
             targets,
         };
         let schema = self.schema();
-        let stream = input.flat_map(move |batch| {
-            let out = batch.and_then(|b| expander.expand(&b));
-            futures::stream::iter(match out {
-                Ok(batches) => batches.into_iter().map(Ok).collect::<Vec<_>>(),
-                Err(e) => vec![Err(e)],
-            })
+        // Output goes out batch by batch as it is produced: an input batch whose rows fan
+        // out widely is expanded a slice of rows at a time, never all at once.
+        let state = ExpandState {
+            input,
+            expander,
+            current: None,
+        };
+        let stream = futures::stream::unfold(state, |mut state| async move {
+            loop {
+                if let Some((batch, row)) = state.current.take() {
+                    match state.expander.expand_from(&batch, row) {
+                        Err(e) => return Some((Err(e), state)),
+                        Ok((out, next)) => {
+                            state.current = next.map(|next| (batch, next));
+                            if let Some(out) = out {
+                                return Some((Ok(out), state));
+                            }
+                            continue;
+                        }
+                    }
+                }
+                match state.input.next().await {
+                    None => return None,
+                    Some(Err(e)) => return Some((Err(e), state)),
+                    Some(Ok(batch)) => state.current = Some((batch, 0)),
+                }
+            }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
+}
+
+/// Where a GraphExpand stream is: the input, and the input batch being expanded with the
+/// next row to expand.
+struct ExpandState {
+    input: SendableRecordBatchStream,
+    expander: Expander,
+    current: Option<(RecordBatch, usize)>,
 }
 
 struct EdgeSide {
@@ -313,7 +342,15 @@ impl Expander {
         (i < self.targets.len() && self.targets[i].offset <= ordinal).then_some(i)
     }
 
-    fn expand(&self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+    /// Expands the rows of `batch` from `start` until at least [`GRAPH_BATCH_ROWS`] matches
+    /// are found or the batch ends: the output batch (None if nothing matched) and the next
+    /// row to expand (None at the end). An output batch holds at most `GRAPH_BATCH_ROWS` plus
+    /// the largest degree of one node's matches.
+    fn expand_from(
+        &self,
+        batch: &RecordBatch,
+        start: usize,
+    ) -> Result<(Option<RecordBatch>, Option<usize>)> {
         let from = batch
             .column(self.from_index)
             .as_any()
@@ -323,9 +360,9 @@ impl Expander {
                     "GraphExpand source column is not UInt32".into(),
                 )
             })?;
-        let mut out = Vec::new();
         let mut hits: Vec<Hit> = Vec::with_capacity(GRAPH_BATCH_ROWS);
-        for row in 0..batch.num_rows() {
+        let mut row = start;
+        while row < batch.num_rows() && hits.len() < GRAPH_BATCH_ROWS {
             let before = hits.len();
             if from.is_valid(row) {
                 let node = from.value(row);
@@ -353,15 +390,14 @@ impl Expander {
             if hits.len() == before && self.optional {
                 hits.push((row as u32, None));
             }
-            if hits.len() >= GRAPH_BATCH_ROWS {
-                out.push(self.emit(batch, &hits)?);
-                hits.clear();
-            }
+            row += 1;
         }
-        if !hits.is_empty() {
-            out.push(self.emit(batch, &hits)?);
-        }
-        Ok(out)
+        let out = if hits.is_empty() {
+            None
+        } else {
+            Some(self.emit(batch, &hits)?)
+        };
+        Ok((out, (row < batch.num_rows()).then_some(row)))
     }
 
     fn emit(&self, batch: &RecordBatch, hits: &[Hit]) -> Result<RecordBatch> {
@@ -471,11 +507,10 @@ fn pick(
     Ok(interleave(&refs, &indices)?)
 }
 
-/// Plans [`NodeScan`] and [`GraphExpand`] into their operators.
+/// Plans [`NodeScan`] and [`GraphExpand`] into their operators, over the snapshot each node
+/// carries.
 #[derive(Debug)]
-pub struct GraphExtensionPlanner {
-    pub source: Arc<dyn GraphSource>,
-}
+pub struct GraphExtensionPlanner;
 
 #[async_trait]
 impl ExtensionPlanner for GraphExtensionPlanner {
@@ -494,7 +529,7 @@ impl ExtensionPlanner for GraphExtensionPlanner {
                 labels: scan.labels.clone(),
                 lookup: scan.lookup.clone(),
                 var: scan.var.clone(),
-                source: self.source.clone(),
+                source: scan.source.0.clone(),
                 properties: properties(schema),
             })));
         }
@@ -508,7 +543,7 @@ impl ExtensionPlanner for GraphExtensionPlanner {
                 input: input.clone(),
                 node: expand.clone(),
                 from_index,
-                source: self.source.clone(),
+                source: expand.source.0.clone(),
                 properties: properties(schema),
             })));
         }
@@ -529,11 +564,10 @@ impl ExtensionPlanner for GraphExtensionPlanner {
     }
 }
 
-/// The session's query planner: DataFusion's, plus the graph operators.
+/// The session's query planner: DataFusion's, plus the graph operators. It holds no
+/// snapshot, so one session serves every statement of a database.
 #[derive(Debug)]
-pub struct GraphQueryPlanner {
-    pub source: Arc<dyn GraphSource>,
-}
+pub struct GraphQueryPlanner;
 
 #[async_trait]
 impl QueryPlanner for GraphQueryPlanner {
@@ -542,11 +576,8 @@ impl QueryPlanner for GraphQueryPlanner {
         logical_plan: &LogicalPlan,
         session_state: &SessionState,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let planner = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(
-            GraphExtensionPlanner {
-                source: self.source.clone(),
-            },
-        )]);
+        let planner =
+            DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(GraphExtensionPlanner)]);
         planner
             .create_physical_plan(logical_plan, session_state)
             .await

@@ -30,7 +30,14 @@ pub struct ExprContext<'a> {
     pub params: &'a Params,
     pub text: &'a str,
     pub aggregates: Option<&'a mut Vec<(Expr, String)>>,
+    /// How deep [`ExprContext::convert`] is in the expression now.
+    pub depth: usize,
 }
+
+/// The deepest expression the planner converts. The parser accepts deeper ones
+/// (`contextql::MAX_EXPRESSION_DEPTH`), but DataFusion walks expressions recursively in many
+/// places, and past this depth a 1 MiB thread stack no longer suffices in a debug build.
+pub const MAX_PLAN_EXPRESSION_DEPTH: usize = 256;
 
 fn err(text: &str, span: ast::Span, message: impl Into<String>) -> PlanError {
     PlanError::at(text, span, message)
@@ -202,7 +209,26 @@ impl ExprContext<'_> {
         .map_err(PlanError::from)
     }
 
+    /// Converts one expression, refusing one nested deeper than
+    /// [`MAX_PLAN_EXPRESSION_DEPTH`].
     pub fn convert(&mut self, e: &ast::Expr) -> Result<Expr, PlanError> {
+        if self.depth >= MAX_PLAN_EXPRESSION_DEPTH {
+            return Err(err(
+                self.text,
+                e.span,
+                format!("expression nested deeper than {MAX_PLAN_EXPRESSION_DEPTH} levels"),
+            ));
+        }
+        self.depth += 1;
+        let converted = self.convert_kind(e);
+        self.depth -= 1;
+        converted
+    }
+
+    /// One level of [`ExprContext::convert`]. The stack grows on the heap when a thread's own
+    /// runs short, so a small thread stack is not a crash.
+    #[recursive::recursive]
+    fn convert_kind(&mut self, e: &ast::Expr) -> Result<Expr, PlanError> {
         let text = self.text;
         Ok(match &e.kind {
             ExprKind::Literal(l) => lit(literal_scalar(l)),

@@ -21,7 +21,7 @@ pub use exec::GraphQueryPlanner;
 pub use expr::Params;
 pub use lower::{Lowered, Lowering};
 pub use lower_write::{MergeOp, Target, WriteBlock, WriteOp};
-pub use source::{EdgeTableInfo, GraphSource, NodeTableInfo};
+pub use source::{EdgeTableInfo, GraphSource, NodeTableInfo, SourceRef};
 
 use arrow::datatypes::DataType;
 use contextql::ast::Span;

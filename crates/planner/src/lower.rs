@@ -18,7 +18,7 @@ use crate::expr::{ExprContext, Params, is_aggregate};
 use crate::lower_write::{Pending, WriteBlock, WrittenTables};
 use crate::nodes::{ExpandDirection, GraphExpand, LABEL, NodeScan, ORD, column_name};
 use crate::scope::{Scope, VarKind};
-use crate::source::{EdgeTableInfo, GraphSource, NodeTableInfo};
+use crate::source::{EdgeTableInfo, GraphSource, NodeTableInfo, SourceRef};
 
 /// The most steps one pattern may have (a named limit on planning work).
 pub const MAX_PATTERN_STEPS: usize = 64;
@@ -58,20 +58,24 @@ pub(crate) struct State {
 pub struct Lowering<'a> {
     /// Tables written by the clauses lowered so far.
     pub(crate) written_tables: WrittenTables,
-    pub(crate) source: &'a dyn GraphSource,
+    pub(crate) source: &'a Arc<dyn GraphSource>,
     pub(crate) params: &'a Params,
     pub(crate) text: &'a str,
     counter: usize,
+    /// `var.property = constant` conjuncts of the WHERE of the MATCH being lowered: a start
+    /// node may be found through them as through inline properties.
+    where_equalities: Vec<(String, String, ast::Expr)>,
 }
 
 impl<'a> Lowering<'a> {
-    pub fn new(source: &'a dyn GraphSource, params: &'a Params, text: &'a str) -> Self {
+    pub fn new(source: &'a Arc<dyn GraphSource>, params: &'a Params, text: &'a str) -> Self {
         Lowering {
             written_tables: WrittenTables::default(),
             source,
             params,
             text,
             counter: 0,
+            where_equalities: Vec::new(),
         }
     }
 
@@ -225,10 +229,13 @@ impl<'a> Lowering<'a> {
         }
         let mut state = state;
         let mut rels: Vec<(String, Vec<String>)> = Vec::new();
-        for part in &m.pattern {
-            state = self.lower_part(state, part, &mut rels)?;
-        }
-        state = self.rel_uniqueness(state, &rels)?;
+        self.where_equalities = m.where_.as_ref().map(equalities).unwrap_or_default();
+        let lowered = m
+            .pattern
+            .iter()
+            .try_fold(state, |state, part| self.lower_part(state, part, &mut rels));
+        self.where_equalities.clear();
+        state = self.rel_uniqueness(lowered?, &rels)?;
         if let Some(w) = &m.where_ {
             state = self.filter(state, w)?;
         }
@@ -258,6 +265,7 @@ impl<'a> Lowering<'a> {
             params: self.params,
             text: self.text,
             aggregates: None,
+            depth: 0,
         }
         .convert(e)
     }
@@ -530,8 +538,8 @@ impl<'a> Lowering<'a> {
         if let Some(v) = &part.variable {
             return Err(self.err(v.span, "named paths are not supported yet"));
         }
-        let labels = self.resolve_labels(&state.scope, part)?;
         let el = &part.element;
+        let labels = self.resolve_labels(&state.scope, part)?;
         let nodes: Vec<&ast::NodePattern> = std::iter::once(&el.start)
             .chain(el.chain.iter().map(|(_, n)| n))
             .collect();
@@ -543,7 +551,11 @@ impl<'a> Lowering<'a> {
                 .is_some_and(|v| state.scope.get(&v.name).is_some())
         });
         let start = bound_at
-            .or_else(|| nodes.iter().position(|n| n.properties.is_some()))
+            .or_else(|| {
+                nodes
+                    .iter()
+                    .position(|n| n.properties.is_some() || self.where_equality(n).is_some())
+            })
             .or_else(|| nodes.iter().position(|n| !n.labels.is_empty()))
             .unwrap_or(0);
         let start_var = match &nodes[start].variable {
@@ -567,7 +579,7 @@ impl<'a> Lowering<'a> {
             }
         } else {
             let tables = self.node_tables(&labels.labels[start]);
-            let mut scan = NodeScan::try_new(&start_var, &tables)?;
+            let mut scan = NodeScan::try_new(SourceRef(self.source.clone()), &start_var, &tables)?;
             scan.lookup = self.scan_lookup(nodes[start]);
             let scan = LogicalPlan::Extension(Extension {
                 node: Arc::new(scan),
@@ -604,29 +616,43 @@ impl<'a> Lowering<'a> {
         Ok(state)
     }
 
-    /// An inline property of a scanned node whose value is an integer or text literal (or
-    /// parameter): the scan may find its rows by index (the filter on all inline properties
-    /// still applies). Nothing is evaluated: this runs for every pattern, so anything but a
-    /// literal is left to the scan.
+    /// An inline property of a scanned node, or a WHERE equality on it, whose value is an
+    /// integer or text literal (or parameter): the scan may find its rows by index (the
+    /// filters on inline properties and WHERE still apply). Nothing is evaluated: this runs
+    /// for every pattern, so anything but a literal is left to the scan.
     fn scan_lookup(&self, node: &ast::NodePattern) -> Option<(String, ScalarValue)> {
-        let Some(ast::Expr {
-            kind: ExprKind::Map(entries),
-            ..
-        }) = &node.properties
-        else {
-            return None;
+        let inline = match &node.properties {
+            Some(ast::Expr {
+                kind: ExprKind::Map(entries),
+                ..
+            }) => entries.as_slice(),
+            _ => &[],
         };
-        entries
+        let from_where = self
+            .where_equality(node)
+            .map(|(property, value)| (property.clone(), value.clone()));
+        inline
             .iter()
-            .find_map(|(key, value)| match self.convert_constant(value).ok()? {
+            .cloned()
+            .chain(from_where)
+            .find_map(|(key, value)| match self.convert_constant(&value).ok()? {
                 Expr::Literal(
                     v @ (ScalarValue::Int64(Some(_))
                     | ScalarValue::Int32(Some(_))
                     | ScalarValue::Utf8(Some(_))),
                     _,
-                ) => Some((key.clone(), v)),
+                ) => Some((key, v)),
                 _ => None,
             })
+    }
+
+    /// The first WHERE equality on the node's variable: (property, value).
+    fn where_equality(&self, node: &ast::NodePattern) -> Option<(&String, &ast::Expr)> {
+        let var = &node.variable.as_ref()?.name;
+        self.where_equalities
+            .iter()
+            .find(|(v, ..)| v == var)
+            .map(|(_, property, value)| (property, value))
     }
 
     /// Converts an expression that may read no variable (SKIP, LIMIT, a lookup value).
@@ -721,6 +747,48 @@ pub(crate) struct ChainLabels {
 }
 
 /// Can an edge of `edge` connect a `left` node to a `right` node, written in `direction`?
+/// The `var.property = constant` conjuncts of a WHERE (either side), the constant a literal
+/// or a parameter.
+fn equalities(predicate: &ast::Expr) -> Vec<(String, String, ast::Expr)> {
+    fn property_of(e: &ast::Expr) -> Option<(String, String)> {
+        match &e.kind {
+            ExprKind::Property(target, property) => match &target.kind {
+                ExprKind::Variable(var) => Some((var.clone(), property.clone())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    fn constant(e: &ast::Expr) -> bool {
+        matches!(e.kind, ExprKind::Literal(_) | ExprKind::Parameter(_))
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![predicate];
+    // Bounded by the predicate's size: each conjunct is visited once.
+    while let Some(e) = stack.pop() {
+        match &e.kind {
+            ExprKind::Binary(ast::BinaryOp::And, left, right) => {
+                stack.push(right);
+                stack.push(left);
+            }
+            ExprKind::Comparison(left, rest) if rest.len() == 1 => {
+                let (op, right) = &rest[0];
+                if *op != ast::CompareOp::Eq {
+                    continue;
+                }
+                let found = match (property_of(left), property_of(right)) {
+                    (Some((v, p)), None) if constant(right) => Some((v, p, right.clone())),
+                    (None, Some((v, p))) if constant(left) => Some((v, p, (**left).clone())),
+                    _ => None,
+                };
+                out.extend(found);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn fits(edge: &EdgeTableInfo, direction: Direction, left: &str, right: &str) -> bool {
     let forward = edge.from == left && edge.to == right;
     let backward = edge.to == left && edge.from == right;
@@ -775,7 +843,15 @@ impl Lowering<'_> {
             (None, Some(v)) => v.name.clone(),
         };
         let expand = GraphExpand::try_new(
-            state.plan, from_var, &edges, direction, &rel_var, &to_var, &to_tables, optional,
+            SourceRef(self.source.clone()),
+            state.plan,
+            from_var,
+            &edges,
+            direction,
+            &rel_var,
+            &to_var,
+            &to_tables,
+            optional,
         )?;
         let rel_types: Vec<String> = edges.iter().map(|e| e.table.clone()).collect();
         let mut scope = state.scope;

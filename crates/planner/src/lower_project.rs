@@ -195,6 +195,7 @@ impl Lowering<'_> {
                         params: self.params,
                         text: self.text,
                         aggregates: Some(&mut aggregates),
+                        depth: 0,
                     };
                     agg_items[i] = Some(ctx.convert(e)?);
                 } else if let Some((v, _)) = entity(&state.scope, e) {
@@ -266,6 +267,7 @@ impl Lowering<'_> {
                     params: self.params,
                     text: self.text,
                     aggregates: None,
+                    depth: 0,
                 };
                 ctx.entity_struct(&v)?
             } else {

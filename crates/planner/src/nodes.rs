@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{DFSchema, DFSchemaRef, Result, plan_err};
 use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
 
-use crate::source::{EdgeTableInfo, NodeTableInfo};
+use crate::source::{EdgeTableInfo, NodeTableInfo, SourceRef};
 
 pub const ORD: &str = "__ord";
 /// The label of a node variable / the type of a relationship variable, per row.
@@ -155,15 +155,18 @@ pub struct NodeScan {
     /// `(property, value)`: only rows whose property equals the value are needed (an inline
     /// `{k: v}` of the start node), so an index may find them instead of a scan.
     pub lookup: Option<(String, datafusion::common::ScalarValue)>,
+    /// The snapshot the scan reads.
+    pub source: SourceRef,
 }
 
 impl NodeScan {
-    pub fn try_new(var: &str, tables: &[NodeTableInfo]) -> Result<Self> {
+    pub fn try_new(source: SourceRef, var: &str, tables: &[NodeTableInfo]) -> Result<Self> {
         Ok(NodeScan {
             labels: tables.iter().map(|t| t.label.clone()).collect(),
             var: var.to_string(),
             schema: df_schema(node_fields(var, tables, false))?,
             lookup: None,
+            source,
         })
     }
 }
@@ -235,11 +238,14 @@ pub struct GraphExpand {
     pub to_labels: Vec<String>,
     pub optional: bool,
     pub schema: DFSchemaRef,
+    /// The snapshot whose adjacency and rows the expansion reads.
+    pub source: SourceRef,
 }
 
 impl GraphExpand {
     #[allow(clippy::too_many_arguments)]
     pub fn try_new(
+        source: SourceRef,
         input: LogicalPlan,
         from_var: &str,
         edges: &[EdgeTableInfo],
@@ -276,6 +282,7 @@ impl GraphExpand {
             to_labels: to_tables.iter().map(|t| t.label.clone()).collect(),
             optional,
             schema: df_schema(fields)?,
+            source,
         })
     }
 }

@@ -72,6 +72,10 @@ pub trait GraphSource: Debug + Send + Sync {
 
     /// Every row of the label's snapshot in one batch; row `i` is ordinal `offset + i`.
     fn node_rows(&self, label: &str) -> Result<Arc<RecordBatch>>;
+    /// How many nodes the label has, without loading them where the source can tell.
+    fn node_count(&self, label: &str) -> Result<usize> {
+        Ok(self.node_rows(label)?.num_rows())
+    }
     /// The rows of the label whose `property` equals `value`, when an index can tell (None:
     /// scan). Only a superset is promised: the plan filters the rows it gets again.
     fn node_lookup(
@@ -86,4 +90,44 @@ pub trait GraphSource: Debug + Send + Sync {
     fn edge_rows(&self, table: &str) -> Result<Arc<RecordBatch>>;
     /// Adjacency of the edge table over global node ordinals; edge ids are table rows.
     fn adjacency(&self, table: &str) -> Result<Arc<Adjacency>>;
+}
+
+/// A statement's snapshot, carried by the plan nodes that read it. One DataFusion session
+/// plans every statement of a database, so the snapshot cannot live in the session; each plan
+/// holds the one it was lowered against. Compared by identity: two plans over the same
+/// snapshot are equal, over different snapshots they are not.
+#[derive(Clone)]
+pub struct SourceRef(pub Arc<dyn GraphSource>);
+
+impl SourceRef {
+    fn address(&self) -> *const () {
+        Arc::as_ptr(&self.0) as *const ()
+    }
+}
+
+impl Debug for SourceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SourceRef({:p})", self.address())
+    }
+}
+
+impl PartialEq for SourceRef {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.address(), other.address())
+    }
+}
+
+impl Eq for SourceRef {}
+
+impl std::hash::Hash for SourceRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.address().hash(state)
+    }
+}
+
+impl std::ops::Deref for SourceRef {
+    type Target = dyn GraphSource;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
 }

@@ -71,7 +71,8 @@ fn lower(text: &str) -> std::result::Result<Lowered, PlanError> {
     let StatementBody::Query(query) = &statement.body else {
         panic!("not a query: {text}");
     };
-    Lowering::new(&Schemas, &Params::new(), text).lower(query)
+    let source: Arc<dyn GraphSource> = Arc::new(Schemas);
+    Lowering::new(&source, &Params::new(), text).lower(query)
 }
 
 fn merge_op(lowered: &Lowered) -> &MergeOp {

@@ -232,6 +232,24 @@ pub async fn write_data_files(table: &Table, batches: &[RecordBatch]) -> Result<
     writer.close().await
 }
 
+/// Iceberg's snapshot summary field for the rows a snapshot holds.
+pub const TOTAL_RECORDS: &str = "total-records";
+
+/// The rows of a table snapshot, from its summary (None when the writer did not record it).
+pub fn snapshot_rows(table: &Table, snapshot_id: Option<i64>) -> Option<u64> {
+    let Some(id) = snapshot_id else {
+        return Some(0);
+    };
+    table
+        .metadata()
+        .snapshot_by_id(id)?
+        .summary()
+        .additional_properties
+        .get(TOTAL_RECORDS)?
+        .parse()
+        .ok()
+}
+
 /// What one statement changes in one table's data.
 #[derive(Debug, Default)]
 pub struct DataChange {
@@ -277,7 +295,8 @@ pub async fn produce_snapshot(
     .build_v2_data();
 
     let mut removed_found = HashSet::new();
-    let (mut added_rows, mut deleted_rows) = (0u64, 0u64);
+    let (mut added_rows, mut deleted_rows, mut total_rows) = (0u64, 0u64, 0u64);
+    let mut total_files = 0u64;
     if let Some(current) = metadata.current_snapshot() {
         let list = table.manifest_list_reader(current).load().await?;
         for manifest_file in list.entries() {
@@ -301,6 +320,8 @@ pub async fn produce_snapshot(
                     writer.add_delete_file(entry.data_file().clone(), seq, file_seq)?;
                     removed_found.insert(path);
                 } else {
+                    total_rows += entry.data_file().record_count();
+                    total_files += 1;
                     writer.add_existing_file(
                         entry.data_file().clone(),
                         entry_snapshot,
@@ -321,6 +342,8 @@ pub async fn produce_snapshot(
     }
     for file in change.added {
         added_rows += file.record_count();
+        total_rows += file.record_count();
+        total_files += 1;
         writer.add_file(file, sequence_number)?;
     }
     let manifest = writer.write_manifest_file().await?;
@@ -345,6 +368,9 @@ pub async fn produce_snapshot(
         additional_properties: HashMap::from([
             ("added-records".to_string(), added_rows.to_string()),
             ("deleted-records".to_string(), deleted_rows.to_string()),
+            // Readers number rows without opening data files (see `snapshot_rows`).
+            (TOTAL_RECORDS.to_string(), total_rows.to_string()),
+            ("total-data-files".to_string(), total_files.to_string()),
         ]),
     };
     let snapshot = Snapshot::builder()

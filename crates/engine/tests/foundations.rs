@@ -1,0 +1,264 @@
+//! Engine foundations: what a statement loads, the memory budget, streamed results, COPY's
+//! file roots and planning on a small thread stack.
+
+use std::collections::HashMap;
+
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
+use contextdb_engine::{Database, DbConfig, ErrorKind};
+
+/// Two node tables with a relationship type between them, and a third table nobody reads.
+const SCHEMA: &str = "
+    CREATE NODE TABLE Author (id BIGINT PRIMARY KEY, name VARCHAR);
+    CREATE NODE TABLE Book (id BIGINT PRIMARY KEY, title VARCHAR, blurb VARCHAR);
+    CREATE EDGE TABLE WROTE (FROM Author TO Book);
+    CREATE NODE TABLE Unread (id BIGINT PRIMARY KEY);
+    CREATE (:Author {id: 1, name: 'Ann'})-[:WROTE]->(:Book {id: 10, title: 'A', blurb: 'x'});
+    CREATE (:Unread {id: 1});
+    UNWIND range(11, 2000) AS i
+      CREATE (:Book {id: i, title: 'b' + toString(i), blurb: 'a rather long blurb ' + toString(i)});
+";
+
+async fn count(db: &Database, text: &str) -> i64 {
+    let results = db
+        .execute(text)
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    let batch = &results.last().unwrap().batches[0];
+    let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Int64).unwrap();
+    column.as_primitive::<Int64Type>().value(0)
+}
+
+async fn filled(dir: &std::path::Path) {
+    let db = Database::open(DbConfig::local(dir)).await.unwrap();
+    db.execute(SCHEMA).await.unwrap();
+    db.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_statement_loads_only_the_tables_it_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path()).await;
+
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    assert!(db.hot_tier().tables.is_empty(), "{:?}", db.hot_tier());
+    assert_eq!(count(&db, "MATCH (a:Author) RETURN count(*)").await, 1);
+    assert_eq!(db.hot_tier().tables, vec!["Author".to_string()]);
+
+    // An expansion reads the edge table and both of its endpoint labels, nothing else.
+    assert_eq!(
+        count(
+            &db,
+            "MATCH (a:Author {name: 'Ann'})-[:WROTE]->(b) RETURN count(b)"
+        )
+        .await,
+        1
+    );
+    assert_eq!(db.hot_tier().tables, vec!["Author", "Book", "WROTE"]);
+    db.shutdown().await;
+
+    // SQL reads the tables its plan scans.
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM Unread").await, 1);
+    assert_eq!(db.hot_tier().tables, vec!["Unread".to_string()]);
+    db.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_statement_over_the_memory_budget_fails_and_the_database_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path()).await;
+
+    // Room for the small tables, not for 2,000 books.
+    let mut config = DbConfig::local(dir.path());
+    config.cache_bytes = 64 * 1024;
+    let db = Database::open(config).await.unwrap();
+    for text in [
+        "MATCH (b:Book) RETURN count(*)",
+        "SELECT count(*) FROM Book",
+        "MATCH (a:Author)-[:WROTE]->(b:Book) RETURN count(*)",
+    ] {
+        let e = db.execute(text).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Resource, "{text}: {e}");
+        assert!(e.message.contains("budget"), "{e}");
+    }
+    // The database goes on: statements within the budget still answer.
+    assert_eq!(count(&db, "MATCH (a:Author) RETURN count(*)").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM Unread").await, 1);
+    assert!(db.hot_tier().used_bytes <= db.hot_tier().budget_bytes);
+    db.shutdown().await;
+}
+
+#[tokio::test]
+async fn results_stream_batch_by_batch_with_the_schema_first() {
+    let db = Database::open(DbConfig::memory()).await.unwrap();
+    db.execute(
+        "CREATE NODE TABLE N (id BIGINT PRIMARY KEY);
+         UNWIND range(1, 30000) AS i CREATE (:N {id: i})",
+    )
+    .await
+    .unwrap();
+    let mut stream = db
+        .query("MATCH (n:N) RETURN n.id AS i", &HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(stream.schema().field(0).name(), "i");
+    let mut batches = 0;
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await.unwrap() {
+        batches += 1;
+        rows += batch.num_rows();
+    }
+    assert_eq!(rows, 30_000);
+    assert!(batches > 1, "one batch of {rows} rows: not streamed");
+
+    // SQL queries stream too.
+    let mut stream = db
+        .query("SELECT * FROM generate_series(1, 100000)", &HashMap::new())
+        .await
+        .unwrap();
+    let mut batches = 0;
+    while stream.next().await.unwrap().is_some() {
+        batches += 1;
+    }
+    assert!(batches > 1);
+    db.shutdown().await;
+}
+
+#[tokio::test]
+async fn where_equalities_find_the_start_node_by_index() {
+    let db = Database::open(DbConfig::memory()).await.unwrap();
+    db.execute(SCHEMA).await.unwrap();
+    let results = db
+        .execute("EXPLAIN MATCH (a:Author)-[:WROTE]->(b:Book) WHERE b.title = 'A' RETURN a.name")
+        .await
+        .unwrap();
+    let text = format!("{:?}", results[0].batches);
+    assert!(text.contains("lookup title = A"), "{text}");
+    assert_eq!(
+        count(
+            &db,
+            "MATCH (a:Author)-[:WROTE]->(b:Book) WHERE b.title = 'A' AND a.id = 1 RETURN count(*)"
+        )
+        .await,
+        1
+    );
+    // The filter still applies where the index cannot answer (a float never matches a key).
+    assert_eq!(
+        count(
+            &db,
+            "MATCH (b:Book) WHERE 'A' = b.title OR b.id = 11 RETURN count(*)"
+        )
+        .await,
+        2
+    );
+    db.shutdown().await;
+}
+
+#[tokio::test]
+async fn copy_reaches_only_files_under_the_file_roots() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    for dir in [root.path(), outside.path()] {
+        std::fs::write(dir.join("t.csv"), "id,name\n1,a\n2,b\n").unwrap();
+    }
+    let db = Database::open(DbConfig::memory().with_file_root(root.path()))
+        .await
+        .unwrap();
+    db.execute("CREATE NODE TABLE T (id BIGINT PRIMARY KEY, name VARCHAR)")
+        .await
+        .unwrap();
+    let inside = root.path().join("t.csv");
+    db.execute(&format!("COPY T FROM '{}'", inside.display()))
+        .await
+        .unwrap();
+    let e = db
+        .execute(&format!(
+            "COPY T FROM '{}'",
+            outside.path().join("t.csv").display()
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Plan, "{e}");
+    assert!(e.message.contains("file roots"), "{e}");
+    // SQL COPY ... TO writes under a root only.
+    db.execute(&format!(
+        "COPY (SELECT 1 AS x) TO '{}'",
+        root.path().join("out.csv").display()
+    ))
+    .await
+    .unwrap();
+    let e = db
+        .execute(&format!(
+            "COPY (SELECT 1 AS x) TO '{}'",
+            outside.path().join("out.csv").display()
+        ))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("file roots"), "{e}");
+    assert!(!outside.path().join("out.csv").exists());
+    assert_eq!(count(&db, "MATCH (t:T) RETURN count(*)").await, 2);
+    db.shutdown().await;
+}
+
+/// Statements up to the parser's depth limits, on a thread stack half the size of a tokio
+/// worker's, answer or fail with a clean error (the parser checks the stack it has left, the
+/// planner refuses expressions deeper than `MAX_PLAN_EXPRESSION_DEPTH`). Nothing overflows.
+#[test]
+fn deep_statements_run_on_a_small_thread_stack() {
+    const SMALL_STACK_BYTES: usize = 1024 * 1024;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_stack_size(SMALL_STACK_BYTES)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sum = |terms: usize| vec!["1"; terms].join(" + ");
+    let nested = |depth: usize| format!("{}1{}", "(".repeat(depth), ")".repeat(depth));
+    let statements = vec![
+        (format!("RETURN {} AS n", sum(200)), Some(200)),
+        (format!("RETURN {} AS n", nested(100)), Some(1)),
+        (
+            format!("RETURN {} AS n", sum(contextql::MAX_EXPRESSION_DEPTH - 10)),
+            None,
+        ),
+        (
+            format!("RETURN {} AS n", nested(contextql::MAX_NESTING_DEPTH - 4)),
+            None,
+        ),
+        (
+            format!("SELECT {} AS n", sum(contextql::MAX_EXPRESSION_DEPTH - 10)),
+            None,
+        ),
+    ];
+    let outcome = std::thread::Builder::new()
+        .stack_size(SMALL_STACK_BYTES)
+        .spawn(move || {
+            runtime.block_on(async move {
+                let db = Database::open(DbConfig::memory()).await.unwrap();
+                let mut outcomes = Vec::new();
+                for (text, expected) in statements {
+                    let outcome = db.execute(&text).await;
+                    outcomes.push((text.len(), expected, outcome.map(|r| r.len())));
+                }
+                db.shutdown().await;
+                outcomes
+            })
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    for (len, expected, outcome) in outcome {
+        match (expected, outcome) {
+            (_, Ok(results)) => assert_eq!(results, 1),
+            (None, Err(e)) => assert!(
+                matches!(
+                    e.kind,
+                    ErrorKind::Syntax | ErrorKind::Plan | ErrorKind::Resource
+                ),
+                "{len}-byte statement: {e}"
+            ),
+            (Some(_), Err(e)) => panic!("{len}-byte statement within reach failed: {e}"),
+        }
+    }
+}
