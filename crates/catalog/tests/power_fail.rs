@@ -152,9 +152,14 @@ fn schema() -> Schema {
 
 /// One data file holding `id` in each table, committed in one catalog entry.
 async fn commit(catalog: &Arc<RaftCatalog>, id: u64) -> Result<(), String> {
-    let mut changes = Vec::new();
+    let mut tables = Vec::new();
     for name in TABLES {
-        let table = timed(catalog.load_table(&ident(name))).await?;
+        tables.push(timed(catalog.load_table(&ident(name))).await?);
+    }
+    // One commit, one timestamp for both tables.
+    let commit_ms = table_io::commit_timestamp_ms(&tables);
+    let mut changes = Vec::new();
+    for (name, table) in TABLES.iter().zip(tables) {
         let schema = table_io::arrow_schema(&table).map_err(|e| e.to_string())?;
         let ids = Int64Array::from(vec![id as i64]);
         let batch = RecordBatch::try_new(schema, vec![Arc::new(ids)]).map_err(|e| e.to_string())?;
@@ -163,7 +168,8 @@ async fn commit(catalog: &Arc<RaftCatalog>, id: u64) -> Result<(), String> {
             added,
             removed: Default::default(),
         };
-        let (requirements, updates) = timed(table_io::produce_snapshot(&table, change)).await?;
+        let (requirements, updates) =
+            timed(table_io::produce_snapshot(&table, change, commit_ms)).await?;
         changes.push(TableChange {
             ident: ident(name),
             requirements,

@@ -203,7 +203,11 @@ impl Database {
             .retain(|ident, _| loaded.iter().any(|(i, _)| i == ident));
         let as_of_ms = match at {
             None => None,
-            Some(ast::TimeTravel::Timestamp(ts)) => Some(parse_timestamp_ms(ts)?),
+            Some(ast::TimeTravel::Timestamp(ts)) => Some(check_in_range(
+                ts,
+                parse_timestamp_ms(ts)?,
+                loaded.iter().map(|(_, t)| t),
+            )?),
             Some(ast::TimeTravel::Snapshot(id)) => Some(
                 loaded
                     .iter()
@@ -511,6 +515,32 @@ pub(crate) fn message(language: Language, text: &str) -> StatementResult {
         schema,
         batches: vec![batch],
         rows_affected: Some(0),
+    }
+}
+
+/// A time-travel timestamp must fall between the first commit and now: before the first
+/// commit there is nothing to read, and a future time would answer differently later.
+fn check_in_range<'a>(text: &str, ms: i64, tables: impl Iterator<Item = &'a Table>) -> Result<i64> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    if ms > now_ms {
+        return Err(Error::plan(format!(
+            "AT TIMESTAMP '{text}' is in the future"
+        )));
+    }
+    let first_ms = tables
+        .flat_map(|t| t.metadata().snapshots().map(|s| s.timestamp_ms()))
+        .min();
+    match first_ms {
+        Some(first) if ms >= first => Ok(ms),
+        Some(first) => Err(Error::plan(format!(
+            "AT TIMESTAMP '{text}' is before the first commit ({first} ms after the epoch)"
+        ))),
+        None => Err(Error::plan(format!(
+            "AT TIMESTAMP '{text}': the graph has no commits to travel to"
+        ))),
     }
 }
 

@@ -420,6 +420,7 @@ pub async fn load_file(
             added,
             removed: Default::default(),
         },
+        table_io::commit_timestamp_ms(snapshot.current.values()),
     )
     .await?;
     db.commit(vec![TableChange {

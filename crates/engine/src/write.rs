@@ -701,6 +701,8 @@ pub(crate) async fn commit_edits(
     // Deleting a node that still has relationships needs DETACH (checked after all deletes,
     // so `DELETE r, n` in one statement works).
     check_dangling(snapshot, edits)?;
+    // One timestamp for every table of the commit: time travel sees all of it or none.
+    let commit_ms = table_io::commit_timestamp_ms(snapshot.current.values());
     let mut table_changes = Vec::new();
     let mut names: Vec<&String> = edits.keys().collect();
     names.sort();
@@ -720,7 +722,8 @@ pub(crate) async fn commit_edits(
         if data_change.is_empty() {
             continue;
         }
-        let (requirements, updates) = table_io::produce_snapshot(current, data_change).await?;
+        let (requirements, updates) =
+            table_io::produce_snapshot(current, data_change, commit_ms).await?;
         table_changes.push(TableChange {
             ident: db.ident(name),
             requirements,

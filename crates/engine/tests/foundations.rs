@@ -262,3 +262,58 @@ fn deep_statements_run_on_a_small_thread_stack() {
         }
     }
 }
+
+#[tokio::test]
+async fn time_travel_shows_whole_commits() {
+    let db = Database::open(DbConfig::memory()).await.unwrap();
+    db.execute(
+        "CREATE NODE TABLE Author (id BIGINT PRIMARY KEY, name VARCHAR);
+         CREATE NODE TABLE Book (id BIGINT PRIMARY KEY, title VARCHAR);
+         CREATE EDGE TABLE WROTE (FROM Author TO Book);
+         CREATE (:Author {id: 1, name: 'Ann'})-[:WROTE]->(:Book {id: 10, title: 'A'})",
+    )
+    .await
+    .unwrap();
+    db.execute("CREATE (:Author {id: 2, name: 'Bo'})")
+        .await
+        .unwrap();
+    // Three tables in the first commit, one in the second: two commit times.
+    assert_eq!(count(&db, "SELECT count(*) FROM system.snapshots").await, 4);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(DISTINCT committed_at) FROM system.snapshots"
+        )
+        .await,
+        2
+    );
+    // The first commit's snapshot of Book shows the Author table as that commit left it.
+    let book_snapshot = count(
+        &db,
+        "SELECT snapshot_id FROM system.snapshots WHERE table_name = 'Book'",
+    )
+    .await;
+    assert_eq!(
+        count(
+            &db,
+            &format!("AT SNAPSHOT {book_snapshot} MATCH (a:Author) RETURN count(*)")
+        )
+        .await,
+        1
+    );
+    assert_eq!(count(&db, "MATCH (a:Author) RETURN count(*)").await, 2);
+    for (at, says) in [
+        ("2000-01-01T00:00:00Z", "before the first commit"),
+        ("2999-01-01T00:00:00Z", "in the future"),
+    ] {
+        let e = db
+            .execute(&format!(
+                "AT TIMESTAMP '{at}' MATCH (a:Author) RETURN count(*)"
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Plan, "{e}");
+        assert!(e.message.contains(says), "{e}");
+    }
+    db.shutdown().await;
+}

@@ -269,11 +269,25 @@ impl DataChange {
 /// catalog requirements (the table and its main branch are unchanged since we read them)
 /// and updates (add the snapshot, move main to it). Manifests are written now; nothing is
 /// visible until the catalog commits the updates.
+///
+/// `commit_ms` is the commit's timestamp, shared by every table the commit changes (see
+/// [`commit_timestamp_ms`]) so that time travel never shows half a commit; it must be later
+/// than anything the table recorded.
 pub async fn produce_snapshot(
     table: &Table,
     change: DataChange,
+    commit_ms: i64,
 ) -> Result<(Vec<TableRequirement>, Vec<TableUpdate>)> {
     let metadata = table.metadata();
+    if commit_ms <= metadata.last_updated_ms() {
+        return Err(Error::new(
+            ErrorKind::Unexpected,
+            format!(
+                "commit timestamp {commit_ms} is not after the table's last update {}",
+                metadata.last_updated_ms()
+            ),
+        ));
+    }
     if metadata.format_version() != FormatVersion::V2 {
         return Err(Error::new(
             ErrorKind::FeatureUnsupported,
@@ -380,7 +394,7 @@ pub async fn produce_snapshot(
         .with_sequence_number(sequence_number)
         .with_summary(summary)
         .with_schema_id(metadata.current_schema_id())
-        .with_timestamp_ms(now_ms_after(metadata.last_updated_ms()))
+        .with_timestamp_ms(commit_ms)
         .build();
     let requirements = vec![
         TableRequirement::UuidMatch {
@@ -404,13 +418,21 @@ pub async fn produce_snapshot(
     Ok((requirements, updates))
 }
 
-/// Snapshot timestamps must not go backwards (time travel by timestamp relies on it).
-fn now_ms_after(last_ms: i64) -> i64 {
+/// The timestamp of a commit over a catalog version holding `tables` (every table, not only
+/// those it changes): now, or just after the latest update of any table if the clock is
+/// behind. Commits are serialised, so commit timestamps strictly increase across the whole
+/// graph, and "as of time t" is a set of whole commits.
+pub fn commit_timestamp_ms<'a>(tables: impl IntoIterator<Item = &'a Table>) -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    now.max(last_ms + 1)
+    let last = tables
+        .into_iter()
+        .map(|t| t.metadata().last_updated_ms())
+        .max()
+        .unwrap_or(0);
+    now.max(last + 1)
 }
 
 fn new_snapshot_id(table: &Table) -> i64 {
