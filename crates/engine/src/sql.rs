@@ -285,6 +285,12 @@ async fn plan(db: &Database, text: &str) -> Result<Planned> {
             Ok(message(Language::Sql, "table dropped"))
         }
         LogicalPlan::Ddl(other) => Err(Error::plan(format!("{} is not supported", other.name()))),
+        LogicalPlan::Analyze(analyze) if matches!(*analyze.input, LogicalPlan::Dml(_)) => {
+            Err(Error::plan(
+                "EXPLAIN ANALYZE of INSERT, UPDATE or DELETE is not supported (it would run the \
+                 write); EXPLAIN shows its plan",
+            ))
+        }
         LogicalPlan::Copy(copy) => {
             if copy.output_url.contains("://") {
                 return Err(Error::plan("COPY ... TO writes local files only"));
@@ -329,43 +335,81 @@ async fn append(
     Ok(rows)
 }
 
-/// A DML input taken apart: the UPDATE projection, the WHERE predicate and the scan.
-struct DmlParts<'a> {
-    projection: Option<Vec<Expr>>,
-    predicate: Option<Expr>,
-    scan: &'a LogicalPlan,
+/// The column that carries each row's position in the table snapshot through a DELETE or
+/// UPDATE plan, so the rows DataFusion selects can be traced back to the rows to change.
+const DML_ROW_COLUMN: &str = "__contextdb_dml_row";
+
+/// What DataFusion selected for a DELETE or UPDATE: per batch, the row positions and (for
+/// UPDATE) the new value of each column, in the table's column order.
+struct DmlRows {
+    batches: Vec<RecordBatch>,
 }
 
-/// Peels Projection / Filter / alias off a DML input down to its scan.
-fn dml_parts(plan: &LogicalPlan) -> Result<DmlParts<'_>> {
-    let mut projection = None;
-    let mut predicate = None;
-    let mut node = plan;
-    loop {
-        match node {
-            LogicalPlan::Projection(p) if projection.is_none() => {
-                projection = Some(p.expr.clone());
-                node = &p.input;
+/// Runs the statement's own input plan (WHERE with any subqueries, SET expressions) through
+/// DataFusion over the target's rows with their positions added. Nothing is evaluated by
+/// hand, and a WHERE that DataFusion cannot plan is an error, never "every row" (the DML hook
+/// of DataFusion 53 loses subquery and constant-false filters: apache/datafusion#24654; this
+/// path does not use it).
+async fn dml_rows(
+    ctx: &SessionContext,
+    data: &crate::cache::TableData,
+    name: &str,
+    input: &LogicalPlan,
+    op: &WriteOp,
+) -> Result<DmlRows> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::datasource::provider_as_source;
+    use datafusion::logical_expr::{Projection, TableScan, col};
+
+    let positions = arrow::array::UInt32Array::from_iter_values(0..data.rows.num_rows() as u32);
+    let mut fields: Vec<Field> = data
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(DML_ROW_COLUMN, DataType::UInt32, false));
+    let schema = Arc::new(Schema::new(fields));
+    let mut columns = data.rows.columns().to_vec();
+    columns.push(Arc::new(positions));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let numbered = Arc::new(MemTable::try_new(schema, vec![vec![batch]])?);
+    // Only the target's own scan is replaced: plans inside subqueries are not visited.
+    let rewritten = input
+        .clone()
+        .transform_up(|node| match node {
+            LogicalPlan::TableScan(scan) if scan.table_name.table() == name => {
+                let source = provider_as_source(numbered.clone());
+                let scan = TableScan::try_new(
+                    scan.table_name.clone(),
+                    source,
+                    None,
+                    scan.filters.clone(),
+                    scan.fetch,
+                )?;
+                Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
             }
-            LogicalPlan::Filter(f) if predicate.is_none() => {
-                predicate = Some(f.predicate.clone());
-                node = &f.input;
-            }
-            LogicalPlan::SubqueryAlias(a) => node = &a.input,
-            LogicalPlan::TableScan(_) => {
-                return Ok(DmlParts {
-                    projection,
-                    predicate,
-                    scan: node,
-                });
-            }
-            _ => {
-                return Err(Error::plan(
-                    "UPDATE/DELETE support a WHERE over the target table only (no joins or subqueries yet)",
-                ));
-            }
+            other => Ok(Transformed::yes(other.recompute_schema()?)),
+        })?
+        .data;
+    let plan = match (op, rewritten) {
+        (WriteOp::Update, LogicalPlan::Projection(p)) => {
+            let mut exprs = p.expr.clone();
+            // Aliased: the other outputs are unqualified, and the optimizer checks that a
+            // rewritten plan keeps its schema to the qualifier.
+            exprs.push(col(DML_ROW_COLUMN).alias(DML_ROW_COLUMN));
+            LogicalPlan::Projection(Projection::try_new(exprs, p.input)?)
         }
-    }
+        (WriteOp::Update, _) => {
+            return Err(Error::internal("UPDATE plan without its SET projection"));
+        }
+        (_, plan) => LogicalPlan::Projection(Projection::try_new(
+            vec![col(DML_ROW_COLUMN).alias(DML_ROW_COLUMN)],
+            Arc::new(plan),
+        )?),
+    };
+    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+    Ok(DmlRows { batches })
 }
 
 async fn dml_statement(
@@ -401,80 +445,115 @@ async fn dml_statement(
             Ok(rows_affected(Language::Sql, rows))
         }
         WriteOp::Delete | WriteOp::Update => {
-            let DmlParts {
-                projection,
-                predicate,
-                scan,
-            } = dml_parts(&dml.input)?;
-            let batch = (*data.rows).clone();
-            let n = batch.num_rows();
-            let scan_schema = scan.schema();
-            let mask: BooleanArray = match &predicate {
-                Some(p) => {
-                    let expr = ctx.create_physical_expr(p.clone(), scan_schema)?;
-                    let value = expr.evaluate(&batch)?.into_array(n)?;
-                    value
-                        .as_any()
-                        .downcast_ref::<BooleanArray>()
-                        .ok_or_else(|| Error::plan("WHERE must be a boolean condition"))?
-                        .clone()
+            if matches!(dml.op, WriteOp::Delete) && data.info.kind == TableKind::Node {
+                return Err(Error::plan(format!(
+                    "delete nodes of `{name}` with ContextQL (MATCH ... DETACH DELETE) so their relationships go too"
+                )));
+            }
+            let selected = dml_rows(ctx, &data, &name, &dml.input, &dml.op).await?;
+            let assigned = match dml.op {
+                WriteOp::Update => {
+                    check_update(&data, &dml.input, &selected.batches, &name)?;
+                    assigned_columns(&data, &dml.input)?
                 }
-                None => BooleanArray::from(vec![true; n]),
+                _ => Default::default(),
             };
-            let hits: Vec<u32> = (0..n)
-                .filter(|&i| mask.is_valid(i) && mask.value(i))
-                .map(|i| i as u32)
-                .collect();
             let mut edit = TableEdits::default();
-            if matches!(dml.op, WriteOp::Delete) {
-                if data.info.kind == TableKind::Node {
-                    return Err(Error::plan(format!(
-                        "delete nodes of `{name}` with ContextQL (MATCH ... DETACH DELETE) so their relationships go too"
-                    )));
+            let mut hits = 0u64;
+            for batch in &selected.batches {
+                let rows = batch
+                    .column(batch.num_columns() - 1)
+                    .as_any()
+                    .downcast_ref::<arrow::array::UInt32Array>()
+                    .ok_or_else(|| Error::internal("DML row positions are not UInt32"))?
+                    .clone();
+                // The new values of the assigned columns, in the columns' types.
+                let mut values = Vec::new();
+                for (i, field) in data.schema().fields().iter().enumerate() {
+                    if assigned.contains(field.name()) {
+                        let column = batch.column(i);
+                        let column = if column.data_type() == field.data_type() {
+                            column.clone()
+                        } else {
+                            arrow::compute::cast(column, field.data_type())?
+                        };
+                        values.push((field.name().clone(), column));
+                    }
                 }
-                edit.deleted = hits.iter().copied().collect();
-            } else {
-                let exprs =
-                    projection.ok_or_else(|| Error::internal("UPDATE without projection"))?;
-                for (expr, field) in exprs.iter().zip(data.schema().fields()) {
-                    // Unassigned columns project themselves.
-                    if let Expr::Column(c) = expr.clone().unalias()
-                        && c.name == *field.name()
-                    {
+                for (k, &row) in rows.values().iter().enumerate() {
+                    if matches!(dml.op, WriteOp::Delete) {
+                        if edit.deleted.insert(row) {
+                            hits += 1;
+                        }
                         continue;
                     }
-                    if data.info.primary_key.as_deref() == Some(field.name().as_str())
-                        || (data.info.kind == TableKind::Edge
-                            && (field.name() == "src" || field.name() == "dst"))
-                    {
-                        return Err(Error::plan(format!("`{}` cannot be updated", field.name())));
-                    }
-                    let physical = ctx.create_physical_expr(expr.clone(), scan_schema)?;
-                    let values = physical.evaluate(&batch)?.into_array(n)?;
-                    let values = if values.data_type() == field.data_type() {
-                        values
-                    } else {
-                        arrow::compute::cast(&values, field.data_type())?
-                    };
-                    if !field.is_nullable() && hits.iter().any(|&i| values.is_null(i as usize)) {
+                    if edit.updates.contains_key(&row) {
                         return Err(Error::execution(format!(
-                            "`{name}.{}` must not be null",
-                            field.name()
+                            "UPDATE of `{name}` sets one row twice (its WHERE joins to several rows)"
                         )));
                     }
-                    for &i in &hits {
-                        edit.updates.entry(i).or_default().push((
-                            field.name().clone(),
-                            values.clone(),
-                            i as usize,
-                        ));
-                    }
+                    hits += 1;
+                    let changes = values
+                        .iter()
+                        .map(|(column, array)| (column.clone(), array.clone(), k))
+                        .collect();
+                    edit.updates.insert(row, changes);
                 }
             }
             let edits = HashMap::from([(name.clone(), edit)]);
             commit_edits(db, snapshot, &edits).await?;
-            Ok(rows_affected(Language::Sql, hits.len() as u64))
+            Ok(rows_affected(Language::Sql, hits))
         }
         other => Err(Error::plan(format!("{other} is not supported"))),
     }
+}
+
+/// The columns an UPDATE assigns: the SET projection's expressions that are not the column
+/// itself.
+fn assigned_columns(
+    data: &crate::cache::TableData,
+    input: &LogicalPlan,
+) -> Result<std::collections::HashSet<String>> {
+    let LogicalPlan::Projection(p) = input else {
+        return Err(Error::internal("UPDATE plan without its SET projection"));
+    };
+    Ok(p.expr
+        .iter()
+        .zip(data.schema().fields())
+        .filter(|(expr, field)| {
+            !matches!((*expr).clone().unalias(), Expr::Column(c) if c.name == *field.name())
+        })
+        .map(|(_, field)| field.name().clone())
+        .collect())
+}
+
+/// An UPDATE may not change a key or an edge's endpoints, nor set null where null is not
+/// allowed; the values are cast to the columns' types.
+fn check_update(
+    data: &crate::cache::TableData,
+    input: &LogicalPlan,
+    batches: &[RecordBatch],
+    name: &str,
+) -> Result<()> {
+    let assigned = assigned_columns(data, input)?;
+    for (i, field) in data.schema().fields().iter().enumerate() {
+        if !assigned.contains(field.name()) {
+            continue;
+        }
+        if data.info.primary_key.as_deref() == Some(field.name().as_str())
+            || (data.info.kind == TableKind::Edge
+                && (field.name() == "src" || field.name() == "dst"))
+        {
+            return Err(Error::plan(format!("`{}` cannot be updated", field.name())));
+        }
+        for batch in batches {
+            if !field.is_nullable() && batch.column(i).null_count() > 0 {
+                return Err(Error::execution(format!(
+                    "`{name}.{}` must not be null",
+                    field.name()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
