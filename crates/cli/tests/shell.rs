@@ -160,3 +160,75 @@ fn load_reports_rows_and_fails_on_a_missing_table() {
     let missing = contextdb(&data, &["load", "--table", "Nope", csv_path], "");
     assert_eq!(missing.status.code(), Some(1));
 }
+
+#[test]
+fn copy_reads_only_under_the_file_roots() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = tempfile::tempdir().expect("temp dir");
+    let outside = tempfile::tempdir().expect("temp dir");
+    for d in [root.path(), outside.path()] {
+        std::fs::write(d.join("p.csv"), "id,name\n7,Grace\n").expect("write csv");
+    }
+    let root_arg = root.path().to_str().expect("UTF-8 path");
+    let copy = |from: &Path| {
+        format!(
+            "{SETUP}; COPY Person FROM '{}'; MATCH (p:Person) RETURN count(*) AS n",
+            from.join("p.csv").display()
+        )
+    };
+    let out = contextdb(
+        dir.path(),
+        &[
+            "shell",
+            "--format",
+            "csv",
+            "--file-root",
+            root_arg,
+            "-c",
+            &copy(root.path()),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "n\n2\n");
+
+    let other = tempfile::tempdir().expect("temp dir");
+    let out = contextdb(
+        other.path(),
+        &[
+            "shell",
+            "--file-root",
+            root_arg,
+            "-c",
+            &copy(outside.path()),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("file roots"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn repair_log_leaves_a_healthy_log_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = contextdb(dir.path(), &["shell", "-c", SETUP], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = contextdb(dir.path(), &["repair-log"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = contextdb(
+        dir.path(),
+        &[
+            "shell",
+            "--format",
+            "csv",
+            "-c",
+            "MATCH (p:Person) RETURN p.name",
+        ],
+        "",
+    );
+    assert_eq!(text(&out.stdout), "p.name\nAda\n");
+}
