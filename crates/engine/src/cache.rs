@@ -187,6 +187,10 @@ type AdjacencyKey = (String, Option<i64>, Option<i64>, Option<i64>, u32, u32);
 pub struct Cache {
     budget_bytes: usize,
     entries: Mutex<Entries>,
+    /// Each table's user schema with the metadata file it was derived from: every statement
+    /// needs every table's schema, and converting it from Iceberg each time is wasted work.
+    /// One entry per table (a newer metadata file replaces the older).
+    schemas: Mutex<HashMap<String, (String, SchemaRef)>>,
 }
 
 impl Cache {
@@ -194,7 +198,26 @@ impl Cache {
         Cache {
             budget_bytes,
             entries: Mutex::new(Entries::default()),
+            schemas: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The table's columns as users see them, converted once per metadata file.
+    pub fn user_schema(&self, table: &Table, info: &TableInfo) -> Result<SchemaRef> {
+        let uuid = table.metadata().uuid().to_string();
+        let location = table.metadata_location().unwrap_or_default().to_string();
+        let mut schemas = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
+        if !location.is_empty()
+            && let Some((cached_at, schema)) = schemas.get(&uuid)
+            && *cached_at == location
+        {
+            return Ok(schema.clone());
+        }
+        let schema = user_schema(table_io::arrow_schema(table)?.as_ref(), info);
+        if !location.is_empty() {
+            schemas.insert(uuid, (location, schema.clone()));
+        }
+        Ok(schema)
     }
 
     /// The memory budget, in bytes.

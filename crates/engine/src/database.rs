@@ -521,11 +521,7 @@ pub(crate) fn message(language: Language, text: &str) -> StatementResult {
 /// A time-travel timestamp must fall between the first commit and now: before the first
 /// commit there is nothing to read, and a future time would answer differently later.
 fn check_in_range<'a>(text: &str, ms: i64, tables: impl Iterator<Item = &'a Table>) -> Result<i64> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    if ms > now_ms {
+    if ms > table_io::now_ms() {
         return Err(Error::plan(format!(
             "AT TIMESTAMP '{text}' is in the future"
         )));

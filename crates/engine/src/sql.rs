@@ -339,14 +339,9 @@ async fn append(
 /// UPDATE plan, so the rows DataFusion selects can be traced back to the rows to change.
 const DML_ROW_COLUMN: &str = "__contextdb_dml_row";
 
-/// What DataFusion selected for a DELETE or UPDATE: per batch, the row positions and (for
-/// UPDATE) the new value of each column, in the table's column order.
-struct DmlRows {
-    batches: Vec<RecordBatch>,
-}
-
 /// Runs the statement's own input plan (WHERE with any subqueries, SET expressions) through
-/// DataFusion over the target's rows with their positions added. Nothing is evaluated by
+/// DataFusion over the target's rows with their positions added: batches of the new value of
+/// each column in table order (UPDATE only), then the row position. Nothing is evaluated by
 /// hand, and a WHERE that DataFusion cannot plan is an error, never "every row" (the DML hook
 /// of DataFusion 53 loses subquery and constant-false filters: apache/datafusion#24654; this
 /// path does not use it).
@@ -356,7 +351,7 @@ async fn dml_rows(
     name: &str,
     input: &LogicalPlan,
     op: &WriteOp,
-) -> Result<DmlRows> {
+) -> Result<Vec<RecordBatch>> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::datasource::provider_as_source;
     use datafusion::logical_expr::{Projection, TableScan, col};
@@ -408,8 +403,7 @@ async fn dml_rows(
             Arc::new(plan),
         )?),
     };
-    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
-    Ok(DmlRows { batches })
+    Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
 }
 
 async fn dml_statement(
@@ -453,14 +447,15 @@ async fn dml_statement(
             let selected = dml_rows(ctx, &data, &name, &dml.input, &dml.op).await?;
             let assigned = match dml.op {
                 WriteOp::Update => {
-                    check_update(&data, &dml.input, &selected.batches, &name)?;
-                    assigned_columns(&data, &dml.input)?
+                    let assigned = assigned_columns(&data, &dml.input)?;
+                    check_update(&data, &assigned, &selected, &name)?;
+                    assigned
                 }
                 _ => Default::default(),
             };
             let mut edit = TableEdits::default();
             let mut hits = 0u64;
-            for batch in &selected.batches {
+            for batch in &selected {
                 let rows = batch
                     .column(batch.num_columns() - 1)
                     .as_any()
@@ -531,11 +526,10 @@ fn assigned_columns(
 /// allowed; the values are cast to the columns' types.
 fn check_update(
     data: &crate::cache::TableData,
-    input: &LogicalPlan,
+    assigned: &std::collections::HashSet<String>,
     batches: &[RecordBatch],
     name: &str,
 ) -> Result<()> {
-    let assigned = assigned_columns(data, input)?;
     for (i, field) in data.schema().fields().iter().enumerate() {
         if !assigned.contains(field.name()) {
             continue;

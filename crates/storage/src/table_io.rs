@@ -418,15 +418,20 @@ pub async fn produce_snapshot(
     Ok((requirements, updates))
 }
 
+/// Milliseconds since the Unix epoch, as snapshot timestamps count them.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// The timestamp of a commit over a catalog version holding `tables` (every table, not only
 /// those it changes): now, or just after the latest update of any table if the clock is
 /// behind. Commits are serialised, so commit timestamps strictly increase across the whole
 /// graph, and "as of time t" is a set of whole commits.
 pub fn commit_timestamp_ms<'a>(tables: impl IntoIterator<Item = &'a Table>) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = now_ms();
     let last = tables
         .into_iter()
         .map(|t| t.metadata().last_updated_ms())
