@@ -166,7 +166,7 @@ async fn commit(catalog: &Arc<RaftCatalog>, id: u64) -> Result<(), String> {
         let added = timed(table_io::write_data_files(&table, &[batch])).await?;
         let change = DataChange {
             added,
-            removed: Default::default(),
+            ..Default::default()
         };
         let (requirements, updates) =
             timed(table_io::produce_snapshot(&table, change, commit_ms)).await?;

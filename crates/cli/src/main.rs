@@ -56,11 +56,82 @@ enum Command {
     },
 }
 
+/// Engine settings shared by every command that opens a database.
+#[derive(Args, Clone)]
+struct EngineArgs {
+    /// Memory budget of the hot tier (table rows, indexes, adjacency), e.g. `256MiB`, `4GiB`.
+    /// Past it the tier evicts; a statement that alone needs more fails with a resource error.
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_bytes)]
+    cache_size: usize,
+    /// How long a replaced snapshot stays readable by time travel before `VACUUM` may expire it
+    /// and remove its files, e.g. `7d`, `12h`, `30m`, `0s`.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    snapshot_retention: std::time::Duration,
+    /// Do not compact small data files after commits (`COMPACT` still does).
+    #[arg(long)]
+    no_auto_compact: bool,
+}
+
+impl EngineArgs {
+    fn apply(&self, mut config: DbConfig) -> DbConfig {
+        config.cache_bytes = self.cache_size;
+        config.snapshot_retention = self.snapshot_retention;
+        config.auto_compact = !self.no_auto_compact;
+        config
+    }
+}
+
+/// `123`, `64KiB`, `256MiB`, `4GiB` (also `KB`/`MB`/`GB`, read as powers of 1024).
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("expected a size such as 256MiB, got `{text}`"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("unknown size unit in `{text}` (use KiB, MiB, GiB)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// `90s`, `30m`, `12h`, `7d` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("expected a duration such as 7d, got `{text}`"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "unknown duration unit in `{text}` (use s, m, h, d)"
+            ));
+        }
+    };
+    n.checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
 #[derive(Args)]
 struct ShellArgs {
     /// Directory holding the database; created when missing.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// `;`-separated statements to run instead of reading standard input or prompting.
     #[arg(short = 'c', long = "command", value_name = "STATEMENTS")]
     command: Option<String>,
@@ -82,6 +153,8 @@ struct LoadArgs {
     /// Directory holding the database.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// The node or edge table to load into; it must exist.
     #[arg(long, value_name = "NAME")]
     table: String,
@@ -165,8 +238,12 @@ enum Failure {
     Message(String),
 }
 
-async fn open(data_dir: &Path, file_roots: Vec<PathBuf>) -> Result<Arc<Database>, Failure> {
-    let mut config = DbConfig::local(data_dir);
+async fn open(
+    data_dir: &Path,
+    engine: &EngineArgs,
+    file_roots: Vec<PathBuf>,
+) -> Result<Arc<Database>, Failure> {
+    let mut config = engine.apply(DbConfig::local(data_dir));
     config.file_roots = file_roots;
     Database::open(config)
         .await
@@ -179,7 +256,7 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Failu
     } else {
         args.file_roots
     };
-    let db = runtime.block_on(open(&args.data_dir, file_roots))?;
+    let db = runtime.block_on(open(&args.data_dir, &args.engine, file_roots))?;
     let params: HashMap<String, serde_json::Value> = args.params.into_iter().collect();
     let mut session = Session {
         db: db.clone(),
@@ -373,7 +450,7 @@ fn dot_command(line: &str, session: &mut Session) -> bool {
 }
 
 async fn load(args: LoadArgs) -> Result<(), Failure> {
-    let db = open(&args.data_dir, Vec::new()).await?;
+    let db = open(&args.data_dir, &args.engine, Vec::new()).await?;
     let outcome = load_files(&db, &args.table, &args.files).await;
     db.shutdown().await;
     outcome

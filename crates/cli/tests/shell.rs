@@ -232,3 +232,61 @@ fn repair_log_leaves_a_healthy_log_alone() {
     );
     assert_eq!(text(&out.stdout), "p.name\nAda\n");
 }
+
+#[test]
+fn engine_flags_set_the_budget_and_the_retention() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let setup = contextdb(
+        dir.path(),
+        &[
+            "shell",
+            "-c",
+            &format!("{SETUP}; MATCH (p:Person) SET p.name = 'Ada L.'"),
+        ],
+        "",
+    );
+    assert_eq!(setup.status.code(), Some(0), "{}", text(&setup.stderr));
+    // A budget smaller than the table: the statement fails with a resource error.
+    let small = contextdb(
+        dir.path(),
+        &[
+            "shell",
+            "--cache-size",
+            "16B",
+            "-c",
+            "MATCH (p:Person) RETURN p.name",
+        ],
+        "",
+    );
+    assert_eq!(small.status.code(), Some(1));
+    assert!(
+        text(&small.stderr).contains("budget"),
+        "{}",
+        text(&small.stderr)
+    );
+    // With no retention, VACUUM expires the replaced snapshot and removes its file.
+    let vacuum = contextdb(
+        dir.path(),
+        &[
+            "shell",
+            "--snapshot-retention",
+            "0s",
+            "--format",
+            "csv",
+            "-c",
+            "VACUUM TABLE Person; MATCH (p:Person) RETURN p.name",
+        ],
+        "",
+    );
+    assert_eq!(vacuum.status.code(), Some(0), "{}", text(&vacuum.stderr));
+    let stdout = text(&vacuum.stdout);
+    assert!(stdout.contains("Person,1,"), "{stdout}");
+    assert!(stdout.contains("Ada L."), "{stdout}");
+    for bad in [
+        ["--cache-size", "lots"],
+        ["--snapshot-retention", "7 weeks"],
+    ] {
+        let out = contextdb(dir.path(), &["shell", bad[0], bad[1], "-c", "RETURN 1"], "");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}

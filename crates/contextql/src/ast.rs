@@ -70,6 +70,24 @@ pub enum StatementBody {
     /// `DROP NODE TABLE x` / `DROP EDGE TABLE x` / `DROP VECTOR INDEX x`.
     Drop(DropObject),
     Copy(CopyFrom),
+    /// `COMPACT [TABLE x]` / `VACUUM [TABLE x]`.
+    Maintain(Maintain),
+}
+
+/// A table maintenance statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Maintain {
+    pub kind: MaintainKind,
+    /// None: every table.
+    pub table: Option<Ident>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaintainKind {
+    /// Merge small data files.
+    Compact,
+    /// Expire snapshots past the retention and remove files no snapshot references.
+    Vacuum,
 }
 
 /// A query: a chain of clauses, optionally combined with `UNION [ALL]`.

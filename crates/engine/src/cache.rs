@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Int32Type, Int64Type, SchemaRef};
 use contextdb_graph::Adjacency;
@@ -78,6 +78,8 @@ pub struct TableData {
     pub snapshot_id: Option<i64>,
     /// All rows in the user-facing schema; row `i` has ordinal `i`.
     pub rows: Arc<RecordBatch>,
+    /// The stable id of each row (the hidden `__id` column), aligned with `rows`.
+    pub ids: Int64Array,
     pub files: Vec<FileSpan>,
     key_index: std::sync::OnceLock<std::result::Result<Arc<HashMap<Key, u32>>, Error>>,
     /// Property value → rows, per column looked up by an inline pattern property.
@@ -144,7 +146,15 @@ impl TableData {
     }
 
     pub fn bytes(&self) -> usize {
-        self.rows.get_array_memory_size()
+        self.rows.get_array_memory_size() + self.ids.get_array_memory_size()
+    }
+
+    /// Rows `start..start + len` with their ids in the hidden column, as writers store them.
+    pub fn stored_rows(&self, start: usize, len: usize) -> Result<RecordBatch> {
+        Ok(table_io::with_row_ids(
+            &self.rows.slice(start, len),
+            Arc::new(self.ids.slice(start, len)),
+        )?)
     }
 }
 
@@ -284,8 +294,18 @@ impl Cache {
     ) -> Result<TableData> {
         let storage_schema = table_io::arrow_schema(table)?;
         let schema = user_schema(&storage_schema, info);
+        let Ok(id_column) = storage_schema.index_of(table_io::ROW_ID) else {
+            // Says why, and what to do.
+            table_io::RowIds::of(table)?;
+            return Err(Error::internal(format!(
+                "{} has no {} column",
+                info.name,
+                table_io::ROW_ID
+            )));
+        };
         let mut files = Vec::new();
         let mut batches = Vec::new();
+        let mut ids: Vec<ArrayRef> = Vec::new();
         let mut start = 0;
         for task in self.file_tasks(table, snapshot_id).await? {
             let path = task.data_file_path.clone();
@@ -313,19 +333,30 @@ impl Cache {
             let mut len = 0;
             for b in file_batches.iter() {
                 // Older files may predate columns added since: present the current schema.
-                let b = table_io::conform_batch(b, &storage_schema)?;
+                let mut b = table_io::conform_batch(b, &storage_schema)?;
                 len += b.num_rows();
+                ids.push(b.remove_column(id_column));
                 batches.push(to_user(&b, &schema)?);
             }
             files.push(FileSpan { path, start, len });
             start += len;
         }
         let rows = concat_batches(&schema, &batches)?;
+        let ids = match ids.as_slice() {
+            [] => Int64Array::from(Vec::<i64>::new()),
+            parts => {
+                let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                arrow::compute::concat(&parts)?
+                    .as_primitive::<Int64Type>()
+                    .clone()
+            }
+        };
         Ok(TableData {
             table: table.clone(),
             info: info.clone(),
             snapshot_id,
             rows: Arc::new(rows),
+            ids,
             files,
             key_index: std::sync::OnceLock::new(),
             property_indexes: Default::default(),

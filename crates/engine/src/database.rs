@@ -57,7 +57,16 @@ pub struct DbConfig {
     /// Directories under which `COPY` statements may read and write files; none by default
     /// (the shell adds its current directory). See `files.rs`.
     pub file_roots: Vec<PathBuf>,
+    /// How long a replaced snapshot stays readable by time travel before VACUUM may expire
+    /// it and remove its files.
+    pub snapshot_retention: std::time::Duration,
+    /// Whether a commit that leaves many small data files compacts them right away.
+    pub auto_compact: bool,
 }
+
+/// The default snapshot retention: 7 days.
+pub const DEFAULT_SNAPSHOT_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 3600);
 
 impl DbConfig {
     pub fn local(data_dir: impl Into<PathBuf>) -> Self {
@@ -66,6 +75,8 @@ impl DbConfig {
             storage: StorageKind::Local,
             cache_bytes: DEFAULT_CACHE_BYTES,
             file_roots: Vec::new(),
+            snapshot_retention: DEFAULT_SNAPSHOT_RETENTION,
+            auto_compact: true,
         }
     }
 
@@ -75,7 +86,15 @@ impl DbConfig {
             storage: StorageKind::Memory,
             cache_bytes: DEFAULT_CACHE_BYTES,
             file_roots: Vec::new(),
+            snapshot_retention: DEFAULT_SNAPSHOT_RETENTION,
+            auto_compact: true,
         }
+    }
+
+    /// Keeps replaced snapshots for `retention` (see [`DbConfig::snapshot_retention`]).
+    pub fn with_snapshot_retention(mut self, retention: std::time::Duration) -> Self {
+        self.snapshot_retention = retention;
+        self
     }
 
     /// Lets `COPY` reach files under `dir` too.
@@ -93,6 +112,11 @@ pub struct Database {
     pub(crate) sessions: Sessions,
     /// Writers commit one at a time: a single node gains nothing from optimistic retries.
     pub(crate) write_lock: Mutex<()>,
+    /// The warehouse's object store and location, for maintenance that lists files.
+    pub(crate) store: Arc<dyn object_store::ObjectStore>,
+    pub(crate) warehouse_location: String,
+    pub(crate) snapshot_retention_ms: i64,
+    pub(crate) auto_compact: bool,
     pub(crate) namespace: NamespaceIdent,
     /// Where COPY may read and write files.
     pub(crate) file_roots: Vec<PathBuf>,
@@ -152,6 +176,11 @@ impl Database {
             cache: Arc::new(Cache::new(config.cache_bytes)),
             sessions: Sessions::new(),
             write_lock: Mutex::new(()),
+            store: warehouse.store.clone(),
+            warehouse_location: warehouse.location.clone(),
+            snapshot_retention_ms: i64::try_from(config.snapshot_retention.as_millis())
+                .unwrap_or(i64::MAX),
+            auto_compact: config.auto_compact,
             namespace,
             file_roots: config.file_roots,
             metadata: Default::default(),
@@ -315,9 +344,21 @@ impl Database {
         statement: &ast::Statement,
         params: &Params,
     ) -> Result<QueryStream> {
-        let done = |result: StatementResult| Ok(result.into_stream());
         match &statement.body {
             StatementBody::Query(query) => self.run_query(text, statement, query, params).await,
+            StatementBody::Copy(c) => {
+                let path = files::check(&self.file_roots, Path::new(&c.path), Access::Read)?;
+                let rows = self.load(&c.table.name, &path, &|_, _| {}).await?;
+                Ok(rows_affected(Language::ContextQL, rows).into_stream())
+            }
+            _ => self.execute_ddl(statement).await,
+        }
+    }
+
+    /// Runs a DDL or maintenance statement; each takes the write lock (one writer at a time).
+    async fn execute_ddl(&self, statement: &ast::Statement) -> Result<QueryStream> {
+        let done = |result: StatementResult| Ok(result.into_stream());
+        match &statement.body {
             StatementBody::CreateNodeTable(c) => {
                 done(crate::ddl::create_node_table(self, c).await?)
             }
@@ -328,10 +369,20 @@ impl Database {
                 done(crate::ddl::create_vector_index(self, c).await?)
             }
             StatementBody::Drop(d) => done(crate::ddl::drop(self, d).await?),
-            StatementBody::Copy(c) => {
-                let path = files::check(&self.file_roots, Path::new(&c.path), Access::Read)?;
-                let rows = self.load(&c.table.name, &path, &|_, _| {}).await?;
-                done(rows_affected(Language::ContextQL, rows))
+            StatementBody::Maintain(m) => {
+                let _guard = self.write_lock.lock().await;
+                let only = m.table.as_ref().map(|t| t.name.as_str());
+                done(match m.kind {
+                    ast::MaintainKind::Compact => {
+                        crate::maintenance::compact_statement(self, only).await?
+                    }
+                    ast::MaintainKind::Vacuum => {
+                        crate::maintenance::vacuum_statement(self, only).await?
+                    }
+                })
+            }
+            StatementBody::Query(_) | StatementBody::Copy(_) => {
+                Err(Error::internal("a query reached the DDL path"))
             }
         }
     }
@@ -447,12 +498,40 @@ impl Database {
     }
 
     /// Commits data and schema changes of several tables as one catalog log entry.
+    /// The caller holds the write lock; tables left with many small files are compacted.
     pub(crate) async fn commit(&self, changes: Vec<TableChange>) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
+        let mut names: Vec<String> = changes
+            .iter()
+            .filter(|c| c.ident.namespace() == &self.namespace)
+            .map(|c| c.ident.name().to_string())
+            .collect();
+        names.dedup();
         self.catalog.commit_changes(changes).await?;
+        crate::maintenance::after_commit(self, &names).await;
         Ok(())
+    }
+
+    /// Every table the catalog points at, in every namespace, at its current metadata.
+    pub(crate) async fn tables(&self) -> Result<Vec<Table>> {
+        let mut tables = Vec::new();
+        for (ident, location) in self.catalog.table_locations().await {
+            tables.push(self.load_at(&ident, &location).await?);
+        }
+        Ok(tables)
+    }
+
+    /// The names of the default graph's tables.
+    pub(crate) async fn table_names(&self) -> Vec<String> {
+        self.catalog
+            .table_locations()
+            .await
+            .into_keys()
+            .filter(|ident| ident.namespace() == &self.namespace)
+            .map(|ident| ident.name().to_string())
+            .collect()
     }
 
     pub(crate) async fn load_table(&self, name: &str) -> Result<Table> {

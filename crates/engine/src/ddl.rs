@@ -45,17 +45,57 @@ async fn exists(db: &Database, name: &str) -> Result<bool> {
     Ok(db.catalog.table_exists(&db.ident(name)).await?)
 }
 
-async fn create(
+/// Namespace property: the highest table number handed out (see [`next_table_number`]).
+pub const PROP_LAST_TABLE_NUMBER: &str = "contextdb.last-table-number";
+
+/// A number for a new table, one past the highest ever handed out: the namespace keeps that
+/// mark, so a table created after another was dropped never gets its row ids. The caller
+/// holds the write lock (every DDL statement does), so no two tables get one number.
+async fn next_table_number(db: &Database) -> Result<u64> {
+    let namespace = db.catalog.get_namespace(&db.namespace).await?;
+    let mut properties = namespace.properties().clone();
+    let last = match properties.get(PROP_LAST_TABLE_NUMBER) {
+        None => 0,
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            Error::internal(format!(
+                "namespace property {PROP_LAST_TABLE_NUMBER} is {v}"
+            ))
+        })?,
+    };
+    let number = last + 1;
+    if number > table_io::MAX_TABLE_NUMBER {
+        return Err(Error::new(
+            crate::ErrorKind::Resource,
+            format!(
+                "a database numbers at most {} tables over its life",
+                table_io::MAX_TABLE_NUMBER
+            ),
+        ));
+    }
+    properties.insert(PROP_LAST_TABLE_NUMBER.to_string(), number.to_string());
+    db.catalog
+        .update_namespace(&db.namespace, properties)
+        .await?;
+    Ok(number)
+}
+
+/// Creates an empty table with the hidden row id column and a table number of its own.
+pub(crate) async fn create(
     db: &Database,
     name: &str,
     columns: Vec<(String, ast::DataType, bool)>,
     info: TableInfo,
 ) -> Result<()> {
     let schema = iceberg_schema(&columns)?;
+    let mut properties = info.properties();
+    properties.insert(
+        table_io::PROP_TABLE_NUMBER.to_string(),
+        next_table_number(db).await?.to_string(),
+    );
     let creation = TableCreation::builder()
         .name(name.to_string())
         .schema(schema)
-        .properties(info.properties())
+        .properties(properties)
         .build();
     db.catalog.create_table(&db.namespace, creation).await?;
     Ok(())
@@ -344,7 +384,9 @@ pub async fn load_file(
     path: &Path,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<u64> {
-    let snapshot = db.snapshot(None).await?;
+    // Only the target is read (for its keys); loading touches no other table.
+    let snapshot = db.snapshot_unloaded(None).await?;
+    snapshot.load([name]).await?;
     let data = snapshot
         .get(name)
         .ok_or_else(|| Error::plan(format!("table `{name}` does not exist")))?
@@ -366,6 +408,7 @@ pub async fn load_file(
         TableKind::Node => Some((*data.key_index()?).clone()),
         _ => None,
     };
+    let mut row_ids = table_io::RowIds::of(&table)?;
     let mut added = Vec::new();
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0;
@@ -384,6 +427,8 @@ pub async fn load_file(
                 extra.name()
             )));
         }
+        let ids = row_ids.take(batch.num_rows())?;
+        let batch = table_io::with_row_ids(&batch, std::sync::Arc::new(ids))?;
         let batch = table_io::conform_batch(&batch, &storage_schema)?;
         if let (Some(keys), Some(pk)) = (&mut keys, &data.info.primary_key) {
             let column = batch
@@ -419,6 +464,8 @@ pub async fn load_file(
         DataChange {
             added,
             removed: Default::default(),
+            next_row: row_ids.advanced(),
+            rewrite: false,
         },
         table_io::commit_timestamp_ms(snapshot.current.values()),
     )

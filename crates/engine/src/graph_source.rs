@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch};
 use contextdb_graph::Adjacency;
 use contextdb_planner::nodes::{GraphExpand, NodeScan};
 use contextdb_planner::{EdgeTableInfo, GraphSource, NodeTableInfo};
@@ -330,8 +330,18 @@ impl GraphSource for Snapshot {
             .map(|index| index.get(&key).cloned().unwrap_or_default()))
     }
 
+    fn node_ids(&self, label: &str) -> DfResult<ArrayRef> {
+        Ok(Arc::new(self.of_kind(label, TableKind::Node)?.ids.clone()))
+    }
+
     fn edge_rows(&self, rel_type: &str) -> DfResult<Arc<RecordBatch>> {
         Ok(self.of_kind(rel_type, TableKind::Edge)?.rows.clone())
+    }
+
+    fn edge_ids(&self, rel_type: &str) -> DfResult<ArrayRef> {
+        Ok(Arc::new(
+            self.of_kind(rel_type, TableKind::Edge)?.ids.clone(),
+        ))
     }
 
     fn adjacency(&self, rel_type: &str) -> DfResult<Arc<Adjacency>> {

@@ -17,6 +17,7 @@ mod database;
 mod ddl;
 pub mod files;
 mod graph_source;
+mod maintenance;
 pub mod route;
 mod schema;
 mod session;
@@ -24,7 +25,7 @@ mod sql;
 mod write;
 
 pub use cache::{DEFAULT_CACHE_BYTES, HotTierStats};
-pub use database::{Database, DbConfig, StorageKind, repair_log};
+pub use database::{DEFAULT_SNAPSHOT_RETENTION, Database, DbConfig, StorageKind, repair_log};
 pub use error::{Error, ErrorKind, Result};
 pub use route::{Language, route};
 pub use session::SERIAL_PLAN_ROWS_MAX;

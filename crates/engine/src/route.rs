@@ -220,6 +220,7 @@ fn shape(statement: &str) -> Shape {
         "CREATE" if matches!(second, "(" | "NODE" | "EDGE" | "VECTOR") => Language::ContextQL,
         "DROP" if matches!(second, "NODE" | "EDGE" | "VECTOR") => Language::ContextQL,
         "COPY" if w.get(2).map(String::as_str) == Some("FROM") => Language::ContextQL,
+        "COMPACT" | "VACUUM" => Language::ContextQL,
         "WITH" | "SET" | "DELETE" => return Shape::Chain,
         _ => Language::Sql,
     })

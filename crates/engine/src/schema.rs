@@ -8,6 +8,7 @@ use contextql::ast;
 use iceberg::spec::{ListType, NestedField, PrimitiveType, Schema as IcebergSchema, Type};
 
 use crate::error::{Error, Result};
+use contextdb_storage::table_io::ROW_ID;
 
 pub const PROP_KIND: &str = "contextdb.kind";
 pub const PROP_PRIMARY_KEY: &str = "contextdb.primary-key";
@@ -109,6 +110,7 @@ pub fn user_schema(storage: &Schema, info: &TableInfo) -> SchemaRef {
     let fields: Vec<Field> = storage
         .fields()
         .iter()
+        .filter(|f| f.name() != ROW_ID)
         .map(|f| {
             let data_type = match info.vectors.get(f.name()) {
                 Some(&d) => DataType::FixedSizeList(
@@ -170,8 +172,16 @@ pub fn iceberg_type(t: &ast::DataType, next_id: &mut i32) -> Type {
     }
 }
 
-/// Builds an Iceberg schema from column definitions; `required` columns are NOT NULL.
+/// Builds an Iceberg schema from column definitions; `required` columns are NOT NULL. The
+/// hidden row id column ([`ROW_ID`]) comes last.
 pub fn iceberg_schema(columns: &[(String, ast::DataType, bool)]) -> Result<IcebergSchema> {
+    if let Some((name, ..)) = columns.iter().find(|(n, ..)| n.starts_with("__")) {
+        return Err(Error::plan(format!(
+            "invalid column name `{name}`: names starting with `__` are reserved"
+        )));
+    }
+    let mut columns = columns.to_vec();
+    columns.push((ROW_ID.to_string(), ast::DataType::Int64, true));
     // Top-level fields get ids 1..=n; nested ids follow.
     let mut next_id = columns.len() as i32;
     let fields: Vec<_> = columns

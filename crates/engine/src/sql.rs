@@ -24,7 +24,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, WriteOp};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
-use iceberg::{Catalog, TableCreation};
+use iceberg::Catalog;
 
 use crate::QueryStream;
 use crate::StatementResult;
@@ -32,9 +32,10 @@ use crate::database::{Database, message, rows_affected};
 use crate::error::{Error, Result};
 use crate::graph_source::Snapshot;
 use crate::route::Language;
-use crate::schema::{DEFAULT_GRAPH, TableInfo, TableKind, ast_type, iceberg_schema};
+use crate::schema::{DEFAULT_GRAPH, TableInfo, TableKind, ast_type};
 use crate::session::DEFAULT_CATALOG;
 use crate::write::{TableEdits, commit_edits};
+use contextdb_storage::table_io;
 
 fn first_word(text: &str) -> String {
     let mut rest = text.trim_start();
@@ -144,9 +145,12 @@ fn snapshots_table(snapshot: &Snapshot) -> Result<MemTable> {
         ),
         Field::new("operation", DataType::Utf8, false),
         Field::new("is_current", DataType::Boolean, false),
+        Field::new("total_rows", DataType::Int64, true),
+        Field::new("data_files", DataType::Int64, true),
     ]));
     let (mut names, mut ids, mut parents, mut times, mut ops, mut current) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut total_rows, mut data_files) = (vec![], vec![]);
     for (name, table) in &snapshot.current {
         let cur = table.metadata().current_snapshot_id();
         for s in table.metadata().snapshots() {
@@ -156,6 +160,11 @@ fn snapshots_table(snapshot: &Snapshot) -> Result<MemTable> {
             times.push(s.timestamp_ms());
             ops.push(s.summary().operation.as_str().to_string());
             current.push(Some(s.snapshot_id()) == cur);
+            let summary = |key: &str| -> Option<i64> {
+                s.summary().additional_properties.get(key)?.parse().ok()
+            };
+            total_rows.push(summary(table_io::TOTAL_RECORDS));
+            data_files.push(summary(table_io::TOTAL_DATA_FILES));
         }
     }
     let batch = RecordBatch::try_new(
@@ -167,6 +176,8 @@ fn snapshots_table(snapshot: &Snapshot) -> Result<MemTable> {
             Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC")),
             Arc::new(StringArray::from(ops)),
             Arc::new(BooleanArray::from(current)),
+            Arc::new(Int64Array::from(total_rows)),
+            Arc::new(Int64Array::from(data_files)),
         ],
     )?;
     Ok(MemTable::try_new(schema, vec![vec![batch]])?)
@@ -242,12 +253,7 @@ async fn plan(db: &Database, text: &str) -> Result<Planned> {
                     Ok((f.name().clone(), t, required))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let creation = TableCreation::builder()
-                .name(name.clone())
-                .schema(iceberg_schema(&columns)?)
-                .properties(info.properties())
-                .build();
-            db.catalog.create_table(&db.namespace, creation).await?;
+            crate::ddl::create(db, &name, columns, info).await?;
             let batches = ctx
                 .execute_logical_plan((*c.input).clone())
                 .await?

@@ -15,7 +15,7 @@ use arrow::row::{RowConverter, SortField};
 use contextdb_catalog::TableChange;
 use contextdb_planner::nodes::{self, column_name};
 use contextdb_planner::{MergeOp, Target, WriteOp};
-use contextdb_storage::table_io::{self, DataChange};
+use contextdb_storage::table_io::{self, DataChange, RowIds};
 
 use crate::cache::{Key, TableData};
 use crate::database::Database;
@@ -274,6 +274,28 @@ impl<'a> Sink<'a> {
         }
         let refs: Vec<&dyn Array> = sources.iter().map(|a| a.as_ref()).collect();
         Ok(interleave(&refs, &indices)?)
+    }
+
+    /// The stable ids of `table`'s rows at `locals`: stored ids, or for appended rows the
+    /// ids the commit will give them (the `k`-th appended row gets the table's `k`-th next).
+    fn table_ids(&self, table: &str, locals: &[Option<u32>]) -> Result<ArrayRef> {
+        let data = data(self.snapshot, table)?;
+        let stored = data.rows.num_rows() as u32;
+        let current = self
+            .snapshot
+            .current
+            .get(table)
+            .ok_or_else(|| Error::internal(format!("no metadata for `{table}`")))?;
+        let next = RowIds::of(current)?;
+        Ok(Arc::new(Int64Array::from_iter(locals.iter().map(|l| {
+            l.map(|l| {
+                if l < stored {
+                    data.ids.value(l as usize)
+                } else {
+                    next.peek(u64::from(l - stored))
+                }
+            })
+        }))))
     }
 
     fn apply_op(&mut self, op: &WriteOp, rows: &mut Rows, sel: &[u32]) -> Result<()> {
@@ -659,7 +681,9 @@ impl<'a> Sink<'a> {
                         .iter()
                         .map(|l| l.as_ref().filter(|(n, _)| n == t).map(|(_, r)| *r))
                         .collect();
-                    sources.push(if property == nodes::LABEL || property == nodes::TYPE {
+                    sources.push(if property == nodes::ID {
+                        self.table_ids(t, &locals)?
+                    } else if property == nodes::LABEL || property == nodes::TYPE {
                         let info = &data(self.snapshot, t)?.info;
                         let name = info.rel_type.as_deref().unwrap_or(&info.name);
                         Arc::new(StringArray::from(vec![Some(name); located.len()]))
@@ -713,11 +737,14 @@ pub(crate) async fn commit_edits(
         let current = snapshot.current.get(name).expect("listed with its data");
         let mut change = rewrite(table, edit)?;
         let mut new_batches: Vec<RecordBatch> = std::mem::take(&mut change.1);
-        new_batches.extend(appended(table, edit)?);
+        let mut row_ids = table_io::RowIds::of(current)?;
+        new_batches.extend(appended(table, edit, &mut row_ids)?);
         let added = table_io::write_data_files(current, &new_batches).await?;
         let data_change = DataChange {
             added,
             removed: change.0,
+            next_row: row_ids.advanced(),
+            rewrite: false,
         };
         if data_change.is_empty() {
             continue;
@@ -912,7 +939,8 @@ fn rewrite(table: &TableData, edit: &TableEdits) -> Result<(HashSet<String>, Vec
             continue;
         }
         removed.insert(file.path.clone());
-        let kept = edit_rows(table.rows.slice(file.start, file.len), file.start, edit)?;
+        // The ids go along: a rewritten row keeps its id.
+        let kept = edit_rows(table.stored_rows(file.start, file.len)?, file.start, edit)?;
         if kept.num_rows() > 0 {
             batches.push(kept);
         }
@@ -920,13 +948,20 @@ fn rewrite(table: &TableData, edit: &TableEdits) -> Result<(HashSet<String>, Vec
     Ok((removed, batches))
 }
 
-/// The rows appended to a table, with the statement's later updates applied.
-fn appended(table: &TableData, edit: &TableEdits) -> Result<Vec<RecordBatch>> {
-    let stored = table.rows.num_rows() as u32;
-    if edit.updates.range(stored..).next().is_none() {
-        return Ok(edit.appended.clone());
+/// The rows appended to a table with their new ids (the `k`-th appended row gets the `k`-th
+/// id, as [`Sink`] told the statement) and the statement's later updates and deletes applied.
+fn appended(table: &TableData, edit: &TableEdits, ids: &mut RowIds) -> Result<Vec<RecordBatch>> {
+    if edit.appended.is_empty() {
+        return Ok(vec![]);
     }
+    let stored = table.rows.num_rows() as u32;
     let all = concat_batches(&table.schema(), &edit.appended)?;
+    let all = table_io::with_row_ids(&all, Arc::new(ids.take(all.num_rows())?))?;
+    if edit.updates.range(stored..).next().is_none()
+        && edit.deleted.range(stored..).next().is_none()
+    {
+        return Ok(vec![all]);
+    }
     Ok(vec![edit_rows(all, stored as usize, edit)?])
 }
 

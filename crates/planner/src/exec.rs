@@ -82,9 +82,10 @@ impl ExecutionPlan for NodeScanExec {
         }
         let schema = self.schema();
         // (label, its rows, its offset, the rows to emit: a range or the rows an index found)
-        let mut chunks: Vec<(String, Arc<RecordBatch>, u32, Rows)> = Vec::new();
+        let mut chunks: Vec<(String, Arc<RecordBatch>, ArrayRef, u32, Rows)> = Vec::new();
         for label in &self.labels {
             let rows = self.source.node_rows(label)?;
+            let ids = self.source.node_ids(label)?;
             let offset = self.source.node_offset(label)?;
             let found = match &self.lookup {
                 Some((property, value)) => self.source.node_lookup(label, property, value)?,
@@ -93,7 +94,7 @@ impl ExecutionPlan for NodeScanExec {
             if let Some(found) = found {
                 for part in found.chunks(GRAPH_BATCH_ROWS) {
                     let part = Rows::Picked(UInt32Array::from(part.to_vec()));
-                    chunks.push((label.clone(), rows.clone(), offset, part));
+                    chunks.push((label.clone(), rows.clone(), ids.clone(), offset, part));
                 }
                 continue;
             }
@@ -101,30 +102,41 @@ impl ExecutionPlan for NodeScanExec {
             for chunk in 0..total.div_ceil(GRAPH_BATCH_ROWS) {
                 let start = chunk * GRAPH_BATCH_ROWS;
                 let len = GRAPH_BATCH_ROWS.min(total - start);
-                chunks.push((label.clone(), rows.clone(), offset, Rows::Range(start, len)));
+                chunks.push((
+                    label.clone(),
+                    rows.clone(),
+                    ids.clone(),
+                    offset,
+                    Rows::Range(start, len),
+                ));
             }
         }
         let out_schema = schema.clone();
-        let batches = chunks.into_iter().map(move |(label, rows, offset, part)| {
-            let len = part.len();
-            let mut columns: Vec<ArrayRef> = Vec::with_capacity(out_schema.fields().len());
-            for field in out_schema.fields() {
-                let name = &field.name()[field.name().find('.').map(|i| i + 1).unwrap_or(0)..];
-                columns.push(match name {
-                    crate::nodes::ORD => Arc::new(part.ordinals(offset)),
-                    crate::nodes::LABEL => Arc::new(StringArray::from(vec![label.as_str(); len])),
-                    name => match rows.column_by_name(name) {
-                        Some(c) => conform(&part.of(c)?, field.data_type())?,
-                        None => new_null_array(field.data_type(), len),
-                    },
-                });
-            }
-            Ok(RecordBatch::try_new_with_options(
-                out_schema.clone(),
-                columns,
-                &arrow::array::RecordBatchOptions::new().with_row_count(Some(len)),
-            )?)
-        });
+        let batches = chunks
+            .into_iter()
+            .map(move |(label, rows, ids, offset, part)| {
+                let len = part.len();
+                let mut columns: Vec<ArrayRef> = Vec::with_capacity(out_schema.fields().len());
+                for field in out_schema.fields() {
+                    let name = &field.name()[field.name().find('.').map(|i| i + 1).unwrap_or(0)..];
+                    columns.push(match name {
+                        crate::nodes::ORD => Arc::new(part.ordinals(offset)),
+                        crate::nodes::LABEL => {
+                            Arc::new(StringArray::from(vec![label.as_str(); len]))
+                        }
+                        crate::nodes::ID => part.of(&ids)?,
+                        name => match rows.column_by_name(name) {
+                            Some(c) => conform(&part.of(c)?, field.data_type())?,
+                            None => new_null_array(field.data_type(), len),
+                        },
+                    });
+                }
+                Ok(RecordBatch::try_new_with_options(
+                    out_schema.clone(),
+                    columns,
+                    &arrow::array::RecordBatchOptions::new().with_row_count(Some(len)),
+                )?)
+            });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
             futures::stream::iter(batches),
@@ -236,6 +248,7 @@ impl ExecutionPlan for GraphExpandExec {
                 name: type_name.clone(),
                 adjacency: self.source.adjacency(rel_type)?,
                 rows: self.source.edge_rows(rel_type)?,
+                ids: self.source.edge_ids(rel_type)?,
                 offset: self.source.edge_offset(rel_type)?,
             });
         }
@@ -248,6 +261,7 @@ impl ExecutionPlan for GraphExpandExec {
                 end: offset + rows.num_rows() as u32,
                 offset,
                 rows,
+                ids: self.source.node_ids(label)?,
             });
         }
         targets.sort_by_key(|t| t.offset);
@@ -307,6 +321,8 @@ struct EdgeSide {
     name: String,
     adjacency: Arc<contextdb_graph::Adjacency>,
     rows: Arc<RecordBatch>,
+    /// Stable ids, aligned with `rows`.
+    ids: ArrayRef,
     offset: u32,
 }
 
@@ -315,6 +331,7 @@ struct NodeSide {
     offset: u32,
     end: u32,
     rows: Arc<RecordBatch>,
+    ids: ArrayRef,
 }
 
 /// One match: input row, edge type index, edge row in its table, neighbour ordinal.
@@ -401,7 +418,7 @@ impl Expander {
     }
 
     fn emit(&self, batch: &RecordBatch, hits: &[Hit]) -> Result<RecordBatch> {
-        use crate::nodes::{LABEL, ORD, TYPE, rel_table_column};
+        use crate::nodes::{ID, LABEL, ORD, TYPE, rel_table_column};
         let rows = UInt32Array::from_iter_values(hits.iter().map(|h| h.0));
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for column in batch.columns() {
@@ -411,10 +428,11 @@ impl Expander {
             self.types
                 .iter()
                 .map(|side| {
-                    (
-                        side.rows.column_by_name(name).cloned(),
-                        side.rows.num_rows(),
-                    )
+                    let column = match name {
+                        ID => Some(side.ids.clone()),
+                        name => side.rows.column_by_name(name).cloned(),
+                    };
+                    (column, side.rows.num_rows())
                 })
                 .collect()
         };
@@ -422,10 +440,11 @@ impl Expander {
             self.targets
                 .iter()
                 .map(|side| {
-                    (
-                        side.rows.column_by_name(name).cloned(),
-                        side.rows.num_rows(),
-                    )
+                    let column = match name {
+                        ID => Some(side.ids.clone()),
+                        name => side.rows.column_by_name(name).cloned(),
+                    };
+                    (column, side.rows.num_rows())
                 })
                 .collect()
         };

@@ -12,7 +12,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable, lit, when};
 use std::sync::Arc;
 
 use crate::PlanError;
-use crate::nodes::{LABEL, ORD, TYPE, UNLABELED, column_name};
+use crate::nodes::{ID, LABEL, ORD, TYPE, UNLABELED, column_name};
 use crate::scope::{Scope, VarKind};
 
 /// Values bound to `$name` parameters.
@@ -146,26 +146,9 @@ impl ExprContext<'_> {
     /// The node or relationship value of `var` as a struct (null when unbound by OPTIONAL).
     pub fn entity_struct(&self, var: &str) -> Result<Expr, PlanError> {
         let kind = self.scope.get(var).cloned();
-        let ord = column(&column_name(var, ORD));
-        let as_id = |e: Expr| {
-            Expr::Cast(datafusion::logical_expr::Cast::new(
-                Box::new(e),
-                DataType::Int64,
-            ))
-        };
+        let id = column(&column_name(var, ID));
         let (tag_name, tag, id) = match &kind {
-            Some(VarKind::Node { primary_key, .. }) => {
-                let id = match primary_key {
-                    Some(pk)
-                        if self
-                            .schema
-                            .index_of_column_by_name(None, &column_name(var, pk))
-                            .is_some() =>
-                    {
-                        column(&column_name(var, pk))
-                    }
-                    _ => as_id(ord.clone()),
-                };
+            Some(VarKind::Node { .. }) => {
                 let label = column(&column_name(var, LABEL));
                 let label = when(
                     label.clone().eq(lit(UNLABELED)),
@@ -174,9 +157,7 @@ impl ExprContext<'_> {
                 .otherwise(label)?;
                 ("_label", label, id)
             }
-            Some(VarKind::Rel { .. }) => {
-                ("_type", column(&column_name(var, TYPE)), as_id(ord.clone()))
-            }
+            Some(VarKind::Rel { .. }) => ("_type", column(&column_name(var, TYPE)), id),
             _ => {
                 return Err(PlanError::new(format!(
                     "{var} is not a node or relationship"
@@ -191,6 +172,7 @@ impl ExprContext<'_> {
             };
             // Internal columns (`_key` of tables made by schema evolution) stay hidden.
             if prop == ORD
+                || prop == ID
                 || prop == LABEL
                 || prop == TYPE
                 || (prop.starts_with('_') && prop != "_src" && prop != "_dst")
@@ -624,19 +606,9 @@ impl ExprContext<'_> {
                 let kind = self.scope.get(v).cloned();
                 let ord = column(&column_name(v, ORD));
                 return Ok(match (lower.as_str(), kind) {
-                    (
-                        "id",
-                        Some(VarKind::Node {
-                            primary_key: Some(pk),
-                            ..
-                        }),
-                    ) => column(&column_name(v, &pk)),
-                    ("id", Some(VarKind::Node { .. })) => Expr::Cast(
-                        datafusion::logical_expr::Cast::new(Box::new(ord), DataType::Int64),
-                    ),
-                    ("id", Some(VarKind::Rel { .. })) => Expr::Cast(
-                        datafusion::logical_expr::Cast::new(Box::new(ord), DataType::Int64),
-                    ),
+                    ("id", Some(VarKind::Node { .. } | VarKind::Rel { .. })) => {
+                        column(&column_name(v, ID))
+                    }
                     ("labels", Some(VarKind::Node { .. })) => {
                         let label = column(&column_name(v, LABEL));
                         let empty = nested::array_remove_all(

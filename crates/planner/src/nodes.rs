@@ -1,8 +1,8 @@
 //! Logical extension nodes for graph patterns.
 //!
 //! Column naming: a node variable `a` becomes columns `a.__ord` (its ordinal in the label's
-//! snapshot) and `a.<property>`; a relationship `r` becomes `r.__ord`, `r._src`, `r._dst` and
-//! `r.<property>`. Names are unqualified DataFusion columns, so `a.name` is one identifier.
+//! snapshot), `a.__label`, `a.__id` (its stable id) and `a.<property>`; a relationship `r`
+//! becomes `r.__ord`, `r.__type`, `r.__id`, `r._src`, `r._dst` and `r.<property>`. Names are unqualified DataFusion columns, so `a.name` is one identifier.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -15,6 +15,9 @@ use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
 use crate::source::{EdgeTableInfo, NodeTableInfo, SourceRef};
 
 pub const ORD: &str = "__ord";
+/// The stable id of a node or relationship (what `id()` returns; see the storage crate's
+/// `RowIds`). Unlike the ordinal it survives rewrites, compaction and other tables' writes.
+pub const ID: &str = "__id";
 /// The label of a node variable / the type of a relationship variable, per row.
 pub const LABEL: &str = "__label";
 pub const TYPE: &str = "__type";
@@ -112,6 +115,7 @@ fn entity_fields<'a>(
     let mut fields = vec![
         Field::new(column_name(var, ORD), DataType::UInt32, nullable),
         Field::new(column_name(var, tag), DataType::Utf8, nullable),
+        Field::new(column_name(var, ID), DataType::Int64, nullable),
     ];
     let columns = union_columns(schemas.map(|s| s.fields().iter().map(|f| f.as_ref()).collect()));
     for (name, data_type, n) in columns {

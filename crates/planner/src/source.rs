@@ -9,7 +9,7 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use contextdb_graph::Adjacency;
 use datafusion::error::Result;
@@ -86,8 +86,12 @@ pub trait GraphSource: Debug + Send + Sync {
     ) -> Result<Option<Vec<u32>>> {
         Ok(None)
     }
+    /// The stable id of each row of `node_rows(label)` (Int64, aligned with the rows).
+    fn node_ids(&self, label: &str) -> Result<ArrayRef>;
     /// Every row of the edge table's snapshot in one batch.
     fn edge_rows(&self, table: &str) -> Result<Arc<RecordBatch>>;
+    /// The stable id of each row of `edge_rows(table)`.
+    fn edge_ids(&self, table: &str) -> Result<ArrayRef>;
     /// Adjacency of the edge table over global node ordinals; edge ids are table rows.
     fn adjacency(&self, table: &str) -> Result<Arc<Adjacency>>;
 }

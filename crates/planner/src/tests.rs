@@ -58,7 +58,13 @@ impl GraphSource for Schemas {
     fn node_rows(&self, _: &str) -> Result<Arc<RecordBatch>> {
         Err(DataFusionError::NotImplemented("schema only".into()))
     }
+    fn node_ids(&self, _: &str) -> Result<arrow::array::ArrayRef> {
+        Err(DataFusionError::NotImplemented("schema only".into()))
+    }
     fn edge_rows(&self, _: &str) -> Result<Arc<RecordBatch>> {
+        Err(DataFusionError::NotImplemented("schema only".into()))
+    }
+    fn edge_ids(&self, _: &str) -> Result<arrow::array::ArrayRef> {
         Err(DataFusionError::NotImplemented("schema only".into()))
     }
     fn adjacency(&self, _: &str) -> Result<Arc<Adjacency>> {

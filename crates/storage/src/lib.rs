@@ -11,6 +11,7 @@
 
 pub mod fault;
 pub mod fs;
+pub mod maintenance;
 pub mod object_io;
 pub mod synced;
 pub mod table_io;

@@ -250,6 +250,127 @@ pub fn snapshot_rows(table: &Table, snapshot_id: Option<i64>) -> Option<u64> {
         .ok()
 }
 
+/// The hidden column holding each row's stable id. Every table has it (required, `long`);
+/// users never see it, and names starting with `__` are refused, so it cannot clash.
+pub const ROW_ID: &str = "__id";
+/// Table property: the table's number, unique in the database and never reused; the high
+/// bits of its row ids.
+pub const PROP_TABLE_NUMBER: &str = "contextdb.table-number";
+/// Table property: the sequence number the table's next inserted row gets.
+pub const PROP_NEXT_ROW: &str = "contextdb.next-row";
+/// Bits of a row id that number rows within their table (the rest is the table number).
+pub const ROW_SEQUENCE_BITS: u32 = 40;
+/// The most tables a database numbers: row ids stay positive `i64`s.
+pub const MAX_TABLE_NUMBER: u64 = (1 << (63 - ROW_SEQUENCE_BITS)) - 1;
+
+/// Hands out row ids for rows a commit inserts into one table.
+///
+/// A row id is `table number << 40 | sequence`. The sequence only grows: the table's
+/// `contextdb.next-row` property is moved past every id handed out in the same commit that
+/// writes the rows, so no id is given twice, even to a row of a failed or later-deleted
+/// insert. Copy-on-write rewrites and compaction copy the column, so an id stays with its row.
+#[derive(Debug, Clone)]
+pub struct RowIds {
+    table_number: u64,
+    next: u64,
+    start: u64,
+}
+
+impl RowIds {
+    /// The allocator of `table`'s next ids, from its properties.
+    pub fn of(table: &Table) -> Result<RowIds> {
+        let props = table.metadata().properties();
+        let name = table.identifier().name();
+        let number = props
+            .get(PROP_TABLE_NUMBER)
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n <= MAX_TABLE_NUMBER)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::DataInvalid,
+                    format!(
+                        "table {name} has no row ids (it was written before tables had row ids); \
+                         export it and load it into a new table"
+                    ),
+                )
+            })?;
+        let next = match props.get(PROP_NEXT_ROW) {
+            None => 0,
+            Some(n) => n.parse::<u64>().map_err(|_| {
+                Error::new(
+                    ErrorKind::DataInvalid,
+                    format!("table {name}: property {PROP_NEXT_ROW} is not a number: {n}"),
+                )
+            })?,
+        };
+        Ok(RowIds {
+            table_number: number,
+            next,
+            start: next,
+        })
+    }
+
+    /// The id the `k`-th row handed out from now gets (without handing it out).
+    pub fn peek(&self, k: u64) -> i64 {
+        ((self.table_number << ROW_SEQUENCE_BITS) | (self.next + k)) as i64
+    }
+
+    /// Ids for `n` new rows.
+    pub fn take(&mut self, n: usize) -> Result<arrow::array::Int64Array> {
+        let end = self.next + n as u64;
+        if end > 1 << ROW_SEQUENCE_BITS {
+            return Err(Error::new(
+                ErrorKind::DataInvalid,
+                format!(
+                    "a table numbers at most 2^{ROW_SEQUENCE_BITS} inserted rows over its life"
+                ),
+            ));
+        }
+        let ids = arrow::array::Int64Array::from_iter_values((0..n as u64).map(|k| self.peek(k)));
+        self.next = end;
+        Ok(ids)
+    }
+
+    /// The `contextdb.next-row` value to commit, if any id was handed out.
+    pub fn advanced(&self) -> Option<u64> {
+        (self.next != self.start).then_some(self.next)
+    }
+}
+
+/// `batch` with its rows' ids as the [`ROW_ID`] column (replacing one it has).
+pub fn with_row_ids(batch: &RecordBatch, ids: arrow::array::ArrayRef) -> Result<RecordBatch> {
+    use arrow::datatypes::{DataType, Field};
+    let mut fields: Vec<arrow::datatypes::FieldRef> = Vec::new();
+    let mut columns = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if f.name() != ROW_ID {
+            fields.push(f.clone());
+            columns.push(c.clone());
+        }
+    }
+    fields.push(Arc::new(Field::new(ROW_ID, DataType::Int64, false)));
+    columns.push(ids);
+    RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns).map_err(|e| {
+        Error::new(ErrorKind::Unexpected, "row ids do not fit the rows").with_source(e)
+    })
+}
+
+/// Iceberg's snapshot summary field for the data files a snapshot holds.
+pub const TOTAL_DATA_FILES: &str = "total-data-files";
+
+/// The data files of the table's current snapshot, from its summary (None when the writer
+/// did not record it).
+pub fn snapshot_files(table: &Table) -> Option<u64> {
+    table
+        .metadata()
+        .current_snapshot()?
+        .summary()
+        .additional_properties
+        .get(TOTAL_DATA_FILES)?
+        .parse()
+        .ok()
+}
+
 /// What one statement changes in one table's data.
 #[derive(Debug, Default)]
 pub struct DataChange {
@@ -257,6 +378,10 @@ pub struct DataChange {
     pub added: Vec<DataFile>,
     /// Paths of live data files that the new snapshot no longer contains.
     pub removed: HashSet<String>,
+    /// The table's next row sequence after the rows this change inserts (see [`RowIds`]).
+    pub next_row: Option<u64>,
+    /// The change only moves rows between files (compaction): the same rows before and after.
+    pub rewrite: bool,
 }
 
 impl DataChange {
@@ -354,6 +479,8 @@ pub async fn produce_snapshot(
         )
         .with_retryable(true));
     }
+    let next_row = change.next_row;
+    let change_rewrite = change.rewrite;
     for file in change.added {
         added_rows += file.record_count();
         total_rows += file.record_count();
@@ -372,7 +499,14 @@ pub async fn produce_snapshot(
     list.add_manifests(std::iter::once(manifest))?;
     list.close().await?;
 
+    if change_rewrite && added_rows != deleted_rows {
+        return Err(Error::new(
+            ErrorKind::Unexpected,
+            format!("a rewrite adds {added_rows} rows but removes {deleted_rows}"),
+        ));
+    }
     let operation = match (added_rows > 0, deleted_rows > 0) {
+        _ if change_rewrite => Operation::Replace,
         (_, false) => Operation::Append,
         (false, true) => Operation::Delete,
         (true, true) => Operation::Overwrite,
@@ -384,7 +518,7 @@ pub async fn produce_snapshot(
             ("deleted-records".to_string(), deleted_rows.to_string()),
             // Readers number rows without opening data files (see `snapshot_rows`).
             (TOTAL_RECORDS.to_string(), total_rows.to_string()),
-            ("total-data-files".to_string(), total_files.to_string()),
+            (TOTAL_DATA_FILES.to_string(), total_files.to_string()),
         ]),
     };
     let snapshot = Snapshot::builder()
@@ -405,7 +539,7 @@ pub async fn produce_snapshot(
             snapshot_id: metadata.current_snapshot_id(),
         },
     ];
-    let updates = vec![
+    let mut updates = vec![
         TableUpdate::AddSnapshot { snapshot },
         TableUpdate::SetSnapshotRef {
             ref_name: MAIN_BRANCH.to_string(),
@@ -415,6 +549,13 @@ pub async fn produce_snapshot(
             ),
         },
     ];
+    // Row ids handed out for this commit's rows are used up with it (the main-branch
+    // requirement above keeps two writers from handing out the same ones).
+    if let Some(next) = next_row {
+        updates.push(TableUpdate::SetProperties {
+            updates: HashMap::from([(PROP_NEXT_ROW.to_string(), next.to_string())]),
+        });
+    }
     Ok((requirements, updates))
 }
 

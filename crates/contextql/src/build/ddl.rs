@@ -262,4 +262,16 @@ impl Builder<'_> {
             options,
         })
     }
+
+    pub(super) fn maintain(&self, p: P) -> Result<Maintain> {
+        let kind = if self.first_inner(&p, Rule::kw_compact).is_some() {
+            MaintainKind::Compact
+        } else {
+            MaintainKind::Vacuum
+        };
+        let table = self
+            .first_inner(&p, Rule::schema_name)
+            .map(|t| self.ident(&t));
+        Ok(Maintain { kind, table })
+    }
 }
