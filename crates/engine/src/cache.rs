@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
-use arrow::compute::concat_batches;
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, SchemaRef};
 use contextdb_graph::Adjacency;
+use contextdb_planner::nodes::ID;
+use contextdb_planner::source::Chunked;
 use contextdb_storage::table_io;
 use iceberg::table::Table;
 
@@ -76,10 +77,9 @@ pub struct TableData {
     pub table: Table,
     pub info: TableInfo,
     pub snapshot_id: Option<i64>,
-    /// All rows in the user-facing schema; row `i` has ordinal `i`.
-    pub rows: Arc<RecordBatch>,
-    /// The stable id of each row (the hidden `__id` column), aligned with `rows`.
-    pub ids: Int64Array,
+    /// All rows in the user-facing schema, with their stable ids, chunk by chunk (data file
+    /// by data file); row `i` has ordinal `i`.
+    pub rows: Arc<Chunked>,
     pub files: Vec<FileSpan>,
     key_index: std::sync::OnceLock<std::result::Result<Arc<HashMap<Key, u32>>, Error>>,
     /// Property value → rows, per column looked up by an inline pattern property.
@@ -94,7 +94,19 @@ pub const MAX_PROPERTY_INDEXES: usize = 16;
 
 impl TableData {
     pub fn schema(&self) -> SchemaRef {
-        self.rows.schema()
+        self.rows.schema().clone()
+    }
+
+    /// The keys of column `name` for every row, in row order.
+    pub(crate) fn keys(&self, name: &str) -> Result<Vec<Option<Key>>> {
+        let parts = self.rows.column(name).ok_or_else(|| {
+            Error::internal(format!("{} lacks its column {name}", self.info.name))
+        })?;
+        let mut keys = Vec::with_capacity(self.rows.num_rows());
+        for part in &parts {
+            keys.extend(Key::column(part)?);
+        }
+        Ok(keys)
     }
 
     /// Primary key → ordinal, built on first use.
@@ -104,11 +116,9 @@ impl TableData {
                 let pk = self.info.primary_key.as_deref().ok_or_else(|| {
                     Error::internal(format!("{} has no primary key", self.info.name))
                 })?;
-                let column = self.rows.column_by_name(pk).ok_or_else(|| {
-                    Error::internal(format!("{} lacks its key column {pk}", self.info.name))
-                })?;
-                let mut index = HashMap::with_capacity(column.len());
-                for (ord, key) in Key::column(column)?.into_iter().enumerate() {
+                let keys = self.keys(pk)?;
+                let mut index = HashMap::with_capacity(keys.len());
+                for (ord, key) in keys.into_iter().enumerate() {
                     if let Some(key) = key {
                         index.insert(key, ord as u32);
                     }
@@ -130,8 +140,9 @@ impl TableData {
         }
         let index = self
             .rows
-            .column_by_name(column)
-            .and_then(|values| Key::column(values).ok())
+            .column(column)
+            .filter(|_| column != ID)
+            .and_then(|_| self.keys(column).ok())
             .map(|keys| {
                 let mut index = PropertyIndex::new();
                 for (row, key) in keys.into_iter().enumerate() {
@@ -145,25 +156,48 @@ impl TableData {
         index
     }
 
+    /// Memory held: rows and ids, and the key and property indexes built so far (estimated
+    /// per entry).
     pub fn bytes(&self) -> usize {
-        self.rows.get_array_memory_size() + self.ids.get_array_memory_size()
+        const ENTRY: usize = std::mem::size_of::<Key>() + 16;
+        let keys = match self.key_index.get() {
+            Some(Ok(index)) => index.capacity() * ENTRY,
+            _ => 0,
+        };
+        let properties: usize = self
+            .property_indexes
+            .lock()
+            .map(|indexes| {
+                indexes
+                    .values()
+                    .flatten()
+                    .map(|i| {
+                        i.capacity() * (ENTRY + 8) + i.values().map(|v| v.len() * 4).sum::<usize>()
+                    })
+                    .sum()
+            })
+            .unwrap_or(0);
+        self.rows.memory_size() + keys + properties
     }
 
     /// Rows `start..start + len` with their ids in the hidden column, as writers store them.
     pub fn stored_rows(&self, start: usize, len: usize) -> Result<RecordBatch> {
-        Ok(table_io::with_row_ids(
-            &self.rows.slice(start, len),
-            Arc::new(self.ids.slice(start, len)),
-        )?)
+        let (rows, ids) = self.rows.slice(start, len)?;
+        Ok(table_io::with_row_ids(&rows, ids)?)
     }
 }
 
 /// The memory budget default: 4 GiB.
 pub const DEFAULT_CACHE_BYTES: usize = 4 << 30;
 
+/// One data file's rows as a snapshot presents them: in the table's user schema (of one
+/// schema version), with the ids split off.
+type FileChunks = Arc<Vec<(RecordBatch, ArrayRef)>>;
+
 #[derive(Default)]
 struct Entries {
-    files: HashMap<String, (Arc<Vec<RecordBatch>>, usize, u64)>,
+    /// By (data file path, table schema id).
+    files: HashMap<(String, i32), (FileChunks, usize, u64)>,
     tables: HashMap<(String, Option<i64>), (Arc<TableData>, u64)>,
     adjacency: HashMap<AdjacencyKey, (Arc<Adjacency>, u64)>,
     clock: u64,
@@ -303,60 +337,62 @@ impl Cache {
                 table_io::ROW_ID
             )));
         };
+        let schema_id = table.metadata().current_schema_id();
         let mut files = Vec::new();
-        let mut batches = Vec::new();
-        let mut ids: Vec<ArrayRef> = Vec::new();
+        let mut chunks = Vec::new();
+        let mut ids = Vec::new();
         let mut start = 0;
         for task in self.file_tasks(table, snapshot_id).await? {
             let path = task.data_file_path.clone();
+            let key = (path.clone(), schema_id);
             let cached = {
                 let mut e = self.lock();
                 e.clock += 1;
                 let clock = e.clock;
-                e.files.get_mut(&path).map(|(b, _, used)| {
+                e.files.get_mut(&key).map(|(b, _, used)| {
                     *used = clock;
                     b.clone()
                 })
             };
-            let file_batches = match cached {
+            let file_chunks = match cached {
                 Some(b) => b,
                 None => {
-                    let b = Arc::new(read_file(table, task).await?);
-                    let bytes = b.iter().map(|x| x.get_array_memory_size()).sum();
+                    // Converted once per file and schema version: a snapshot that keeps the
+                    // file reuses the chunks as they are.
+                    let mut converted = Vec::new();
+                    for b in read_file(table, task).await? {
+                        // Older files may predate columns added since: present the current
+                        // schema.
+                        let mut b = table_io::conform_batch(&b, &storage_schema)?;
+                        let file_ids = b.remove_column(id_column);
+                        converted.push((to_user(&b, &schema)?, file_ids));
+                    }
+                    let bytes = converted
+                        .iter()
+                        .map(|(b, i)| b.get_array_memory_size() + i.get_array_memory_size())
+                        .sum();
+                    let converted = Arc::new(converted);
                     let mut e = self.lock();
                     e.clock += 1;
                     let clock = e.clock;
-                    e.files.insert(path.clone(), (b.clone(), bytes, clock));
-                    b
+                    e.files.insert(key, (converted.clone(), bytes, clock));
+                    converted
                 }
             };
             let mut len = 0;
-            for b in file_batches.iter() {
-                // Older files may predate columns added since: present the current schema.
-                let mut b = table_io::conform_batch(b, &storage_schema)?;
+            for (b, i) in file_chunks.iter() {
                 len += b.num_rows();
-                ids.push(b.remove_column(id_column));
-                batches.push(to_user(&b, &schema)?);
+                chunks.push(b.clone());
+                ids.push(i.clone());
             }
             files.push(FileSpan { path, start, len });
             start += len;
         }
-        let rows = concat_batches(&schema, &batches)?;
-        let ids = match ids.as_slice() {
-            [] => Int64Array::from(Vec::<i64>::new()),
-            parts => {
-                let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-                arrow::compute::concat(&parts)?
-                    .as_primitive::<Int64Type>()
-                    .clone()
-            }
-        };
         Ok(TableData {
             table: table.clone(),
             info: info.clone(),
             snapshot_id,
-            rows: Arc::new(rows),
-            ids,
+            rows: Arc::new(Chunked::try_new(schema, chunks, ids)?),
             files,
             key_index: std::sync::OnceLock::new(),
             property_indexes: Default::default(),
@@ -403,16 +439,8 @@ impl Cache {
         }
         let from_index = from.key_index()?;
         let to_index = to.key_index()?;
-        let src = Key::column(
-            edge.rows
-                .column_by_name("src")
-                .ok_or_else(|| Error::internal("edge table without src"))?,
-        )?;
-        let dst = Key::column(
-            edge.rows
-                .column_by_name("dst")
-                .ok_or_else(|| Error::internal("edge table without dst"))?,
-        )?;
+        let src = edge.keys("src")?;
+        let dst = edge.keys("dst")?;
         // Edge rows keep their ordinals; an edge whose endpoint is missing is left out.
         let mut pairs = Vec::with_capacity(src.len());
         let mut rows = Vec::with_capacity(src.len());

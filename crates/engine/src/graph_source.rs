@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{ArrayRef, RecordBatch};
 use contextdb_graph::Adjacency;
 use contextdb_planner::nodes::{GraphExpand, NodeScan};
+use contextdb_planner::source::Chunked;
 use contextdb_planner::{EdgeTableInfo, GraphSource, NodeTableInfo};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -304,7 +304,7 @@ impl GraphSource for Snapshot {
         Self::offset_of(&self.edge_offsets, rel_type)
     }
 
-    fn node_rows(&self, label: &str) -> DfResult<Arc<RecordBatch>> {
+    fn node_rows(&self, label: &str) -> DfResult<Arc<Chunked>> {
         Ok(self.of_kind(label, TableKind::Node)?.rows.clone())
     }
 
@@ -330,18 +330,8 @@ impl GraphSource for Snapshot {
             .map(|index| index.get(&key).cloned().unwrap_or_default()))
     }
 
-    fn node_ids(&self, label: &str) -> DfResult<ArrayRef> {
-        Ok(Arc::new(self.of_kind(label, TableKind::Node)?.ids.clone()))
-    }
-
-    fn edge_rows(&self, rel_type: &str) -> DfResult<Arc<RecordBatch>> {
+    fn edge_rows(&self, rel_type: &str) -> DfResult<Arc<Chunked>> {
         Ok(self.of_kind(rel_type, TableKind::Edge)?.rows.clone())
-    }
-
-    fn edge_ids(&self, rel_type: &str) -> DfResult<ArrayRef> {
-        Ok(Arc::new(
-            self.of_kind(rel_type, TableKind::Edge)?.ids.clone(),
-        ))
     }
 
     fn adjacency(&self, rel_type: &str) -> DfResult<Arc<Adjacency>> {

@@ -126,7 +126,7 @@ impl TableProvider for SnapshotTable {
         let data = self.snapshot.get(&self.name).ok_or_else(|| {
             DataFusionError::Internal(format!("`{}` is not in the snapshot", self.name))
         })?;
-        MemTable::try_new(self.schema.clone(), vec![vec![(*data.rows).clone()]])?
+        MemTable::try_new(self.schema.clone(), vec![data.rows.batches().to_vec()])?
             .scan(state, projection, filters, limit)
             .await
     }
@@ -362,7 +362,6 @@ async fn dml_rows(
     use datafusion::datasource::provider_as_source;
     use datafusion::logical_expr::{Projection, TableScan, col};
 
-    let positions = arrow::array::UInt32Array::from_iter_values(0..data.rows.num_rows() as u32);
     let mut fields: Vec<Field> = data
         .schema()
         .fields()
@@ -371,10 +370,16 @@ async fn dml_rows(
         .collect();
     fields.push(Field::new(DML_ROW_COLUMN, DataType::UInt32, false));
     let schema = Arc::new(Schema::new(fields));
-    let mut columns = data.rows.columns().to_vec();
-    columns.push(Arc::new(positions));
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    let numbered = Arc::new(MemTable::try_new(schema, vec![vec![batch]])?);
+    let mut batches = Vec::new();
+    for (start, chunk, _) in data.rows.chunks() {
+        let positions = arrow::array::UInt32Array::from_iter_values(
+            start as u32..(start + chunk.num_rows()) as u32,
+        );
+        let mut columns = chunk.columns().to_vec();
+        columns.push(Arc::new(positions));
+        batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+    }
+    let numbered = Arc::new(MemTable::try_new(schema, vec![batches])?);
     // Only the target's own scan is replaced: plans inside subqueries are not visited.
     let rewritten = input
         .clone()

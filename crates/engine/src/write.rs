@@ -239,10 +239,21 @@ impl<'a> Sink<'a> {
         let stored = data.rows.num_rows() as u32;
         let nulls = new_null_array(to, 1);
         let edit = self.edits.get(table);
+        // Stored values are gathered for the stored rows asked for, in the order asked.
+        let stored_rows: Vec<u32> = locals
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|l| *l < stored)
+            .collect();
         let mut sources: Vec<ArrayRef> = vec![nulls.clone(), nulls.clone()];
-        if let Some(c) = data.rows.column_by_name(column) {
-            sources[0] = cast_to(c, to, column)?;
-        }
+        let has_stored = match data.rows.take(column, &stored_rows)? {
+            Some(values) if column != nodes::ID => {
+                sources[0] = cast_to(&values, to, column)?;
+                true
+            }
+            _ => false,
+        };
         if let Some(e) = edit
             && !e.appended.is_empty()
             && let Ok(i) = e.appended[0].schema().index_of(column)
@@ -252,10 +263,18 @@ impl<'a> Sink<'a> {
         }
         let null_source = sources.len();
         sources.push(nulls);
+        let mut next_stored = 0;
         let mut indices: Vec<(usize, usize)> = locals
             .iter()
             .map(|l| match l {
-                Some(l) if *l < stored => (0, *l as usize),
+                Some(l) if *l < stored => {
+                    next_stored += 1;
+                    if has_stored {
+                        (0, next_stored - 1)
+                    } else {
+                        (null_source, 0)
+                    }
+                }
                 Some(l) if sources[1].len() > (l - stored) as usize => (1, (l - stored) as usize),
                 _ => (null_source, 0),
             })
@@ -287,10 +306,26 @@ impl<'a> Sink<'a> {
             .get(table)
             .ok_or_else(|| Error::internal(format!("no metadata for `{table}`")))?;
         let next = RowIds::of(current)?;
+        let stored_rows: Vec<u32> = locals
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|l| *l < stored)
+            .collect();
+        let stored_ids = data
+            .rows
+            .take(nodes::ID, &stored_rows)?
+            .ok_or_else(|| Error::internal("rows without ids"))?;
+        let stored_ids = stored_ids
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| Error::internal("row ids are not Int64"))?;
+        let mut next_stored = 0;
         Ok(Arc::new(Int64Array::from_iter(locals.iter().map(|l| {
             l.map(|l| {
                 if l < stored {
-                    data.ids.value(l as usize)
+                    next_stored += 1;
+                    stored_ids.value(next_stored - 1)
                 } else {
                     next.peek(u64::from(l - stored))
                 }
@@ -815,11 +850,12 @@ fn edges_at(
         .primary_key
         .clone()
         .expect("node tables have keys");
-    let key_column = Key::column(nodes.rows.column_by_name(&pk).expect("key column"))?;
-    let keys: HashSet<Key> = deleted
-        .iter()
-        .filter_map(|&o| key_column.get(o as usize).cloned().flatten())
-        .collect();
+    let deleted: Vec<u32> = deleted.iter().copied().collect();
+    let key_column = nodes
+        .rows
+        .take(&pk, &deleted)?
+        .ok_or_else(|| Error::internal(format!("`{label}` lacks its key column")))?;
+    let keys: HashSet<Key> = Key::column(&key_column)?.into_iter().flatten().collect();
     let mut out = Vec::new();
     for (name, slot) in &snapshot.tables {
         if slot.info.kind != TableKind::Edge {
@@ -831,7 +867,7 @@ fn edges_at(
             if end.as_deref() != Some(label) {
                 continue;
             }
-            let values = Key::column(edge.rows.column_by_name(column).expect("endpoint column"))?;
+            let values = edge.keys(column)?;
             for (row, v) in values.iter().enumerate() {
                 if v.as_ref().is_some_and(|v| keys.contains(v)) {
                     rows.push(row as u32);

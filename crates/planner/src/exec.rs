@@ -22,7 +22,7 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, Phy
 use futures::StreamExt;
 
 use crate::nodes::{ExpandDirection, GraphExpand, NodeScan, WrittenRows};
-use crate::source::GraphSource;
+use crate::source::{Chunked, GraphSource};
 
 /// Rows per batch emitted by the graph operators.
 pub const GRAPH_BATCH_ROWS: usize = 8192;
@@ -82,10 +82,9 @@ impl ExecutionPlan for NodeScanExec {
         }
         let schema = self.schema();
         // (label, its rows, its offset, the rows to emit: a range or the rows an index found)
-        let mut chunks: Vec<(String, Arc<RecordBatch>, ArrayRef, u32, Rows)> = Vec::new();
+        let mut chunks: Vec<(String, Arc<Chunked>, u32, Rows)> = Vec::new();
         for label in &self.labels {
             let rows = self.source.node_rows(label)?;
-            let ids = self.source.node_ids(label)?;
             let offset = self.source.node_offset(label)?;
             let found = match &self.lookup {
                 Some((property, value)) => self.source.node_lookup(label, property, value)?,
@@ -93,50 +92,63 @@ impl ExecutionPlan for NodeScanExec {
             };
             if let Some(found) = found {
                 for part in found.chunks(GRAPH_BATCH_ROWS) {
-                    let part = Rows::Picked(UInt32Array::from(part.to_vec()));
-                    chunks.push((label.clone(), rows.clone(), ids.clone(), offset, part));
+                    chunks.push((
+                        label.clone(),
+                        rows.clone(),
+                        offset,
+                        Rows::Picked(part.to_vec()),
+                    ));
                 }
                 continue;
             }
-            let total = rows.num_rows();
-            for chunk in 0..total.div_ceil(GRAPH_BATCH_ROWS) {
-                let start = chunk * GRAPH_BATCH_ROWS;
-                let len = GRAPH_BATCH_ROWS.min(total - start);
-                chunks.push((
-                    label.clone(),
-                    rows.clone(),
-                    ids.clone(),
-                    offset,
-                    Rows::Range(start, len),
-                ));
+            // Ranges never cross a chunk, so each is a zero-copy slice.
+            for (start, chunk, _) in rows.chunks() {
+                let total = chunk.num_rows();
+                for piece in 0..total.div_ceil(GRAPH_BATCH_ROWS) {
+                    let from = piece * GRAPH_BATCH_ROWS;
+                    let len = GRAPH_BATCH_ROWS.min(total - from);
+                    chunks.push((
+                        label.clone(),
+                        rows.clone(),
+                        offset,
+                        Rows::Range(start + from, len),
+                    ));
+                }
             }
         }
         let out_schema = schema.clone();
-        let batches = chunks
-            .into_iter()
-            .map(move |(label, rows, ids, offset, part)| {
-                let len = part.len();
-                let mut columns: Vec<ArrayRef> = Vec::with_capacity(out_schema.fields().len());
-                for field in out_schema.fields() {
-                    let name = &field.name()[field.name().find('.').map(|i| i + 1).unwrap_or(0)..];
-                    columns.push(match name {
-                        crate::nodes::ORD => Arc::new(part.ordinals(offset)),
-                        crate::nodes::LABEL => {
-                            Arc::new(StringArray::from(vec![label.as_str(); len]))
-                        }
-                        crate::nodes::ID => part.of(&ids)?,
-                        name => match rows.column_by_name(name) {
-                            Some(c) => conform(&part.of(c)?, field.data_type())?,
-                            None => new_null_array(field.data_type(), len),
-                        },
-                    });
-                }
-                Ok(RecordBatch::try_new_with_options(
-                    out_schema.clone(),
-                    columns,
-                    &arrow::array::RecordBatchOptions::new().with_row_count(Some(len)),
-                )?)
-            });
+        let batches = chunks.into_iter().map(move |(label, rows, offset, part)| {
+            let len = part.len();
+            let slice = match &part {
+                Rows::Range(start, len) => Some(rows.slice(*start, *len)?),
+                Rows::Picked(_) => None,
+            };
+            let mut columns: Vec<ArrayRef> = Vec::with_capacity(out_schema.fields().len());
+            for field in out_schema.fields() {
+                let name = &field.name()[field.name().find('.').map(|i| i + 1).unwrap_or(0)..];
+                let values = match (name, &slice, &part) {
+                    (crate::nodes::ORD, ..) => Some(Arc::new(part.ordinals(offset)) as ArrayRef),
+                    (crate::nodes::LABEL, ..) => {
+                        Some(Arc::new(StringArray::from(vec![label.as_str(); len])) as ArrayRef)
+                    }
+                    (crate::nodes::ID, Some((_, ids)), _) => Some(ids.clone()),
+                    (name, Some((batch, _)), _) => batch.column_by_name(name).cloned(),
+                    (name, None, Rows::Picked(picked)) => rows.take(name, picked)?,
+                    (_, None, Rows::Range(..)) => {
+                        return internal_err!("a range without its slice");
+                    }
+                };
+                columns.push(match values {
+                    Some(c) => conform(&c, field.data_type())?,
+                    None => new_null_array(field.data_type(), len),
+                });
+            }
+            Ok(RecordBatch::try_new_with_options(
+                out_schema.clone(),
+                columns,
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(len)),
+            )?)
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
             futures::stream::iter(batches),
@@ -146,10 +158,10 @@ impl ExecutionPlan for NodeScanExec {
 
 /// The rows of a label one NodeScan batch holds.
 enum Rows {
-    /// `len` rows from `start`.
+    /// `len` table rows from `start`, all in one chunk.
     Range(usize, usize),
-    /// The rows an index lookup found.
-    Picked(UInt32Array),
+    /// The table rows an index lookup found.
+    Picked(Vec<u32>),
 }
 
 impl Rows {
@@ -165,16 +177,7 @@ impl Rows {
             Rows::Range(start, len) => UInt32Array::from_iter_values(
                 (offset + *start as u32)..(offset + (start + len) as u32),
             ),
-            Rows::Picked(rows) => {
-                UInt32Array::from_iter_values(rows.values().iter().map(|r| offset + r))
-            }
-        }
-    }
-
-    fn of(&self, column: &ArrayRef) -> Result<ArrayRef> {
-        match self {
-            Rows::Range(start, len) => Ok(column.slice(*start, *len)),
-            Rows::Picked(rows) => Ok(take(column.as_ref(), rows, None)?),
+            Rows::Picked(rows) => UInt32Array::from_iter_values(rows.iter().map(|r| offset + r)),
         }
     }
 }
@@ -248,7 +251,6 @@ impl ExecutionPlan for GraphExpandExec {
                 name: type_name.clone(),
                 adjacency: self.source.adjacency(rel_type)?,
                 rows: self.source.edge_rows(rel_type)?,
-                ids: self.source.edge_ids(rel_type)?,
                 offset: self.source.edge_offset(rel_type)?,
             });
         }
@@ -261,7 +263,6 @@ impl ExecutionPlan for GraphExpandExec {
                 end: offset + rows.num_rows() as u32,
                 offset,
                 rows,
-                ids: self.source.node_ids(label)?,
             });
         }
         targets.sort_by_key(|t| t.offset);
@@ -320,9 +321,7 @@ struct ExpandState {
 struct EdgeSide {
     name: String,
     adjacency: Arc<contextdb_graph::Adjacency>,
-    rows: Arc<RecordBatch>,
-    /// Stable ids, aligned with `rows`.
-    ids: ArrayRef,
+    rows: Arc<Chunked>,
     offset: u32,
 }
 
@@ -330,8 +329,7 @@ struct NodeSide {
     name: String,
     offset: u32,
     end: u32,
-    rows: Arc<RecordBatch>,
-    ids: ArrayRef,
+    rows: Arc<Chunked>,
 }
 
 /// One match: input row, edge type index, edge row in its table, neighbour ordinal.
@@ -418,34 +416,22 @@ impl Expander {
     }
 
     fn emit(&self, batch: &RecordBatch, hits: &[Hit]) -> Result<RecordBatch> {
-        use crate::nodes::{ID, LABEL, ORD, TYPE, rel_table_column};
+        use crate::nodes::{LABEL, ORD, TYPE, rel_table_column};
         let rows = UInt32Array::from_iter_values(hits.iter().map(|h| h.0));
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for column in batch.columns() {
             columns.push(take(column.as_ref(), &rows, None)?);
         }
-        let edge_sources = |name: &str| -> Vec<(Option<ArrayRef>, usize)> {
+        let edge_sources = |name: &str| -> Vec<(Option<Vec<ArrayRef>>, &Chunked)> {
             self.types
                 .iter()
-                .map(|side| {
-                    let column = match name {
-                        ID => Some(side.ids.clone()),
-                        name => side.rows.column_by_name(name).cloned(),
-                    };
-                    (column, side.rows.num_rows())
-                })
+                .map(|side| (side.rows.column(name), side.rows.as_ref()))
                 .collect()
         };
-        let node_sources = |name: &str| -> Vec<(Option<ArrayRef>, usize)> {
+        let node_sources = |name: &str| -> Vec<(Option<Vec<ArrayRef>>, &Chunked)> {
             self.targets
                 .iter()
-                .map(|side| {
-                    let column = match name {
-                        ID => Some(side.ids.clone()),
-                        name => side.rows.column_by_name(name).cloned(),
-                    };
-                    (column, side.rows.num_rows())
-                })
+                .map(|side| (side.rows.column(name), side.rows.as_ref()))
                 .collect()
         };
         for field in &self.schema.fields()[self.input_columns..] {
@@ -499,27 +485,40 @@ impl Expander {
     }
 }
 
-/// Builds a column of `to` values, row `i` taken from `sources[s][r]` for `picks[i] =
-/// Some((s, r))`, null for None or for a source without that column.
+/// Builds a column of `to` values, row `i` taken from table row `r` of `sources[s]` for
+/// `picks[i] = Some((s, r))`, null for None or for a source without that column.
 fn pick(
-    sources: &[(Option<ArrayRef>, usize)],
+    sources: &[(Option<Vec<ArrayRef>>, &Chunked)],
     picks: impl Iterator<Item = Option<(usize, usize)>>,
     to: &DataType,
 ) -> Result<ArrayRef> {
     let nulls = new_null_array(to, 1);
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(sources.len() + 1);
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    // The index in `arrays` of each source's first chunk (None: the source lacks the column).
+    let mut first: Vec<Option<usize>> = Vec::with_capacity(sources.len());
     for (column, _) in sources {
-        arrays.push(match column {
-            Some(c) => conform(c, to)?,
-            None => nulls.clone(),
-        });
+        match column {
+            Some(parts) => {
+                first.push(Some(arrays.len()));
+                for part in parts {
+                    arrays.push(conform(part, to)?);
+                }
+            }
+            None => first.push(None),
+        }
     }
     let null_source = arrays.len();
     arrays.push(nulls);
     let indices: Vec<(usize, usize)> = picks
         .map(|p| match p {
-            Some((s, r)) if sources[s].0.is_some() => (s, r),
-            _ => (null_source, 0),
+            Some((s, r)) => match first[s] {
+                Some(base) => {
+                    let (chunk, row) = sources[s].1.locate(r);
+                    (base + chunk, row)
+                }
+                None => (null_source, 0),
+            },
+            None => (null_source, 0),
         })
         .collect();
     let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();

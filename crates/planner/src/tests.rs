@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema};
 use contextdb_graph::Adjacency;
 use contextql::ast::StatementBody;
@@ -55,16 +54,10 @@ impl GraphSource for Schemas {
     fn edge_offset(&self, _: &str) -> Result<u32> {
         Err(DataFusionError::NotImplemented("schema only".into()))
     }
-    fn node_rows(&self, _: &str) -> Result<Arc<RecordBatch>> {
+    fn node_rows(&self, _: &str) -> Result<Arc<crate::source::Chunked>> {
         Err(DataFusionError::NotImplemented("schema only".into()))
     }
-    fn node_ids(&self, _: &str) -> Result<arrow::array::ArrayRef> {
-        Err(DataFusionError::NotImplemented("schema only".into()))
-    }
-    fn edge_rows(&self, _: &str) -> Result<Arc<RecordBatch>> {
-        Err(DataFusionError::NotImplemented("schema only".into()))
-    }
-    fn edge_ids(&self, _: &str) -> Result<arrow::array::ArrayRef> {
+    fn edge_rows(&self, _: &str) -> Result<Arc<crate::source::Chunked>> {
         Err(DataFusionError::NotImplemented("schema only".into()))
     }
     fn adjacency(&self, _: &str) -> Result<Arc<Adjacency>> {

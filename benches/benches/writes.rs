@@ -1,0 +1,240 @@
+//! What small writes cost as tables grow, against the same work on a small table in the same
+//! run:
+//!
+//! - single-row `CREATE`s into Package, each followed by the 1-hop reverse-dependency count
+//!   of libc6, on the whole Debian graph (63k packages) and on a 6,000-package subset: the
+//!   ratio of the medians of a pair (target: at most 2x, cost does not grow with the table);
+//! - a cold full scan (open the database, scan, close) of a table written by many single-row
+//!   commits against the same rows written in one commit (target: at most 1.5x: compaction
+//!   keeps the files few).
+//!
+//! `BENCH_WRITE_PAIRS` (default 1000) and `BENCH_COMMITS` (default 10000) scale the runs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type};
+use contextdb_benches::{ONE_HOP, count, data_dir, load, load_script};
+use contextdb_engine::{Database, DbConfig};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn read(path: &Path) -> Vec<RecordBatch> {
+    let f = std::fs::File::open(path).expect("data file");
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .expect("parquet")
+        .build()
+        .expect("reader")
+        .map(|b| b.expect("batch"))
+        .collect()
+}
+
+fn write(path: &Path, batches: &[RecordBatch]) {
+    let f = std::fs::File::create(path).expect("create");
+    let mut w = ArrowWriter::try_new(f, batches[0].schema(), None).expect("writer");
+    for b in batches {
+        w.write(b).expect("write");
+    }
+    w.close().expect("close");
+}
+
+/// The Debian data set cut to `keep` packages (libc6 among them) and the edges between them,
+/// written to `dir` with the same file names.
+fn subset(dir: &Path, keep: usize) {
+    let packages = read(&data_dir().join("package.parquet"));
+    let mut kept = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for b in &packages {
+        let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        let names = arrow::compute::cast(b.column_by_name("name").unwrap(), &DataType::Utf8)
+            .expect("names");
+        let names = names.as_string::<i32>();
+        let mask: BooleanArray = (0..b.num_rows())
+            .map(|i| {
+                let take = kept.len() < keep - 1 || names.value(i) == "libc6";
+                if take {
+                    kept.insert(ids.value(i));
+                }
+                Some(take)
+            })
+            .collect();
+        out.push(arrow::compute::filter_record_batch(b, &mask).expect("filter"));
+    }
+    write(&dir.join("package.parquet"), &out);
+    for name in [
+        "depends",
+        "recommends",
+        "suggests",
+        "maintains",
+        "tagged",
+        "in_section",
+        "maintainer",
+        "tag",
+        "section",
+    ] {
+        let file = format!("{name}.parquet");
+        let batches = read(&data_dir().join(&file));
+        let filtered: Vec<RecordBatch> = batches
+            .iter()
+            .map(|b| {
+                let inside = |column: &str| -> Vec<bool> {
+                    match b.column_by_name(column) {
+                        Some(c) => {
+                            let c = c.as_primitive::<Int64Type>();
+                            (0..b.num_rows())
+                                .map(|i| kept.contains(&c.value(i)))
+                                .collect()
+                        }
+                        None => vec![true; b.num_rows()],
+                    }
+                };
+                let src_is_package = !matches!(name, "maintains");
+                let dst_is_package =
+                    matches!(name, "depends" | "recommends" | "suggests" | "maintains");
+                let src = if src_is_package {
+                    inside("src")
+                } else {
+                    vec![true; b.num_rows()]
+                };
+                let dst = if dst_is_package {
+                    inside("dst")
+                } else {
+                    vec![true; b.num_rows()]
+                };
+                let mask: BooleanArray =
+                    src.iter().zip(&dst).map(|(s, d)| Some(*s && *d)).collect();
+                arrow::compute::filter_record_batch(b, &mask).expect("filter")
+            })
+            .collect();
+        write(&dir.join(&file), &filtered);
+    }
+}
+
+/// Median of `pairs` single-row CREATE + 1-hop count pairs.
+async fn create_count_pairs(db: &Database, pairs: usize) -> Duration {
+    let mut samples = Vec::with_capacity(pairs);
+    for i in 0..pairs {
+        let start = Instant::now();
+        db.execute(&format!(
+            "CREATE (:Package {{id: {}, name: 'bench-{i}'}})",
+            10_000_000 + i
+        ))
+        .await
+        .expect("create");
+        std::hint::black_box(count(db, ONE_HOP).await);
+        samples.push(start.elapsed());
+    }
+    median(samples)
+}
+
+/// Median time to open the database in `dir`, scan `Item` whole and close it.
+async fn cold_scan(dir: &Path, runs: usize, expected: i64) -> Duration {
+    let mut samples = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let db = Database::open(DbConfig::local(dir)).await.expect("open");
+        assert_eq!(count(&db, "MATCH (x:Item) RETURN sum(x.v)").await, expected);
+        db.shutdown().await;
+        samples.push(start.elapsed());
+    }
+    median(samples)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pairs = env_count("BENCH_WRITE_PAIRS", 1000);
+    let commits = env_count("BENCH_COMMITS", 10_000);
+
+    runtime.block_on(async {
+        // Small writes on a large and a small Package table.
+        let (big, _) = load(DbConfig::memory()).await;
+        let small_dir = tempfile::tempdir().expect("temp dir");
+        subset(small_dir.path(), 6000);
+        let small = Database::open(DbConfig::memory().with_file_root(small_dir.path()))
+            .await
+            .expect("open");
+        let script = load_script().replace(
+            &data_dir().display().to_string(),
+            &small_dir.path().display().to_string(),
+        );
+        small.execute(&script).await.expect("load subset");
+        assert_eq!(
+            count(&small, "MATCH (p:Package) RETURN count(*)").await,
+            6000
+        );
+        let small_pair = create_count_pairs(&small, pairs).await;
+        let big_pair = create_count_pairs(&big, pairs).await;
+        println!(
+            "create + 1-hop, {pairs} pairs: 63k packages median {big_pair:?}, 6,000 packages \
+             median {small_pair:?}, ratio {:.2}x (target <= 2x)",
+            big_pair.as_secs_f64() / small_pair.as_secs_f64()
+        );
+        drop((big, small));
+
+        // Many single-row commits against one.
+        let many = tempfile::tempdir().expect("temp dir");
+        let one = tempfile::tempdir().expect("temp dir");
+        let schema = "CREATE NODE TABLE Item (id BIGINT PRIMARY KEY, v BIGINT)";
+        let db = Database::open(DbConfig::local(one.path()))
+            .await
+            .expect("open");
+        db.execute(&format!(
+            "{schema}; UNWIND range(1, {commits}) AS i CREATE (:Item {{id: i, v: i}})"
+        ))
+        .await
+        .expect("one commit");
+        db.shutdown().await;
+        let db = Arc::new(
+            Database::open(DbConfig::local(many.path()))
+                .await
+                .expect("open"),
+        );
+        db.execute(schema).await.expect("schema");
+        let start = Instant::now();
+        for i in 1..=commits {
+            db.execute(&format!("CREATE (:Item {{id: {i}, v: {i}}})"))
+                .await
+                .expect("commit");
+        }
+        let commit_time = start.elapsed();
+        let files = db
+            .execute(
+                "SELECT data_files FROM system.snapshots WHERE table_name = 'Item' AND is_current",
+            )
+            .await
+            .expect("files");
+        let files =
+            arrow::compute::cast(files[0].batches[0].column(0), &DataType::Int64).expect("cast");
+        let files = files.as_primitive::<Int64Type>().value(0);
+        db.shutdown().await;
+        let expected = (commits as i64) * (commits as i64 + 1) / 2;
+        let scan_many = cold_scan(many.path(), 10, expected).await;
+        let scan_one = cold_scan(one.path(), 10, expected).await;
+        println!(
+            "{commits} single-row commits in {:.1} s ({:?} each), {files} data files after \
+             them; cold scan median {scan_many:?} against {scan_one:?} for one commit, ratio \
+             {:.2}x (target <= 1.5x)",
+            commit_time.as_secs_f64(),
+            commit_time / commits as u32,
+            scan_many.as_secs_f64() / scan_one.as_secs_f64()
+        );
+    });
+}
