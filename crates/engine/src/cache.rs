@@ -4,7 +4,7 @@
 //! most files (an append, a copy-on-write update) reuses them; only new files are read.
 //! Everything is under one memory budget, evicted least-recently-used.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -81,13 +81,109 @@ pub struct TableData {
     /// by data file); row `i` has ordinal `i`.
     pub rows: Arc<Chunked>,
     pub files: Vec<FileSpan>,
-    key_index: std::sync::OnceLock<std::result::Result<Arc<HashMap<Key, u32>>, Error>>,
+    key_index: std::sync::OnceLock<std::result::Result<Arc<KeyIndex>, Error>>,
     /// Property value → rows, per column looked up by an inline pattern property.
     property_indexes: std::sync::Mutex<HashMap<String, Option<Arc<PropertyIndex>>>>,
+    /// Earlier snapshots whose rows are this one's first rows, with their row counts (newest
+    /// last): adjacency built over them still holds here.
+    pub prefixes: Vec<(Option<i64>, usize)>,
+    predecessor: Predecessor,
 }
 
+/// Entries a delta layer may hold beyond an eighth of its base before the two are folded.
+pub const INDEX_DELTA_MIN: usize = 4096;
+
+/// A map in two layers: a shared base and a delta of what rows appended since added. A
+/// snapshot after an append extends its predecessor's index (cloning only the delta) instead
+/// of rebuilding it; past an eighth of the base the delta is folded in, so the cost per
+/// appended row stays constant on average.
+#[derive(Debug, Clone, Default)]
+pub struct Layered<V> {
+    base: Arc<HashMap<Key, V>>,
+    delta: HashMap<Key, V>,
+}
+
+impl<V: Clone> Layered<V> {
+    fn new(base: HashMap<Key, V>) -> Self {
+        Layered {
+            base: Arc::new(base),
+            delta: HashMap::new(),
+        }
+    }
+
+    /// This map with `entries` added; `merge` combines a value with one already there.
+    fn extended(
+        &self,
+        entries: impl IntoIterator<Item = (Key, V)>,
+        merge: impl Fn(&mut V, V),
+    ) -> Self {
+        let mut delta = self.delta.clone();
+        for (k, v) in entries {
+            match delta.entry(k) {
+                std::collections::hash_map::Entry::Occupied(mut o) => merge(o.get_mut(), v),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    // The delta holds a key's whole value: start from the base's.
+                    let mut value = match self.base.get(slot.key()) {
+                        Some(old) => old.clone(),
+                        None => {
+                            slot.insert(v);
+                            continue;
+                        }
+                    };
+                    merge(&mut value, v);
+                    slot.insert(value);
+                }
+            }
+        }
+        if delta.len() > self.base.len() / 8 + INDEX_DELTA_MIN {
+            let mut base = (*self.base).clone();
+            base.extend(delta);
+            return Layered::new(base);
+        }
+        Layered {
+            base: self.base.clone(),
+            delta,
+        }
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&V> {
+        self.delta.get(key).or_else(|| self.base.get(key))
+    }
+
+    /// Every key and its value (delta values replace base values).
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &V)> {
+        self.delta.iter().chain(
+            self.base
+                .iter()
+                .filter(|(k, _)| !self.delta.contains_key(*k)),
+        )
+    }
+
+    /// Estimated heap bytes, with `per_entry` bytes of heap beside each entry (without
+    /// walking the entries: this is asked often).
+    fn bytes(&self, per_entry: usize) -> usize {
+        const ENTRY: usize = std::mem::size_of::<Key>() + 16;
+        (self.base.capacity() + self.delta.capacity()) * (ENTRY + per_entry)
+    }
+}
+
+/// Primary key → row.
+pub type KeyIndex = Layered<u32>;
+
 /// Rows of a table by the value of one integer or text column.
-pub type PropertyIndex = HashMap<Key, Vec<u32>>;
+pub type PropertyIndex = Layered<Vec<u32>>;
+
+/// What a snapshot reuses of an earlier snapshot of its table whose rows are its first rows
+/// (a snapshot after appends): the indexes that snapshot had built.
+#[derive(Debug, Default)]
+struct Predecessor {
+    rows: usize,
+    key_index: Option<Arc<KeyIndex>>,
+    property_indexes: HashMap<String, Arc<PropertyIndex>>,
+}
+
+/// The most earlier snapshots a snapshot remembers as its prefixes.
+const MAX_PREFIX_SNAPSHOTS: usize = 32;
 
 /// The most property indexes one table snapshot builds; lookups past it scan.
 pub const MAX_PROPERTY_INDEXES: usize = 16;
@@ -109,49 +205,80 @@ impl TableData {
         Ok(keys)
     }
 
-    /// Primary key → ordinal, built on first use.
-    pub fn key_index(&self) -> Result<Arc<HashMap<Key, u32>>> {
+    /// The keys of column `name` for rows `start..`, in row order.
+    pub(crate) fn keys_from(&self, name: &str, start: usize) -> Result<Vec<Option<Key>>> {
+        let parts = self.rows.column(name).ok_or_else(|| {
+            Error::internal(format!("{} lacks its column {name}", self.info.name))
+        })?;
+        let mut keys = Vec::with_capacity(self.rows.num_rows().saturating_sub(start));
+        for ((first, chunk, _), part) in self.rows.chunks().zip(&parts) {
+            let end = first + chunk.num_rows();
+            if end <= start {
+                continue;
+            }
+            let skip = start.saturating_sub(first);
+            keys.extend(Key::column(&part.slice(skip, part.len() - skip))?);
+        }
+        Ok(keys)
+    }
+
+    /// Primary key → ordinal, built on first use; after an append, the predecessor's index
+    /// extended by the appended rows.
+    pub fn key_index(&self) -> Result<Arc<KeyIndex>> {
         self.key_index
             .get_or_init(|| {
                 let pk = self.info.primary_key.as_deref().ok_or_else(|| {
                     Error::internal(format!("{} has no primary key", self.info.name))
                 })?;
-                let keys = self.keys(pk)?;
-                let mut index = HashMap::with_capacity(keys.len());
-                for (ord, key) in keys.into_iter().enumerate() {
-                    if let Some(key) = key {
-                        index.insert(key, ord as u32);
-                    }
-                }
-                Ok(Arc::new(index))
+                let (start, base) = match &self.predecessor.key_index {
+                    Some(index) => (self.predecessor.rows, (**index).clone()),
+                    None => (0, KeyIndex::default()),
+                };
+                let keys = self.keys_from(pk, start)?;
+                let entries = keys
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, k)| Some((k?, (start + i) as u32)));
+                Ok(Arc::new(if start == 0 {
+                    KeyIndex::new(entries.collect())
+                } else {
+                    base.extended(entries, |old, new| *old = new)
+                }))
             })
             .clone()
     }
 
-    /// The rows of each value of `column`, built on first use; None for a column that is not
-    /// an integer or text (or past [`MAX_PROPERTY_INDEXES`]), which callers scan instead.
+    /// The rows of each value of `column`, built on first use (after an append, extended from
+    /// the predecessor's); None for a column that is not an integer or text (or past
+    /// [`MAX_PROPERTY_INDEXES`]), which callers scan instead.
     pub fn property_index(&self, column: &str) -> Option<Arc<PropertyIndex>> {
         let mut indexes = self.property_indexes.lock().expect("property index lock");
         if let Some(index) = indexes.get(column) {
             return index.clone();
         }
-        if indexes.len() >= MAX_PROPERTY_INDEXES {
+        if indexes.len() >= MAX_PROPERTY_INDEXES || column == ID {
             return None;
         }
-        let index = self
-            .rows
-            .column(column)
-            .filter(|_| column != ID)
-            .and_then(|_| self.keys(column).ok())
-            .map(|keys| {
-                let mut index = PropertyIndex::new();
-                for (row, key) in keys.into_iter().enumerate() {
-                    if let Some(key) = key {
-                        index.entry(key).or_default().push(row as u32);
-                    }
+        self.rows.column(column)?;
+        let (start, base) = match self.predecessor.property_indexes.get(column) {
+            Some(index) => (self.predecessor.rows, (**index).clone()),
+            None => (0, PropertyIndex::default()),
+        };
+        let index = self.keys_from(column, start).ok().map(|keys| {
+            let entries = keys
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, k)| Some((k?, vec![(start + i) as u32])));
+            Arc::new(if start == 0 {
+                let mut map: HashMap<Key, Vec<u32>> = HashMap::new();
+                for (k, rows) in entries {
+                    map.entry(k).or_default().extend(rows);
                 }
-                Arc::new(index)
-            });
+                PropertyIndex::new(map)
+            } else {
+                base.extended(entries, |old, new| old.extend(new))
+            })
+        });
         indexes.insert(column.to_string(), index.clone());
         index
     }
@@ -159,23 +286,14 @@ impl TableData {
     /// Memory held: rows and ids, and the key and property indexes built so far (estimated
     /// per entry).
     pub fn bytes(&self) -> usize {
-        const ENTRY: usize = std::mem::size_of::<Key>() + 16;
         let keys = match self.key_index.get() {
-            Some(Ok(index)) => index.capacity() * ENTRY,
+            Some(Ok(index)) => index.bytes(0),
             _ => 0,
         };
         let properties: usize = self
             .property_indexes
             .lock()
-            .map(|indexes| {
-                indexes
-                    .values()
-                    .flatten()
-                    .map(|i| {
-                        i.capacity() * (ENTRY + 8) + i.values().map(|v| v.len() * 4).sum::<usize>()
-                    })
-                    .sum()
-            })
+            .map(|indexes| indexes.values().flatten().map(|i| i.bytes(8)).sum())
             .unwrap_or(0);
         self.rows.memory_size() + keys + properties
     }
@@ -199,7 +317,8 @@ struct Entries {
     /// By (data file path, table schema id).
     files: HashMap<(String, i32), (FileChunks, usize, u64)>,
     tables: HashMap<(String, Option<i64>), (Arc<TableData>, u64)>,
-    adjacency: HashMap<AdjacencyKey, (Arc<Adjacency>, u64)>,
+    /// Adjacency, when last used, and the endpoint keys its edges named but no node had.
+    adjacency: HashMap<AdjacencyKey, AdjacencyEntry>,
     clock: u64,
 }
 
@@ -210,7 +329,7 @@ impl Entries {
             + self
                 .adjacency
                 .values()
-                .map(|(a, _)| a.heap_bytes())
+                .map(|(a, _, d)| a.heap_bytes() + d.len() * std::mem::size_of::<Key>())
                 .sum::<usize>()
     }
 }
@@ -223,6 +342,9 @@ pub struct HotTierStats {
     /// Tables with rows in memory (any snapshot), by name.
     pub tables: Vec<String>,
 }
+
+/// Adjacency, when it was last used, and the endpoint keys its edges named but no node had.
+type AdjacencyEntry = (Arc<Adjacency>, u64, Arc<HashSet<Key>>);
 
 /// Adjacency depends on the edge snapshot and both endpoint snapshots and their places in
 /// the global numbering.
@@ -388,6 +510,7 @@ impl Cache {
             files.push(FileSpan { path, start, len });
             start += len;
         }
+        let (prefixes, predecessor) = self.predecessor(table, &files);
         Ok(TableData {
             table: table.clone(),
             info: info.clone(),
@@ -396,7 +519,59 @@ impl Cache {
             files,
             key_index: std::sync::OnceLock::new(),
             property_indexes: Default::default(),
+            prefixes,
+            predecessor,
         })
+    }
+
+    /// The latest snapshot of `table` in memory whose data files are the first of `files`
+    /// (so its rows are the first rows here): its prefixes plus itself, and the indexes it
+    /// built, for the new snapshot to extend.
+    fn predecessor(
+        &self,
+        table: &Table,
+        files: &[FileSpan],
+    ) -> (Vec<(Option<i64>, usize)>, Predecessor) {
+        let uuid = table.metadata().uuid().to_string();
+        let schema_id = table.metadata().current_schema_id();
+        let e = self.lock();
+        let best = e
+            .tables
+            .iter()
+            .filter(|((u, _), _)| *u == uuid)
+            .map(|(_, (data, _))| data)
+            .filter(|d| {
+                d.table.metadata().current_schema_id() == schema_id
+                    && d.files.len() <= files.len()
+                    && d.files.iter().zip(files).all(|(a, b)| a.path == b.path)
+            })
+            .max_by_key(|d| d.rows.num_rows());
+        let Some(before) = best else {
+            return (Vec::new(), Predecessor::default());
+        };
+        let mut prefixes = before.prefixes.clone();
+        prefixes.push((before.snapshot_id, before.rows.num_rows()));
+        if prefixes.len() > MAX_PREFIX_SNAPSHOTS {
+            prefixes.remove(0);
+        }
+        let predecessor = Predecessor {
+            rows: before.rows.num_rows(),
+            key_index: before
+                .key_index
+                .get()
+                .and_then(|k| k.as_ref().ok())
+                .cloned(),
+            property_indexes: before
+                .property_indexes
+                .lock()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(c, i)| Some((c.clone(), i.clone()?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        (prefixes, predecessor)
     }
 
     async fn file_tasks(
@@ -409,7 +584,16 @@ impl Cache {
             return Ok(vec![]);
         };
         let scan = table.scan().snapshot_id(id).select_all().build()?;
-        let tasks: Vec<_> = scan.plan_files().await?.try_collect().await?;
+        let mut tasks: Vec<_> = scan.plan_files().await?.try_collect().await?;
+        // In manifest order, so a snapshot after appends starts with the files (and rows) of
+        // the one before it, and what that one built can be extended.
+        let order = table_io::data_file_order(table, id).await?;
+        tasks.sort_by_key(|t| {
+            (
+                order.get(&t.data_file_path).copied(),
+                t.data_file_path.clone(),
+            )
+        });
         Ok(tasks)
     }
 
@@ -432,24 +616,70 @@ impl Cache {
             let mut e = self.lock();
             e.clock += 1;
             let clock = e.clock;
-            if let Some((adj, used)) = e.adjacency.get_mut(&key) {
+            if let Some((adj, used, _)) = e.adjacency.get_mut(&key) {
                 *used = clock;
                 return Ok(adj.clone());
+            }
+            // Built over earlier snapshots of the endpoints whose rows are the first rows of
+            // these (appends since): still right, unless an appended node has the key of an
+            // edge that had no endpoint then.
+            let reusable = e
+                .adjacency
+                .iter()
+                .filter(|(k, _)| (&k.0, k.1, k.4, k.5) == (&key.0, key.1, from_offset, to_offset))
+                .find_map(|(k, (adj, _, dangling))| {
+                    let from_rows = prefix_rows(from, k.2)?;
+                    let to_rows = prefix_rows(to, k.3)?;
+                    Some((k.clone(), adj.clone(), dangling.clone(), from_rows, to_rows))
+                });
+            drop(e);
+            if let Some((_, adjacency, dangling, from_rows, to_rows)) = reusable {
+                let pk = |t: &TableData| t.info.primary_key.clone().unwrap_or_default();
+                let connects = |t: &TableData, start: usize| -> Result<bool> {
+                    if dangling.is_empty() || start == t.rows.num_rows() {
+                        return Ok(false);
+                    }
+                    Ok(t.keys_from(&pk(t), start)?
+                        .iter()
+                        .flatten()
+                        .any(|k| dangling.contains(k)))
+                };
+                if !connects(from, from_rows)? && !connects(to, to_rows)? {
+                    let mut e = self.lock();
+                    e.clock += 1;
+                    let clock = e.clock;
+                    e.adjacency
+                        .insert(key, (adjacency.clone(), clock, dangling.clone()));
+                    return Ok(adjacency);
+                }
             }
         }
         let from_index = from.key_index()?;
         let to_index = to.key_index()?;
         let src = edge.keys("src")?;
         let dst = edge.keys("dst")?;
-        // Edge rows keep their ordinals; an edge whose endpoint is missing is left out.
+        // Edge rows keep their ordinals; an edge whose endpoint is missing is left out, and
+        // the missing keys are kept (a node created later with one must be connected).
         let mut pairs = Vec::with_capacity(src.len());
         let mut rows = Vec::with_capacity(src.len());
+        let mut dangling = HashSet::new();
         for (row, (s, d)) in src.iter().zip(dst.iter()).enumerate() {
-            if let (Some(s), Some(d)) = (s, d)
-                && let (Some(&s), Some(&d)) = (from_index.get(s), to_index.get(d))
-            {
-                pairs.push((from_offset + s, to_offset + d));
-                rows.push(row as u32);
+            let (Some(s), Some(d)) = (s, d) else {
+                continue;
+            };
+            match (from_index.get(s), to_index.get(d)) {
+                (Some(&s), Some(&d)) => {
+                    pairs.push((from_offset + s, to_offset + d));
+                    rows.push(row as u32);
+                }
+                (found_s, found_d) => {
+                    if found_s.is_none() {
+                        dangling.insert(s.clone());
+                    }
+                    if found_d.is_none() {
+                        dangling.insert(d.clone());
+                    }
+                }
             }
         }
         let adjacency = if rows.len() == src.len() {
@@ -462,7 +692,8 @@ impl Cache {
         let mut e = self.lock();
         e.clock += 1;
         let clock = e.clock;
-        e.adjacency.insert(key, (adjacency.clone(), clock));
+        e.adjacency
+            .insert(key, (adjacency.clone(), clock, Arc::new(dangling)));
         drop(e);
         self.evict();
         Ok(adjacency)
@@ -536,4 +767,40 @@ pub fn to_user(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
         columns,
         &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
     )?)
+}
+
+/// The rows `data` had at `snapshot`, if that snapshot's rows are its first rows.
+fn prefix_rows(data: &TableData, snapshot: Option<i64>) -> Option<usize> {
+    if data.snapshot_id == snapshot {
+        return Some(data.rows.num_rows());
+    }
+    data.prefixes
+        .iter()
+        .find(|(s, _)| *s == snapshot)
+        .map(|(_, rows)| *rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layered_map_extends_and_folds() {
+        let base = Layered::new(HashMap::from([(Key::Int(1), vec![0u32])]));
+        let grown = base.extended(
+            [(Key::Int(1), vec![5]), (Key::Int(2), vec![6])],
+            |old, new| old.extend(new),
+        );
+        assert_eq!(grown.get(&Key::Int(1)), Some(&vec![0, 5]));
+        assert_eq!(grown.get(&Key::Int(2)), Some(&vec![6]));
+        // The base is shared, not copied, and the original is unchanged.
+        assert!(Arc::ptr_eq(&base.base, &grown.base));
+        assert_eq!(base.get(&Key::Int(1)), Some(&vec![0]));
+        // Past the delta bound, the layers fold into a new base.
+        let many = (0..INDEX_DELTA_MIN as i64 + 2).map(|i| (Key::Int(100 + i), vec![1]));
+        let folded = grown.extended(many, |old, new| old.extend(new));
+        assert!(folded.delta.is_empty());
+        assert_eq!(folded.get(&Key::Int(1)), Some(&vec![0, 5]));
+        assert_eq!(folded.iter().count(), INDEX_DELTA_MIN + 4);
+    }
 }

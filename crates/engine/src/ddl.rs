@@ -404,8 +404,9 @@ pub async fn load_file(
         .iter()
         .map(|f| f.name().as_str())
         .collect();
+    // Keys already stored, and those this load adds: a duplicate of either is refused.
     let mut keys = match data.info.kind {
-        TableKind::Node => Some((*data.key_index()?).clone()),
+        TableKind::Node => Some((data.key_index()?, HashSet::new())),
         _ => None,
     };
     let mut row_ids = table_io::RowIds::of(&table)?;
@@ -430,7 +431,7 @@ pub async fn load_file(
         let ids = row_ids.take(batch.num_rows())?;
         let batch = table_io::with_row_ids(&batch, std::sync::Arc::new(ids))?;
         let batch = table_io::conform_batch(&batch, &storage_schema)?;
-        if let (Some(keys), Some(pk)) = (&mut keys, &data.info.primary_key) {
+        if let (Some((stored, added)), Some(pk)) = (&mut keys, &data.info.primary_key) {
             let column = batch
                 .column_by_name(pk)
                 .expect("conformed to the table schema");
@@ -438,7 +439,7 @@ pub async fn load_file(
                 let key = key.ok_or_else(|| {
                     Error::execution(format!("primary key `{pk}` must not be null"))
                 })?;
-                if keys.insert(key.clone(), 0).is_some() {
+                if stored.get(&key).is_some() || !added.insert(key.clone()) {
                     return Err(Error::execution(format!(
                         "duplicate primary key {key:?} in `{name}`"
                     )));

@@ -829,8 +829,8 @@ fn settable(table: &TableData, property: &str, values: &ArrayRef) -> Result<Opti
 fn max_int_key(table: &TableData) -> Result<i64> {
     Ok(table
         .key_index()?
-        .keys()
-        .filter_map(|k| match k {
+        .iter()
+        .filter_map(|(k, _)| match k {
             Key::Int(i) => Some(*i),
             Key::Str(_) => None,
         })

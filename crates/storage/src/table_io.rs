@@ -355,6 +355,27 @@ pub fn with_row_ids(batch: &RecordBatch, ids: arrow::array::ArrayRef) -> Result<
     })
 }
 
+/// The position of each live data file of `snapshot_id` in its manifests, where every
+/// snapshot this crate produces keeps the files of the one before in their order and adds new
+/// ones after them (a scan plans files in no fixed order).
+pub async fn data_file_order(table: &Table, snapshot_id: i64) -> Result<HashMap<String, usize>> {
+    let Some(snapshot) = table.metadata().snapshot_by_id(snapshot_id) else {
+        return Ok(HashMap::new());
+    };
+    let list = table.manifest_list_reader(snapshot).load().await?;
+    let mut order = HashMap::new();
+    for manifest_file in list.entries() {
+        let manifest = manifest_file.load_manifest(table.file_io()).await?;
+        for entry in manifest.entries() {
+            if entry.is_alive() {
+                let next = order.len();
+                order.entry(entry.file_path().to_string()).or_insert(next);
+            }
+        }
+    }
+    Ok(order)
+}
+
 /// Iceberg's snapshot summary field for the data files a snapshot holds.
 pub const TOTAL_DATA_FILES: &str = "total-data-files";
 
