@@ -44,18 +44,33 @@ pub(crate) async fn compact(db: &Database, name: &str, all: bool) -> Result<Comp
         let change = maintenance::compact_files(&table, &picked).await?;
         let written = change.added.len() as u64;
         let commit_ms = table_io::commit_timestamp_ms(db.tables().await?.iter());
-        let (requirements, updates) = table_io::produce_snapshot(&table, change, commit_ms).await?;
-        db.catalog
-            .commit_changes(vec![TableChange {
-                ident: db.ident(name),
-                requirements,
-                updates,
-            }])
-            .await?;
+        commit_one(
+            db,
+            name,
+            table_io::produce_snapshot(&table, change, commit_ms).await?,
+        )
+        .await?;
         done.files_merged += picked.len() as u64;
         done.files_written += written;
     }
     Ok(done)
+}
+
+/// Commits one table's maintenance change straight to the catalog (not through
+/// `Database::commit`, which would start maintenance again).
+async fn commit_one(
+    db: &Database,
+    name: &str,
+    (requirements, updates): (Vec<iceberg::TableRequirement>, Vec<iceberg::TableUpdate>),
+) -> Result<()> {
+    db.catalog
+        .commit_changes(vec![TableChange {
+            ident: db.ident(name),
+            requirements,
+            updates,
+        }])
+        .await?;
+    Ok(())
 }
 
 /// After a commit: compacts the tables it wrote that now hold enough data files for a tier
@@ -106,14 +121,7 @@ pub(crate) async fn vacuum(db: &Database, only: Option<&str>) -> Result<Vec<(Str
             ..Default::default()
         };
         if !expired.is_empty() {
-            let (requirements, updates) = maintenance::expire_change(&table, expired);
-            db.catalog
-                .commit_changes(vec![TableChange {
-                    ident: db.ident(name),
-                    requirements,
-                    updates,
-                }])
-                .await?;
+            commit_one(db, name, maintenance::expire_change(&table, expired)).await?;
         }
         let table = db.load_table(name).await?;
         let keep = maintenance::referenced_files(&table, boundary).await?;

@@ -77,6 +77,16 @@ fn build_rows(
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
+/// The rows of `locals` below `stored` (rows of the table's snapshot), in order.
+fn stored_among(locals: &[Option<u32>], stored: u32) -> Vec<u32> {
+    locals
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|l| *l < stored)
+        .collect()
+}
+
 fn cast_to(values: &ArrayRef, to: &DataType, name: &str) -> Result<ArrayRef> {
     if values.data_type() == to {
         return Ok(values.clone());
@@ -240,12 +250,7 @@ impl<'a> Sink<'a> {
         let nulls = new_null_array(to, 1);
         let edit = self.edits.get(table);
         // Stored values are gathered for the stored rows asked for, in the order asked.
-        let stored_rows: Vec<u32> = locals
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|l| *l < stored)
-            .collect();
+        let stored_rows = stored_among(locals, stored);
         let mut sources: Vec<ArrayRef> = vec![nulls.clone(), nulls.clone()];
         let has_stored = match data.rows.take(column, &stored_rows)? {
             Some(values) if column != nodes::ID => {
@@ -306,12 +311,7 @@ impl<'a> Sink<'a> {
             .get(table)
             .ok_or_else(|| Error::internal(format!("no metadata for `{table}`")))?;
         let next = RowIds::of(current)?;
-        let stored_rows: Vec<u32> = locals
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|l| *l < stored)
-            .collect();
+        let stored_rows = stored_among(locals, stored);
         let stored_ids = data
             .rows
             .take(nodes::ID, &stored_rows)?
