@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
-use contextdb_benches::{ONE_HOP, count, data_dir, load, load_script};
+use contextdb_benches::{ONE_HOP, count, data_dir, load, load_script, read_parquet};
 use contextdb_engine::{Database, DbConfig};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -31,16 +30,6 @@ fn env_count(name: &str, default: usize) -> usize {
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
-}
-
-fn read(path: &Path) -> Vec<RecordBatch> {
-    let f = std::fs::File::open(path).expect("data file");
-    ParquetRecordBatchReaderBuilder::try_new(f)
-        .expect("parquet")
-        .build()
-        .expect("reader")
-        .map(|b| b.expect("batch"))
-        .collect()
 }
 
 fn write(path: &Path, batches: &[RecordBatch]) {
@@ -55,7 +44,7 @@ fn write(path: &Path, batches: &[RecordBatch]) {
 /// The Debian data set cut to `keep` packages (libc6 among them) and the edges between them,
 /// written to `dir` with the same file names.
 fn subset(dir: &Path, keep: usize) {
-    let packages = read(&data_dir().join("package.parquet"));
+    let packages = read_parquet(&data_dir().join("package.parquet"));
     let mut kept = std::collections::HashSet::new();
     let mut out = Vec::new();
     for b in &packages {
@@ -87,7 +76,7 @@ fn subset(dir: &Path, keep: usize) {
         "section",
     ] {
         let file = format!("{name}.parquet");
-        let batches = read(&data_dir().join(&file));
+        let batches = read_parquet(&data_dir().join(&file));
         let filtered: Vec<RecordBatch> = batches
             .iter()
             .map(|b| {

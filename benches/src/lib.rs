@@ -17,8 +17,12 @@ pub fn data_dir() -> PathBuf {
 }
 
 fn read(file: &str) -> Vec<RecordBatch> {
-    let f =
-        std::fs::File::open(data_dir().join(file)).expect("Debian data set beside the repository");
+    read_parquet(&data_dir().join(file))
+}
+
+/// Every batch of a Parquet file.
+pub fn read_parquet(path: &std::path::Path) -> Vec<RecordBatch> {
+    let f = std::fs::File::open(path).expect("Debian data set beside the repository");
     ParquetRecordBatchReaderBuilder::try_new(f)
         .expect("parquet")
         .build()

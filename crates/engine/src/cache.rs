@@ -193,18 +193,6 @@ impl TableData {
         self.rows.schema().clone()
     }
 
-    /// The keys of column `name` for every row, in row order.
-    pub(crate) fn keys(&self, name: &str) -> Result<Vec<Option<Key>>> {
-        let parts = self.rows.column(name).ok_or_else(|| {
-            Error::internal(format!("{} lacks its column {name}", self.info.name))
-        })?;
-        let mut keys = Vec::with_capacity(self.rows.num_rows());
-        for part in &parts {
-            keys.extend(Key::column(part)?);
-        }
-        Ok(keys)
-    }
-
     /// The keys of column `name` for rows `start..`, in row order.
     pub(crate) fn keys_from(&self, name: &str, start: usize) -> Result<Vec<Option<Key>>> {
         let parts = self.rows.column(name).ok_or_else(|| {
@@ -482,7 +470,7 @@ impl Cache {
                     // Converted once per file and schema version: a snapshot that keeps the
                     // file reuses the chunks as they are.
                     let mut converted = Vec::new();
-                    for b in read_file(table, task).await? {
+                    for b in table_io::read_task(table, task).await? {
                         // Older files may predate columns added since: present the current
                         // schema.
                         let mut b = table_io::conform_batch(&b, &storage_schema)?;
@@ -587,7 +575,12 @@ impl Cache {
         let mut tasks: Vec<_> = scan.plan_files().await?.try_collect().await?;
         // In manifest order, so a snapshot after appends starts with the files (and rows) of
         // the one before it, and what that one built can be extended.
-        let order = table_io::data_file_order(table, id).await?;
+        let order: HashMap<String, usize> = table_io::data_files(table, id)
+            .await?
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (f.path, i))
+            .collect();
         tasks.sort_by_key(|t| {
             (
                 order.get(&t.data_file_path).copied(),
@@ -656,8 +649,8 @@ impl Cache {
         }
         let from_index = from.key_index()?;
         let to_index = to.key_index()?;
-        let src = edge.keys("src")?;
-        let dst = edge.keys("dst")?;
+        let src = edge.keys_from("src", 0)?;
+        let dst = edge.keys_from("dst", 0)?;
         // Edge rows keep their ordinals; an edge whose endpoint is missing is left out, and
         // the missing keys are kept (a node created later with one must be connected).
         let mut pairs = Vec::with_capacity(src.len());
@@ -728,18 +721,6 @@ impl Cache {
             }
         }
     }
-}
-
-async fn read_file(table: &Table, task: iceberg::scan::FileScanTask) -> Result<Vec<RecordBatch>> {
-    use futures::{StreamExt, TryStreamExt};
-    let reader = table
-        .reader_builder()
-        .with_batch_size(table_io::SCAN_BATCH_ROWS)
-        .build();
-    let stream = reader
-        .read(futures::stream::iter([Ok(task)]).boxed())?
-        .stream();
-    Ok(stream.try_collect().await?)
 }
 
 /// Converts a storage batch (iceberg types, field ids) to the user schema (vectors as

@@ -867,7 +867,7 @@ fn edges_at(
             if end.as_deref() != Some(label) {
                 continue;
             }
-            let values = edge.keys(column)?;
+            let values = edge.keys_from(column, 0)?;
             for (row, v) in values.iter().enumerate() {
                 if v.as_ref().is_some_and(|v| keys.contains(v)) {
                     rows.push(row as u32);

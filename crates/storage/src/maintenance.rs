@@ -8,8 +8,8 @@
 use std::collections::{HashMap, HashSet};
 
 use arrow::array::RecordBatch;
-use futures::{StreamExt, TryStreamExt};
-use iceberg::spec::{DataContentType, MAIN_BRANCH};
+use futures::TryStreamExt;
+use iceberg::spec::MAIN_BRANCH;
 use iceberg::table::Table;
 use iceberg::{Error, ErrorKind, Result, TableRequirement, TableUpdate};
 use object_store::path::Path as ObjectPath;
@@ -25,34 +25,14 @@ pub const COMPACT_MIN_FILES: usize = 8;
 /// The most bytes of data files one compaction round reads (its memory is bounded by it).
 pub const COMPACT_MAX_INPUT_BYTES: u64 = 64 << 20;
 
-/// A data file of the current snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveFile {
-    pub path: String,
-    pub rows: u64,
-    pub bytes: u64,
-}
+pub use crate::table_io::LiveFile;
 
 /// The data files of the table's current snapshot.
 pub async fn live_files(table: &Table) -> Result<Vec<LiveFile>> {
-    let Some(current) = table.metadata().current_snapshot() else {
-        return Ok(vec![]);
-    };
-    let list = table.manifest_list_reader(current).load().await?;
-    let mut files = Vec::new();
-    for manifest_file in list.entries() {
-        let manifest = manifest_file.load_manifest(table.file_io()).await?;
-        for entry in manifest.entries() {
-            if entry.is_alive() && entry.data_file().content_type() == DataContentType::Data {
-                files.push(LiveFile {
-                    path: entry.file_path().to_string(),
-                    rows: entry.data_file().record_count(),
-                    bytes: entry.data_file().file_size_in_bytes(),
-                });
-            }
-        }
+    match table.metadata().current_snapshot_id() {
+        Some(id) => table_io::data_files(table, id).await,
+        None => Ok(vec![]),
     }
-    Ok(files)
 }
 
 /// A file's size tier: files within a factor of 4 of each other share one.
@@ -125,14 +105,7 @@ pub async fn read_files(table: &Table, paths: &HashSet<String>) -> Result<Vec<Re
         .await?;
     let mut batches = Vec::new();
     for task in tasks {
-        let reader = table
-            .reader_builder()
-            .with_batch_size(SCAN_BATCH_ROWS)
-            .build();
-        let mut stream = reader
-            .read(futures::stream::iter([Ok(task)]).boxed())?
-            .stream();
-        while let Some(batch) = stream.try_next().await? {
+        for batch in table_io::read_task(table, task).await? {
             batches.push(table_io::conform_batch(&batch, &schema)?);
         }
     }

@@ -100,14 +100,7 @@ pub async fn read_snapshot(table: &Table, snapshot_id: Option<i64>) -> Result<Sn
     let mut files = Vec::with_capacity(tasks.len());
     for task in tasks {
         let path = task.data_file_path.clone();
-        let reader = table
-            .reader_builder()
-            .with_batch_size(SCAN_BATCH_ROWS)
-            .build();
-        let stream = reader
-            .read(futures::stream::iter([Ok(task)]).boxed())?
-            .stream();
-        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        let batches = read_task(table, task).await?;
         // The reader yields the snapshot's schema; present the current one (same field ids).
         let batches = batches
             .into_iter()
@@ -355,25 +348,52 @@ pub fn with_row_ids(batch: &RecordBatch, ids: arrow::array::ArrayRef) -> Result<
     })
 }
 
-/// The position of each live data file of `snapshot_id` in its manifests, where every
-/// snapshot this crate produces keeps the files of the one before in their order and adds new
-/// ones after them (a scan plans files in no fixed order).
-pub async fn data_file_order(table: &Table, snapshot_id: i64) -> Result<HashMap<String, usize>> {
+/// A live data file of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveFile {
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// The live data files of `snapshot_id`, in manifest order: every snapshot this crate
+/// produces keeps the files of the one before in their order and adds new ones after them
+/// (a scan plans files in no fixed order).
+pub async fn data_files(table: &Table, snapshot_id: i64) -> Result<Vec<LiveFile>> {
     let Some(snapshot) = table.metadata().snapshot_by_id(snapshot_id) else {
-        return Ok(HashMap::new());
+        return Ok(vec![]);
     };
     let list = table.manifest_list_reader(snapshot).load().await?;
-    let mut order = HashMap::new();
+    let mut files = Vec::new();
     for manifest_file in list.entries() {
         let manifest = manifest_file.load_manifest(table.file_io()).await?;
         for entry in manifest.entries() {
-            if entry.is_alive() {
-                let next = order.len();
-                order.entry(entry.file_path().to_string()).or_insert(next);
+            if entry.is_alive() && entry.data_file().content_type() == DataContentType::Data {
+                files.push(LiveFile {
+                    path: entry.file_path().to_string(),
+                    rows: entry.data_file().record_count(),
+                    bytes: entry.data_file().file_size_in_bytes(),
+                });
             }
         }
     }
-    Ok(order)
+    Ok(files)
+}
+
+/// Reads one planned data file as Arrow, in the schema the file was written with.
+pub async fn read_task(
+    table: &Table,
+    task: iceberg::scan::FileScanTask,
+) -> Result<Vec<RecordBatch>> {
+    let reader = table
+        .reader_builder()
+        .with_batch_size(SCAN_BATCH_ROWS)
+        .build();
+    reader
+        .read(futures::stream::iter([Ok(task)]).boxed())?
+        .stream()
+        .try_collect()
+        .await
 }
 
 /// Iceberg's snapshot summary field for the data files a snapshot holds.
