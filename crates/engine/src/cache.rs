@@ -400,6 +400,20 @@ impl Cache {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The snapshot's rows if the hot tier holds them now (nothing is read).
+    pub fn peek(&self, table: &Table, snapshot_id: Option<i64>) -> Option<Arc<TableData>> {
+        let key = (table.metadata().uuid().to_string(), snapshot_id);
+        let mut e = self.lock();
+        e.clock += 1;
+        let clock = e.clock;
+        let (data, used) = e.tables.get_mut(&key)?;
+        if data.table.metadata().current_schema_id() != table.metadata().current_schema_id() {
+            return None;
+        }
+        *used = clock;
+        Some(data.clone())
+    }
+
     /// The snapshot's rows (None: no snapshot yet, so no rows), from cache or read; only
     /// files not cached are read.
     pub async fn table_data(

@@ -18,6 +18,8 @@ mod ddl;
 pub mod files;
 mod graph_source;
 mod maintenance;
+mod predicate;
+mod provider;
 pub mod route;
 mod schema;
 mod session;

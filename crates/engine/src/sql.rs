@@ -10,19 +10,14 @@ use std::sync::Arc;
 use arrow::array::{
     Array, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
-use arrow::datatypes::SchemaRef;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::catalog::Session;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider,
 };
 use datafusion::common::Constraint;
 use datafusion::datasource::MemTable;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, WriteOp};
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use iceberg::Catalog;
 
@@ -31,6 +26,7 @@ use crate::StatementResult;
 use crate::database::{Database, message, rows_affected};
 use crate::error::{Error, Result};
 use crate::graph_source::Snapshot;
+use crate::provider::{SnapshotTable, StatementWrites};
 use crate::route::Language;
 use crate::schema::{DEFAULT_GRAPH, TableInfo, TableKind, ast_type};
 use crate::session::DEFAULT_CATALOG;
@@ -64,14 +60,19 @@ fn first_word(text: &str) -> String {
 
 /// A session for one SQL statement: the database's shared functions and options, with every
 /// table of `snapshot` in the default schema and `system.snapshots`.
-pub(crate) fn sql_context(db: &Database, snapshot: &Arc<Snapshot>) -> Result<SessionContext> {
+pub(crate) fn sql_context(
+    db: &Database,
+    snapshot: &Arc<Snapshot>,
+    writes: &Arc<StatementWrites>,
+) -> Result<SessionContext> {
     let main = Arc::new(MemorySchemaProvider::new());
     for (name, slot) in &snapshot.tables {
-        let table = SnapshotTable {
-            snapshot: snapshot.clone(),
-            name: name.clone(),
-            schema: slot.schema.clone(),
-        };
+        let table = SnapshotTable::new(
+            snapshot.clone(),
+            name.clone(),
+            slot.schema.clone(),
+            writes.clone(),
+        );
         main.register_table(name.clone(), Arc::new(table))?;
     }
     let system = Arc::new(MemorySchemaProvider::new());
@@ -87,49 +88,6 @@ pub(crate) fn sql_context(db: &Database, snapshot: &Arc<Snapshot>) -> Result<Ses
     Ok(SessionContext::new_with_state(
         db.sessions.sql_state(catalogs),
     ))
-}
-
-/// A table of the statement's snapshot whose rows are loaded when a plan scans it, so a
-/// query reads only the tables it names.
-#[derive(Debug)]
-struct SnapshotTable {
-    snapshot: Arc<Snapshot>,
-    name: String,
-    schema: SchemaRef,
-}
-
-#[async_trait::async_trait]
-impl TableProvider for SnapshotTable {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        self.snapshot
-            .load([self.name.as_str()])
-            .await
-            .map_err(Error::into_datafusion)?;
-        let data = self.snapshot.get(&self.name).ok_or_else(|| {
-            DataFusionError::Internal(format!("`{}` is not in the snapshot", self.name))
-        })?;
-        MemTable::try_new(self.schema.clone(), vec![data.rows.batches().to_vec()])?
-            .scan(state, projection, filters, limit)
-            .await
-    }
 }
 
 /// `system.snapshots`: every snapshot of every table, for time travel.
@@ -205,23 +163,24 @@ enum Planned {
 async fn plan(db: &Database, text: &str) -> Result<Planned> {
     let writes = matches!(
         first_word(text).as_str(),
-        "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "DROP"
+        "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "DROP" | "TRUNCATE"
     );
     let _guard = if writes {
         Some(db.write_lock.lock().await)
     } else {
         None
     };
-    // A reader loads the tables its plan scans; a writer may touch any table.
-    let snapshot = if writes {
-        db.snapshot(None).await?
-    } else {
-        db.snapshot_unloaded(None).await?
-    };
-    let ctx = sql_context(db, &snapshot)?;
+    // Tables are loaded when a plan needs their rows: a scan reads the hot tier or the data
+    // files, a write loads the table it changes.
+    let snapshot = db.snapshot_unloaded(None).await?;
+    let outbox = Arc::new(StatementWrites::default());
+    let ctx = sql_context(db, &snapshot, &outbox)?;
     let plan = ctx.state().create_logical_plan(text).await?;
     let done = match plan {
-        LogicalPlan::Dml(dml) => dml_statement(db, &ctx, &snapshot, dml).await,
+        LogicalPlan::Dml(_) if !writes => Err(Error::internal(
+            "a write statement was planned without the write lock",
+        )),
+        LogicalPlan::Dml(dml) => dml_statement(db, &ctx, &snapshot, &outbox, dml).await,
         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(c)) => {
             let name = c.name.table().to_string();
             if snapshot.get(&name).is_some() {
@@ -261,7 +220,8 @@ async fn plan(db: &Database, text: &str) -> Result<Planned> {
                 .await?;
             if batches.iter().any(|b| b.num_rows() > 0) {
                 // CREATE TABLE AS SELECT: the rows go in with the next catalog version.
-                let snapshot = db.snapshot(None).await?;
+                let snapshot = db.snapshot_unloaded(None).await?;
+                snapshot.load([name.as_str()]).await?;
                 let rows = append(db, &snapshot, &name, batches).await?;
                 return Ok(Planned::Done(rows_affected(Language::Sql, rows)));
             }
@@ -417,101 +377,194 @@ async fn dml_rows(
     Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
 }
 
+/// How DataFusion's optimized plan of a DELETE or UPDATE reads its target.
+enum Shape {
+    /// The WHERE folded to false: no row is touched.
+    Nothing,
+    /// One scan of the target under projections and filters: the hooks get the whole WHERE
+    /// as filters (true: there is one).
+    Filtered(bool),
+    /// Joins, subqueries or other tables: DataFusion 53's hooks would lose part of the WHERE
+    /// (apache/datafusion#24654), so rows are selected by running the plan itself.
+    Joined,
+}
+
+fn shape(plan: &LogicalPlan, name: &str) -> Shape {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let LogicalPlan::Dml(dml) = plan else {
+        return Shape::Joined;
+    };
+    let subquery = |e: &Expr| {
+        e.exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::Exists(_)
+                    | Expr::InSubquery(_)
+                    | Expr::ScalarSubquery(_)
+                    | Expr::OuterReferenceColumn(..)
+            ))
+        })
+        .unwrap_or(true)
+    };
+    let (mut scans, mut filtered, mut empty, mut other) = (0, false, false, false);
+    let _ = dml.input.apply_with_subqueries(|node| {
+        match node {
+            LogicalPlan::TableScan(scan) if scan.table_name.table() == name => {
+                scans += 1;
+                filtered |= !scan.filters.is_empty();
+                other |= scan.filters.iter().any(subquery);
+            }
+            LogicalPlan::Filter(f) => {
+                filtered = true;
+                other |= subquery(&f.predicate);
+            }
+            LogicalPlan::Projection(p) => other |= p.expr.iter().any(subquery),
+            LogicalPlan::SubqueryAlias(_) => {}
+            LogicalPlan::EmptyRelation(e) => empty |= !e.produce_one_row,
+            _ => other = true,
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    match (scans, other, empty) {
+        (1, false, _) => Shape::Filtered(filtered),
+        (0, false, true) => Shape::Nothing,
+        _ => Shape::Joined,
+    }
+}
+
+/// INSERT, UPDATE, DELETE and TRUNCATE through the table's DataFusion DML hooks; the edits
+/// they leave in `outbox` commit once the plan has run.
 async fn dml_statement(
+    db: &Database,
+    ctx: &SessionContext,
+    snapshot: &Arc<Snapshot>,
+    outbox: &Arc<StatementWrites>,
+    dml: DmlStatement,
+) -> Result<StatementResult> {
+    let name = dml.table_name.table().to_string();
+    let Some(slot) = snapshot.tables.get(&name) else {
+        return Err(Error::plan(format!("table `{name}` does not exist")));
+    };
+    match dml.op {
+        WriteOp::Insert(_) => {}
+        WriteOp::Delete | WriteOp::Truncate if slot.info.kind == TableKind::Node => {
+            return Err(Error::plan(format!(
+                "delete nodes of `{name}` with ContextQL (MATCH ... DETACH DELETE) so their relationships go too"
+            )));
+        }
+        WriteOp::Truncate => {}
+        WriteOp::Delete | WriteOp::Update => {
+            let plan = LogicalPlan::Dml(dml.clone());
+            match shape(&ctx.state().optimize(&plan)?, &name) {
+                Shape::Nothing => return Ok(rows_affected(Language::Sql, 0)),
+                Shape::Joined => return by_position(db, ctx, snapshot, dml).await,
+                Shape::Filtered(filtered) => {
+                    outbox
+                        .filtered
+                        .store(filtered, std::sync::atomic::Ordering::Release);
+                }
+            }
+        }
+        other => return Err(Error::plan(format!("{other} is not supported"))),
+    }
+    let batches = ctx
+        .execute_logical_plan(LogicalPlan::Dml(dml))
+        .await?
+        .collect()
+        .await
+        .map_err(|e| {
+            // DataFusion checks NOT NULL while building rows; name the table.
+            let e = Error::from(e);
+            if e.message.contains("non-nullable") {
+                Error::execution(format!(
+                    "INSERT into `{name}`: a column that must not be null gets null"
+                ))
+            } else {
+                e
+            }
+        })?;
+    let mut rows = 0u64;
+    for batch in &batches {
+        let counts = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::UInt64Array>()
+            .ok_or_else(|| Error::internal("a DML plan's count is not UInt64"))?;
+        rows += counts.values().iter().sum::<u64>();
+    }
+    let edits = outbox.take();
+    commit_edits(db, snapshot, &edits).await?;
+    Ok(rows_affected(Language::Sql, rows))
+}
+
+/// DELETE or UPDATE by row position: the statement's own input plan runs over the target's
+/// rows numbered by position, so a WHERE with subqueries or joins selects exactly its rows.
+async fn by_position(
     db: &Database,
     ctx: &SessionContext,
     snapshot: &Arc<Snapshot>,
     dml: DmlStatement,
 ) -> Result<StatementResult> {
     let name = dml.table_name.table().to_string();
+    snapshot.load([name.as_str()]).await?;
     let data = snapshot
         .get(&name)
         .ok_or_else(|| Error::plan(format!("table `{name}` does not exist")))?
         .clone();
-    match dml.op {
-        WriteOp::Insert(_) => {
-            let batches = ctx
-                .execute_logical_plan((*dml.input).clone())
-                .await?
-                .collect()
-                .await
-                .map_err(|e| {
-                    // DataFusion checks NOT NULL while building rows; name the table.
-                    let e = Error::from(e);
-                    if e.message.contains("non-nullable") {
-                        Error::execution(format!(
-                            "INSERT into `{name}`: a column that must not be null gets null"
-                        ))
-                    } else {
-                        e
-                    }
-                })?;
-            let rows = append(db, snapshot, &name, batches).await?;
-            Ok(rows_affected(Language::Sql, rows))
+    let selected = dml_rows(ctx, &data, &name, &dml.input, &dml.op).await?;
+    let assigned = match dml.op {
+        WriteOp::Update => {
+            let assigned = assigned_columns(&data, &dml.input)?;
+            check_update(&data, &assigned, &selected, &name)?;
+            assigned
         }
-        WriteOp::Delete | WriteOp::Update => {
-            if matches!(dml.op, WriteOp::Delete) && data.info.kind == TableKind::Node {
-                return Err(Error::plan(format!(
-                    "delete nodes of `{name}` with ContextQL (MATCH ... DETACH DELETE) so their relationships go too"
+        _ => Default::default(),
+    };
+    let mut edit = TableEdits::default();
+    let mut hits = 0u64;
+    for batch in &selected {
+        let rows = batch
+            .column(batch.num_columns() - 1)
+            .as_any()
+            .downcast_ref::<arrow::array::UInt32Array>()
+            .ok_or_else(|| Error::internal("DML row positions are not UInt32"))?
+            .clone();
+        // The new values of the assigned columns, in the columns' types.
+        let mut values = Vec::new();
+        for (i, field) in data.schema().fields().iter().enumerate() {
+            if assigned.contains(field.name()) {
+                let column = batch.column(i);
+                let column = if column.data_type() == field.data_type() {
+                    column.clone()
+                } else {
+                    arrow::compute::cast(column, field.data_type())?
+                };
+                values.push((field.name().clone(), column));
+            }
+        }
+        for (k, &row) in rows.values().iter().enumerate() {
+            if matches!(dml.op, WriteOp::Delete) {
+                if edit.deleted.insert(row) {
+                    hits += 1;
+                }
+                continue;
+            }
+            if edit.updates.contains_key(&row) {
+                return Err(Error::execution(format!(
+                    "UPDATE of `{name}` sets one row twice (its WHERE joins to several rows)"
                 )));
             }
-            let selected = dml_rows(ctx, &data, &name, &dml.input, &dml.op).await?;
-            let assigned = match dml.op {
-                WriteOp::Update => {
-                    let assigned = assigned_columns(&data, &dml.input)?;
-                    check_update(&data, &assigned, &selected, &name)?;
-                    assigned
-                }
-                _ => Default::default(),
-            };
-            let mut edit = TableEdits::default();
-            let mut hits = 0u64;
-            for batch in &selected {
-                let rows = batch
-                    .column(batch.num_columns() - 1)
-                    .as_any()
-                    .downcast_ref::<arrow::array::UInt32Array>()
-                    .ok_or_else(|| Error::internal("DML row positions are not UInt32"))?
-                    .clone();
-                // The new values of the assigned columns, in the columns' types.
-                let mut values = Vec::new();
-                for (i, field) in data.schema().fields().iter().enumerate() {
-                    if assigned.contains(field.name()) {
-                        let column = batch.column(i);
-                        let column = if column.data_type() == field.data_type() {
-                            column.clone()
-                        } else {
-                            arrow::compute::cast(column, field.data_type())?
-                        };
-                        values.push((field.name().clone(), column));
-                    }
-                }
-                for (k, &row) in rows.values().iter().enumerate() {
-                    if matches!(dml.op, WriteOp::Delete) {
-                        if edit.deleted.insert(row) {
-                            hits += 1;
-                        }
-                        continue;
-                    }
-                    if edit.updates.contains_key(&row) {
-                        return Err(Error::execution(format!(
-                            "UPDATE of `{name}` sets one row twice (its WHERE joins to several rows)"
-                        )));
-                    }
-                    hits += 1;
-                    let changes = values
-                        .iter()
-                        .map(|(column, array)| (column.clone(), array.clone(), k))
-                        .collect();
-                    edit.updates.insert(row, changes);
-                }
-            }
-            let edits = HashMap::from([(name.clone(), edit)]);
-            commit_edits(db, snapshot, &edits).await?;
-            Ok(rows_affected(Language::Sql, hits))
+            hits += 1;
+            let changes = values
+                .iter()
+                .map(|(column, array)| (column.clone(), array.clone(), k))
+                .collect();
+            edit.updates.insert(row, changes);
         }
-        other => Err(Error::plan(format!("{other} is not supported"))),
     }
+    let edits = HashMap::from([(name.clone(), edit)]);
+    commit_edits(db, snapshot, &edits).await?;
+    Ok(rows_affected(Language::Sql, hits))
 }
 
 /// The columns an UPDATE assigns: the SET projection's expressions that are not the column

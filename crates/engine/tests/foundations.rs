@@ -57,10 +57,26 @@ async fn a_statement_loads_only_the_tables_it_reads() {
     assert_eq!(db.hot_tier().tables, vec!["Author", "Book", "WROTE"]);
     db.shutdown().await;
 
-    // SQL reads the tables its plan scans.
+    // SQL streams a table from its data files and loads nothing into the hot tier...
     let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
-    assert_eq!(count(&db, "SELECT count(*) FROM Unread").await, 1);
-    assert_eq!(db.hot_tier().tables, vec!["Unread".to_string()]);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM Unread WHERE id > 0").await,
+        1
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM Book WHERE id >= 10").await,
+        1991
+    );
+    assert!(db.hot_tier().tables.is_empty(), "{:?}", db.hot_tier());
+    // ...and reads it from memory when a graph statement has put it there.
+    assert_eq!(count(&db, "MATCH (b:Book) RETURN count(*)").await, 1991);
+    let explain = db
+        .execute("EXPLAIN SELECT title FROM Book WHERE id = 10")
+        .await
+        .unwrap();
+    let text = format!("{:?}", explain[0].batches);
+    assert!(text.contains("DataSourceExec"), "{text}");
+    assert!(!text.contains("IcebergFileScan"), "{text}");
     db.shutdown().await;
 }
 
@@ -75,13 +91,21 @@ async fn a_statement_over_the_memory_budget_fails_and_the_database_goes_on() {
     let db = Database::open(config).await.unwrap();
     for text in [
         "MATCH (b:Book) RETURN count(*)",
-        "SELECT count(*) FROM Book",
         "MATCH (a:Author)-[:WROTE]->(b:Book) RETURN count(*)",
     ] {
         let e = db.execute(text).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Resource, "{text}: {e}");
         assert!(e.message.contains("budget"), "{e}");
     }
+    // SQL streams the table from its files in bounded memory instead.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM Book WHERE blurb LIKE 'a rather%'"
+        )
+        .await,
+        1990
+    );
     // The database goes on: statements within the budget still answer.
     assert_eq!(count(&db, "MATCH (a:Author) RETURN count(*)").await, 1);
     assert_eq!(count(&db, "SELECT count(*) FROM Unread").await, 1);

@@ -1,0 +1,843 @@
+//! SQL's tables: a DataFusion `TableProvider` over one Iceberg table of a statement's snapshot.
+//!
+//! A scan reads the hot tier when it holds the table at the snapshot; otherwise it streams
+//! the data files the filters leave, pruned by their column statistics (and Parquet row groups
+//! by theirs), without loading the table into memory. Writes go through DataFusion's DML
+//! hooks: the plan they return computes the statement's edits (filters and SET expressions
+//! evaluated by DataFusion) and leaves them with the statement, which commits them once the
+//! plan has run.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
+use arrow::compute::{and, filter_record_batch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, Statistics};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::{StreamExt, TryStreamExt};
+use iceberg::expr::Predicate;
+use iceberg::scan::FileScanTask;
+use iceberg::table::Table;
+
+use crate::cache::{TableData, to_user};
+use crate::error::Error;
+use crate::graph_source::Snapshot;
+use crate::predicate;
+use crate::schema::TableKind;
+use crate::write::TableEdits;
+use contextdb_storage::table_io;
+
+/// What one SQL write statement's hooks produced, for the statement to commit.
+#[derive(Default)]
+pub(crate) struct StatementWrites {
+    edits: Mutex<HashMap<String, TableEdits>>,
+    /// Set when DataFusion's plan of the DELETE or UPDATE kept a WHERE: a hook that then gets
+    /// no filters refuses instead of touching every row (apache/datafusion#24654).
+    pub filtered: AtomicBool,
+}
+
+impl StatementWrites {
+    /// The edits the statement's plan produced (once).
+    pub fn take(&self) -> HashMap<String, TableEdits> {
+        std::mem::take(&mut *self.edits.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn add(&self, name: &str, edit: TableEdits) -> DfResult<()> {
+        let mut edits = self.edits.lock().unwrap_or_else(|p| p.into_inner());
+        if edits.insert(name.to_string(), edit).is_some() {
+            // A DML plan has one write node; two would be a planner bug, not two commits.
+            return Err(DataFusionError::Internal(format!(
+                "`{name}` written twice by one statement"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A table of the statement's snapshot, as SQL sees it.
+#[derive(Debug)]
+pub(crate) struct SnapshotTable {
+    snapshot: Arc<Snapshot>,
+    name: String,
+    schema: SchemaRef,
+    writes: Arc<StatementWrites>,
+}
+
+impl fmt::Debug for StatementWrites {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StatementWrites")
+    }
+}
+
+impl SnapshotTable {
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        name: String,
+        schema: SchemaRef,
+        writes: Arc<StatementWrites>,
+    ) -> Self {
+        SnapshotTable {
+            snapshot,
+            name,
+            schema,
+            writes,
+        }
+    }
+
+    fn table(&self) -> DfResult<&Table> {
+        self.snapshot.current.get(&self.name).ok_or_else(|| {
+            DataFusionError::Internal(format!("`{}` is not in the snapshot", self.name))
+        })
+    }
+
+    /// The table's rows if the statement or the hot tier holds them at this snapshot.
+    fn in_memory(&self) -> DfResult<Option<Arc<TableData>>> {
+        let slot = self.snapshot.tables.get(&self.name).ok_or_else(|| {
+            DataFusionError::Internal(format!("`{}` is not in the snapshot", self.name))
+        })?;
+        if let Ok(data) = slot.data() {
+            return Ok(Some(data.clone()));
+        }
+        Ok(self
+            .snapshot
+            .cache
+            .peek(self.table()?, slot.snapshot_id)
+            .filter(|d| d.rows.num_rows() == slot.rows))
+    }
+
+    fn target(&self) -> Target {
+        Target {
+            snapshot: self.snapshot.clone(),
+            name: self.name.clone(),
+            schema: self.schema.clone(),
+            writes: self.writes.clone(),
+        }
+    }
+
+    /// Filters as physical expressions over the table's columns (the hooks get them
+    /// unqualified; a qualified one is made so).
+    fn physical(
+        &self,
+        state: &dyn Session,
+        exprs: &[Expr],
+    ) -> DfResult<Vec<Arc<dyn PhysicalExpr>>> {
+        let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+        exprs
+            .iter()
+            .map(|e| {
+                let e = e
+                    .clone()
+                    .transform_up(|e| match e {
+                        Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(
+                            Expr::Column(Column::new_unqualified(c.name)),
+                        )),
+                        other => Ok(Transformed::no(other)),
+                    })?
+                    .data;
+                state.create_physical_expr(e, &df_schema)
+            })
+            .collect()
+    }
+
+    fn writable(&self, what: &str) -> DfResult<()> {
+        let slot = &self.snapshot.tables[&self.name];
+        if slot.info.kind == TableKind::Node && what != "INSERT" && what != "UPDATE" {
+            return Err(Error::plan(format!(
+                "delete nodes of `{}` with ContextQL (MATCH ... DETACH DELETE) so their relationships go too",
+                self.name
+            ))
+            .into_datafusion());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for SnapshotTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Inexact: files are pruned by statistics, and DataFusion filters the rows.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if predicate::pushable(f, &self.schema) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if let Some(data) = self.in_memory()? {
+            let source = MemorySourceConfig::try_new(
+                &[data.rows.batches().to_vec()],
+                self.schema.clone(),
+                projection.cloned(),
+            )?
+            .with_limit(limit);
+            return Ok(datafusion::datasource::source::DataSourceExec::from_data_source(source));
+        }
+        let columns: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let predicate = predicate::to_predicate(filters, &self.schema);
+        let slot = &self.snapshot.tables[&self.name];
+        let scan = FileScanExec::plan(
+            self.table()?.clone(),
+            self.name.clone(),
+            slot.snapshot_id,
+            Arc::new(self.schema.project(&columns)?),
+            predicate,
+            limit,
+            state.config().target_partitions(),
+        )
+        .await
+        .map_err(Error::into_datafusion)?;
+        Ok(Arc::new(scan))
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let what = match insert_op {
+            InsertOp::Append => None,
+            InsertOp::Overwrite => Some("INSERT OVERWRITE"),
+            InsertOp::Replace => Some("REPLACE INTO"),
+        };
+        if let Some(what) = what {
+            return Err(Error::plan(format!(
+                "{what} is not supported; DELETE the rows, then INSERT"
+            ))
+            .into_datafusion());
+        }
+        self.writable("INSERT")?;
+        Ok(Arc::new(WriteExec::new(
+            self.target(),
+            Write::Insert,
+            Some(input),
+        )))
+    }
+
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.writable("DELETE")?;
+        check_filtered(&self.writes, &filters, "DELETE")?;
+        let filters = self.physical(state, &filters)?;
+        Ok(Arc::new(WriteExec::new(
+            self.target(),
+            Write::Delete { filters },
+            None,
+        )))
+    }
+
+    async fn update(
+        &self,
+        state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.writable("UPDATE")?;
+        check_filtered(&self.writes, &filters, "UPDATE")?;
+        let info = &self.snapshot.tables[&self.name].info;
+        let mut assigned = Vec::new();
+        for (column, expr) in assignments {
+            let index = self.schema.index_of(&column)?;
+            if info.primary_key.as_deref() == Some(column.as_str())
+                || (info.kind == TableKind::Edge && (column == "src" || column == "dst"))
+            {
+                return Err(Error::plan(format!("`{column}` cannot be updated")).into_datafusion());
+            }
+            let value = self.physical(state, &[expr])?.remove(0);
+            assigned.push((index, value));
+        }
+        let filters = self.physical(state, &filters)?;
+        Ok(Arc::new(WriteExec::new(
+            self.target(),
+            Write::Update { filters, assigned },
+            None,
+        )))
+    }
+
+    async fn truncate(&self, _state: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.writable("TRUNCATE")?;
+        Ok(Arc::new(WriteExec::new(
+            self.target(),
+            Write::Delete { filters: vec![] },
+            None,
+        )))
+    }
+}
+
+/// A hook with no filters writes every row: refuse when the statement had a WHERE.
+fn check_filtered(writes: &StatementWrites, filters: &[Expr], what: &str) -> DfResult<()> {
+    if filters.is_empty() && writes.filtered.load(Ordering::Acquire) {
+        return Err(Error::internal(format!(
+            "DataFusion's plan of this {what} lost its WHERE clause (apache/datafusion#24654); \
+             nothing was changed"
+        ))
+        .into_datafusion());
+    }
+    Ok(())
+}
+
+/// Streams the data files of one table snapshot that its filters do not rule out.
+#[derive(Debug)]
+pub(crate) struct FileScanExec {
+    table: Table,
+    name: String,
+    snapshot_id: Option<i64>,
+    /// Planned files, dealt round-robin to the partitions.
+    partitions: Vec<Vec<FileScanTask>>,
+    /// The projected user columns; `storage` is the same columns as Iceberg stores them.
+    schema: SchemaRef,
+    storage: SchemaRef,
+    predicate: Option<Predicate>,
+    limit: Option<usize>,
+    /// Files scanned and files in the snapshot (None when its summary does not say).
+    files: (usize, Option<u64>),
+    properties: Arc<PlanProperties>,
+}
+
+impl FileScanExec {
+    async fn plan(
+        table: Table,
+        name: String,
+        snapshot_id: Option<i64>,
+        schema: SchemaRef,
+        predicate: Option<Predicate>,
+        limit: Option<usize>,
+        target_partitions: usize,
+    ) -> crate::Result<FileScanExec> {
+        let storage_all = table_io::arrow_schema(&table)?;
+        let storage = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| storage_all.field_with_name(f.name()).cloned())
+                .collect::<Result<Vec<Field>, _>>()?,
+        ));
+        // With no columns (count(*)), read the id column for the row counts.
+        let mut names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        if names.is_empty() {
+            names.push(table_io::ROW_ID.to_string());
+        }
+        let (tasks, predicate) = match snapshot_id {
+            None => (vec![], predicate),
+            Some(id) => match plan_files(&table, id, &names, predicate.clone()).await {
+                Ok(tasks) => (tasks, predicate),
+                // A predicate Iceberg cannot bind (a type it compares differently) prunes
+                // nothing; DataFusion still filters the rows.
+                Err(e) if predicate.is_some() => {
+                    tracing::debug!(table = %name, error = %e, "scan without pushed filters");
+                    (plan_files(&table, id, &names, None).await?, None)
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let total = snapshot_id.and_then(|id| {
+            table
+                .metadata()
+                .snapshot_by_id(id)?
+                .summary()
+                .additional_properties
+                .get(table_io::TOTAL_DATA_FILES)?
+                .parse()
+                .ok()
+        });
+        let scanned = tasks.len();
+        let n = target_partitions.clamp(1, scanned.max(1));
+        let mut partitions = vec![Vec::new(); n];
+        for (i, task) in tasks.into_iter().enumerate() {
+            partitions[i % n].push(task);
+        }
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(n),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Ok(FileScanExec {
+            table,
+            name,
+            snapshot_id,
+            partitions,
+            schema,
+            storage,
+            predicate,
+            limit,
+            files: (scanned, total),
+            properties,
+        })
+    }
+
+    fn rows(&self, tasks: &[&FileScanTask]) -> Precision<usize> {
+        let mut rows = 0usize;
+        for t in tasks {
+            match t.record_count {
+                Some(n) if t.deletes.is_empty() => rows += n as usize,
+                _ => return Precision::Absent,
+            }
+        }
+        // The reader drops rows a pushed predicate rules out; a limit stops early.
+        if self.predicate.is_some() {
+            return Precision::Inexact(rows);
+        }
+        match self.limit {
+            Some(limit) if limit < rows => Precision::Exact(limit),
+            _ => Precision::Exact(rows),
+        }
+    }
+}
+
+async fn plan_files(
+    table: &Table,
+    snapshot_id: i64,
+    names: &[String],
+    predicate: Option<Predicate>,
+) -> iceberg::Result<Vec<FileScanTask>> {
+    let mut scan = table
+        .scan()
+        .snapshot_id(snapshot_id)
+        .select(names.iter().cloned())
+        .with_batch_size(Some(table_io::SCAN_BATCH_ROWS));
+    if let Some(p) = predicate {
+        scan = scan.with_filter(p);
+    }
+    scan.build()?.plan_files().await?.try_collect().await
+}
+
+impl DisplayAs for FileScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "IcebergFileScan: {}", self.name)?;
+        if let Some(id) = self.snapshot_id {
+            write!(f, " snapshot={id}")?;
+        }
+        match self.files {
+            (scanned, Some(total)) => write!(f, " files={scanned}/{total}")?,
+            (scanned, None) => write!(f, " files={scanned}")?,
+        }
+        let names: Vec<&str> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        write!(f, " projection=[{}]", names.join(", "))?;
+        if let Some(p) = &self.predicate {
+            write!(f, " predicate={p}")?;
+        }
+        if let Some(limit) = self.limit {
+            write!(f, " limit={limit}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for FileScanExec {
+    fn name(&self) -> &str {
+        "IcebergFileScan"
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> DfResult<Statistics> {
+        let tasks: Vec<&FileScanTask> = match partition {
+            Some(p) => self.partitions.get(p).into_iter().flatten().collect(),
+            None => self.partitions.iter().flatten().collect(),
+        };
+        let mut stats = Statistics::new_unknown(&self.schema);
+        stats.num_rows = self.rows(&tasks);
+        Ok(stats)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let tasks = self.partitions.get(partition).cloned().ok_or_else(|| {
+            DataFusionError::Internal(format!("IcebergFileScan has no partition {partition}"))
+        })?;
+        let reader = self
+            .table
+            .reader_builder()
+            .with_batch_size(table_io::SCAN_BATCH_ROWS)
+            .with_row_group_filtering_enabled(true)
+            .build();
+        let batches = reader
+            .read(futures::stream::iter(tasks.into_iter().map(Ok)).boxed())
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .stream();
+        let (storage, schema) = (self.storage.clone(), self.schema.clone());
+        let mut left = self.limit.unwrap_or(usize::MAX);
+        let stream = batches
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+            .and_then(move |b| {
+                // Files written before a column was added lack it: null, as in the hot tier.
+                let converted = table_io::conform_batch(&b, &storage)
+                    .map_err(Error::from)
+                    .and_then(|b| to_user(&b, &schema))
+                    .map_err(Error::into_datafusion);
+                futures::future::ready(converted)
+            })
+            .try_take_while(move |b| {
+                let go = left > 0;
+                left = left.saturating_sub(b.num_rows());
+                futures::future::ready(Ok(go))
+            });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        )))
+    }
+}
+
+/// The table a write hook changes, and where its edits go.
+#[derive(Debug, Clone)]
+struct Target {
+    snapshot: Arc<Snapshot>,
+    name: String,
+    schema: SchemaRef,
+    writes: Arc<StatementWrites>,
+}
+
+#[derive(Debug, Clone)]
+enum Write {
+    /// The rows of the child plan, in the table's columns.
+    Insert,
+    /// Rows where every filter holds (no filters: every row).
+    Delete { filters: Vec<Arc<dyn PhysicalExpr>> },
+    /// Columns (by index) set to expressions over the old row, where every filter holds.
+    Update {
+        filters: Vec<Arc<dyn PhysicalExpr>>,
+        assigned: Vec<(usize, Arc<dyn PhysicalExpr>)>,
+    },
+}
+
+/// Computes one statement's edits of one table and yields the count of rows they touch.
+#[derive(Debug)]
+struct WriteExec {
+    target: Target,
+    write: Write,
+    input: Option<Arc<dyn ExecutionPlan>>,
+    properties: Arc<PlanProperties>,
+}
+
+fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]))
+}
+
+impl WriteExec {
+    fn new(target: Target, write: Write, input: Option<Arc<dyn ExecutionPlan>>) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(count_schema()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        WriteExec {
+            target,
+            write,
+            input,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for WriteExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let name = &self.target.name;
+        match &self.write {
+            Write::Insert => write!(f, "IcebergWrite: INSERT INTO {name}"),
+            Write::Delete { filters } => {
+                write!(f, "IcebergWrite: DELETE FROM {name}")?;
+                where_clause(f, filters)
+            }
+            Write::Update { filters, assigned } => {
+                let set: Vec<String> = assigned
+                    .iter()
+                    .map(|(i, e)| format!("{} = {e}", self.target.schema.field(*i).name()))
+                    .collect();
+                write!(f, "IcebergWrite: UPDATE {name} SET {}", set.join(", "))?;
+                where_clause(f, filters)
+            }
+        }
+    }
+}
+
+fn where_clause(f: &mut fmt::Formatter, filters: &[Arc<dyn PhysicalExpr>]) -> fmt::Result {
+    if filters.is_empty() {
+        return write!(f, " (every row)");
+    }
+    let parts: Vec<String> = filters.iter().map(|e| e.to_string()).collect();
+    write!(f, " WHERE {}", parts.join(" AND "))
+}
+
+impl ExecutionPlan for WriteExec {
+    fn name(&self) -> &str {
+        "IcebergWrite"
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        self.input.iter().collect()
+    }
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if children.len() != usize::from(self.input.is_some()) {
+            return Err(DataFusionError::Internal(
+                "IcebergWrite got the wrong number of children".into(),
+            ));
+        }
+        Ok(Arc::new(WriteExec::new(
+            self.target.clone(),
+            self.write.clone(),
+            children.pop(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "IcebergWrite has one partition, asked for {partition}"
+            )));
+        }
+        let (target, write, input) = (self.target.clone(), self.write.clone(), self.input.clone());
+        let done = async move {
+            let (edit, rows) = match (write, input) {
+                (Write::Insert, Some(input)) => inserted(&target, input, context).await?,
+                (Write::Delete { filters }, None) => deleted(&target, &filters).await?,
+                (Write::Update { filters, assigned }, None) => {
+                    updated(&target, &filters, &assigned).await?
+                }
+                _ => {
+                    return Err(DataFusionError::Internal(
+                        "IcebergWrite without the input it needs".into(),
+                    ));
+                }
+            };
+            target.writes.add(&target.name, edit)?;
+            Ok(RecordBatch::try_new(
+                count_schema(),
+                vec![Arc::new(UInt64Array::from(vec![rows]))],
+            )?)
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            count_schema(),
+            futures::stream::once(done),
+        )))
+    }
+}
+
+async fn loaded(target: &Target) -> DfResult<Arc<TableData>> {
+    target
+        .snapshot
+        .load([target.name.as_str()])
+        .await
+        .map_err(Error::into_datafusion)?;
+    Ok(target
+        .snapshot
+        .tables
+        .get(&target.name)
+        .ok_or_else(|| DataFusionError::Internal(format!("no table `{}`", target.name)))?
+        .data()?
+        .clone())
+}
+
+async fn inserted(
+    target: &Target,
+    input: Arc<dyn ExecutionPlan>,
+    context: Arc<TaskContext>,
+) -> DfResult<(TableEdits, u64)> {
+    // Loaded for the key check at commit.
+    loaded(target).await?;
+    let mut appended = Vec::new();
+    let mut rows = 0u64;
+    let mut stream = datafusion::physical_plan::execute_stream(input, context)?;
+    while let Some(batch) = stream.try_next().await? {
+        rows += batch.num_rows() as u64;
+        // The plan projects onto the table's columns in order; align names and types.
+        let batch = to_user(&batch, &target.schema).map_err(|e| {
+            Error::execution(format!("`{}`: {}", target.name, e.message)).into_datafusion()
+        })?;
+        appended.push(batch);
+    }
+    Ok((
+        TableEdits {
+            appended,
+            ..Default::default()
+        },
+        rows,
+    ))
+}
+
+/// Rows of `chunk` where every filter is true (null counts as false).
+fn selected(
+    chunk: &RecordBatch,
+    filters: &[Arc<dyn PhysicalExpr>],
+) -> DfResult<Option<BooleanArray>> {
+    let mut mask: Option<BooleanArray> = None;
+    for f in filters {
+        let value = f.evaluate(chunk)?.into_array(chunk.num_rows())?;
+        let value = value
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!("WHERE must be boolean, not {}", value.data_type()))
+            })?
+            .clone();
+        mask = Some(match mask {
+            Some(m) => and(&m, &value)?,
+            None => value,
+        });
+    }
+    Ok(mask)
+}
+
+fn positions(start: usize, len: usize, mask: Option<&BooleanArray>) -> Vec<u32> {
+    (0..len)
+        .filter(|&i| mask.is_none_or(|m| m.is_valid(i) && m.value(i)))
+        .map(|i| (start + i) as u32)
+        .collect()
+}
+
+async fn deleted(
+    target: &Target,
+    filters: &[Arc<dyn PhysicalExpr>],
+) -> DfResult<(TableEdits, u64)> {
+    let data = loaded(target).await?;
+    let mut edit = TableEdits::default();
+    for (start, chunk, _) in data.rows.chunks() {
+        let mask = selected(chunk, filters)?;
+        edit.deleted
+            .extend(positions(start, chunk.num_rows(), mask.as_ref()));
+    }
+    let rows = edit.deleted.len() as u64;
+    Ok((edit, rows))
+}
+
+async fn updated(
+    target: &Target,
+    filters: &[Arc<dyn PhysicalExpr>],
+    assigned: &[(usize, Arc<dyn PhysicalExpr>)],
+) -> DfResult<(TableEdits, u64)> {
+    let data = loaded(target).await?;
+    let mut edit = TableEdits::default();
+    for (start, chunk, _) in data.rows.chunks() {
+        let mask = selected(chunk, filters)?;
+        let rows = positions(start, chunk.num_rows(), mask.as_ref());
+        if rows.is_empty() {
+            continue;
+        }
+        let hit = match &mask {
+            Some(m) => {
+                // Null is false: a row is updated only where the WHERE is true.
+                let m: BooleanArray = m.iter().map(|v| Some(v == Some(true))).collect();
+                filter_record_batch(chunk, &m)?
+            }
+            None => chunk.clone(),
+        };
+        let mut values: Vec<(String, ArrayRef)> = Vec::new();
+        for (index, expr) in assigned {
+            let field = target.schema.field(*index);
+            let value = expr.evaluate(&hit)?.into_array(hit.num_rows())?;
+            let value = if value.data_type() == field.data_type() {
+                value
+            } else {
+                arrow::compute::cast(&value, field.data_type())?
+            };
+            if !field.is_nullable() && value.null_count() > 0 {
+                return Err(Error::execution(format!(
+                    "`{}.{}` must not be null",
+                    target.name,
+                    field.name()
+                ))
+                .into_datafusion());
+            }
+            values.push((field.name().clone(), value));
+        }
+        for (k, row) in rows.into_iter().enumerate() {
+            let changes = values
+                .iter()
+                .map(|(column, array)| (column.clone(), array.clone(), k))
+                .collect();
+            edit.updates.insert(row, changes);
+        }
+    }
+    let rows = edit.updates.len() as u64;
+    Ok((edit, rows))
+}
