@@ -345,6 +345,7 @@ pub struct Cache {
     /// needs every table's schema, and converting it from Iceberg each time is wasted work.
     /// One entry per table (a newer metadata file replaces the older).
     schemas: Mutex<HashMap<String, (String, SchemaRef)>>,
+    evictions: std::sync::atomic::AtomicU64,
 }
 
 impl Cache {
@@ -353,6 +354,7 @@ impl Cache {
             budget_bytes,
             entries: Mutex::new(Entries::default()),
             schemas: Mutex::new(HashMap::new()),
+            evictions: Default::default(),
         }
     }
 
@@ -707,12 +709,20 @@ impl Cache {
     }
 
     /// Drops least-recently-used entries until the cache fits its budget.
+    /// How many times entries were evicted: what holds rows outside the tier (cached plans)
+    /// lets go of them when it moves.
+    pub fn generation(&self) -> u64 {
+        self.evictions.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn evict(&self) {
         let mut e = self.lock();
         loop {
             if e.used_bytes() <= self.budget_bytes {
                 return;
             }
+            self.evictions
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             let oldest_file = e.files.iter().map(|(k, v)| (v.2, k.clone())).min();
             let oldest_table = e.tables.iter().map(|(k, v)| (v.1, k.clone())).min();
             let oldest_adj = e.adjacency.iter().map(|(k, v)| (v.1, k.clone())).min();

@@ -8,6 +8,8 @@ use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use contextdb_catalog::{RaftCatalog, RaftCatalogConfig, TableChange};
 use contextdb_planner::{GraphSource, Lowering, Params};
+
+use crate::plan_cache::{CachedPlan, PlanCache, PlanKey, PlanVersion};
 use contextdb_storage::{StoreConfig, Warehouse, table_io};
 use contextql::ast::{self, StatementBody};
 use datafusion::common::ScalarValue;
@@ -110,6 +112,8 @@ pub struct Database {
     pub(crate) cache: Arc<Cache>,
     /// DataFusion's sessions, built once: a statement binds only its snapshot and parameters.
     pub(crate) sessions: Sessions,
+    /// Plans of read-only statements, reused while the catalog and the hot tier stay put.
+    pub(crate) plans: PlanCache,
     /// Writers commit one at a time: a single node gains nothing from optimistic retries.
     pub(crate) write_lock: Mutex<()>,
     /// The warehouse's object store and location, for maintenance that lists files.
@@ -175,6 +179,7 @@ impl Database {
             catalog,
             cache: Arc::new(Cache::new(config.cache_bytes)),
             sessions: Sessions::new(),
+            plans: PlanCache::default(),
             write_lock: Mutex::new(()),
             store: warehouse.store.clone(),
             warehouse_location: warehouse.location.clone(),
@@ -189,6 +194,16 @@ impl Database {
     }
 
     /// What the hot tier holds now.
+    /// Plans of read-only statements cached now (see `plan_cache.rs`).
+    pub fn cached_plans(&self) -> usize {
+        self.plans.len(self.plan_version())
+    }
+
+    /// What a cached plan depends on: the catalog version and the hot tier's generation.
+    fn plan_version(&self) -> PlanVersion {
+        (self.catalog.applied_index(), self.cache.generation())
+    }
+
     pub fn hot_tier(&self) -> HotTierStats {
         self.cache.stats()
     }
@@ -329,11 +344,24 @@ impl Database {
     }
 
     async fn run(&self, text: &str, params: &Params) -> Result<QueryStream> {
+        // Read before anything is planned: a plan cached under this version read a snapshot
+        // at least this new.
+        let version = self.plan_version();
+        let key = PlanKey::new(text, params);
+        if let Some(key) = &key
+            && let Some(cached) = self.plans.get(version, key)
+        {
+            let plan = datafusion::physical_plan::execution_plan::reset_plan_states(cached.plan)?;
+            let stream = datafusion::physical_plan::execute_stream(plan, cached.task)?;
+            return Ok(QueryStream::rows(Language::ContextQL, stream));
+        }
         // Each statement is parsed once: routing hands over the ContextQL it parsed.
         match route::parse(text)? {
             route::Routed::Sql => crate::sql::execute(self, text).await,
             route::Routed::ContextQL(statement) => {
-                self.execute_contextql(text, &statement, params).await
+                let cache_as = key.map(|k| (version, k));
+                self.execute_contextql(text, &statement, params, cache_as)
+                    .await
             }
         }
     }
@@ -343,9 +371,13 @@ impl Database {
         text: &str,
         statement: &ast::Statement,
         params: &Params,
+        cache_as: Option<(PlanVersion, PlanKey)>,
     ) -> Result<QueryStream> {
         match &statement.body {
-            StatementBody::Query(query) => self.run_query(text, statement, query, params).await,
+            StatementBody::Query(query) => {
+                self.run_query(text, statement, query, params, cache_as)
+                    .await
+            }
             StatementBody::Copy(c) => {
                 let path = files::check(&self.file_roots, Path::new(&c.path), Access::Read)?;
                 let rows = self.load(&c.table.name, &path, &|_, _| {}).await?;
@@ -393,6 +425,7 @@ impl Database {
         statement: &ast::Statement,
         query: &ast::Query,
         params: &Params,
+        cache_as: Option<(PlanVersion, PlanKey)>,
     ) -> Result<QueryStream> {
         let writes = query.parts.iter().flat_map(|p| p.clauses.iter()).any(|c| {
             matches!(
@@ -469,7 +502,17 @@ impl Database {
             return Ok(QueryStream::rows(Language::ContextQL, stream));
         }
         if lowered.blocks.is_empty() {
-            let stream = self.sessions.stream(&lowered.plan).await?;
+            let (plan, task) = self.sessions.physical_plan(&lowered.plan).await?;
+            if let Some((version, key)) = cache_as
+                && crate::plan_cache::replannable(&lowered.plan)
+            {
+                let cached = CachedPlan {
+                    plan: plan.clone(),
+                    task: task.clone(),
+                };
+                self.plans.put(version, key, cached);
+            }
+            let stream = datafusion::physical_plan::execute_stream(plan, task)?;
             return Ok(QueryStream::rows(Language::ContextQL, stream));
         }
         // Each write block runs on the rows the one before it left; what the query returns

@@ -53,7 +53,10 @@ impl Shared {
             .set_bool(
                 "datafusion.execution.parquet.schema_force_view_types",
                 false,
-            );
+            )
+            // No scan here takes a dynamic filter, and a plan holding one could not be run
+            // again from the plan cache (a reset does not clear it).
+            .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false);
         if let Some(partitions) = target_partitions {
             config = config.with_target_partitions(partitions);
         }
@@ -141,12 +144,6 @@ impl Sessions {
             .create_physical_plan(&optimized, state)
             .await?;
         Ok((physical, shared.task.clone()))
-    }
-
-    /// Runs a plan as a stream of batches; the stream's schema is known before it is polled.
-    pub(crate) async fn stream(&self, plan: &LogicalPlan) -> Result<SendableRecordBatchStream> {
-        let (physical, task) = self.physical_plan(plan).await?;
-        Ok(execute_stream(physical, task)?)
     }
 
     /// Runs a plan to completion (write blocks, which the sink consumes whole).
