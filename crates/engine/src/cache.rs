@@ -5,6 +5,7 @@
 //! Everything is under one memory budget, evicted least-recently-used.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -88,6 +89,7 @@ pub struct TableData {
     /// last): adjacency built over them still holds here.
     pub prefixes: Vec<(Option<i64>, usize)>,
     predecessor: Predecessor,
+    builds: Arc<Builds>,
 }
 
 /// Entries a delta layer may hold beyond an eighth of its base before the two are folded.
@@ -222,6 +224,9 @@ impl TableData {
                     Some(index) => (self.predecessor.rows, (**index).clone()),
                     None => (0, KeyIndex::default()),
                 };
+                if start == 0 {
+                    self.builds.key_indexes.fetch_add(1, Ordering::Relaxed);
+                }
                 let keys = self.keys_from(pk, start)?;
                 let entries = keys
                     .into_iter()
@@ -329,6 +334,17 @@ pub struct HotTierStats {
     pub used_bytes: usize,
     /// Tables with rows in memory (any snapshot), by name.
     pub tables: Vec<String>,
+    /// Key indexes and adjacency built from scratch since the database opened (not those
+    /// extended or reused from an earlier snapshot): what a write made the reads after it redo.
+    pub key_index_builds: u64,
+    pub adjacency_builds: u64,
+}
+
+/// Counts of indexes built from scratch.
+#[derive(Debug, Default)]
+pub struct Builds {
+    key_indexes: AtomicU64,
+    adjacency: AtomicU64,
 }
 
 /// Adjacency, when it was last used, and the endpoint keys its edges named but no node had.
@@ -345,7 +361,8 @@ pub struct Cache {
     /// needs every table's schema, and converting it from Iceberg each time is wasted work.
     /// One entry per table (a newer metadata file replaces the older).
     schemas: Mutex<HashMap<String, (String, SchemaRef)>>,
-    evictions: std::sync::atomic::AtomicU64,
+    evictions: AtomicU64,
+    builds: Arc<Builds>,
 }
 
 impl Cache {
@@ -355,6 +372,7 @@ impl Cache {
             entries: Mutex::new(Entries::default()),
             schemas: Mutex::new(HashMap::new()),
             evictions: Default::default(),
+            builds: Default::default(),
         }
     }
 
@@ -395,6 +413,8 @@ impl Cache {
             budget_bytes: self.budget_bytes,
             used_bytes: e.used_bytes(),
             tables,
+            key_index_builds: self.builds.key_indexes.load(Ordering::Relaxed),
+            adjacency_builds: self.builds.adjacency.load(Ordering::Relaxed),
         }
     }
 
@@ -465,6 +485,7 @@ impl Cache {
         };
         let schema_id = table.metadata().current_schema_id();
         let mut files = Vec::new();
+        let mut per_file = Vec::new();
         let mut chunks = Vec::new();
         let mut ids = Vec::new();
         let mut start = 0;
@@ -512,9 +533,10 @@ impl Cache {
                 ids.push(i.clone());
             }
             files.push(FileSpan { path, start, len });
+            per_file.push(file_chunks);
             start += len;
         }
-        let (prefixes, predecessor) = self.predecessor(table, &files);
+        let (prefixes, predecessor) = self.predecessor(table, info, &files, &per_file);
         Ok(TableData {
             table: table.clone(),
             info: info.clone(),
@@ -525,57 +547,93 @@ impl Cache {
             property_indexes: Default::default(),
             prefixes,
             predecessor,
+            builds: self.builds.clone(),
         })
     }
 
-    /// The latest snapshot of `table` in memory whose data files are the first of `files`
-    /// (so its rows are the first rows here): its prefixes plus itself, and the indexes it
-    /// built, for the new snapshot to extend.
+    /// The latest snapshot of `table` in memory whose rows are the first rows here, key for
+    /// key: its data files are the first of `files`, except files rewritten in place (same
+    /// ids and keys in the same order, other values changed). Returns its prefixes plus
+    /// itself, and the indexes it built that still hold, for the new snapshot to extend.
     fn predecessor(
         &self,
         table: &Table,
+        info: &TableInfo,
         files: &[FileSpan],
+        per_file: &[FileChunks],
     ) -> (Vec<(Option<i64>, usize)>, Predecessor) {
         let uuid = table.metadata().uuid().to_string();
         let schema_id = table.metadata().current_schema_id();
-        let e = self.lock();
-        let best = e
+        let mut candidates: Vec<Arc<TableData>> = self
+            .lock()
             .tables
             .iter()
             .filter(|((u, _), _)| *u == uuid)
-            .map(|(_, (data, _))| data)
+            .map(|(_, (data, _))| data.clone())
             .filter(|d| {
-                d.table.metadata().current_schema_id() == schema_id
-                    && d.files.len() <= files.len()
-                    && d.files.iter().zip(files).all(|(a, b)| a.path == b.path)
+                d.table.metadata().current_schema_id() == schema_id && d.files.len() <= files.len()
             })
-            .max_by_key(|d| d.rows.num_rows());
-        let Some(before) = best else {
-            return (Vec::new(), Predecessor::default());
-        };
-        let mut prefixes = before.prefixes.clone();
-        prefixes.push((before.snapshot_id, before.rows.num_rows()));
-        if prefixes.len() > MAX_PREFIX_SNAPSHOTS {
-            prefixes.remove(0);
+            .collect();
+        candidates.sort_by_key(|d| std::cmp::Reverse(d.rows.num_rows()));
+        // Columns an in-place rewrite must leave as they were for positions to mean the same.
+        let mut keys: Vec<&str> = vec![ID];
+        keys.extend(info.primary_key.as_deref());
+        if info.kind == crate::schema::TableKind::Edge {
+            keys.extend(["src", "dst"]);
         }
-        let predecessor = Predecessor {
-            rows: before.rows.num_rows(),
-            key_index: before
-                .key_index
-                .get()
-                .and_then(|k| k.as_ref().ok())
-                .cloned(),
-            property_indexes: before
+        for before in candidates {
+            let mut rewritten = Vec::new();
+            let same = before
+                .files
+                .iter()
+                .zip(files)
+                .enumerate()
+                .all(|(i, (a, b))| {
+                    if a.path == b.path {
+                        return true;
+                    }
+                    rewritten.push(i);
+                    a.len == b.len
+                        && keys
+                            .iter()
+                            .all(|k| same_values(&before, a, &per_file[i], k).unwrap_or(false))
+                });
+            if !same {
+                continue;
+            }
+            let mut prefixes = before.prefixes.clone();
+            prefixes.push((before.snapshot_id, before.rows.num_rows()));
+            if prefixes.len() > MAX_PREFIX_SNAPSHOTS {
+                prefixes.remove(0);
+            }
+            // A property index holds where no rewritten file changed its column.
+            let property_indexes = before
                 .property_indexes
                 .lock()
                 .map(|m| {
                     m.iter()
                         .filter_map(|(c, i)| Some((c.clone(), i.clone()?)))
+                        .filter(|(c, _)| {
+                            rewritten.iter().all(|&i| {
+                                same_values(&before, &before.files[i], &per_file[i], c)
+                                    .unwrap_or(false)
+                            })
+                        })
                         .collect()
                 })
-                .unwrap_or_default(),
-        };
-        (prefixes, predecessor)
+                .unwrap_or_default();
+            let predecessor = Predecessor {
+                rows: before.rows.num_rows(),
+                key_index: before
+                    .key_index
+                    .get()
+                    .and_then(|k| k.as_ref().ok())
+                    .cloned(),
+                property_indexes,
+            };
+            return (prefixes, predecessor);
+        }
+        (Vec::new(), Predecessor::default())
     }
 
     async fn file_tasks(
@@ -632,10 +690,15 @@ impl Cache {
             // Built over earlier snapshots of the endpoints whose rows are the first rows of
             // these (appends since): still right, unless an appended node has the key of an
             // edge that had no endpoint then.
+            // The edge rows must all be the same too (key for key: rewritten in place at most).
+            let edges = edge.rows.num_rows();
             let reusable = e
                 .adjacency
                 .iter()
-                .filter(|(k, _)| (&k.0, k.1, k.4, k.5) == (&key.0, key.1, from_offset, to_offset))
+                .filter(|(k, _)| {
+                    (&k.0, k.4, k.5) == (&key.0, from_offset, to_offset)
+                        && prefix_rows(edge, k.1) == Some(edges)
+                })
                 .find_map(|(k, (adj, _, dangling))| {
                     let from_rows = prefix_rows(from, k.2)?;
                     let to_rows = prefix_rows(to, k.3)?;
@@ -663,6 +726,7 @@ impl Cache {
                 }
             }
         }
+        self.builds.adjacency.fetch_add(1, Ordering::Relaxed);
         let from_index = from.key_index()?;
         let to_index = to.key_index()?;
         let src = edge.keys_from("src", 0)?;
@@ -708,21 +772,19 @@ impl Cache {
         Ok(adjacency)
     }
 
-    /// Drops least-recently-used entries until the cache fits its budget.
     /// How many times entries were evicted: what holds rows outside the tier (cached plans)
     /// lets go of them when it moves.
     pub fn generation(&self) -> u64 {
-        self.evictions.load(std::sync::atomic::Ordering::Acquire)
+        self.evictions.load(Ordering::Acquire)
     }
 
+    /// Drops least-recently-used entries until the cache fits its budget.
     fn evict(&self) {
         let mut e = self.lock();
         loop {
             if e.used_bytes() <= self.budget_bytes {
                 return;
             }
-            self.evictions
-                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             let oldest_file = e.files.iter().map(|(k, v)| (v.2, k.clone())).min();
             let oldest_table = e.tables.iter().map(|(k, v)| (v.1, k.clone())).min();
             let oldest_adj = e.adjacency.iter().map(|(k, v)| (v.1, k.clone())).min();
@@ -734,6 +796,7 @@ impl Cache {
             let Some(min) = candidates.iter().flatten().min().copied() else {
                 return;
             };
+            self.evictions.fetch_add(1, Ordering::AcqRel);
             if oldest_file.as_ref().is_some_and(|x| x.0 == min) {
                 let k = oldest_file.expect("checked").1;
                 e.files.remove(&k);
@@ -772,6 +835,39 @@ pub fn to_user(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
         columns,
         &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
     )?)
+}
+
+/// Whether `column` (`ID`: the row ids) of `file`'s rows in `before` equals the same column of
+/// `chunks` (a file's rows in a later snapshot).
+fn same_values(
+    before: &TableData,
+    file: &FileSpan,
+    chunks: &FileChunks,
+    column: &str,
+) -> Result<bool> {
+    let (old_rows, old_ids) = before.rows.slice(file.start, file.len)?;
+    let old = if column == ID {
+        old_ids
+    } else {
+        match old_rows.column_by_name(column) {
+            Some(c) => c.clone(),
+            None => return Ok(false),
+        }
+    };
+    let mut parts = Vec::with_capacity(chunks.len());
+    for (batch, ids) in chunks.iter() {
+        parts.push(if column == ID {
+            ids.clone()
+        } else {
+            match batch.column_by_name(column) {
+                Some(c) => c.clone(),
+                None => return Ok(false),
+            }
+        });
+    }
+    let refs: Vec<&dyn Array> = parts.iter().map(|p| p.as_ref()).collect();
+    let new = arrow::compute::concat(&refs)?;
+    Ok(old.as_ref() == new.as_ref())
 }
 
 /// The rows `data` had at `snapshot`, if that snapshot's rows are its first rows.

@@ -467,6 +467,7 @@ pub async fn load_file(
             removed: Default::default(),
             next_row: row_ids.advanced(),
             rewrite: false,
+            replaced: Vec::new(),
         },
         table_io::commit_timestamp_ms(snapshot.current.values()),
     )

@@ -770,16 +770,44 @@ pub(crate) async fn commit_edits(
         let table = data(snapshot, name)?;
         check_unique_keys(table, edit)?;
         let current = snapshot.current.get(name).expect("listed with its data");
-        let mut change = rewrite(table, edit)?;
-        let mut new_batches: Vec<RecordBatch> = std::mem::take(&mut change.1);
+        let stored = table.rows.num_rows() as u32;
+        // Without deletes of stored rows, each rewritten file keeps its rows in order: it is
+        // replaced in place, and every row keeps its position (see `DataChange::replaced`).
+        let in_place = edit.deleted.range(..stored).next().is_none();
+        let mut removed = HashSet::new();
+        let mut replaced = Vec::new();
+        let mut added = Vec::new();
+        let mut new_batches: Vec<RecordBatch> = Vec::new();
+        for (path, rows) in rewrite(table, edit)? {
+            match rows {
+                Some(rows) if in_place => {
+                    let mut files = table_io::write_data_files(current, &[rows]).await?;
+                    if files.len() == 1 {
+                        replaced.push((path, files.remove(0)));
+                    } else {
+                        // Written as several files: added at the end instead.
+                        removed.insert(path);
+                        added.append(&mut files);
+                    }
+                }
+                Some(rows) => {
+                    removed.insert(path);
+                    new_batches.push(rows);
+                }
+                None => {
+                    removed.insert(path);
+                }
+            }
+        }
         let mut row_ids = table_io::RowIds::of(current)?;
         new_batches.extend(appended(table, edit, &mut row_ids)?);
-        let added = table_io::write_data_files(current, &new_batches).await?;
+        added.extend(table_io::write_data_files(current, &new_batches).await?);
         let data_change = DataChange {
             added,
-            removed: change.0,
+            removed,
             next_row: row_ids.advanced(),
             rewrite: false,
+            replaced,
         };
         if data_change.is_empty() {
             continue;
@@ -957,11 +985,12 @@ fn check_unique_keys(table: &TableData, edit: &TableEdits) -> Result<()> {
 
 /// Copy-on-write: every data file holding a deleted or updated row is rewritten without the
 /// deleted rows and with the new values. Returns (removed file paths, replacement batches).
-fn rewrite(table: &TableData, edit: &TableEdits) -> Result<(HashSet<String>, Vec<RecordBatch>)> {
-    let mut removed = HashSet::new();
-    let mut batches = Vec::new();
+/// The stored files an edit touches, each with its rows after the edit (None when none is
+/// left).
+fn rewrite(table: &TableData, edit: &TableEdits) -> Result<Vec<(String, Option<RecordBatch>)>> {
+    let mut rewritten = Vec::new();
     if edit.deleted.is_empty() && edit.updates.is_empty() {
-        return Ok((removed, batches));
+        return Ok(rewritten);
     }
     let touched: BTreeSet<u32> = edit
         .deleted
@@ -974,14 +1003,11 @@ fn rewrite(table: &TableData, edit: &TableEdits) -> Result<(HashSet<String>, Vec
         if touched.range(range.clone()).next().is_none() {
             continue;
         }
-        removed.insert(file.path.clone());
         // The ids go along: a rewritten row keeps its id.
         let kept = edit_rows(table.stored_rows(file.start, file.len)?, file.start, edit)?;
-        if kept.num_rows() > 0 {
-            batches.push(kept);
-        }
+        rewritten.push((file.path.clone(), (kept.num_rows() > 0).then_some(kept)));
     }
-    Ok((removed, batches))
+    Ok(rewritten)
 }
 
 /// The rows appended to a table with their new ids (the `k`-th appended row gets the `k`-th

@@ -131,6 +131,7 @@ pub async fn compact_files(table: &Table, files: &[LiveFile]) -> Result<DataChan
         removed: paths,
         next_row: None,
         rewrite: true,
+        replaced: Vec::new(),
     })
 }
 

@@ -423,11 +423,16 @@ pub struct DataChange {
     pub next_row: Option<u64>,
     /// The change only moves rows between files (compaction): the same rows before and after.
     pub rewrite: bool,
+    /// Live data files rewritten in place: each new file holds the old one's rows, in the
+    /// same order and with the same ids (some values changed), and takes its place in the
+    /// manifest, so every row keeps its position in the table and what was built over the
+    /// positions (key indexes, adjacency) still holds.
+    pub replaced: Vec<(String, DataFile)>,
 }
 
 impl DataChange {
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty()
+        self.added.is_empty() && self.removed.is_empty() && self.replaced.is_empty()
     }
 }
 
@@ -475,6 +480,11 @@ pub async fn produce_snapshot(
     .build_v2_data();
 
     let mut removed_found = HashSet::new();
+    let mut replaced: HashMap<&str, &DataFile> = change
+        .replaced
+        .iter()
+        .map(|(old, new)| (old.as_str(), new))
+        .collect();
     let (mut added_rows, mut deleted_rows, mut total_rows) = (0u64, 0u64, 0u64);
     let mut total_files = 0u64;
     if let Some(current) = metadata.current_snapshot() {
@@ -495,7 +505,25 @@ pub async fn produce_snapshot(
                 let seq = entry.sequence_number().unwrap_or(0);
                 let file_seq = entry.file_sequence_number.or(Some(seq));
                 let entry_snapshot = entry.snapshot_id().unwrap_or(snapshot_id);
-                if change.removed.contains(&path) {
+                if let Some(new) = replaced.remove(path.as_str()) {
+                    let rows = entry.data_file().record_count();
+                    if new.record_count() != rows {
+                        return Err(Error::new(
+                            ErrorKind::Unexpected,
+                            format!(
+                                "{path} rewritten in place with {} rows instead of {rows}",
+                                new.record_count()
+                            ),
+                        ));
+                    }
+                    writer.add_delete_file(entry.data_file().clone(), seq, file_seq)?;
+                    // The new file where the old one was: positions stay.
+                    writer.add_file(new.clone(), sequence_number)?;
+                    deleted_rows += rows;
+                    added_rows += rows;
+                    total_rows += rows;
+                    total_files += 1;
+                } else if change.removed.contains(&path) {
                     deleted_rows += entry.data_file().record_count();
                     writer.add_delete_file(entry.data_file().clone(), seq, file_seq)?;
                     removed_found.insert(path);
@@ -512,7 +540,7 @@ pub async fn produce_snapshot(
             }
         }
     }
-    if removed_found.len() != change.removed.len() {
+    if removed_found.len() != change.removed.len() || !replaced.is_empty() {
         // The files we meant to replace are gone: someone else rewrote the table.
         return Err(Error::new(
             ErrorKind::CatalogCommitConflicts,
