@@ -217,14 +217,6 @@ impl Database {
     }
 
     /// Every table of the default graph at one catalog version, rows at `at` (time travel),
-    /// all loaded: for writers and DDL, which may touch any table.
-    pub(crate) async fn snapshot(&self, at: Option<&ast::TimeTravel>) -> Result<Arc<Snapshot>> {
-        let snapshot = self.snapshot_unloaded(at).await?;
-        snapshot.load_all().await?;
-        Ok(snapshot)
-    }
-
-    /// Every table of the default graph at one catalog version, rows at `at` (time travel),
     /// none loaded yet: a reader loads the tables its plan reads.
     ///
     /// `AT SNAPSHOT n` names one table's Iceberg snapshot; the other tables are read as they
@@ -452,12 +444,8 @@ impl Database {
         // create it and plan again (each round adds schema, so few rounds are ever needed).
         let mut round = 0;
         let (snapshot, lowered) = loop {
-            // A reader loads only what its plan reads (below); a writer may touch any table.
-            let snapshot = if writes {
-                self.snapshot(statement.at.as_ref()).await?
-            } else {
-                self.snapshot_unloaded(statement.at.as_ref()).await?
-            };
+            // Rows are loaded once the plan says which tables it reads and writes (below).
+            let snapshot = self.snapshot_unloaded(statement.at.as_ref()).await?;
             let source: Arc<dyn GraphSource> = snapshot.clone();
             match Lowering::new(&source, params, text).lower(query) {
                 Ok(lowered) => break (snapshot, lowered),
@@ -481,14 +469,15 @@ impl Database {
                 },
             }
         };
-        snapshot
-            .load(
-                snapshot
-                    .tables_read(&lowered.plan)
-                    .iter()
-                    .map(String::as_str),
-            )
-            .await?;
+        let mut names = snapshot.tables_read(&lowered.plan);
+        for block in &lowered.blocks {
+            names.extend(snapshot.tables_read(&block.plan));
+            write::tables_written(&snapshot, &block.writes, &mut names);
+        }
+        if let Some(returning) = &lowered.returning {
+            names.extend(snapshot.tables_read(returning));
+        }
+        snapshot.load(names.iter().map(String::as_str)).await?;
         if let Some(mode) = statement.explain {
             if !lowered.blocks.is_empty() && mode == ast::Explain::Analyze {
                 return Err(Error::plan(

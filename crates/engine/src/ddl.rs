@@ -525,11 +525,12 @@ pub async fn evolve(db: &Database, snapshot: &Snapshot, need: SchemaNeed) -> Res
                 span: Default::default(),
             })?;
             let key_type = |label: &str| -> Result<ast::DataType> {
-                let data = snapshot
+                let slot = snapshot
+                    .tables
                     .get(label)
                     .ok_or_else(|| Error::plan(format!("no node table `{label}`")))?;
-                let pk = data.info.primary_key.clone().unwrap_or_default();
-                ast_type(data.schema().field_with_name(&pk)?.data_type())
+                let pk = slot.info.primary_key.clone().unwrap_or_default();
+                ast_type(slot.schema.field_with_name(&pk)?.data_type())
             };
             let mut all = vec![
                 ("src".to_string(), key_type(&from)?, true),
@@ -537,7 +538,7 @@ pub async fn evolve(db: &Database, snapshot: &Snapshot, need: SchemaNeed) -> Res
             ];
             all.extend(to_columns(&columns)?);
             // The first pair of a type is named after it; later pairs get their own tables.
-            let name = if snapshot.get(&rel_type).is_none() {
+            let name = if !snapshot.tables.contains_key(&rel_type) {
                 rel_type.clone()
             } else {
                 format!("{rel_type}.{from}.{to}")

@@ -180,12 +180,6 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Loads every table (writers and DDL, which may touch any of them).
-    pub async fn load_all(&self) -> crate::Result<()> {
-        let names: Vec<String> = self.tables.keys().cloned().collect();
-        self.load(names.iter().map(String::as_str)).await
-    }
-
     /// The tables a plan reads: the labels its scans and expansions reach, the edge tables
     /// they follow and those tables' endpoint labels (adjacency is keyed through them).
     pub fn tables_read(&self, plan: &LogicalPlan) -> BTreeSet<String> {

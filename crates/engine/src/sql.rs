@@ -183,7 +183,7 @@ async fn plan(db: &Database, text: &str) -> Result<Planned> {
         LogicalPlan::Dml(dml) => dml_statement(db, &ctx, &snapshot, &outbox, dml).await,
         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(c)) => {
             let name = c.name.table().to_string();
-            if snapshot.get(&name).is_some() {
+            if snapshot.tables.contains_key(&name) {
                 if c.if_not_exists {
                     return Ok(Planned::Done(message(Language::Sql, "table exists")));
                 }
@@ -229,7 +229,7 @@ async fn plan(db: &Database, text: &str) -> Result<Planned> {
         }
         LogicalPlan::Ddl(DdlStatement::DropTable(d)) => {
             let name = d.name.table().to_string();
-            let Some(data) = snapshot.get(&name) else {
+            let Some(data) = snapshot.tables.get(&name) else {
                 if d.if_exists {
                     return Ok(Planned::Done(message(Language::Sql, "nothing to drop")));
                 }

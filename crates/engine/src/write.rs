@@ -866,6 +866,52 @@ fn max_int_key(table: &TableData) -> Result<i64> {
         .unwrap_or(0))
 }
 
+/// Adds to `names` the tables `writes` change or check beyond those their plan reads: the
+/// labels and relationship types they create (with the endpoint labels of the latter), and
+/// for deletes, every edge table touching a label in `names` (DETACH and the dangling check
+/// look for a deleted node's relationships).
+pub(crate) fn tables_written(
+    snapshot: &Snapshot,
+    writes: &[WriteOp],
+    names: &mut BTreeSet<String>,
+) {
+    let mut deletes = false;
+    let mut pending: Vec<&WriteOp> = writes.iter().collect();
+    while let Some(op) = pending.pop() {
+        match op {
+            WriteOp::CreateNode { label, .. } => {
+                names.insert(label.clone());
+            }
+            WriteOp::CreateEdge { rel_type, .. } => {
+                names.insert(rel_type.clone());
+                if let Some(slot) = snapshot.tables.get(rel_type) {
+                    names.extend(slot.info.from.iter().cloned());
+                    names.extend(slot.info.to.iter().cloned());
+                }
+            }
+            WriteOp::SetProperty { .. } => {}
+            WriteOp::Delete { .. } => deletes = true,
+            WriteOp::Merge(m) => {
+                pending.extend(m.create.iter().chain(&m.on_create).chain(&m.on_match))
+            }
+        }
+    }
+    if deletes {
+        let edges: Vec<String> = snapshot
+            .tables
+            .iter()
+            .filter(|(_, t)| {
+                t.info.kind == TableKind::Edge
+                    && [&t.info.from, &t.info.to]
+                        .iter()
+                        .any(|end| end.as_ref().is_some_and(|l| names.contains(l)))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.extend(edges);
+    }
+}
+
 /// Edge rows of every edge table touching `label` whose endpoint is a deleted node.
 fn edges_at(
     snapshot: &Snapshot,
@@ -886,7 +932,9 @@ fn edges_at(
     let keys: HashSet<Key> = Key::column(&key_column)?.into_iter().flatten().collect();
     let mut out = Vec::new();
     for (name, slot) in &snapshot.tables {
-        if slot.info.kind != TableKind::Edge {
+        let touches =
+            slot.info.from.as_deref() == Some(label) || slot.info.to.as_deref() == Some(label);
+        if slot.info.kind != TableKind::Edge || !touches {
             continue;
         }
         let edge = slot.data().map_err(Error::from)?;

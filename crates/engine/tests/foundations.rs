@@ -78,6 +78,25 @@ async fn a_statement_loads_only_the_tables_it_reads() {
     assert!(text.contains("DataSourceExec"), "{text}");
     assert!(!text.contains("IcebergFileScan"), "{text}");
     db.shutdown().await;
+
+    // A writer loads what it reads and writes: a CREATE its label...
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    db.execute("CREATE (:Unread {id: 2})").await.unwrap();
+    assert_eq!(db.hot_tier().tables, vec!["Unread".to_string()]);
+    // ...a delete also the relationships that may hang off the deleted nodes.
+    db.execute("MATCH (b:Book {id: 11}) DETACH DELETE b")
+        .await
+        .unwrap();
+    assert_eq!(db.hot_tier().tables, vec!["Book", "Unread", "WROTE"]);
+    // A SQL write loads the table it changes.
+    db.execute("UPDATE Author SET name = 'Anne' WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        db.hot_tier().tables,
+        vec!["Author", "Book", "Unread", "WROTE"]
+    );
+    db.shutdown().await;
 }
 
 #[tokio::test]
