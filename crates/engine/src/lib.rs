@@ -30,6 +30,7 @@ mod write;
 pub use cache::{DEFAULT_CACHE_BYTES, HotTierStats};
 pub use database::{DEFAULT_SNAPSHOT_RETENTION, Database, DbConfig, StorageKind, repair_log};
 pub use error::{Error, ErrorKind, Result};
+pub use maintenance::EXPIRE_BATCH_SNAPSHOTS;
 pub use plan_cache::{PLAN_CACHE_ENTRIES, PLAN_CACHE_MAX_TEXT};
 pub use route::{Language, route};
 pub use session::SERIAL_PLAN_ROWS_MAX;

@@ -1,6 +1,6 @@
 //! Table maintenance: compaction of small data files (automatic after a commit that leaves
-//! enough of them, and by `COMPACT`), expiry of snapshots past the retention and removal of
-//! files that nothing references (`VACUUM`).
+//! enough of them, and by `COMPACT`), expiry of snapshots past the retention (automatic in
+//! batches, and by `VACUUM`) and removal of files that nothing references (`VACUUM`).
 //!
 //! Each runs under the write lock, so no writer of this process has files in flight, and
 //! commits through the catalog like any write: readers of an earlier catalog version keep
@@ -73,26 +73,46 @@ async fn commit_one(
     Ok(())
 }
 
+/// Snapshots past the retention a table keeps before a commit expires them. Expiring
+/// rewrites the table's metadata like any commit, so it is done in batches; between batches
+/// the metadata holds at most this many snapshots beyond those within the retention.
+pub const EXPIRE_BATCH_SNAPSHOTS: usize = 64;
+
 /// After a commit: compacts the tables it wrote that now hold enough data files for a tier
-/// to be full. A failure here does not undo the commit; it is logged and tried again after
-/// the next one.
+/// to be full (unless automatic compaction is off), then expires their snapshots past the
+/// retention once a batch of them has gathered (their files stay until `VACUUM`). A failure
+/// here does not undo the commit; it is logged and tried again after the next one.
 pub(crate) async fn after_commit(db: &Database, tables: &[String]) {
-    if !db.auto_compact {
-        return;
-    }
     for name in tables {
         let Ok(table) = db.load_table(name).await else {
             continue;
         };
         // The snapshot summary counts files without opening a manifest.
         let files = table_io::snapshot_files(&table).unwrap_or(u64::MAX);
-        if files < COMPACT_MIN_FILES as u64 {
-            continue;
-        }
-        if let Err(e) = compact(db, name, false).await {
+        if db.auto_compact
+            && files >= COMPACT_MIN_FILES as u64
+            && let Err(e) = compact(db, name, false).await
+        {
             tracing::warn!(table = %name, error = %e, "automatic compaction failed");
         }
+        let boundary = table_io::now_ms().saturating_sub(db.snapshot_retention_ms);
+        if let Err(e) = expire(db, name, boundary, EXPIRE_BATCH_SNAPSHOTS).await {
+            tracing::warn!(table = %name, error = %e, "automatic snapshot expiry failed");
+        }
     }
+}
+
+/// Expires the snapshots of `name` replaced before `boundary` when there are at least
+/// `at_least`; returns how many.
+async fn expire(db: &Database, name: &str, boundary: i64, at_least: usize) -> Result<usize> {
+    let table = db.load_table(name).await?;
+    let expired = maintenance::expired_snapshots(&table, boundary);
+    let n = expired.len();
+    if n == 0 || n < at_least {
+        return Ok(0);
+    }
+    commit_one(db, name, maintenance::expire_change(&table, expired)).await?;
+    Ok(n)
 }
 
 /// What vacuuming one table did.
@@ -114,15 +134,10 @@ pub(crate) async fn vacuum(db: &Database, only: Option<&str>) -> Result<Vec<(Str
     };
     let mut report = Vec::new();
     for name in &names {
-        let table = db.load_table(name).await?;
-        let expired = maintenance::expired_snapshots(&table, boundary);
         let mut done = Vacuumed {
-            snapshots_expired: expired.len() as u64,
+            snapshots_expired: expire(db, name, boundary, 1).await? as u64,
             ..Default::default()
         };
-        if !expired.is_empty() {
-            commit_one(db, name, maintenance::expire_change(&table, expired)).await?;
-        }
         let table = db.load_table(name).await?;
         let keep = maintenance::referenced_files(&table, boundary).await?;
         let removed = maintenance::remove_unreferenced(

@@ -254,3 +254,52 @@ fn civil(days: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
+
+#[tokio::test]
+async fn snapshots_past_the_retention_expire_by_themselves_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    // No retention: every replaced snapshot is past it at once.
+    let config = || DbConfig::local(dir.path()).with_snapshot_retention(Duration::ZERO);
+    let db = Database::open(config()).await.unwrap();
+    db.execute("CREATE NODE TABLE Item (id BIGINT PRIMARY KEY, v BIGINT)")
+        .await
+        .unwrap();
+    let snapshots = |db: std::sync::Arc<Database>| async move {
+        rows(
+            &db,
+            "SELECT count(*) FROM system.snapshots WHERE table_name = 'Item'",
+        )
+        .await[0][0]
+            .unwrap()
+    };
+    let mut most = 0;
+    for i in 0..150 {
+        db.execute(&format!("CREATE (:Item {{id: {i}, v: {i}}})"))
+            .await
+            .unwrap();
+        most = most.max(snapshots(db.clone()).await);
+    }
+    // 150 commits and their compactions, but never more than a batch past the retention.
+    let batch = contextdb_engine::EXPIRE_BATCH_SNAPSHOTS as i64;
+    assert!(most <= batch + 1, "{most} snapshots at once");
+    assert!(most >= batch, "{most}: expiry ran before a batch gathered");
+    assert_eq!(
+        rows(&db, "MATCH (x:Item) RETURN count(*), sum(x.v)").await[0],
+        [Some(150), Some((0..150).sum())]
+    );
+    db.shutdown().await;
+
+    // With the default retention (a week) every snapshot stays for time travel.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    db.execute("CREATE NODE TABLE Item (id BIGINT PRIMARY KEY, v BIGINT)")
+        .await
+        .unwrap();
+    for i in 0..80 {
+        db.execute(&format!("CREATE (:Item {{id: {i}, v: {i}}})"))
+            .await
+            .unwrap();
+    }
+    assert!(snapshots(db.clone()).await > 80);
+    db.shutdown().await;
+}
