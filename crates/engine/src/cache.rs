@@ -298,6 +298,9 @@ impl TableData {
     }
 }
 
+/// Data files a table load reads at once.
+pub const FILE_READS_AT_ONCE: usize = 4;
+
 /// The memory budget default: 4 GiB.
 pub const DEFAULT_CACHE_BYTES: usize = 4 << 30;
 
@@ -489,52 +492,65 @@ impl Cache {
         let mut chunks = Vec::new();
         let mut ids = Vec::new();
         let mut start = 0;
-        for task in self.file_tasks(table, snapshot_id).await? {
-            let path = task.data_file_path.clone();
-            let key = (path.clone(), schema_id);
-            let cached = {
-                let mut e = self.lock();
-                e.clock += 1;
-                let clock = e.clock;
-                e.files.get_mut(&key).map(|(b, _, used)| {
-                    *used = clock;
-                    b.clone()
-                })
-            };
-            let file_chunks = match cached {
-                Some(b) => b,
-                None => {
-                    // Converted once per file and schema version: a snapshot that keeps the
-                    // file reuses the chunks as they are.
-                    let mut converted = Vec::new();
-                    for b in table_io::read_task(table, task).await? {
-                        // Older files may predate columns added since: present the current
-                        // schema.
-                        let mut b = table_io::conform_batch(&b, &storage_schema)?;
-                        let file_ids = b.remove_column(id_column);
-                        converted.push((to_user(&b, &schema)?, file_ids));
+        // Files are read a few at a time (their opening and footer reads overlap), and come
+        // back in manifest order.
+        {
+            let tasks = self.file_tasks(table, snapshot_id).await?;
+            let read = futures::StreamExt::buffered(
+                futures::StreamExt::map(futures::stream::iter(tasks), |task| {
+                    let (storage_schema, schema) = (&storage_schema, &schema);
+                    async move {
+                        let path = task.data_file_path.clone();
+                        let key = (path.clone(), schema_id);
+                        let cached = {
+                            let mut e = self.lock();
+                            e.clock += 1;
+                            let clock = e.clock;
+                            e.files.get_mut(&key).map(|(b, _, used)| {
+                                *used = clock;
+                                b.clone()
+                            })
+                        };
+                        if let Some(b) = cached {
+                            return Ok::<_, Error>((path, b));
+                        }
+                        // Converted once per file and schema version: a snapshot that keeps the
+                        // file reuses the chunks as they are.
+                        let mut converted = Vec::new();
+                        for b in table_io::read_task(table, task).await? {
+                            // Older files may predate columns added since: present the current
+                            // schema.
+                            let mut b = table_io::conform_batch(&b, storage_schema)?;
+                            let file_ids = b.remove_column(id_column);
+                            converted.push((to_user(&b, schema)?, file_ids));
+                        }
+                        let bytes = converted
+                            .iter()
+                            .map(|(b, i)| b.get_array_memory_size() + i.get_array_memory_size())
+                            .sum();
+                        let converted = Arc::new(converted);
+                        let mut e = self.lock();
+                        e.clock += 1;
+                        let clock = e.clock;
+                        e.files.insert(key, (converted.clone(), bytes, clock));
+                        Ok((path, converted))
                     }
-                    let bytes = converted
-                        .iter()
-                        .map(|(b, i)| b.get_array_memory_size() + i.get_array_memory_size())
-                        .sum();
-                    let converted = Arc::new(converted);
-                    let mut e = self.lock();
-                    e.clock += 1;
-                    let clock = e.clock;
-                    e.files.insert(key, (converted.clone(), bytes, clock));
-                    converted
+                }),
+                FILE_READS_AT_ONCE,
+            );
+            futures::pin_mut!(read);
+            while let Some((path, file_chunks)) = futures::TryStreamExt::try_next(&mut read).await?
+            {
+                let mut len = 0;
+                for (b, i) in file_chunks.iter() {
+                    len += b.num_rows();
+                    chunks.push(b.clone());
+                    ids.push(i.clone());
                 }
-            };
-            let mut len = 0;
-            for (b, i) in file_chunks.iter() {
-                len += b.num_rows();
-                chunks.push(b.clone());
-                ids.push(i.clone());
+                files.push(FileSpan { path, start, len });
+                per_file.push(file_chunks);
+                start += len;
             }
-            files.push(FileSpan { path, start, len });
-            per_file.push(file_chunks);
-            start += len;
         }
         let (prefixes, predecessor) = self.predecessor(table, info, &files, &per_file);
         Ok(TableData {

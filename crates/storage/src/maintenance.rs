@@ -35,8 +35,17 @@ pub async fn live_files(table: &Table) -> Result<Vec<LiveFile>> {
     }
 }
 
-/// A file's size tier: files within a factor of 4 of each other share one.
+/// Data files below this size share the lowest tier: merging them costs little, and a table
+/// written by many tiny commits then keeps fewer than [`COMPACT_MIN_FILES`] of them instead of
+/// a few per size class.
+pub const COMPACT_SMALL_BYTES: u64 = 1 << 20;
+
+/// A file's size tier: files within a factor of 4 of each other share one, and every file
+/// below [`COMPACT_SMALL_BYTES`] the lowest.
 fn tier(bytes: u64) -> u32 {
+    if bytes < COMPACT_SMALL_BYTES {
+        return 0;
+    }
     (64 - bytes.max(1).leading_zeros()) / 2
 }
 
