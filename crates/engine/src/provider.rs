@@ -529,7 +529,6 @@ impl ExecutionPlan for FileScanExec {
             .map_err(|e| DataFusionError::External(Box::new(e)))?
             .stream();
         let (storage, schema) = (self.storage.clone(), self.schema.clone());
-        let mut left = self.limit.unwrap_or(usize::MAX);
         let stream = batches
             .map_err(|e| DataFusionError::External(Box::new(e)))
             .and_then(move |b| {
@@ -540,10 +539,18 @@ impl ExecutionPlan for FileScanExec {
                     .map_err(Error::into_datafusion);
                 futures::future::ready(converted)
             })
-            .try_take_while(move |b| {
-                let go = left > 0;
-                left = left.saturating_sub(b.num_rows());
-                futures::future::ready(Ok(go))
+            // A limit is exact (the statistics say so): the last batch is cut to it.
+            .scan(self.limit.unwrap_or(usize::MAX), |left, item| {
+                let out = match item {
+                    Ok(_) if *left == 0 => None,
+                    Ok(b) => {
+                        let n = b.num_rows().min(*left);
+                        *left -= n;
+                        Some(Ok(if n < b.num_rows() { b.slice(0, n) } else { b }))
+                    }
+                    Err(e) => Some(Err(e)),
+                };
+                futures::future::ready(out)
             });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
