@@ -8,7 +8,9 @@
 //!   commits against the same rows written in one commit (target: at most 1.5x: compaction
 //!   keeps the files few).
 //!
-//! `BENCH_WRITE_PAIRS` (default 1000) and `BENCH_COMMITS` (default 10000) scale the runs.
+//! `BENCH_WRITE_PAIRS` (default 1000) and `BENCH_COMMITS` (default 10000) scale the runs;
+//! `BENCH_RETENTION=none` or `=a` runs the many-commit part with one retention only (no
+//! retention, or the default week).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -207,10 +209,14 @@ fn main() {
         db.shutdown().await;
         let expected = (commits as i64) * (commits as i64 + 1) / 2;
         let scan_one = cold_scan(one.path(), None, 10, expected).await;
+        let which = std::env::var("BENCH_RETENTION").unwrap_or_default();
         for (retention_name, retention) in [
             ("a week (default)", contextdb_engine::DEFAULT_SNAPSHOT_RETENTION),
             ("none", Duration::ZERO),
-        ] {
+        ]
+        .into_iter()
+        .filter(|(name, _)| which.is_empty() || name.starts_with(which.as_str()))
+        {
             let many = tempfile::tempdir().expect("temp dir");
             let config = || DbConfig::local(many.path()).with_snapshot_retention(retention);
             let db = Arc::new(Database::open(config()).await.expect("open"));

@@ -303,16 +303,26 @@ impl GraphExpand {
         input: LogicalPlan,
         own: Vec<arrow::datatypes::FieldRef>,
     ) -> Result<Self> {
-        let mut fields: Vec<Field> = input
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.extend(own.iter().map(|f| f.as_ref().clone()));
+        // The optimizer hands most nodes their input back unchanged: then so is the schema
+        // (building it again cost a tenth of planning a 1-hop).
+        let unchanged = Arc::ptr_eq(input.schema(), self.input.schema())
+            && own.len() == self.own_fields().len()
+            && own.iter().zip(self.own_fields()).all(|(a, b)| a == b);
+        let schema = if unchanged {
+            self.schema.clone()
+        } else {
+            let mut fields: Vec<Field> = input
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.extend(own.iter().map(|f| f.as_ref().clone()));
+            df_schema(fields)?
+        };
         Ok(GraphExpand {
             input,
-            schema: df_schema(fields)?,
+            schema,
             ..self.clone()
         })
     }
