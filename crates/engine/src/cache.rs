@@ -447,18 +447,10 @@ impl Cache {
         info: &TableInfo,
         snapshot_id: Option<i64>,
     ) -> Result<Arc<TableData>> {
-        let key = (table.metadata().uuid().to_string(), snapshot_id);
-        {
-            let mut e = self.lock();
-            e.clock += 1;
-            let clock = e.clock;
-            if let Some((data, used)) = e.tables.get_mut(&key)
-                && data.table.metadata().current_schema_id() == table.metadata().current_schema_id()
-            {
-                *used = clock;
-                return Ok(data.clone());
-            }
+        if let Some(data) = self.peek(table, snapshot_id) {
+            return Ok(data);
         }
+        let key = (table.metadata().uuid().to_string(), snapshot_id);
         let data = Arc::new(self.load(table, info, snapshot_id).await?);
         let mut e = self.lock();
         e.clock += 1;

@@ -88,7 +88,8 @@ pub(crate) async fn after_commit(db: &Database, tables: &[String]) {
             continue;
         };
         // The snapshot summary counts files without opening a manifest.
-        let files = table_io::snapshot_files(&table).unwrap_or(u64::MAX);
+        let current = table.metadata().current_snapshot_id();
+        let files = table_io::snapshot_files(&table, current).unwrap_or(u64::MAX);
         if db.auto_compact
             && files >= COMPACT_MIN_FILES as u64
             && let Err(e) = compact(db, name, false).await

@@ -38,10 +38,10 @@ use iceberg::scan::FileScanTask;
 use iceberg::table::Table;
 
 use crate::cache::{TableData, to_user};
-use crate::error::Error;
-use crate::graph_source::Snapshot;
+use crate::error::{Error, Result};
+use crate::graph_source::{Snapshot, TableSlot};
 use crate::predicate;
-use crate::schema::TableKind;
+use crate::schema::{TableInfo, TableKind};
 use crate::write::TableEdits;
 use contextdb_storage::table_io;
 
@@ -74,12 +74,7 @@ impl StatementWrites {
 
 /// A table of the statement's snapshot, as SQL sees it.
 #[derive(Debug)]
-pub(crate) struct SnapshotTable {
-    snapshot: Arc<Snapshot>,
-    name: String,
-    schema: SchemaRef,
-    writes: Arc<StatementWrites>,
-}
+pub(crate) struct SnapshotTable(Target);
 
 impl fmt::Debug for StatementWrites {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -94,42 +89,41 @@ impl SnapshotTable {
         schema: SchemaRef,
         writes: Arc<StatementWrites>,
     ) -> Self {
-        SnapshotTable {
+        SnapshotTable(Target {
             snapshot,
             name,
             schema,
             writes,
-        }
+        })
+    }
+
+    fn slot(&self) -> DfResult<&TableSlot> {
+        let Target { snapshot, name, .. } = &self.0;
+        snapshot
+            .tables
+            .get(name)
+            .ok_or_else(|| DataFusionError::Internal(format!("`{name}` is not in the snapshot")))
     }
 
     fn table(&self) -> DfResult<&Table> {
-        self.snapshot.current.get(&self.name).ok_or_else(|| {
-            DataFusionError::Internal(format!("`{}` is not in the snapshot", self.name))
+        let Target { snapshot, name, .. } = &self.0;
+        snapshot.current.get(name).ok_or_else(|| {
+            DataFusionError::Internal(format!("`{name}` has no metadata in the snapshot"))
         })
     }
 
     /// The table's rows if the statement or the hot tier holds them at this snapshot.
     fn in_memory(&self) -> DfResult<Option<Arc<TableData>>> {
-        let slot = self.snapshot.tables.get(&self.name).ok_or_else(|| {
-            DataFusionError::Internal(format!("`{}` is not in the snapshot", self.name))
-        })?;
+        let slot = self.slot()?;
         if let Ok(data) = slot.data() {
             return Ok(Some(data.clone()));
         }
         Ok(self
+            .0
             .snapshot
             .cache
             .peek(self.table()?, slot.snapshot_id)
             .filter(|d| d.rows.num_rows() == slot.rows))
-    }
-
-    fn target(&self) -> Target {
-        Target {
-            snapshot: self.snapshot.clone(),
-            name: self.name.clone(),
-            schema: self.schema.clone(),
-            writes: self.writes.clone(),
-        }
     }
 
     /// Filters as physical expressions over the table's columns (the hooks get them
@@ -139,7 +133,7 @@ impl SnapshotTable {
         state: &dyn Session,
         exprs: &[Expr],
     ) -> DfResult<Vec<Arc<dyn PhysicalExpr>>> {
-        let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+        let df_schema = DFSchema::try_from(self.0.schema.as_ref().clone())?;
         exprs
             .iter()
             .map(|e| {
@@ -157,17 +151,37 @@ impl SnapshotTable {
             .collect()
     }
 
-    fn writable(&self, what: &str) -> DfResult<()> {
-        let slot = &self.snapshot.tables[&self.name];
-        if slot.info.kind == TableKind::Node && what != "INSERT" && what != "UPDATE" {
-            return Err(Error::plan(format!(
-                "delete nodes of `{}` with ContextQL (MATCH ... DETACH DELETE) so their relationships go too",
-                self.name
-            ))
-            .into_datafusion());
-        }
-        Ok(())
+    fn write(&self, write: Write, input: Option<Arc<dyn ExecutionPlan>>) -> Arc<WriteExec> {
+        Arc::new(WriteExec::new(self.0.clone(), write, input))
     }
+}
+
+/// SQL deletes no nodes: their relationships would dangle.
+pub(crate) fn check_deletable(info: &TableInfo) -> Result<()> {
+    if info.kind == TableKind::Node {
+        return Err(Error::plan(format!(
+            "delete nodes of `{}` with ContextQL (MATCH ... DETACH DELETE) so their relationships go too",
+            info.name
+        )));
+    }
+    Ok(())
+}
+
+/// `value`, the new values of `field` for some rows of `table`, in the column's type; an
+/// error when the column takes no nulls and gets one.
+pub(crate) fn assigned_values(table: &str, field: &Field, value: ArrayRef) -> Result<ArrayRef> {
+    let value = if value.data_type() == field.data_type() {
+        value
+    } else {
+        arrow::compute::cast(&value, field.data_type())?
+    };
+    if !field.is_nullable() && value.null_count() > 0 {
+        return Err(Error::execution(format!(
+            "`{table}.{}` must not be null",
+            field.name()
+        )));
+    }
+    Ok(value)
 }
 
 #[async_trait::async_trait]
@@ -177,7 +191,7 @@ impl TableProvider for SnapshotTable {
     }
 
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.0.schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -192,7 +206,7 @@ impl TableProvider for SnapshotTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if predicate::pushable(f, &self.schema) {
+                if predicate::pushable(f, &self.0.schema) {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -211,23 +225,23 @@ impl TableProvider for SnapshotTable {
         if let Some(data) = self.in_memory()? {
             let source = MemorySourceConfig::try_new(
                 &[data.rows.batches().to_vec()],
-                self.schema.clone(),
+                self.0.schema.clone(),
                 projection.cloned(),
             )?
             .with_limit(limit);
             return Ok(datafusion::datasource::source::DataSourceExec::from_data_source(source));
         }
+        let schema = &self.0.schema;
         let columns: Vec<usize> = match projection {
             Some(p) => p.clone(),
-            None => (0..self.schema.fields().len()).collect(),
+            None => (0..schema.fields().len()).collect(),
         };
-        let predicate = predicate::to_predicate(filters, &self.schema);
-        let slot = &self.snapshot.tables[&self.name];
+        let predicate = predicate::to_predicate(filters, schema);
         let scan = FileScanExec::plan(
             self.table()?.clone(),
-            self.name.clone(),
-            slot.snapshot_id,
-            Arc::new(self.schema.project(&columns)?),
+            self.0.name.clone(),
+            self.slot()?.snapshot_id,
+            Arc::new(schema.project(&columns)?),
             predicate,
             limit,
             state.config().target_partitions(),
@@ -254,12 +268,7 @@ impl TableProvider for SnapshotTable {
             ))
             .into_datafusion());
         }
-        self.writable("INSERT")?;
-        Ok(Arc::new(WriteExec::new(
-            self.target(),
-            Write::Insert,
-            Some(input),
-        )))
+        Ok(self.write(Write::Insert, Some(input)))
     }
 
     async fn delete_from(
@@ -267,14 +276,10 @@ impl TableProvider for SnapshotTable {
         state: &dyn Session,
         filters: Vec<Expr>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.writable("DELETE")?;
-        check_filtered(&self.writes, &filters, "DELETE")?;
+        check_deletable(&self.slot()?.info).map_err(Error::into_datafusion)?;
+        check_filtered(&self.0.writes, &filters, "DELETE")?;
         let filters = self.physical(state, &filters)?;
-        Ok(Arc::new(WriteExec::new(
-            self.target(),
-            Write::Delete { filters },
-            None,
-        )))
+        Ok(self.write(Write::Delete { filters }, None))
     }
 
     async fn update(
@@ -283,35 +288,28 @@ impl TableProvider for SnapshotTable {
         assignments: Vec<(String, Expr)>,
         filters: Vec<Expr>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.writable("UPDATE")?;
-        check_filtered(&self.writes, &filters, "UPDATE")?;
-        let info = &self.snapshot.tables[&self.name].info;
-        let mut assigned = Vec::new();
+        check_filtered(&self.0.writes, &filters, "UPDATE")?;
+        let info = &self.slot()?.info;
+        let mut columns = Vec::with_capacity(assignments.len());
+        let mut values = Vec::with_capacity(assignments.len());
         for (column, expr) in assignments {
-            let index = self.schema.index_of(&column)?;
-            if info.primary_key.as_deref() == Some(column.as_str())
-                || (info.kind == TableKind::Edge && (column == "src" || column == "dst"))
-            {
+            if info.is_fixed(&column) {
                 return Err(Error::plan(format!("`{column}` cannot be updated")).into_datafusion());
             }
-            let value = self.physical(state, &[expr])?.remove(0);
-            assigned.push((index, value));
+            columns.push(self.0.schema.index_of(&column)?);
+            values.push(expr);
         }
+        let assigned = columns
+            .into_iter()
+            .zip(self.physical(state, &values)?)
+            .collect();
         let filters = self.physical(state, &filters)?;
-        Ok(Arc::new(WriteExec::new(
-            self.target(),
-            Write::Update { filters, assigned },
-            None,
-        )))
+        Ok(self.write(Write::Update { filters, assigned }, None))
     }
 
     async fn truncate(&self, _state: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.writable("TRUNCATE")?;
-        Ok(Arc::new(WriteExec::new(
-            self.target(),
-            Write::Delete { filters: vec![] },
-            None,
-        )))
+        check_deletable(&self.slot()?.info).map_err(Error::into_datafusion)?;
+        Ok(self.write(Write::Delete { filters: vec![] }, None))
     }
 }
 
@@ -822,19 +820,8 @@ async fn updated(
         for (index, expr) in assigned {
             let field = target.schema.field(*index);
             let value = expr.evaluate(&hit)?.into_array(hit.num_rows())?;
-            let value = if value.data_type() == field.data_type() {
-                value
-            } else {
-                arrow::compute::cast(&value, field.data_type())?
-            };
-            if !field.is_nullable() && value.null_count() > 0 {
-                return Err(Error::execution(format!(
-                    "`{}.{}` must not be null",
-                    target.name,
-                    field.name()
-                ))
-                .into_datafusion());
-            }
+            let value =
+                assigned_values(&target.name, field, value).map_err(Error::into_datafusion)?;
             values.push((field.name().clone(), value));
         }
         for (k, row) in rows.into_iter().enumerate() {

@@ -60,6 +60,13 @@ pub struct TableInfo {
 }
 
 impl TableInfo {
+    /// Whether `column` identifies a row to the graph and cannot be updated: the primary key,
+    /// and an edge's endpoints.
+    pub fn is_fixed(&self, column: &str) -> bool {
+        self.primary_key.as_deref() == Some(column)
+            || (self.kind == TableKind::Edge && (column == "src" || column == "dst"))
+    }
+
     pub fn from_properties(name: &str, props: &HashMap<String, String>) -> TableInfo {
         let kind = match props.get(PROP_KIND).map(String::as_str) {
             Some("node") => TableKind::Node,

@@ -26,7 +26,7 @@ use crate::StatementResult;
 use crate::database::{Database, message, rows_affected};
 use crate::error::{Error, Result};
 use crate::graph_source::Snapshot;
-use crate::provider::{SnapshotTable, StatementWrites};
+use crate::provider::{SnapshotTable, StatementWrites, assigned_values, check_deletable};
 use crate::route::Language;
 use crate::schema::{DEFAULT_GRAPH, TableInfo, TableKind, ast_type};
 use crate::session::DEFAULT_CATALOG;
@@ -118,9 +118,8 @@ fn snapshots_table(snapshot: &Snapshot) -> Result<MemTable> {
             times.push(s.timestamp_ms());
             ops.push(s.summary().operation.as_str().to_string());
             current.push(Some(s.snapshot_id()) == cur);
-            let summary = |key: &str| -> Option<i64> {
-                s.summary().additional_properties.get(key)?.parse().ok()
-            };
+            let summary =
+                |key: &str| -> Option<i64> { i64::try_from(table_io::summary_count(s, key)?).ok() };
             total_rows.push(summary(table_io::TOTAL_RECORDS));
             data_files.push(summary(table_io::TOTAL_DATA_FILES));
         }
@@ -445,17 +444,17 @@ async fn dml_statement(
     let Some(slot) = snapshot.tables.get(&name) else {
         return Err(Error::plan(format!("table `{name}` does not exist")));
     };
+    // Optimized once: the shape checked below is the plan that runs.
+    let state = ctx.state();
+    let optimized = state.optimize(&LogicalPlan::Dml(dml.clone()))?;
     match dml.op {
         WriteOp::Insert(_) => {}
-        WriteOp::Delete | WriteOp::Truncate if slot.info.kind == TableKind::Node => {
-            return Err(Error::plan(format!(
-                "delete nodes of `{name}` with ContextQL (MATCH ... DETACH DELETE) so their relationships go too"
-            )));
-        }
-        WriteOp::Truncate => {}
+        WriteOp::Truncate => check_deletable(&slot.info)?,
         WriteOp::Delete | WriteOp::Update => {
-            let plan = LogicalPlan::Dml(dml.clone());
-            match shape(&ctx.state().optimize(&plan)?, &name) {
+            if matches!(dml.op, WriteOp::Delete) {
+                check_deletable(&slot.info)?;
+            }
+            match shape(&optimized, &name) {
                 Shape::Nothing => return Ok(rows_affected(Language::Sql, 0)),
                 Shape::Joined => return by_position(db, ctx, snapshot, dml).await,
                 Shape::Filtered(filtered) => {
@@ -467,22 +466,24 @@ async fn dml_statement(
         }
         other => return Err(Error::plan(format!("{other} is not supported"))),
     }
-    let batches = ctx
-        .execute_logical_plan(LogicalPlan::Dml(dml))
-        .await?
-        .collect()
-        .await
-        .map_err(|e| {
-            // DataFusion checks NOT NULL while building rows; name the table.
-            let e = Error::from(e);
-            if e.message.contains("non-nullable") {
-                Error::execution(format!(
-                    "INSERT into `{name}`: a column that must not be null gets null"
-                ))
-            } else {
-                e
-            }
-        })?;
+    let run = async {
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&optimized, &state)
+            .await?;
+        datafusion::physical_plan::collect(physical, state.task_ctx()).await
+    };
+    let batches = run.await.map_err(|e| {
+        // DataFusion checks NOT NULL while building rows; name the table.
+        let e = Error::from(e);
+        if e.message.contains("non-nullable") {
+            Error::execution(format!(
+                "INSERT into `{name}`: a column that must not be null gets null"
+            ))
+        } else {
+            e
+        }
+    })?;
     let mut rows = 0u64;
     for batch in &batches {
         let counts = batch
@@ -513,13 +514,14 @@ async fn by_position(
         .clone();
     let selected = dml_rows(ctx, &data, &name, &dml.input, &dml.op).await?;
     let assigned = match dml.op {
-        WriteOp::Update => {
-            let assigned = assigned_columns(&data, &dml.input)?;
-            check_update(&data, &assigned, &selected, &name)?;
-            assigned
-        }
+        WriteOp::Update => assigned_columns(&data, &dml.input)?,
         _ => Default::default(),
     };
+    let schema = data.schema();
+    let mut columns = schema.fields().iter().map(|f| f.name());
+    if let Some(column) = columns.find(|c| assigned.contains(*c) && data.info.is_fixed(c)) {
+        return Err(Error::plan(format!("`{column}` cannot be updated")));
+    }
     let mut edit = TableEdits::default();
     let mut hits = 0u64;
     for batch in &selected {
@@ -533,12 +535,7 @@ async fn by_position(
         let mut values = Vec::new();
         for (i, field) in data.schema().fields().iter().enumerate() {
             if assigned.contains(field.name()) {
-                let column = batch.column(i);
-                let column = if column.data_type() == field.data_type() {
-                    column.clone()
-                } else {
-                    arrow::compute::cast(column, field.data_type())?
-                };
+                let column = assigned_values(&name, field, batch.column(i).clone())?;
                 values.push((field.name().clone(), column));
             }
         }
@@ -584,34 +581,4 @@ fn assigned_columns(
         })
         .map(|(_, field)| field.name().clone())
         .collect())
-}
-
-/// An UPDATE may not change a key or an edge's endpoints, nor set null where null is not
-/// allowed; the values are cast to the columns' types.
-fn check_update(
-    data: &crate::cache::TableData,
-    assigned: &std::collections::HashSet<String>,
-    batches: &[RecordBatch],
-    name: &str,
-) -> Result<()> {
-    for (i, field) in data.schema().fields().iter().enumerate() {
-        if !assigned.contains(field.name()) {
-            continue;
-        }
-        if data.info.primary_key.as_deref() == Some(field.name().as_str())
-            || (data.info.kind == TableKind::Edge
-                && (field.name() == "src" || field.name() == "dst"))
-        {
-            return Err(Error::plan(format!("`{}` cannot be updated", field.name())));
-        }
-        for batch in batches {
-            if !field.is_nullable() && batch.column(i).null_count() > 0 {
-                return Err(Error::execution(format!(
-                    "`{name}.{}` must not be null",
-                    field.name()
-                )));
-            }
-        }
-    }
-    Ok(())
 }

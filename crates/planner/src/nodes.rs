@@ -150,6 +150,13 @@ pub(crate) fn df_schema(fields: Vec<Field>) -> Result<DFSchemaRef> {
     Ok(Arc::new(DFSchema::try_from(Schema::new(fields))?))
 }
 
+/// The columns of `input` followed by `own`.
+fn after_input(input: &DFSchemaRef, own: impl IntoIterator<Item = Field>) -> Result<DFSchemaRef> {
+    let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(own);
+    df_schema(fields)
+}
+
 /// Leaf: every node of the given labels (all labels for a label-less pattern).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeScan {
@@ -267,14 +274,9 @@ impl GraphExpand {
         {
             return plan_err!("GraphExpand input has no column {from_column}");
         }
-        let mut fields: Vec<Field> = input
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.extend(rel_fields(rel_var, edges, optional));
-        fields.extend(node_fields(to_var, to_tables, optional));
+        let mut own = rel_fields(rel_var, edges, optional);
+        own.extend(node_fields(to_var, to_tables, optional));
+        let schema = after_input(input.schema(), own)?;
         Ok(GraphExpand {
             input,
             from_column,
@@ -285,7 +287,7 @@ impl GraphExpand {
             to_var: to_var.to_string(),
             to_labels: to_tables.iter().map(|t| t.label.clone()).collect(),
             optional,
-            schema: df_schema(fields)?,
+            schema,
             source,
         })
     }
@@ -305,20 +307,12 @@ impl GraphExpand {
     ) -> Result<Self> {
         // The optimizer hands most nodes their input back unchanged: then so is the schema
         // (building it again cost a tenth of planning a 1-hop).
-        let unchanged = Arc::ptr_eq(input.schema(), self.input.schema())
-            && own.len() == self.own_fields().len()
-            && own.iter().zip(self.own_fields()).all(|(a, b)| a == b);
-        let schema = if unchanged {
+        let schema = if Arc::ptr_eq(input.schema(), self.input.schema())
+            && own.as_slice() == self.own_fields()
+        {
             self.schema.clone()
         } else {
-            let mut fields: Vec<Field> = input
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone())
-                .collect();
-            fields.extend(own.iter().map(|f| f.as_ref().clone()));
-            df_schema(fields)?
+            after_input(input.schema(), own.iter().map(|f| f.as_ref().clone()))?
         };
         Ok(GraphExpand {
             input,

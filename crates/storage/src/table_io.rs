@@ -228,19 +228,22 @@ pub async fn write_data_files(table: &Table, batches: &[RecordBatch]) -> Result<
 /// Iceberg's snapshot summary field for the rows a snapshot holds.
 pub const TOTAL_RECORDS: &str = "total-records";
 
-/// The rows of a table snapshot, from its summary (None when the writer did not record it).
-pub fn snapshot_rows(table: &Table, snapshot_id: Option<i64>) -> Option<u64> {
-    let Some(id) = snapshot_id else {
-        return Some(0);
-    };
-    table
-        .metadata()
-        .snapshot_by_id(id)?
+/// A count a snapshot's summary records under `key` (None when the writer did not).
+pub fn summary_count(snapshot: &iceberg::spec::Snapshot, key: &str) -> Option<u64> {
+    snapshot
         .summary()
         .additional_properties
-        .get(TOTAL_RECORDS)?
+        .get(key)?
         .parse()
         .ok()
+}
+
+/// The rows of a table snapshot, from its summary (None when the writer did not record it).
+pub fn snapshot_rows(table: &Table, snapshot_id: Option<i64>) -> Option<u64> {
+    match snapshot_id {
+        None => Some(0),
+        Some(id) => summary_count(table.metadata().snapshot_by_id(id)?, TOTAL_RECORDS),
+    }
 }
 
 /// The hidden column holding each row's stable id. Every table has it (required, `long`);
@@ -399,17 +402,13 @@ pub async fn read_task(
 /// Iceberg's snapshot summary field for the data files a snapshot holds.
 pub const TOTAL_DATA_FILES: &str = "total-data-files";
 
-/// The data files of the table's current snapshot, from its summary (None when the writer
-/// did not record it).
-pub fn snapshot_files(table: &Table) -> Option<u64> {
-    table
-        .metadata()
-        .current_snapshot()?
-        .summary()
-        .additional_properties
-        .get(TOTAL_DATA_FILES)?
-        .parse()
-        .ok()
+/// The data files of a table snapshot, from its summary (None when the writer did not
+/// record it).
+pub fn snapshot_files(table: &Table, snapshot_id: Option<i64>) -> Option<u64> {
+    match snapshot_id {
+        None => Some(0),
+        Some(id) => summary_count(table.metadata().snapshot_by_id(id)?, TOTAL_DATA_FILES),
+    }
 }
 
 /// What one statement changes in one table's data.
