@@ -9,6 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 budget="${1:-256MiB}"
+if [ ! -x /usr/bin/time ]; then
+  echo "peak-memory.sh needs GNU time at /usr/bin/time (Debian package \`time\`)" >&2
+  exit 2
+fi
 bin="${CONTEXTDB:-target/debug/contextdb}"
 [ -x "$bin" ] || cargo build -q -p contextdb-cli
 data="$(cd ../shared/data/debian && pwd)"
