@@ -10,7 +10,9 @@
 //!
 //! `BENCH_WRITE_PAIRS` (default 1000) and `BENCH_COMMITS` (default 10000) scale the runs;
 //! `BENCH_RETENTION=none` or `=a` runs the many-commit part with one retention only (no
-//! retention, or the default week).
+//! retention, or the default week). `BENCH_WRITE_PAIRS=0` skips the first part.
+//! `BENCH_MANY_DIR=DIR` keeps the many-commit database in `DIR` (with one retention) and, when
+//! `DIR` already holds it, only scans it: for profiling the scan without redoing the commits.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -161,100 +163,119 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let pairs = env_count("BENCH_WRITE_PAIRS", 1000).max(1);
+    let pairs = env_count("BENCH_WRITE_PAIRS", 1000);
+    let keep_dir = std::env::var_os("BENCH_MANY_DIR").map(std::path::PathBuf::from);
     let commits = env_count("BENCH_COMMITS", 10_000);
 
     runtime.block_on(async {
-        // Small writes on a large and a small Package table.
-        let (big, _) = load(DbConfig::memory()).await;
-        let small_dir = tempfile::tempdir().expect("temp dir");
-        subset(small_dir.path(), 6000);
-        let small = Database::open(DbConfig::memory().with_file_root(small_dir.path()))
-            .await
-            .expect("open");
-        let script = load_script().replace(
-            &data_dir().display().to_string(),
-            &small_dir.path().display().to_string(),
-        );
-        small.execute(&script).await.expect("load subset");
-        assert_eq!(
-            count(&small, "MATCH (p:Package) RETURN count(*)").await,
-            6000
-        );
-        let small_pair = create_count_pairs(&small, pairs).await;
-        let big_pair = create_count_pairs(&big, pairs).await;
-        println!(
-            "create + 1-hop, {pairs} pairs: 63k packages median {big_pair:?}, 6,000 packages \
-             median {small_pair:?}, ratio {:.2}x (target <= 2x)",
-            big_pair.as_secs_f64() / small_pair.as_secs_f64()
-        );
-        drop((big, small));
-        if commits == 0 {
-            return;
+        if pairs > 0 {
+            write_pairs(pairs).await;
         }
+        if commits > 0 {
+            many_commits(commits, keep_dir.as_deref()).await;
+        }
+    });
+}
 
-        // Many single-row commits against one, with the default snapshot retention (every
-        // snapshot stays in the table's metadata for time travel) and with none (snapshots
-        // expire in batches as they are replaced).
-        let one = tempfile::tempdir().expect("temp dir");
-        let schema = "CREATE NODE TABLE Item (id BIGINT PRIMARY KEY, v BIGINT)";
-        let db = Database::open(DbConfig::local(one.path()))
-            .await
-            .expect("open");
-        db.execute(&format!(
-            "{schema}; UNWIND range(1, {commits}) AS i CREATE (:Item {{id: i, v: i}})"
-        ))
+async fn write_pairs(pairs: usize) {
+    // Small writes on a large and a small Package table.
+    let (big, _) = load(DbConfig::memory()).await;
+    let small_dir = tempfile::tempdir().expect("temp dir");
+    subset(small_dir.path(), 6000);
+    let small = Database::open(DbConfig::memory().with_file_root(small_dir.path()))
         .await
-        .expect("one commit");
-        db.shutdown().await;
-        let expected = (commits as i64) * (commits as i64 + 1) / 2;
-        let scan_one = cold_scan(one.path(), None, 10, expected).await;
-        let which = std::env::var("BENCH_RETENTION").unwrap_or_default();
-        for (retention_name, retention) in [
-            ("a week (default)", contextdb_engine::DEFAULT_SNAPSHOT_RETENTION),
-            ("none", Duration::ZERO),
-        ]
-        .into_iter()
-        .filter(|(name, _)| which.is_empty() || name.starts_with(which.as_str()))
-        {
-            let many = tempfile::tempdir().expect("temp dir");
-            let config = || DbConfig::local(many.path()).with_snapshot_retention(retention);
-            let db = Arc::new(Database::open(config()).await.expect("open"));
+        .expect("open");
+    let script = load_script().replace(
+        &data_dir().display().to_string(),
+        &small_dir.path().display().to_string(),
+    );
+    small.execute(&script).await.expect("load subset");
+    assert_eq!(
+        count(&small, "MATCH (p:Package) RETURN count(*)").await,
+        6000
+    );
+    let small_pair = create_count_pairs(&small, pairs).await;
+    let big_pair = create_count_pairs(&big, pairs).await;
+    println!(
+        "create + 1-hop, {pairs} pairs: 63k packages median {big_pair:?}, 6,000 packages \
+             median {small_pair:?}, ratio {:.2}x (target <= 2x)",
+        big_pair.as_secs_f64() / small_pair.as_secs_f64()
+    );
+}
+
+async fn many_commits(commits: usize, keep_dir: Option<&Path>) {
+    // Many single-row commits against one, with the default snapshot retention (every
+    // snapshot stays in the table's metadata for time travel) and with none (snapshots
+    // expire in batches as they are replaced).
+    let one = tempfile::tempdir().expect("temp dir");
+    let schema = "CREATE NODE TABLE Item (id BIGINT PRIMARY KEY, v BIGINT)";
+    let db = Database::open(DbConfig::local(one.path()))
+        .await
+        .expect("open");
+    db.execute(&format!(
+        "{schema}; UNWIND range(1, {commits}) AS i CREATE (:Item {{id: i, v: i}})"
+    ))
+    .await
+    .expect("one commit");
+    db.shutdown().await;
+    let expected = (commits as i64) * (commits as i64 + 1) / 2;
+    let scan_one = cold_scan(one.path(), None, 10, expected).await;
+    let which = std::env::var("BENCH_RETENTION").unwrap_or_default();
+    assert!(
+        keep_dir.is_none() || !which.is_empty(),
+        "BENCH_MANY_DIR keeps one database: set BENCH_RETENTION too"
+    );
+    for (retention_name, retention) in [
+        (
+            "a week (default)",
+            contextdb_engine::DEFAULT_SNAPSHOT_RETENTION,
+        ),
+        ("none", Duration::ZERO),
+    ]
+    .into_iter()
+    .filter(|(name, _)| which.is_empty() || name.starts_with(which.as_str()))
+    {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let many = keep_dir.unwrap_or(temp.path());
+        let existing = many.join("raft").exists();
+        let config = || DbConfig::local(many).with_snapshot_retention(retention);
+        let db = Arc::new(Database::open(config()).await.expect("open"));
+        let start = Instant::now();
+        if !existing {
             db.execute(schema).await.expect("schema");
-            let start = Instant::now();
             for i in 1..=commits {
                 db.execute(&format!("CREATE (:Item {{id: {i}, v: {i}}})"))
                     .await
                     .expect("commit");
             }
-            let commit_time = start.elapsed();
-            let current = db
-                .execute(
-                    "SELECT data_files FROM system.snapshots WHERE table_name = 'Item' AND is_current",
-                )
-                .await
-                .expect("files");
-            let files = arrow::compute::cast(current[0].batches[0].column(0), &DataType::Int64)
-                .expect("cast");
-            let files = files.as_primitive::<Int64Type>().value(0);
-            let snapshots = db
-                .execute("SELECT count(*) FROM system.snapshots WHERE table_name = 'Item'")
-                .await
-                .expect("snapshots");
-            let snapshots = arrow::compute::cast(snapshots[0].batches[0].column(0), &DataType::Int64)
-                .expect("cast");
-            let snapshots = snapshots.as_primitive::<Int64Type>().value(0);
-            db.shutdown().await;
-            let scan_many = cold_scan(many.path(), Some(retention), 10, expected).await;
-            println!(
-                "{commits} single-row commits, retention {retention_name}, in {:.1} s ({:?} \
+        }
+        let commit_time = start.elapsed();
+        let current = db
+            .execute(
+                "SELECT data_files FROM system.snapshots WHERE table_name = 'Item' AND is_current",
+            )
+            .await
+            .expect("files");
+        let files =
+            arrow::compute::cast(current[0].batches[0].column(0), &DataType::Int64).expect("cast");
+        let files = files.as_primitive::<Int64Type>().value(0);
+        let snapshots = db
+            .execute("SELECT count(*) FROM system.snapshots WHERE table_name = 'Item'")
+            .await
+            .expect("snapshots");
+        let snapshots = arrow::compute::cast(snapshots[0].batches[0].column(0), &DataType::Int64)
+            .expect("cast");
+        let snapshots = snapshots.as_primitive::<Int64Type>().value(0);
+        db.shutdown().await;
+        let scan_many = cold_scan(many, Some(retention), 10, expected).await;
+        println!(
+            "{commits} single-row commits, retention {retention_name}, in {:.1} s ({:?} \
                  each), {files} data files and {snapshots} snapshots after them; cold scan \
                  median {scan_many:?} against {scan_one:?} for one commit, ratio {:.2}x \
                  (target <= 1.5x)",
-                commit_time.as_secs_f64(),
-                commit_time / commits as u32,
-                scan_many.as_secs_f64() / scan_one.as_secs_f64()
-            );
-        }
-    });
+            commit_time.as_secs_f64(),
+            commit_time / commits as u32,
+            scan_many.as_secs_f64() / scan_one.as_secs_f64()
+        );
+    }
 }

@@ -70,6 +70,8 @@ pub struct FileSpan {
     pub path: String,
     pub start: usize,
     pub len: usize,
+    /// Memory of the file's rows and ids (shared with the tier's entry for the file).
+    pub bytes: usize,
 }
 
 /// One table snapshot in memory.
@@ -162,10 +164,16 @@ impl<V: Clone> Layered<V> {
     }
 
     /// Estimated heap bytes, with `per_entry` bytes of heap beside each entry (without
-    /// walking the entries: this is asked often).
-    fn bytes(&self, per_entry: usize) -> usize {
+    /// walking the entries: this is asked often). A base shared with a map already counted
+    /// (its address in `seen`) counts once.
+    fn bytes(&self, per_entry: usize, seen: &mut HashSet<usize>) -> usize {
         const ENTRY: usize = std::mem::size_of::<Key>() + 16;
-        (self.base.capacity() + self.delta.capacity()) * (ENTRY + per_entry)
+        let base = if seen.insert(Arc::as_ptr(&self.base) as *const () as usize) {
+            self.base.capacity()
+        } else {
+            0
+        };
+        (base + self.delta.capacity()) * (ENTRY + per_entry)
     }
 }
 
@@ -191,6 +199,10 @@ const MAX_PREFIX_SNAPSHOTS: usize = 32;
 pub const MAX_PROPERTY_INDEXES: usize = 16;
 
 impl TableData {
+    fn uuid(&self) -> String {
+        self.table.metadata().uuid().to_string()
+    }
+
     pub fn schema(&self) -> SchemaRef {
         self.rows.schema().clone()
     }
@@ -276,19 +288,24 @@ impl TableData {
         index
     }
 
-    /// Memory held: rows and ids, and the key and property indexes built so far (estimated
-    /// per entry).
+    /// Memory held: rows and ids, and the key and property indexes built so far.
     pub fn bytes(&self) -> usize {
+        self.files.iter().map(|f| f.bytes).sum::<usize>() + self.index_bytes(&mut HashSet::new())
+    }
+
+    /// Memory of the key and property indexes built so far (estimated per entry), leaving
+    /// out index layers already in `seen`. The rows are the data files' ([`FileSpan::bytes`]).
+    fn index_bytes(&self, seen: &mut HashSet<usize>) -> usize {
         let keys = match self.key_index.get() {
-            Some(Ok(index)) => index.bytes(0),
+            Some(Ok(index)) => index.bytes(0, seen),
             _ => 0,
         };
         let properties: usize = self
             .property_indexes
             .lock()
-            .map(|indexes| indexes.values().flatten().map(|i| i.bytes(8)).sum())
+            .map(|indexes| indexes.values().flatten().map(|i| i.bytes(8, seen)).sum())
             .unwrap_or(0);
-        self.rows.memory_size() + keys + properties
+        keys + properties
     }
 
     /// Rows `start..start + len` with their ids in the hidden column, as writers store them.
@@ -319,16 +336,84 @@ struct Entries {
 }
 
 impl Entries {
+    /// Memory held, each shared part counted once: snapshots of a table share the chunks of
+    /// the data files they have in common (and those of the file entries), the base layers
+    /// of their indexes, and adjacency reused across snapshots.
     fn used_bytes(&self) -> usize {
-        self.files.values().map(|(_, b, _)| *b).sum::<usize>()
-            + self.tables.values().map(|(t, _)| t.bytes()).sum::<usize>()
-            + self
-                .adjacency
-                .values()
-                .map(|(a, _, d)| a.heap_bytes() + d.len() * std::mem::size_of::<Key>())
-                .sum::<usize>()
+        let mut files: HashSet<(&str, i32)> = HashSet::with_capacity(self.files.len());
+        let mut bytes = 0;
+        for ((path, schema_id), (_, b, _)) in &self.files {
+            files.insert((path, *schema_id));
+            bytes += b;
+        }
+        let mut seen = HashSet::new();
+        for (t, _) in self.tables.values() {
+            let schema_id = t.table.metadata().current_schema_id();
+            for span in &t.files {
+                if files.insert((&span.path, schema_id)) {
+                    bytes += span.bytes;
+                }
+            }
+            bytes += t.index_bytes(&mut seen);
+        }
+        for (a, _, d) in self.adjacency.values() {
+            if seen.insert(Arc::as_ptr(a) as usize) {
+                bytes += a.heap_bytes();
+            }
+            bytes += d.len() * std::mem::size_of::<Key>();
+        }
+        bytes
+    }
+
+    /// Drops all but the [`SNAPSHOTS_PER_TABLE`] most recently used snapshots of table
+    /// `uuid`, the file entries only the dropped ones read, and all but as many adjacency
+    /// entries of it as an edge table; returns whether anything went.
+    fn keep_recent(&mut self, uuid: &str) -> bool {
+        let mut snapshots: Vec<(u64, Option<i64>)> = self
+            .tables
+            .iter()
+            .filter(|((u, _), _)| u == uuid)
+            .map(|((_, s), (_, used))| (*used, *s))
+            .collect();
+        let mut adjacency: Vec<(u64, AdjacencyKey)> = self
+            .adjacency
+            .iter()
+            .filter(|(k, _)| k.0 == uuid)
+            .map(|(k, (_, used, _))| (*used, k.clone()))
+            .collect();
+        if snapshots.len() <= SNAPSHOTS_PER_TABLE && adjacency.len() <= SNAPSHOTS_PER_TABLE {
+            return false;
+        }
+        snapshots.sort_unstable_by_key(|(used, _)| std::cmp::Reverse(*used));
+        let mut dropped_files = HashSet::new();
+        for (_, snapshot) in snapshots.iter().skip(SNAPSHOTS_PER_TABLE) {
+            if let Some((t, _)) = self.tables.remove(&(uuid.to_string(), *snapshot)) {
+                let schema_id = t.table.metadata().current_schema_id();
+                dropped_files.extend(t.files.iter().map(|f| (f.path.clone(), schema_id)));
+            }
+        }
+        for (t, _) in self.tables.values().filter(|(t, _)| t.uuid() == uuid) {
+            let schema_id = t.table.metadata().current_schema_id();
+            for f in &t.files {
+                dropped_files.remove(&(f.path.clone(), schema_id));
+            }
+        }
+        for file in &dropped_files {
+            self.files.remove(file);
+        }
+        adjacency.sort_unstable_by_key(|(used, _)| std::cmp::Reverse(*used));
+        for (_, key) in adjacency.iter().skip(SNAPSHOTS_PER_TABLE) {
+            self.adjacency.remove(key);
+        }
+        true
     }
 }
+
+/// Snapshots of one table the tier keeps (most recently used first), and as many adjacency
+/// entries per edge table: enough for a writer's snapshot, the one it commits, and readers a
+/// little behind. Older ones are read again if asked for; keeping every snapshot a stream of
+/// commits leaves behind would make each lookup and budget check slower as they pile up.
+pub const SNAPSHOTS_PER_TABLE: usize = 4;
 
 /// What the hot tier holds: for monitoring, and for tests of what a statement loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,6 +422,8 @@ pub struct HotTierStats {
     pub used_bytes: usize,
     /// Tables with rows in memory (any snapshot), by name.
     pub tables: Vec<String>,
+    /// Table snapshots held (at most [`SNAPSHOTS_PER_TABLE`] per table).
+    pub snapshots: usize,
     /// Key indexes and adjacency built from scratch since the database opened (not those
     /// extended or reused from an earlier snapshot): what a write made the reads after it redo.
     pub key_index_builds: u64,
@@ -416,6 +503,7 @@ impl Cache {
             budget_bytes: self.budget_bytes,
             used_bytes: e.used_bytes(),
             tables,
+            snapshots: e.tables.len(),
             key_index_builds: self.builds.key_indexes.load(Ordering::Relaxed),
             adjacency_builds: self.builds.adjacency.load(Ordering::Relaxed),
         }
@@ -455,7 +543,10 @@ impl Cache {
         let mut e = self.lock();
         e.clock += 1;
         let clock = e.clock;
-        e.tables.insert(key, (data.clone(), clock));
+        e.tables.insert(key.clone(), (data.clone(), clock));
+        if e.keep_recent(&key.0) {
+            self.evictions.fetch_add(1, Ordering::AcqRel);
+        }
         drop(e);
         self.evict();
         Ok(data)
@@ -533,13 +624,19 @@ impl Cache {
             futures::pin_mut!(read);
             while let Some((path, file_chunks)) = futures::TryStreamExt::try_next(&mut read).await?
             {
-                let mut len = 0;
+                let (mut len, mut bytes) = (0, 0);
                 for (b, i) in file_chunks.iter() {
                     len += b.num_rows();
+                    bytes += b.get_array_memory_size() + i.get_array_memory_size();
                     chunks.push(b.clone());
                     ids.push(i.clone());
                 }
-                files.push(FileSpan { path, start, len });
+                files.push(FileSpan {
+                    path,
+                    start,
+                    len,
+                    bytes,
+                });
                 per_file.push(file_chunks);
                 start += len;
             }
@@ -728,8 +825,12 @@ impl Cache {
                     let mut e = self.lock();
                     e.clock += 1;
                     let clock = e.clock;
+                    let edge_uuid = key.0.clone();
                     e.adjacency
                         .insert(key, (adjacency.clone(), clock, dangling.clone()));
+                    if e.keep_recent(&edge_uuid) {
+                        self.evictions.fetch_add(1, Ordering::AcqRel);
+                    }
                     return Ok(adjacency);
                 }
             }
@@ -773,8 +874,12 @@ impl Cache {
         let mut e = self.lock();
         e.clock += 1;
         let clock = e.clock;
+        let edge_uuid = key.0.clone();
         e.adjacency
             .insert(key, (adjacency.clone(), clock, Arc::new(dangling)));
+        if e.keep_recent(&edge_uuid) {
+            self.evictions.fetch_add(1, Ordering::AcqRel);
+        }
         drop(e);
         self.evict();
         Ok(adjacency)

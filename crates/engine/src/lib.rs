@@ -27,7 +27,7 @@ mod session;
 mod sql;
 mod write;
 
-pub use cache::{DEFAULT_CACHE_BYTES, HotTierStats};
+pub use cache::{DEFAULT_CACHE_BYTES, HotTierStats, SNAPSHOTS_PER_TABLE};
 pub use database::{DEFAULT_SNAPSHOT_RETENTION, Database, DbConfig, StorageKind, repair_log};
 pub use error::{Error, ErrorKind, Result};
 pub use maintenance::EXPIRE_BATCH_SNAPSHOTS;

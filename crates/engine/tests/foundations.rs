@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
-use contextdb_engine::{Database, DbConfig, ErrorKind};
+use contextdb_engine::{Database, DbConfig, ErrorKind, SNAPSHOTS_PER_TABLE};
 
 /// Two node tables with a relationship type between them, and a third table nobody reads.
 const SCHEMA: &str = "
@@ -401,6 +401,60 @@ async fn appends_extend_indexes_and_adjacency_correctly() {
         count(&db, "MATCH (p:P {tag: 'a'}) RETURN count(*)").await,
         39
     );
+    db.shutdown().await;
+}
+
+/// A stream of commits leaves a snapshot behind for each; the tier keeps a few per table and
+/// counts what they share once, so neither its bookkeeping nor its reported memory grows
+/// with the number of commits.
+#[tokio::test]
+async fn the_hot_tier_keeps_few_snapshots_and_counts_shared_rows_once() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path()).await;
+    // Without compaction every snapshot below shares all but its newest data file.
+    let config = DbConfig {
+        auto_compact: false,
+        ..DbConfig::local(dir.path())
+    };
+    let db = Database::open(config).await.unwrap();
+    let books = "MATCH (b:Book) RETURN count(*)";
+    assert_eq!(count(&db, books).await, 1991);
+    let create = |i: usize| {
+        format!(
+            "CREATE (:Book {{id: {}, title: 't', blurb: 'b'}})",
+            5000 + i
+        )
+    };
+    db.execute(&create(0)).await.unwrap();
+    assert_eq!(count(&db, books).await, 1992);
+    let two = db.hot_tier();
+    assert_eq!(two.snapshots, 2, "{two:?}");
+    for i in 1..=3 * SNAPSHOTS_PER_TABLE {
+        db.execute(&create(i)).await.unwrap();
+        assert_eq!(count(&db, books).await, 1992 + i as i64);
+    }
+    let many = db.hot_tier();
+    assert_eq!(many.snapshots, SNAPSHOTS_PER_TABLE, "{many:?}");
+    assert_eq!(many.tables, vec!["Book"]);
+    // Rows, ids and the key index's base are shared: the tier holds little more than one
+    // snapshot's worth.
+    assert!(
+        many.used_bytes < two.used_bytes + two.used_bytes / 4,
+        "{} snapshots count {} bytes, two counted {}",
+        many.snapshots,
+        many.used_bytes,
+        two.used_bytes
+    );
+    // A time-travel read of a snapshot no longer held loads it again.
+    let first = count(
+        &db,
+        "SELECT snapshot_id FROM system.snapshots WHERE table_name = 'Book' \
+         ORDER BY committed_at LIMIT 1",
+    )
+    .await;
+    let at_first = format!("AT SNAPSHOT {first} MATCH (b:Book) RETURN count(*)");
+    assert_eq!(count(&db, &at_first).await, 1);
+    assert_eq!(db.hot_tier().snapshots, SNAPSHOTS_PER_TABLE);
     db.shutdown().await;
 }
 
