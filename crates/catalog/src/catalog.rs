@@ -353,8 +353,42 @@ impl RaftCatalog {
     ///
     /// Returns the committed tables in the order in which they first appear in `changes`.
     pub async fn commit_changes(&self, changes: Vec<TableChange>) -> Result<Vec<Table>> {
+        self.commit_changes_creating(Vec::new(), changes).await
+    }
+
+    /// [`RaftCatalog::commit_changes`] that also creates the tables `created` (from
+    /// [`RaftCatalog::stage_create_table`]), in the same log entry: a table and its first
+    /// data become visible together, or neither does. Each must still not exist.
+    pub async fn commit_changes_creating(
+        &self,
+        created: Vec<Table>,
+        changes: Vec<TableChange>,
+    ) -> Result<Vec<Table>> {
         let mut order: Vec<TableIdent> = Vec::new();
         let mut grouped: HashMap<TableIdent, Vec<TableChange>> = HashMap::new();
+        let mut staged: HashMap<TableIdent, String> = HashMap::new();
+        for table in &created {
+            let location = table.metadata_location().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("staged table {} has no metadata file", table.identifier()),
+                )
+            })?;
+            if staged
+                .insert(table.identifier().clone(), location.to_string())
+                .is_some()
+            {
+                return Err(Error::new(
+                    ErrorKind::DataInvalid,
+                    format!(
+                        "table {} is created twice in one commit",
+                        table.identifier()
+                    ),
+                ));
+            }
+            order.push(table.identifier().clone());
+            grouped.insert(table.identifier().clone(), Vec::new());
+        }
         for change in changes {
             if !grouped.contains_key(&change.ident) {
                 order.push(change.ident.clone());
@@ -367,20 +401,28 @@ impl RaftCatalog {
         if order.is_empty() {
             return Ok(Vec::new());
         }
-        // Every base pointer is read at one applied index.
-        let bases: Vec<Option<String>> = {
+        // Every base pointer is read at one applied index. A created table's base is its
+        // staged metadata, and its pointer must not exist yet.
+        let bases: Vec<(Option<String>, bool)> = {
             let applied = self.shared.read();
             order
                 .iter()
-                .map(|ident| applied.catalog.table_location(ident).map(str::to_string))
+                .map(|ident| match staged.get(ident) {
+                    Some(location) => (Some(location.clone()), true),
+                    None => (
+                        applied.catalog.table_location(ident).map(str::to_string),
+                        false,
+                    ),
+                })
                 .collect()
         };
-        let prepared =
-            futures::future::join_all(order.into_iter().zip(bases).map(|(ident, base)| {
+        let prepared = futures::future::join_all(order.into_iter().zip(bases).map(
+            |(ident, (base, creating))| {
                 let changes = grouped.remove(&ident).expect("every ident has changes");
-                self.prepare_table_commit(ident, base, changes)
-            }))
-            .await;
+                self.prepare_table_commit(ident, base, creating, changes)
+            },
+        ))
+        .await;
         let mut tables = Vec::with_capacity(prepared.len());
         let mut swaps = Vec::with_capacity(prepared.len());
         let mut written = Vec::new();
@@ -397,6 +439,8 @@ impl RaftCatalog {
                 }
             }
         }
+        // On failure the staged tables' first metadata files go too: nothing will use them.
+        written.extend(staged.into_values());
         if let Some(e) = first_error {
             self.delete_unreferenced(written).await;
             return Err(e);
@@ -411,13 +455,59 @@ impl RaftCatalog {
         }
     }
 
+    /// Writes the first metadata file of a new table without making the table visible (the
+    /// checks of `create_table` apply now and again when it is committed). Pass the table to
+    /// [`RaftCatalog::commit_changes_creating`] to create it with its first changes; one never
+    /// committed leaves only that file behind, which VACUUM removes.
+    pub async fn stage_create_table(
+        &self,
+        namespace: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> Result<Table> {
+        let ident = TableIdent::new(namespace.clone(), creation.name.clone());
+        if ident.name.is_empty() {
+            return Err(Error::new(
+                ErrorKind::DataInvalid,
+                "table name must not be empty",
+            ));
+        }
+        let namespace_properties = {
+            let applied = self.shared.read();
+            if applied.catalog.table_location(&ident).is_some() {
+                return Err(rejection_error(Rejection::TableAlreadyExists { ident }));
+            }
+            applied
+                .catalog
+                .namespace_properties(namespace)
+                .ok_or_else(|| Self::namespace_not_found(namespace))?
+        };
+        let location = match &creation.location {
+            Some(location) => location.clone(),
+            None => self.default_table_location(namespace, &namespace_properties, &ident.name),
+        };
+        let creation = TableCreation {
+            location: Some(location.clone()),
+            ..creation
+        };
+        let metadata = TableMetadataBuilder::from_table_creation(creation)?
+            .build()?
+            .metadata;
+        let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
+        metadata.write_to(&self.file_io, &metadata_location).await?;
+        let metadata_location = metadata_location.to_string();
+        self.build_table(ident, metadata_location, metadata)
+    }
+
     /// Checks and applies one table's changes and writes its new metadata file.
     async fn prepare_table_commit(
         &self,
         ident: TableIdent,
         base_location: Option<String>,
+        creating: bool,
         changes: Vec<TableChange>,
     ) -> Result<PreparedTable> {
+        // A created table's pointer must not exist when the commit applies.
+        let expected = |base: &str| (!creating).then(|| base.to_string());
         let Some(base_location) = base_location else {
             for requirement in changes.iter().flat_map(|change| &change.requirements) {
                 requirement.check(None)?;
@@ -435,7 +525,7 @@ impl RaftCatalog {
         else {
             let swap = PointerSwap {
                 ident,
-                expected: Some(base_location.clone()),
+                expected: expected(&base_location),
                 new_location: base_location,
             };
             return Ok(PreparedTable {
@@ -452,7 +542,7 @@ impl RaftCatalog {
             table,
             swap: PointerSwap {
                 ident,
-                expected: Some(base_location),
+                expected: expected(&base_location),
                 new_location: new_location.clone(),
             },
             written: Some(new_location),
@@ -746,40 +836,14 @@ impl Catalog for RaftCatalog {
         namespace: &NamespaceIdent,
         creation: TableCreation,
     ) -> Result<Table> {
-        let ident = TableIdent::new(namespace.clone(), creation.name.clone());
-        if ident.name.is_empty() {
-            return Err(Error::new(
-                ErrorKind::DataInvalid,
-                "table name must not be empty",
-            ));
-        }
-        let namespace_properties = {
-            let applied = self.shared.read();
-            if applied.catalog.table_location(&ident).is_some() {
-                return Err(rejection_error(Rejection::TableAlreadyExists { ident }));
-            }
-            applied
-                .catalog
-                .namespace_properties(namespace)
-                .ok_or_else(|| Self::namespace_not_found(namespace))?
-        };
-        let location = match &creation.location {
-            Some(location) => location.clone(),
-            None => self.default_table_location(namespace, &namespace_properties, &ident.name),
-        };
-        let creation = TableCreation {
-            location: Some(location.clone()),
-            ..creation
-        };
-        let metadata = TableMetadataBuilder::from_table_creation(creation)?
-            .build()?
-            .metadata;
-        let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
-        metadata.write_to(&self.file_io, &metadata_location).await?;
-        let metadata_location = metadata_location.to_string();
+        let staged = self.stage_create_table(namespace, creation).await?;
+        let metadata_location = staged
+            .metadata_location()
+            .expect("a staged table has its metadata file")
+            .to_string();
         let outcome = self
             .propose(Command::CreateTable {
-                ident: ident.clone(),
+                ident: staged.identifier().clone(),
                 metadata_location: metadata_location.clone(),
             })
             .await?;
@@ -787,7 +851,7 @@ impl Catalog for RaftCatalog {
             self.delete_unreferenced(vec![metadata_location]).await;
             return Err(rejection_error(rejection));
         }
-        self.build_table(ident, metadata_location, metadata)
+        Ok(staged)
     }
 
     async fn load_table(&self, ident: &TableIdent) -> Result<Table> {

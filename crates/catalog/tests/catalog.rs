@@ -860,3 +860,93 @@ async fn snapshots_bound_the_log_and_survive_restart() {
     );
     catalog.shutdown().await;
 }
+
+/// A staged table is invisible until the commit that creates it, which can carry its first
+/// changes and other tables' changes: all of it applies in one log entry, or none of it.
+#[tokio::test]
+async fn staged_creation_commits_with_its_first_changes() {
+    let dir = TempDir::new().unwrap();
+    let file_io = FileIO::new_with_memory();
+    let catalog = RaftCatalog::open(memory_config(&dir, &file_io))
+        .await
+        .unwrap();
+    catalog
+        .create_namespace(&ns("main"), HashMap::new())
+        .await
+        .unwrap();
+    let existing = create_table(&catalog, "main", "Existing").await;
+    let creation = |name: &str| {
+        TableCreation::builder()
+            .name(name.to_string())
+            .schema(schema())
+            .build()
+    };
+    let staged = catalog
+        .stage_create_table(&ns("main"), creation("New"))
+        .await
+        .unwrap();
+    assert!(!catalog.table_exists(&ident("main", "New")).await.unwrap());
+    let set = |table: &Table, key: &str| TableChange {
+        ident: table.identifier().clone(),
+        requirements: vec![TableRequirement::UuidMatch {
+            uuid: table.metadata().uuid(),
+        }],
+        updates: vec![iceberg::TableUpdate::SetProperties {
+            updates: HashMap::from([(key.to_string(), "yes".to_string())]),
+        }],
+    };
+
+    // A conflict on the other table: the new one is not created either.
+    let stale = TableChange {
+        requirements: vec![TableRequirement::UuidMatch {
+            uuid: uuid_other_than(existing.metadata().uuid()),
+        }],
+        ..set(&existing, "touched")
+    };
+    let error = catalog
+        .commit_changes_creating(vec![staged.clone()], vec![set(&staged, "filled"), stale])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::CatalogCommitConflicts, "{error}");
+    assert!(!catalog.table_exists(&ident("main", "New")).await.unwrap());
+
+    let staged = catalog
+        .stage_create_table(&ns("main"), creation("New"))
+        .await
+        .unwrap();
+    let before = catalog.applied_index();
+    let committed = catalog
+        .commit_changes_creating(
+            vec![staged.clone()],
+            vec![set(&staged, "filled"), set(&existing, "touched")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(catalog.applied_index(), before + 1, "one log entry");
+    assert_eq!(committed.len(), 2);
+    assert_eq!(
+        property(&*catalog, &ident("main", "New"), "filled")
+            .await
+            .as_deref(),
+        Some("yes")
+    );
+    assert_eq!(
+        property(&*catalog, &ident("main", "Existing"), "touched")
+            .await
+            .as_deref(),
+        Some("yes")
+    );
+
+    // Creating a table that exists by now is refused, whoever created it.
+    let twice = catalog
+        .stage_create_table(&ns("main"), creation("Late"))
+        .await
+        .unwrap();
+    create_table(&catalog, "main", "Late").await;
+    let error = catalog
+        .commit_changes_creating(vec![twice], vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::CatalogCommitConflicts, "{error}");
+    catalog.shutdown().await;
+}

@@ -470,6 +470,8 @@ pub struct ColumnDef {
     pub name: Ident,
     pub data_type: DataType,
     pub primary_key: bool,
+    /// `DEFAULT literal`: the value a write that leaves the column out stores.
+    pub default: Option<Literal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

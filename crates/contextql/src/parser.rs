@@ -351,6 +351,7 @@ fn readable(rule: Rule) -> Option<&'static str> {
         column_def => "column name",
         primary_key_constraint | column_primary_key | kw_primary => "PRIMARY KEY",
         kw_key => "KEY",
+        column_default | kw_default => "DEFAULT",
         if_not_exists | if_exists | kw_if => "IF",
         kw_exists => "EXISTS",
         edge_endpoints | kw_from => "FROM",

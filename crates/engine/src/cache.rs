@@ -746,12 +746,10 @@ impl Cache {
         table: &Table,
         snapshot_id: Option<i64>,
     ) -> Result<Vec<iceberg::scan::FileScanTask>> {
-        use futures::TryStreamExt;
         let Some(id) = snapshot_id else {
             return Ok(vec![]);
         };
-        let scan = table.scan().snapshot_id(id).select_all().build()?;
-        let mut tasks: Vec<_> = scan.plan_files().await?.try_collect().await?;
+        let mut tasks = table_io::plan_tasks(table, id, None, None).await?;
         // In manifest order, so a snapshot after appends starts with the files (and rows) of
         // the one before it, and what that one built can be extended.
         let order: HashMap<String, usize> = table_io::data_files(table, id)

@@ -225,6 +225,16 @@ impl Database {
         &self,
         at: Option<&ast::TimeTravel>,
     ) -> Result<Arc<Snapshot>> {
+        self.snapshot_unloaded_with(at, Vec::new()).await
+    }
+
+    /// [`Database::snapshot_unloaded`] that also holds tables staged by this statement (not
+    /// yet in the catalog), for the statement to write their first rows.
+    pub(crate) async fn snapshot_unloaded_with(
+        &self,
+        at: Option<&ast::TimeTravel>,
+        staged: Vec<Table>,
+    ) -> Result<Arc<Snapshot>> {
         let mut loaded = Vec::new();
         for (ident, location) in self.catalog.table_locations().await {
             if ident.namespace() == &self.namespace {
@@ -237,6 +247,7 @@ impl Database {
             .lock()
             .expect("metadata cache lock")
             .retain(|ident, _| loaded.iter().any(|(i, _)| i == ident));
+        loaded.extend(staged.into_iter().map(|t| (t.identifier().clone(), t)));
         let as_of_ms = match at {
             None => None,
             Some(ast::TimeTravel::Timestamp(ts)) => Some(check_in_range(
@@ -532,7 +543,17 @@ impl Database {
     /// Commits data and schema changes of several tables as one catalog log entry.
     /// The caller holds the write lock; tables left with many small files are compacted.
     pub(crate) async fn commit(&self, changes: Vec<TableChange>) -> Result<()> {
-        if changes.is_empty() {
+        self.commit_creating(Vec::new(), changes).await
+    }
+
+    /// [`Database::commit`] that also creates the staged tables `created` (`ddl::stage`) in
+    /// the same log entry.
+    pub(crate) async fn commit_creating(
+        &self,
+        created: Vec<Table>,
+        changes: Vec<TableChange>,
+    ) -> Result<()> {
+        if changes.is_empty() && created.is_empty() {
             return Ok(());
         }
         let mut names: Vec<String> = changes
@@ -541,7 +562,9 @@ impl Database {
             .map(|c| c.ident.name().to_string())
             .collect();
         names.dedup();
-        self.catalog.commit_changes(changes).await?;
+        self.catalog
+            .commit_changes_creating(created, changes)
+            .await?;
         crate::maintenance::after_commit(self, &names).await;
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Graph DDL (CREATE/DROP NODE TABLE, EDGE TABLE, VECTOR INDEX) and bulk loading.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use arrow::array::RecordBatch;
@@ -85,20 +85,47 @@ pub(crate) async fn create(
     name: &str,
     columns: Vec<(String, ast::DataType, bool)>,
     info: TableInfo,
+    defaults: &HashMap<String, iceberg::spec::Literal>,
 ) -> Result<()> {
-    let schema = iceberg_schema(&columns)?;
+    let creation = creation(db, name, &columns, &info, defaults).await?;
+    db.catalog.create_table(&db.namespace, creation).await?;
+    Ok(())
+}
+
+/// Like [`create`], but the table stays invisible until a commit creates it together with
+/// its first data (`Database::commit_creating`): a statement's DDL and data commit together.
+pub(crate) async fn stage(
+    db: &Database,
+    name: &str,
+    columns: Vec<(String, ast::DataType, bool)>,
+    info: TableInfo,
+    defaults: &HashMap<String, iceberg::spec::Literal>,
+) -> Result<iceberg::table::Table> {
+    let creation = creation(db, name, &columns, &info, defaults).await?;
+    Ok(db
+        .catalog
+        .stage_create_table(&db.namespace, creation)
+        .await?)
+}
+
+async fn creation(
+    db: &Database,
+    name: &str,
+    columns: &[(String, ast::DataType, bool)],
+    info: &TableInfo,
+    defaults: &HashMap<String, iceberg::spec::Literal>,
+) -> Result<TableCreation> {
+    let schema = crate::schema::with_write_defaults(iceberg_schema(columns)?, defaults)?;
     let mut properties = info.properties();
     properties.insert(
         table_io::PROP_TABLE_NUMBER.to_string(),
         next_table_number(db).await?.to_string(),
     );
-    let creation = TableCreation::builder()
+    Ok(TableCreation::builder()
         .name(name.to_string())
         .schema(schema)
         .properties(properties)
-        .build();
-    db.catalog.create_table(&db.namespace, creation).await?;
-    Ok(())
+        .build())
 }
 
 /// For CREATE ... [IF NOT EXISTS] of a table that exists: the statement's answer.
@@ -173,8 +200,31 @@ pub async fn create_node_table(db: &Database, c: &ast::CreateNodeTable) -> Resul
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    create(db, &c.name.name, columns, info).await?;
+    create(db, &c.name.name, columns, info, &defaults(&c.columns)?).await?;
     Ok(message(Language::ContextQL, "node table created"))
+}
+
+/// The `DEFAULT`s of ContextQL column definitions, as Iceberg write-defaults.
+fn defaults(columns: &[ast::ColumnDef]) -> Result<HashMap<String, iceberg::spec::Literal>> {
+    use datafusion::common::ScalarValue;
+    let mut out = HashMap::new();
+    for col in columns {
+        let Some(value) = &col.default else {
+            continue;
+        };
+        let value = match value {
+            ast::Literal::Null => ScalarValue::Null,
+            ast::Literal::Bool(b) => ScalarValue::Boolean(Some(*b)),
+            ast::Literal::Integer(i) => ScalarValue::Int64(Some(*i)),
+            ast::Literal::Float(f) => ScalarValue::Float64(Some(*f)),
+            ast::Literal::String(s) => ScalarValue::Utf8(Some(s.clone())),
+        };
+        let name = &col.name.name;
+        if let Some(value) = crate::schema::write_default(name, &col.data_type, &value)? {
+            out.insert(name.clone(), value);
+        }
+    }
+    Ok(out)
 }
 
 pub async fn create_edge_table(db: &Database, c: &ast::CreateEdgeTable) -> Result<StatementResult> {
@@ -233,7 +283,7 @@ pub async fn create_edge_table(db: &Database, c: &ast::CreateEdgeTable) -> Resul
         }
         columns.push((col.name.name.clone(), col.data_type.clone(), false));
     }
-    create(db, &c.name.name, columns, info).await?;
+    create(db, &c.name.name, columns, info, &defaults(&c.columns)?).await?;
     Ok(message(Language::ContextQL, "edge table created"))
 }
 
@@ -512,7 +562,7 @@ pub async fn evolve(db: &Database, snapshot: &Snapshot, need: SchemaNeed) -> Res
             let mut info = TableInfo::from_properties(&label, &Default::default());
             info.kind = TableKind::Node;
             info.primary_key = Some(GENERATED_KEY.to_string());
-            create(db, &label, all, info).await
+            create(db, &label, all, info, &HashMap::new()).await
         }
         SchemaNeed::EdgeTable {
             rel_type,
@@ -548,7 +598,7 @@ pub async fn evolve(db: &Database, snapshot: &Snapshot, need: SchemaNeed) -> Res
             info.from = Some(from);
             info.to = Some(to);
             info.rel_type = Some(rel_type);
-            create(db, &name, all, info).await
+            create(db, &name, all, info, &HashMap::new()).await
         }
         SchemaNeed::Columns { table, columns } => {
             let current = snapshot

@@ -72,9 +72,10 @@ impl StatementWrites {
     }
 }
 
-/// A table of the statement's snapshot, as SQL sees it.
+/// A table of the statement's snapshot, as SQL sees it, with its columns' defaults (which
+/// DataFusion puts in an INSERT's missing columns).
 #[derive(Debug)]
-pub(crate) struct SnapshotTable(Target);
+pub(crate) struct SnapshotTable(Target, HashMap<String, Expr>);
 
 impl fmt::Debug for StatementWrites {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -89,12 +90,26 @@ impl SnapshotTable {
         schema: SchemaRef,
         writes: Arc<StatementWrites>,
     ) -> Self {
-        SnapshotTable(Target {
-            snapshot,
-            name,
-            schema,
-            writes,
-        })
+        let defaults = match snapshot.current.get(&name) {
+            Some(table) => crate::schema::column_defaults(table)
+                .into_iter()
+                .filter_map(|(column, value)| {
+                    let field = schema.field_with_name(&column).ok()?;
+                    let value = value.cast_to(field.data_type()).ok()?;
+                    Some((column, Expr::Literal(value, None)))
+                })
+                .collect(),
+            None => HashMap::new(),
+        };
+        SnapshotTable(
+            Target {
+                snapshot,
+                name,
+                schema,
+                writes,
+            },
+            defaults,
+        )
     }
 
     fn slot(&self) -> DfResult<&TableSlot> {
@@ -196,6 +211,10 @@ impl TableProvider for SnapshotTable {
 
     fn table_type(&self) -> TableType {
         TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.1.get(column)
     }
 
     fn supports_filters_pushdown(
@@ -440,15 +459,7 @@ async fn plan_files(
     names: &[String],
     predicate: Option<Predicate>,
 ) -> iceberg::Result<Vec<FileScanTask>> {
-    let mut scan = table
-        .scan()
-        .snapshot_id(snapshot_id)
-        .select(names.iter().cloned())
-        .with_batch_size(Some(table_io::SCAN_BATCH_ROWS));
-    if let Some(p) = predicate {
-        scan = scan.with_filter(p);
-    }
-    scan.build()?.plan_files().await?.try_collect().await
+    table_io::plan_tasks(table, snapshot_id, Some(names), predicate).await
 }
 
 impl DisplayAs for FileScanExec {

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use contextql::ast;
-use iceberg::spec::{ListType, NestedField, PrimitiveType, Schema as IcebergSchema, Type};
+use datafusion::common::ScalarValue;
+use iceberg::spec::{
+    ListType, Literal, NestedField, PrimitiveLiteral, PrimitiveType, Schema as IcebergSchema, Type,
+};
 
 use crate::error::{Error, Result};
 use contextdb_storage::table_io::ROW_ID;
@@ -234,4 +237,132 @@ pub fn ast_type(t: &DataType) -> Result<ast::DataType> {
             return Err(Error::plan(format!("column type {other} is not supported")));
         }
     })
+}
+
+/// A column's `DEFAULT` as the Iceberg field's write-default (the table format's own place
+/// for it, so other Iceberg engines apply it too): `value` cast to the column's type. None
+/// for `DEFAULT NULL`, which is the same as no default.
+pub fn write_default(
+    column: &str,
+    t: &ast::DataType,
+    value: &ScalarValue,
+) -> Result<Option<Literal>> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let to = match t {
+        ast::DataType::Boolean => DataType::Boolean,
+        ast::DataType::Int32 => DataType::Int32,
+        ast::DataType::Int64 => DataType::Int64,
+        ast::DataType::Float32 => DataType::Float32,
+        ast::DataType::Float64 => DataType::Float64,
+        ast::DataType::String => DataType::Utf8,
+        ast::DataType::Date => DataType::Date32,
+        ast::DataType::Timestamp => {
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None)
+        }
+        ast::DataType::Vector(_) | ast::DataType::List(_) => {
+            return Err(Error::plan(format!(
+                "column `{column}`: DEFAULT is not supported for list and vector columns"
+            )));
+        }
+    };
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let cast = value.cast_to_with_options(&to, &options).map_err(|e| {
+        Error::plan(format!(
+            "column `{column}`: the DEFAULT value `{value}` does not cast to {to} ({e})"
+        ))
+    })?;
+    Ok(Some(match cast {
+        ScalarValue::Boolean(Some(v)) => Literal::bool(v),
+        ScalarValue::Int32(Some(v)) => Literal::int(v),
+        ScalarValue::Int64(Some(v)) => Literal::long(v),
+        ScalarValue::Float32(Some(v)) => Literal::float(v),
+        ScalarValue::Float64(Some(v)) => Literal::double(v),
+        ScalarValue::Utf8(Some(v)) => Literal::string(v),
+        ScalarValue::Date32(Some(v)) => Literal::date(v),
+        ScalarValue::TimestampMicrosecond(Some(v), None) => Literal::timestamp(v),
+        other => {
+            return Err(Error::internal(format!(
+                "column `{column}`: DEFAULT cast to {to} gave {other:?}"
+            )));
+        }
+    }))
+}
+
+/// `schema` with each column named in `defaults` given its write-default.
+pub fn with_write_defaults(
+    schema: IcebergSchema,
+    defaults: &HashMap<String, Literal>,
+) -> Result<IcebergSchema> {
+    if defaults.is_empty() {
+        return Ok(schema);
+    }
+    let fields = schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| match defaults.get(&f.name) {
+            Some(value) => Arc::new((**f).clone().with_write_default(value.clone())),
+            None => f.clone(),
+        })
+        .collect::<Vec<_>>();
+    IcebergSchema::builder()
+        .with_schema_id(schema.schema_id())
+        .with_fields(fields)
+        .build()
+        .map_err(|e| Error::plan(format!("invalid table schema: {e}")))
+}
+
+/// The write-defaults of `table`'s current columns as values of their Arrow types. A default
+/// this engine cannot read (written by another one) is left out, with a warning.
+pub fn column_defaults(table: &iceberg::table::Table) -> HashMap<String, ScalarValue> {
+    let mut defaults = HashMap::new();
+    for field in table.metadata().current_schema().as_struct().fields() {
+        let Some(value) = &field.write_default else {
+            continue;
+        };
+        let Type::Primitive(t) = field.field_type.as_ref() else {
+            continue;
+        };
+        let scalar = match (t, value) {
+            (PrimitiveType::Boolean, Literal::Primitive(PrimitiveLiteral::Boolean(v))) => {
+                ScalarValue::Boolean(Some(*v))
+            }
+            (PrimitiveType::Int, Literal::Primitive(PrimitiveLiteral::Int(v))) => {
+                ScalarValue::Int32(Some(*v))
+            }
+            (PrimitiveType::Long, Literal::Primitive(PrimitiveLiteral::Long(v))) => {
+                ScalarValue::Int64(Some(*v))
+            }
+            (PrimitiveType::Float, Literal::Primitive(PrimitiveLiteral::Float(v))) => {
+                ScalarValue::Float32(Some(v.0))
+            }
+            (PrimitiveType::Double, Literal::Primitive(PrimitiveLiteral::Double(v))) => {
+                ScalarValue::Float64(Some(v.0))
+            }
+            (PrimitiveType::String, Literal::Primitive(PrimitiveLiteral::String(v))) => {
+                ScalarValue::Utf8(Some(v.clone()))
+            }
+            (PrimitiveType::Date, Literal::Primitive(PrimitiveLiteral::Int(v))) => {
+                ScalarValue::Date32(Some(*v))
+            }
+            (PrimitiveType::Timestamp, Literal::Primitive(PrimitiveLiteral::Long(v))) => {
+                ScalarValue::TimestampMicrosecond(Some(*v), None)
+            }
+            _ => {
+                tracing::warn!(
+                    table = %table.identifier(),
+                    column = %field.name,
+                    "ignoring a write-default this engine cannot read"
+                );
+                continue;
+            }
+        };
+        defaults.insert(field.name.clone(), scalar);
+    }
+    defaults
 }

@@ -30,7 +30,7 @@ use crate::provider::{SnapshotTable, StatementWrites, assigned_values, check_del
 use crate::route::Language;
 use crate::schema::{DEFAULT_GRAPH, TableInfo, TableKind, ast_type};
 use crate::session::DEFAULT_CATALOG;
-use crate::write::{TableEdits, commit_edits};
+use crate::write::{TableEdits, commit_edits, commit_edits_creating};
 use contextdb_storage::table_io;
 
 fn first_word(text: &str) -> String {
@@ -211,17 +211,21 @@ async fn plan(db: &Database, text: &str) -> Result<Planned> {
                     Ok((f.name().clone(), t, required))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            crate::ddl::create(db, &name, columns, info).await?;
+            let defaults = column_defaults(&c.column_defaults, &columns)?;
+            // The query runs before anything is written, and the table is created in the
+            // commit of its first rows: a failed CREATE TABLE AS leaves nothing behind.
             let batches = ctx
                 .execute_logical_plan((*c.input).clone())
                 .await?
                 .collect()
                 .await?;
-            if batches.iter().any(|b| b.num_rows() > 0) {
-                // CREATE TABLE AS SELECT: the rows go in with the next catalog version.
-                let snapshot = db.snapshot_unloaded(None).await?;
-                snapshot.load([name.as_str()]).await?;
-                let rows = append(db, &snapshot, &name, batches).await?;
+            let staged = crate::ddl::stage(db, &name, columns, info, &defaults).await?;
+            let snapshot = db
+                .snapshot_unloaded_with(None, vec![staged.clone()])
+                .await?;
+            snapshot.load([name.as_str()]).await?;
+            let rows = append(db, &snapshot, &name, batches, vec![staged]).await?;
+            if rows > 0 {
                 return Ok(Planned::Done(rows_affected(Language::Sql, rows)));
             }
             Ok(message(Language::Sql, "table created"))
@@ -270,11 +274,45 @@ async fn plan(db: &Database, text: &str) -> Result<Planned> {
 }
 
 /// Appends rows (already in the table's column order) to one table.
+/// The `DEFAULT`s of a CREATE TABLE as values of their columns' types. A default must fold
+/// to a constant: `now()` or `random()` would need evaluating at each write, and a default is
+/// stored as one value (an Iceberg write-default).
+fn column_defaults(
+    defaults: &[(String, Expr)],
+    columns: &[(String, contextql::ast::DataType, bool)],
+) -> Result<HashMap<String, iceberg::spec::Literal>> {
+    use datafusion::logical_expr::simplify::SimplifyContext;
+    use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+    let simplifier = ExprSimplifier::new(SimplifyContext::default());
+    let mut out = HashMap::new();
+    for (name, expr) in defaults {
+        let (_, t, _) = columns
+            .iter()
+            .find(|(c, ..)| c == name)
+            .ok_or_else(|| Error::plan(format!("DEFAULT for unknown column `{name}`")))?;
+        let value = match simplifier.simplify(expr.clone())? {
+            Expr::Literal(value, _) => value,
+            other => {
+                return Err(Error::plan(format!(
+                    "column `{name}`: DEFAULT must be a constant, not {other}; defaults are \
+                     stored as values"
+                )));
+            }
+        };
+        if let Some(value) = crate::schema::write_default(name, t, &value)? {
+            out.insert(name.clone(), value);
+        }
+    }
+    Ok(out)
+}
+
+/// Appends `batches` to `name` and commits, creating the staged tables `created` with them.
 async fn append(
     db: &Database,
     snapshot: &Snapshot,
     name: &str,
     batches: Vec<RecordBatch>,
+    created: Vec<iceberg::table::Table>,
 ) -> Result<u64> {
     let data = snapshot
         .get(name)
@@ -296,7 +334,7 @@ async fn append(
             ..Default::default()
         },
     )]);
-    commit_edits(db, snapshot, &edits).await?;
+    commit_edits_creating(db, snapshot, &edits, created).await?;
     Ok(rows)
 }
 

@@ -50,7 +50,8 @@ fn data<'a>(snapshot: &'a Snapshot, name: &str) -> Result<&'a Arc<TableData>> {
         .ok_or_else(|| Error::plan(format!("table `{name}` does not exist")))
 }
 
-/// Builds `n` rows of `table` from (property, values) pairs; other columns are null.
+/// Builds `n` rows of `table` from (property, values) pairs; other columns take their
+/// default, or null.
 fn build_rows(
     table: &TableData,
     properties: &[(String, ArrayRef)],
@@ -65,12 +66,16 @@ fn build_rows(
             )));
         }
     }
+    let defaults = crate::schema::column_defaults(&table.table);
     let columns = schema
         .fields()
         .iter()
         .map(|f| match properties.iter().find(|(p, _)| p == f.name()) {
             Some((_, values)) => cast_to(values, f.data_type(), f.name()),
-            None => Ok(new_null_array(f.data_type(), n)),
+            None => match defaults.get(f.name()) {
+                Some(value) => cast_to(&value.to_array_of_size(n)?, f.data_type(), f.name()),
+                None => Ok(new_null_array(f.data_type(), n)),
+            },
         })
         .collect::<Result<Vec<_>>>()?;
     check_not_null(&schema, &columns, &table.info.name)?;
@@ -757,6 +762,17 @@ pub(crate) async fn commit_edits(
     snapshot: &Snapshot,
     edits: &HashMap<String, TableEdits>,
 ) -> Result<()> {
+    commit_edits_creating(db, snapshot, edits, Vec::new()).await
+}
+
+/// [`commit_edits`] that also creates the staged tables `created` (in `snapshot`, empty) in
+/// the same catalog entry.
+pub(crate) async fn commit_edits_creating(
+    db: &Database,
+    snapshot: &Snapshot,
+    edits: &HashMap<String, TableEdits>,
+    created: Vec<iceberg::table::Table>,
+) -> Result<()> {
     // Deleting a node that still has relationships needs DETACH (checked after all deletes,
     // so `DELETE r, n` in one statement works).
     check_dangling(snapshot, edits)?;
@@ -820,7 +836,7 @@ pub(crate) async fn commit_edits(
             updates,
         });
     }
-    db.commit(table_changes).await
+    db.commit_creating(created, table_changes).await
 }
 
 /// `values` cast for `table.property`, after checking the property may be set.

@@ -189,3 +189,43 @@ async fn writes_go_through_the_dml_hooks_and_subqueries_select_exactly_their_row
     assert_eq!(ints(&db, "SELECT min(a) FROM t").await, [Some(10)]);
     db.shutdown().await;
 }
+
+/// Column defaults live in the table's Iceberg schema: a restarted database, and a table
+/// whose first rows came with its creation, still apply them; a failed CREATE TABLE AS
+/// leaves nothing to find after a restart either.
+#[tokio::test]
+async fn defaults_and_create_table_as_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    db.execute("CREATE TABLE d (a BIGINT, b BIGINT DEFAULT 500) AS VALUES (1, 1)")
+        .await
+        .unwrap();
+    db.execute("CREATE TABLE broken AS SELECT 1 / (column1 - 1) AS x FROM (VALUES (1))")
+        .await
+        .unwrap_err();
+    db.shutdown().await;
+
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    db.execute("INSERT INTO d(a) VALUES (2)").await.unwrap();
+    db.execute("CREATE NODE TABLE N (id BIGINT PRIMARY KEY, b BIGINT DEFAULT 7)")
+        .await
+        .unwrap();
+    db.shutdown().await;
+
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    db.execute("CREATE (:N {id: 1})").await.unwrap();
+    assert_eq!(
+        ints(&db, "SELECT b FROM d ORDER BY a").await,
+        vec![Some(1), Some(500)]
+    );
+    assert_eq!(ints(&db, "MATCH (n:N) RETURN n.b").await, vec![Some(7)]);
+    assert_eq!(
+        ints(
+            &db,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'broken'"
+        )
+        .await,
+        vec![Some(0)]
+    );
+    db.shutdown().await;
+}

@@ -16,7 +16,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::object_io::object_path;
-use crate::table_io::{self, DataChange, SCAN_BATCH_ROWS};
+use crate::table_io::{self, DataChange};
 
 /// Data files of at least this size are never merged.
 pub const COMPACT_TARGET_BYTES: u64 = 64 << 20;
@@ -100,18 +100,8 @@ pub async fn read_files(table: &Table, paths: &HashSet<String>) -> Result<Vec<Re
         return Ok(vec![]);
     };
     let schema = table_io::arrow_schema(table)?;
-    let scan = table
-        .scan()
-        .snapshot_id(id)
-        .select_all()
-        .with_batch_size(Some(SCAN_BATCH_ROWS))
-        .build()?;
-    let tasks: Vec<_> = scan
-        .plan_files()
-        .await?
-        .try_filter(|t| futures::future::ready(paths.contains(&t.data_file_path)))
-        .try_collect()
-        .await?;
+    let mut tasks = table_io::plan_tasks(table, id, None, None).await?;
+    tasks.retain(|t| paths.contains(&t.data_file_path));
     let mut batches = Vec::new();
     for task in tasks {
         for batch in table_io::read_task(table, task).await? {

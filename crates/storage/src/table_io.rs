@@ -72,6 +72,62 @@ pub fn arrow_schema(table: &Table) -> Result<ArrowSchemaRef> {
     )?))
 }
 
+/// Plans the data files of snapshot `snapshot_id` that `predicate` may match, each task reading
+/// `columns` (None: every top-level column, the hidden row id included).
+///
+/// Columns are resolved to field ids here rather than by iceberg-rust's scan builder, which
+/// takes some legal column names (`pos`, `file_path`, `_file`, `_pos`, `_row_id`, ...) for its
+/// metadata columns: a user column so named would read as a reserved field the table lacks
+/// ("field not found") or, for `_file`, as the data file's path (apache/iceberg-rust#2837).
+pub async fn plan_tasks(
+    table: &Table,
+    snapshot_id: i64,
+    columns: Option<&[String]>,
+    predicate: Option<iceberg::expr::Predicate>,
+) -> Result<Vec<iceberg::scan::FileScanTask>> {
+    let schema = table
+        .metadata()
+        .snapshot_by_id(snapshot_id)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::DataInvalid,
+                format!(
+                    "table {} has no snapshot {snapshot_id}",
+                    table.identifier().name()
+                ),
+            )
+        })?
+        .schema(table.metadata())?;
+    let field_ids = match columns {
+        None => schema.as_struct().fields().iter().map(|f| f.id).collect(),
+        Some(names) => names
+            .iter()
+            .map(|name| {
+                let field = schema.as_struct().field_by_name(name).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::DataInvalid,
+                        format!(
+                            "table {} has no column {name} at snapshot {snapshot_id}",
+                            table.identifier().name()
+                        ),
+                    )
+                })?;
+                Ok(field.id)
+            })
+            .collect::<Result<Vec<i32>>>()?,
+    };
+    let mut scan = table.scan().snapshot_id(snapshot_id).select_empty();
+    if let Some(predicate) = predicate {
+        scan = scan.with_filter(predicate);
+    }
+    let mut tasks: Vec<iceberg::scan::FileScanTask> =
+        scan.build()?.plan_files().await?.try_collect().await?;
+    for task in &mut tasks {
+        task.project_field_ids = field_ids.clone();
+    }
+    Ok(tasks)
+}
+
 /// Reads every live data file of `snapshot_id` (or the current snapshot), projected onto the
 /// table's current schema (columns added later read as null).
 pub async fn read_snapshot(table: &Table, snapshot_id: Option<i64>) -> Result<SnapshotData> {
@@ -90,13 +146,7 @@ pub async fn read_snapshot(table: &Table, snapshot_id: Option<i64>) -> Result<Sn
             format!("table {} has no snapshot {id}", table.identifier().name()),
         ));
     }
-    let scan = table
-        .scan()
-        .snapshot_id(id)
-        .select_all()
-        .with_batch_size(Some(SCAN_BATCH_ROWS))
-        .build()?;
-    let tasks: Vec<_> = scan.plan_files().await?.try_collect().await?;
+    let tasks = plan_tasks(table, id, None, None).await?;
     let mut files = Vec::with_capacity(tasks.len());
     for task in tasks {
         let path = task.data_file_path.clone();

@@ -128,10 +128,18 @@ impl Builder<'_> {
     fn column_def(&self, p: P) -> Result<ColumnDef> {
         let name = self.need(self.first_inner(&p, Rule::schema_name), &p, "column")?;
         let ty = self.need(self.first_inner(&p, Rule::data_type), &p, "type")?;
+        let default = match self.first_inner(&p, Rule::column_default) {
+            Some(d) => {
+                let value = self.need(self.first_inner(&d, Rule::option_value), &d, "value")?;
+                Some(self.option_literal(value)?)
+            }
+            None => None,
+        };
         Ok(ColumnDef {
             name: self.ident(&name),
             data_type: self.data_type(ty)?,
             primary_key: self.has_inner(&p, Rule::column_primary_key),
+            default,
         })
     }
 
