@@ -409,6 +409,49 @@ impl Entries {
     }
 }
 
+/// Forgets what the tier holds of tables a statement altered in memory, unless the
+/// statement commits (`disarm`): a schema staged and then abandoned has the schema id the
+/// next committed change of the table will have, with other columns, and the tier tells
+/// schema versions apart by id.
+pub(crate) struct ForgetOnDrop<'a> {
+    cache: &'a Cache,
+    tables: Vec<(String, String)>,
+}
+
+impl<'a> ForgetOnDrop<'a> {
+    pub fn new(cache: &'a Cache) -> Self {
+        ForgetOnDrop {
+            cache,
+            tables: Vec::new(),
+        }
+    }
+
+    /// Forget these tables (uuid and location) if dropped armed.
+    pub fn set(&mut self, tables: &[Table]) {
+        self.tables = tables
+            .iter()
+            .map(|t| {
+                (
+                    t.metadata().uuid().to_string(),
+                    t.metadata().location().to_string(),
+                )
+            })
+            .collect();
+    }
+
+    pub fn disarm(&mut self) {
+        self.tables.clear();
+    }
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        for (uuid, location) in &self.tables {
+            self.cache.forget(uuid, location);
+        }
+    }
+}
+
 /// Snapshots of one table the tier keeps (most recently used first), and as many adjacency
 /// entries per edge table: enough for a writer's snapshot, the one it commits, and readers a
 /// little behind. Older ones are read again if asked for; keeping every snapshot a stream of
@@ -450,7 +493,7 @@ pub struct Cache {
     /// Each table's user schema with the metadata file it was derived from: every statement
     /// needs every table's schema, and converting it from Iceberg each time is wasted work.
     /// One entry per table (a newer metadata file replaces the older).
-    schemas: Mutex<HashMap<String, (String, SchemaRef)>>,
+    schemas: Mutex<HashMap<String, ((String, i32), SchemaRef)>>,
     evictions: AtomicU64,
     builds: Arc<Builds>,
 }
@@ -466,20 +509,22 @@ impl Cache {
         }
     }
 
-    /// The table's columns as users see them, converted once per metadata file.
+    /// The table's columns as users see them, converted once per metadata file and schema
+    /// (a statement's staged schema change keeps the metadata file it was made from).
     pub fn user_schema(&self, table: &Table, info: &TableInfo) -> Result<SchemaRef> {
         let uuid = table.metadata().uuid().to_string();
         let location = table.metadata_location().unwrap_or_default().to_string();
+        let version = (location, table.metadata().current_schema_id());
         let mut schemas = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
-        if !location.is_empty()
+        if !version.0.is_empty()
             && let Some((cached_at, schema)) = schemas.get(&uuid)
-            && *cached_at == location
+            && *cached_at == version
         {
             return Ok(schema.clone());
         }
         let schema = user_schema(table_io::arrow_schema(table)?.as_ref(), info);
-        if !location.is_empty() {
-            schemas.insert(uuid, (location, schema.clone()));
+        if !version.0.is_empty() {
+            schemas.insert(uuid, (version, schema.clone()));
         }
         Ok(schema)
     }
@@ -881,6 +926,22 @@ impl Cache {
         drop(e);
         self.evict();
         Ok(adjacency)
+    }
+
+    /// Drops everything held of the table with this uuid whose files are under `location`:
+    /// its snapshots, adjacency and file chunks (of every schema version).
+    pub fn forget(&self, uuid: &str, location: &str) {
+        let prefix = format!("{}/", location.trim_end_matches('/'));
+        let mut e = self.lock();
+        e.tables.retain(|(u, _), _| u != uuid);
+        e.adjacency.retain(|k, _| k.0 != uuid);
+        e.files.retain(|(path, _), _| !path.starts_with(&prefix));
+        self.evictions.fetch_add(1, Ordering::AcqRel);
+        drop(e);
+        self.schemas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uuid);
     }
 
     /// How many times entries were evicted: what holds rows outside the tier (cached plans)

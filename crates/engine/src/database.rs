@@ -228,8 +228,9 @@ impl Database {
         self.snapshot_unloaded_with(at, Vec::new()).await
     }
 
-    /// [`Database::snapshot_unloaded`] that also holds tables staged by this statement (not
-    /// yet in the catalog), for the statement to write their first rows.
+    /// [`Database::snapshot_unloaded`] with tables staged by this statement (created or
+    /// altered, not yet in the catalog) in place of the catalog's, for the statement to write
+    /// into.
     pub(crate) async fn snapshot_unloaded_with(
         &self,
         at: Option<&ast::TimeTravel>,
@@ -247,7 +248,11 @@ impl Database {
             .lock()
             .expect("metadata cache lock")
             .retain(|ident, _| loaded.iter().any(|(i, _)| i == ident));
-        loaded.extend(staged.into_iter().map(|t| (t.identifier().clone(), t)));
+        for table in staged {
+            let ident = table.identifier().clone();
+            loaded.retain(|(i, _)| *i != ident);
+            loaded.push((ident, table));
+        }
         let as_of_ms = match at {
             None => None,
             Some(ast::TimeTravel::Timestamp(ts)) => Some(check_in_range(
@@ -453,16 +458,22 @@ impl Database {
         };
         // Schema evolution: a CREATE of an unknown label, type or property says what it needs;
         // create it and plan again (each round adds schema, so few rounds are ever needed).
+        // The schema it creates commits with its data, or not at all (`StagedSchema`).
         let mut round = 0;
+        let mut staged = crate::ddl::StagedSchema::default();
+        let mut unstaged = crate::cache::ForgetOnDrop::new(&self.cache);
         let (snapshot, lowered) = loop {
             // Rows are loaded once the plan says which tables it reads and writes (below).
-            let snapshot = self.snapshot_unloaded(statement.at.as_ref()).await?;
+            let snapshot = self
+                .snapshot_unloaded_with(statement.at.as_ref(), staged.tables.clone())
+                .await?;
             let source: Arc<dyn GraphSource> = snapshot.clone();
             match Lowering::new(&source, params, text).lower(query) {
                 Ok(lowered) => break (snapshot, lowered),
                 Err(e) => match e.need {
                     Some(need) if writes && round < MAX_SCHEMA_ROUNDS => {
-                        crate::ddl::evolve(self, &snapshot, *need).await?;
+                        crate::ddl::evolve(self, &snapshot, *need, &mut staged).await?;
+                        unstaged.set(&staged.tables);
                         round += 1;
                     }
                     _ => {
@@ -527,7 +538,8 @@ impl Database {
             Some(plan) => Some(self.sessions.collect(&plan).await?),
             None => None,
         };
-        let written = sink.commit(self).await?;
+        let written = sink.commit(self, staged).await?;
+        unstaged.disarm();
         Ok(match returned {
             Some((schema, batches)) => StatementResult {
                 language: Language::ContextQL,

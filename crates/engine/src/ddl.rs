@@ -23,8 +23,6 @@ use crate::schema::{
 };
 use contextdb_planner::SchemaNeed;
 use contextdb_planner::nodes::UNLABELED;
-use iceberg::transaction::AddColumn;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
 /// Rows per bulk-load write (each write rolls its own data files).
 pub const LOAD_CHUNK_ROWS: usize = 1 << 20;
@@ -531,11 +529,100 @@ pub async fn load_file(
     Ok(done)
 }
 
+/// Schema a statement creates for its own writes (schema evolution), not yet committed: it
+/// commits with the statement's data, in the same catalog entry, or not at all.
+#[derive(Debug, Default)]
+pub(crate) struct StagedSchema {
+    /// Tables the statement creates (their first metadata, from `stage`).
+    pub created: Vec<iceberg::table::Table>,
+    /// Columns added (to existing or created tables), committed before the data.
+    pub changes: Vec<TableChange>,
+    /// Every created or altered table as the statement sees it, changes applied in memory.
+    pub tables: Vec<iceberg::table::Table>,
+}
+
+impl StagedSchema {
+    fn table(&self, name: &str) -> Option<&iceberg::table::Table> {
+        self.tables.iter().find(|t| t.identifier().name() == name)
+    }
+
+    fn set(&mut self, table: iceberg::table::Table) {
+        self.tables
+            .retain(|t| t.identifier().name() != table.identifier().name());
+        self.tables.push(table);
+    }
+}
+
+/// `table` with `columns` added (optional, new field ids), in memory, and the change that
+/// adds them when committed.
+fn add_columns(
+    table: &iceberg::table::Table,
+    columns: Vec<(String, ast::DataType, bool)>,
+) -> Result<(iceberg::table::Table, TableChange)> {
+    let metadata = table.metadata();
+    let current = metadata.current_schema();
+    let mut next_id = metadata.last_column_id();
+    let mut fields = current.as_struct().fields().to_vec();
+    for (name, t, _) in columns {
+        next_id += 1;
+        let id = next_id;
+        // Nested ids (list elements) follow the column's own.
+        let ty = iceberg_type(&t, &mut next_id);
+        fields.push(std::sync::Arc::new(iceberg::spec::NestedField::optional(
+            id, name, ty,
+        )));
+    }
+    let schema = iceberg::spec::Schema::builder()
+        .with_schema_id(current.schema_id() + 1)
+        .with_identifier_field_ids(current.identifier_field_ids())
+        .with_fields(fields)
+        .build()
+        .map_err(|e| Error::plan(format!("invalid table schema: {e}")))?;
+    let requirements = vec![
+        TableRequirement::UuidMatch {
+            uuid: metadata.uuid(),
+        },
+        TableRequirement::CurrentSchemaIdMatch {
+            current_schema_id: current.schema_id(),
+        },
+        TableRequirement::LastAssignedFieldIdMatch {
+            last_assigned_field_id: metadata.last_column_id(),
+        },
+    ];
+    let updates = vec![
+        TableUpdate::AddSchema { schema },
+        // -1: the schema just added.
+        TableUpdate::SetCurrentSchema { schema_id: -1 },
+    ];
+    let mut builder = metadata.clone().into_builder(None);
+    for update in &updates {
+        builder = update.clone().apply(builder)?;
+    }
+    let altered = iceberg::table::Table::builder()
+        .metadata(builder.build()?.metadata)
+        .metadata_location(table.metadata_location().unwrap_or_default())
+        .identifier(table.identifier().clone())
+        .file_io(table.file_io().clone())
+        .runtime(iceberg::Runtime::try_current()?)
+        .build()?;
+    let change = TableChange {
+        ident: table.identifier().clone(),
+        requirements,
+        updates,
+    };
+    Ok((altered, change))
+}
+
 /// Creates what a writing query needs (schema evolution, DESIGN.md "ContextQL"): a node
 /// table with a generated key, an edge table for a new FROM/TO pair, or new columns. The
-/// caller holds the write lock. Schema commits before the data; a failed data commit leaves
-/// only the empty table or column behind.
-pub async fn evolve(db: &Database, snapshot: &Snapshot, need: SchemaNeed) -> Result<()> {
+/// caller holds the write lock. Nothing is committed: the schema goes into `staged`, which
+/// commits with the statement's data (`Sink::commit`).
+pub(crate) async fn evolve(
+    db: &Database,
+    snapshot: &Snapshot,
+    need: SchemaNeed,
+    staged: &mut StagedSchema,
+) -> Result<()> {
     let to_columns =
         |columns: &[(String, DataType)]| -> Result<Vec<(String, ast::DataType, bool)>> {
             columns
@@ -562,7 +649,10 @@ pub async fn evolve(db: &Database, snapshot: &Snapshot, need: SchemaNeed) -> Res
             let mut info = TableInfo::from_properties(&label, &Default::default());
             info.kind = TableKind::Node;
             info.primary_key = Some(GENERATED_KEY.to_string());
-            create(db, &label, all, info, &HashMap::new()).await
+            let table = stage(db, &label, all, info, &HashMap::new()).await?;
+            staged.created.push(table.clone());
+            staged.set(table);
+            Ok(())
         }
         SchemaNeed::EdgeTable {
             rel_type,
@@ -598,20 +688,19 @@ pub async fn evolve(db: &Database, snapshot: &Snapshot, need: SchemaNeed) -> Res
             info.from = Some(from);
             info.to = Some(to);
             info.rel_type = Some(rel_type);
-            create(db, &name, all, info, &HashMap::new()).await
+            let table = stage(db, &name, all, info, &HashMap::new()).await?;
+            staged.created.push(table.clone());
+            staged.set(table);
+            Ok(())
         }
         SchemaNeed::Columns { table, columns } => {
-            let current = snapshot
-                .current
-                .get(&table)
+            let current = staged
+                .table(&table)
+                .or_else(|| snapshot.current.get(&table))
                 .ok_or_else(|| Error::plan(format!("no table `{table}`")))?;
-            let mut tx = Transaction::new(current);
-            let mut action = tx.update_schema();
-            for (name, t, _) in to_columns(&columns)? {
-                action = action.add_column(AddColumn::optional(name, iceberg_type(&t, &mut 0)));
-            }
-            tx = action.apply(tx)?;
-            tx.commit(db.catalog.as_ref()).await?;
+            let (altered, change) = add_columns(current, to_columns(&columns)?)?;
+            staged.changes.push(change);
+            staged.set(altered);
             Ok(())
         }
     }

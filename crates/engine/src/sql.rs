@@ -334,7 +334,11 @@ async fn append(
             ..Default::default()
         },
     )]);
-    commit_edits_creating(db, snapshot, &edits, created).await?;
+    let schema = crate::ddl::StagedSchema {
+        created,
+        ..Default::default()
+    };
+    commit_edits_creating(db, snapshot, &edits, schema).await?;
     Ok(rows)
 }
 

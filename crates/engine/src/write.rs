@@ -19,6 +19,7 @@ use contextdb_storage::table_io::{self, DataChange, RowIds};
 
 use crate::cache::{Key, TableData};
 use crate::database::Database;
+use crate::ddl::StagedSchema;
 use crate::error::{Error, Result};
 use crate::graph_source::Snapshot;
 use crate::schema::TableKind;
@@ -209,8 +210,8 @@ impl<'a> Sink<'a> {
     }
 
     /// Commits every edit of the statement as one catalog entry; returns the change count.
-    pub(crate) async fn commit(self, db: &Database) -> Result<u64> {
-        commit_edits(db, self.snapshot, &self.edits).await?;
+    pub(crate) async fn commit(self, db: &Database, schema: StagedSchema) -> Result<u64> {
+        commit_edits_creating(db, self.snapshot, &self.edits, schema).await?;
         Ok(self.changes)
     }
 
@@ -762,23 +763,27 @@ pub(crate) async fn commit_edits(
     snapshot: &Snapshot,
     edits: &HashMap<String, TableEdits>,
 ) -> Result<()> {
-    commit_edits_creating(db, snapshot, edits, Vec::new()).await
+    commit_edits_creating(db, snapshot, edits, StagedSchema::default()).await
 }
 
-/// [`commit_edits`] that also creates the staged tables `created` (in `snapshot`, empty) in
-/// the same catalog entry.
+/// [`commit_edits`] that also commits the statement's staged schema (tables it creates,
+/// columns it adds; `snapshot` shows them) in the same catalog entry, before the data.
 pub(crate) async fn commit_edits_creating(
     db: &Database,
     snapshot: &Snapshot,
     edits: &HashMap<String, TableEdits>,
-    created: Vec<iceberg::table::Table>,
+    schema: StagedSchema,
 ) -> Result<()> {
     // Deleting a node that still has relationships needs DETACH (checked after all deletes,
     // so `DELETE r, n` in one statement works).
     check_dangling(snapshot, edits)?;
     // One timestamp for every table of the commit: time travel sees all of it or none.
     let commit_ms = table_io::commit_timestamp_ms(snapshot.current.values());
-    let mut table_changes = Vec::new();
+    let StagedSchema {
+        created,
+        changes: mut table_changes,
+        ..
+    } = schema;
     let mut names: Vec<&String> = edits.keys().collect();
     names.sort();
     for name in names {
