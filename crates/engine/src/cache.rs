@@ -487,13 +487,18 @@ type AdjacencyEntry = (Arc<Adjacency>, u64, Arc<HashSet<Key>>);
 /// the global numbering.
 type AdjacencyKey = (String, Option<i64>, Option<i64>, Option<i64>, u32, u32);
 
+/// A metadata file and the id of the schema current in it (a statement's staged schema
+/// change keeps its metadata file).
+type SchemaVersion = (String, i32);
+
 pub struct Cache {
     budget_bytes: usize,
     entries: Mutex<Entries>,
     /// Each table's user schema with the metadata file it was derived from: every statement
     /// needs every table's schema, and converting it from Iceberg each time is wasted work.
     /// One entry per table (a newer metadata file replaces the older).
-    schemas: Mutex<HashMap<String, ((String, i32), SchemaRef)>>,
+    /// By table uuid: the user schema of one metadata file and schema id.
+    schemas: Mutex<HashMap<String, (SchemaVersion, SchemaRef)>>,
     evictions: AtomicU64,
     builds: Arc<Builds>,
 }
