@@ -453,15 +453,40 @@ pub fn render_csv_part(
     String::from_utf8(bytes).expect("csv output is UTF-8 because its input is")
 }
 
-/// One JSON object per row, keys in column order.
+/// The JSON key of each column: its name, except that a name seen before in the row (a join
+/// without aliases has two `id`s) gets the first free `_1`, `_2`, ... suffix, so no column is
+/// lost.
+pub fn json_keys(schema: &arrow::datatypes::Schema) -> Vec<String> {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut keys = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let mut key = name.to_string();
+        if !taken.insert(key.clone()) {
+            let mut n = 1;
+            loop {
+                key = format!("{name}_{n}");
+                // Not a later column's own name either.
+                if !names[i + 1..].contains(&key.as_str()) && taken.insert(key.clone()) {
+                    break;
+                }
+                n += 1;
+            }
+        }
+        keys.push(key);
+    }
+    keys
+}
+
+/// One JSON object per row, keys in column order ([`json_keys`]).
 pub fn render_json_lines(schema: &arrow::datatypes::Schema, rows: &[Vec<Value>]) -> String {
+    let keys = json_keys(schema);
     let mut out = String::new();
     for row in rows {
-        let object: serde_json::Map<String, serde_json::Value> = schema
-            .fields()
+        let object: serde_json::Map<String, serde_json::Value> = keys
             .iter()
             .zip(row)
-            .map(|(field, value)| (field.name().clone(), value.to_json()))
+            .map(|(key, value)| (key.clone(), value.to_json()))
             .collect();
         out.push_str(&serde_json::Value::Object(object).to_string());
         out.push('\n');
@@ -516,6 +541,26 @@ mod tests {
         ];
         let nulls = NullBuffer::from(vec![true, true, false]);
         Arc::new(StructArray::new(fields, columns, Some(nulls)))
+    }
+
+    #[test]
+    fn json_keeps_every_column_of_duplicate_names() {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("id", DataType::Int64, false),
+            Field::new("id_1", DataType::Int64, false),
+            Field::new("id", DataType::Int64, false),
+        ]);
+        assert_eq!(json_keys(&schema), vec!["id", "id_2", "id_1", "id_3"]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema.clone()),
+            (1..=4)
+                .map(|i| Arc::new(Int64Array::from(vec![i])) as ArrayRef)
+                .collect(),
+        )
+        .unwrap();
+        let text = render(OutputFormat::Json, &schema, &[batch]).unwrap();
+        assert_eq!(text, "{\"id\":1,\"id_2\":2,\"id_1\":3,\"id_3\":4}\n");
     }
 
     #[test]

@@ -81,6 +81,20 @@ fn json_lines_keep_types_and_column_order() {
 }
 
 #[test]
+fn json_lines_keep_both_columns_of_a_join_without_aliases() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = "CREATE TABLE a (id INT, v VARCHAR); CREATE TABLE b (id INT, v VARCHAR); \
+                  INSERT INTO a VALUES (1, 'x'); INSERT INTO b VALUES (1, 'y'); \
+                  SELECT * FROM a JOIN b ON a.id = b.id";
+    let out = contextdb(dir.path(), &["shell", "--format", "json", "-c", script], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"id\":1,\"v\":\"x\",\"id_1\":1,\"v_1\":\"y\"}\n"
+    );
+}
+
+#[test]
 fn csv_quotes_fields_and_parameters_bind() {
     let dir = tempfile::tempdir().expect("temp dir");
     let args = [

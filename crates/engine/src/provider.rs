@@ -19,7 +19,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema, Statistics};
+use datafusion::common::{Column, Constraint, Constraints, DFSchema, Statistics};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -73,9 +73,10 @@ impl StatementWrites {
 }
 
 /// A table of the statement's snapshot, as SQL sees it, with its columns' defaults (which
-/// DataFusion puts in an INSERT's missing columns).
+/// DataFusion puts in an INSERT's missing columns) and its primary key (a functional
+/// dependency for the planner: `GROUP BY id` may select the other columns).
 #[derive(Debug)]
-pub(crate) struct SnapshotTable(Target, HashMap<String, Expr>);
+pub(crate) struct SnapshotTable(Target, HashMap<String, Expr>, Constraints);
 
 impl fmt::Debug for StatementWrites {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -101,6 +102,17 @@ impl SnapshotTable {
                 .collect(),
             None => HashMap::new(),
         };
+        // Writes refuse duplicate keys (`check_unique_keys`), so the key holds.
+        let key = snapshot
+            .tables
+            .get(&name)
+            .and_then(|slot| slot.info.primary_key.as_deref())
+            .and_then(|pk| schema.index_of(pk).ok());
+        let constraints = Constraints::new_unverified(
+            key.map(|i| Constraint::PrimaryKey(vec![i]))
+                .into_iter()
+                .collect(),
+        );
         SnapshotTable(
             Target {
                 snapshot,
@@ -109,6 +121,7 @@ impl SnapshotTable {
                 writes,
             },
             defaults,
+            constraints,
         )
     }
 
@@ -215,6 +228,10 @@ impl TableProvider for SnapshotTable {
 
     fn get_column_default(&self, column: &str) -> Option<&Expr> {
         self.1.get(column)
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        Some(&self.2)
     }
 
     fn supports_filters_pushdown(
