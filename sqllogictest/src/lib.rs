@@ -13,7 +13,7 @@ use std::time::Duration;
 use arrow::datatypes::DataType;
 use contextdb_cli::format::{self, Value};
 use contextdb_cli::status;
-use contextdb_engine::{Database, StatementResult};
+use contextdb_engine::{Database, Session, StatementResult};
 use sqllogictest::{DBOutput, DefaultColumnType};
 
 /// Replaced in `.slt` text by the absolute path of the shared data directory.
@@ -68,7 +68,7 @@ impl std::error::Error for SltError {}
 
 /// One sqllogictest connection: a session on the file's database.
 pub struct ContextDb {
-    db: Arc<Database>,
+    db: Session,
     shared_dir: String,
     tmp_dir: String,
 }
@@ -76,7 +76,7 @@ pub struct ContextDb {
 impl ContextDb {
     pub fn new(db: Arc<Database>, shared_dir: &Path, tmp_dir: &Path) -> Self {
         ContextDb {
-            db,
+            db: Session::new(db),
             shared_dir: shared_dir.display().to_string(),
             tmp_dir: tmp_dir.display().to_string(),
         }

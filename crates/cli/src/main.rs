@@ -259,7 +259,7 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Failu
     let db = runtime.block_on(open(&args.data_dir, &args.engine, file_roots))?;
     let params: HashMap<String, serde_json::Value> = args.params.into_iter().collect();
     let mut session = Session {
-        db: db.clone(),
+        db: contextdb_engine::Session::new(db.clone()),
         params,
         format: args.format,
     };
@@ -279,7 +279,8 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Failu
 }
 
 struct Session {
-    db: Arc<Database>,
+    /// The engine session: `SET` holds for the statements after it.
+    db: contextdb_engine::Session,
     params: HashMap<String, serde_json::Value>,
     format: OutputFormat,
 }

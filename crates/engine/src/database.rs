@@ -24,6 +24,7 @@ use crate::graph_source::Snapshot;
 use crate::route::{self, Language};
 use crate::schema::{DEFAULT_GRAPH, TableInfo};
 use crate::session::Sessions;
+use crate::settings::Settings;
 use crate::{QueryStream, StatementResult, write};
 
 /// Schema evolution rounds one statement may take (each adds a table or columns).
@@ -323,18 +324,35 @@ impl Database {
         self.execute_with_params(text, &HashMap::new()).await
     }
 
-    /// Runs `;`-separated statements with parameters, collecting each one's result.
+    /// Runs `;`-separated statements with parameters, collecting each one's result. The
+    /// statements share settings (a `SET` holds for the ones after it); a [`crate::Session`]
+    /// keeps them across calls.
     pub async fn execute_with_params(
         &self,
         text: &str,
         params: &HashMap<String, serde_json::Value>,
     ) -> Result<Vec<StatementResult>> {
+        self.execute_in(text, params, &std::sync::Mutex::new(Settings::default()))
+            .await
+    }
+
+    pub(crate) async fn execute_in(
+        &self,
+        text: &str,
+        params: &HashMap<String, serde_json::Value>,
+        settings: &std::sync::Mutex<Settings>,
+    ) -> Result<Vec<StatementResult>> {
         let params = json_params(params)?;
         let mut results = Vec::new();
         for piece in route::split(text) {
-            let result = async { self.run(piece.text, &params).await?.collect().await }
-                .await
-                .map_err(|e| e.moved_to(text, piece.offset))?;
+            let result = async {
+                self.run(piece.text, &params, settings)
+                    .await?
+                    .collect()
+                    .await
+            }
+            .await
+            .map_err(|e| e.moved_to(text, piece.offset))?;
             results.push(result);
         }
         Ok(results)
@@ -348,10 +366,29 @@ impl Database {
         statement: &str,
         params: &HashMap<String, serde_json::Value>,
     ) -> Result<QueryStream> {
-        self.run(statement, &json_params(params)?).await
+        self.query_in(
+            statement,
+            params,
+            &std::sync::Mutex::new(Settings::default()),
+        )
+        .await
     }
 
-    async fn run(&self, text: &str, params: &Params) -> Result<QueryStream> {
+    pub(crate) async fn query_in(
+        &self,
+        statement: &str,
+        params: &HashMap<String, serde_json::Value>,
+        settings: &std::sync::Mutex<Settings>,
+    ) -> Result<QueryStream> {
+        self.run(statement, &json_params(params)?, settings).await
+    }
+
+    async fn run(
+        &self,
+        text: &str,
+        params: &Params,
+        settings: &std::sync::Mutex<Settings>,
+    ) -> Result<QueryStream> {
         // Read before anything is planned: a plan cached under this version read a snapshot
         // at least this new.
         let version = self.plan_version();
@@ -365,7 +402,7 @@ impl Database {
         }
         // Each statement is parsed once: routing hands over the ContextQL it parsed.
         match route::parse(text)? {
-            route::Routed::Sql => crate::sql::execute(self, text).await,
+            route::Routed::Sql => crate::sql::execute(self, text, settings).await,
             route::Routed::ContextQL(statement) => {
                 let cache_as = key.map(|k| (version, k));
                 self.execute_contextql(text, &statement, params, cache_as)

@@ -24,6 +24,7 @@ mod provider;
 pub mod route;
 mod schema;
 mod session;
+mod settings;
 mod sql;
 mod write;
 
@@ -34,6 +35,7 @@ pub use maintenance::EXPIRE_BATCH_SNAPSHOTS;
 pub use plan_cache::{PLAN_CACHE_ENTRIES, PLAN_CACHE_MAX_TEXT};
 pub use route::{Language, route};
 pub use session::SERIAL_PLAN_ROWS_MAX;
+pub use settings::{MAX_SESSION_SETTINGS, Session, Settings};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;

@@ -189,7 +189,7 @@ fn words(text: &str, n: usize) -> Vec<String> {
 /// What the first words of a statement say about its language.
 enum Shape {
     Is(Language),
-    /// A clause chain (`WITH 1 AS x RETURN x`, `SET ...`): ContextQL when it parses as such.
+    /// A clause chain (`WITH 1 AS x RETURN x`, `DELETE ...`): ContextQL when it parses as such.
     Chain,
 }
 
@@ -221,7 +221,10 @@ fn shape(statement: &str) -> Shape {
         "DROP" if matches!(second, "NODE" | "EDGE" | "VECTOR") => Language::ContextQL,
         "COPY" if w.get(2).map(String::as_str) == Some("FROM") => Language::ContextQL,
         "COMPACT" | "VACUUM" => Language::ContextQL,
-        "WITH" | "SET" | "DELETE" => return Shape::Chain,
+        // A ContextQL chain cannot begin with SET (nothing is bound yet): a statement that
+        // does is SQL's `SET option = value`.
+        "SET" => Language::Sql,
+        "WITH" | "DELETE" => return Shape::Chain,
         _ => Language::Sql,
     })
 }

@@ -17,7 +17,7 @@ use datafusion::catalog::{
 };
 use datafusion::common::Constraint;
 use datafusion::datasource::MemTable;
-use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, WriteOp};
+use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, Statement, WriteOp};
 use datafusion::prelude::SessionContext;
 use iceberg::Catalog;
 
@@ -30,10 +30,40 @@ use crate::provider::{SnapshotTable, StatementWrites, assigned_values, check_del
 use crate::route::Language;
 use crate::schema::{DEFAULT_GRAPH, TableInfo, TableKind, ast_type};
 use crate::session::DEFAULT_CATALOG;
+use crate::settings::Settings;
 use crate::write::{TableEdits, commit_edits, commit_edits_creating};
 use contextdb_storage::table_io;
 
 fn first_word(text: &str) -> String {
+    skip_comments(text)
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
+}
+
+/// `SET TIME ZONE value` (standard SQL, which DataFusion 53's planner does not take) as the
+/// statement it means: `SET datafusion.execution.time_zone = value`, or its RESET for
+/// `LOCAL` and `DEFAULT`.
+fn time_zone_statement(text: &str) -> Option<String> {
+    let rest = skip_comments(text);
+    let mut words = rest.split_whitespace();
+    for expected in ["SET", "TIME", "ZONE"] {
+        if !words.next()?.eq_ignore_ascii_case(expected) {
+            return None;
+        }
+    }
+    // The first ZONE is the third word: SET and TIME hold none.
+    let after = rest.to_ascii_uppercase().find("ZONE")? + "ZONE".len();
+    let value = rest[after..].trim().trim_end_matches(';').trim_end();
+    if value.eq_ignore_ascii_case("LOCAL") || value.eq_ignore_ascii_case("DEFAULT") {
+        return Some("RESET datafusion.execution.time_zone".to_string());
+    }
+    Some(format!("SET datafusion.execution.time_zone = {value}"))
+}
+
+/// `text` from its first character that is not whitespace or inside a comment.
+fn skip_comments(text: &str) -> &str {
     let mut rest = text.trim_start();
     loop {
         if rest.starts_with("--") {
@@ -52,10 +82,7 @@ fn first_word(text: &str) -> String {
             break;
         }
     }
-    rest.split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or("")
-        .to_ascii_uppercase()
+    rest
 }
 
 /// A session for one SQL statement: the database's shared functions and options, with every
@@ -64,6 +91,7 @@ pub(crate) fn sql_context(
     db: &Database,
     snapshot: &Arc<Snapshot>,
     writes: &Arc<StatementWrites>,
+    settings: &Settings,
 ) -> Result<SessionContext> {
     let main = Arc::new(MemorySchemaProvider::new());
     for (name, slot) in &snapshot.tables {
@@ -85,9 +113,9 @@ pub(crate) fn sql_context(
     catalog.register_schema("system", system)?;
     let catalogs = Arc::new(MemoryCatalogProviderList::new());
     catalogs.register_catalog(DEFAULT_CATALOG.to_string(), catalog);
-    Ok(SessionContext::new_with_state(
-        db.sessions.sql_state(catalogs),
-    ))
+    let mut state = db.sessions.sql_state(catalogs);
+    settings.apply(&mut state)?;
+    Ok(SessionContext::new_with_state(state))
 }
 
 /// `system.snapshots`: every snapshot of every table, for time travel.
@@ -140,8 +168,12 @@ fn snapshots_table(snapshot: &Snapshot) -> Result<MemTable> {
     Ok(MemTable::try_new(schema, vec![vec![batch]])?)
 }
 
-pub async fn execute(db: &Database, text: &str) -> Result<QueryStream> {
-    let ctx_and_plan = plan(db, text).await?;
+pub async fn execute(
+    db: &Database,
+    text: &str,
+    settings: &std::sync::Mutex<Settings>,
+) -> Result<QueryStream> {
+    let ctx_and_plan = plan(db, text, settings).await?;
     match ctx_and_plan {
         Planned::Done(result) => Ok(result.into_stream()),
         Planned::Query(query) => {
@@ -159,7 +191,7 @@ enum Planned {
     Query(Box<(SessionContext, LogicalPlan)>),
 }
 
-async fn plan(db: &Database, text: &str) -> Result<Planned> {
+async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) -> Result<Planned> {
     let writes = matches!(
         first_word(text).as_str(),
         "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "DROP" | "TRUNCATE"
@@ -173,9 +205,24 @@ async fn plan(db: &Database, text: &str) -> Result<Planned> {
     // files, a write loads the table it changes.
     let snapshot = db.snapshot_unloaded(None).await?;
     let outbox = Arc::new(StatementWrites::default());
-    let ctx = sql_context(db, &snapshot, &outbox)?;
+    let time_zone = time_zone_statement(text);
+    let text = time_zone.as_deref().unwrap_or(text);
+    let current = settings.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let ctx = sql_context(db, &snapshot, &outbox, &current)?;
     let plan = ctx.state().create_logical_plan(text).await?;
     let done = match plan {
+        // SHOW is a query of information_schema.df_settings, which the statement's session
+        // state answers with the session's settings applied.
+        LogicalPlan::Statement(Statement::SetVariable(set)) => {
+            let mut settings = settings.lock().unwrap_or_else(|p| p.into_inner());
+            settings.set(&set.variable, &set.value)?;
+            Ok(message(Language::Sql, "set"))
+        }
+        LogicalPlan::Statement(Statement::ResetVariable(reset)) => {
+            let mut settings = settings.lock().unwrap_or_else(|p| p.into_inner());
+            settings.reset(&reset.variable);
+            Ok(message(Language::Sql, "reset"))
+        }
         LogicalPlan::Dml(_) if !writes => Err(Error::internal(
             "a write statement was planned without the write lock",
         )),

@@ -229,3 +229,34 @@ async fn defaults_and_create_table_as_survive_a_restart() {
     );
     db.shutdown().await;
 }
+
+/// `SET` holds for the session that ran it, for its later statements, and for no other.
+#[tokio::test]
+async fn settings_belong_to_their_session() {
+    use contextdb_engine::Session;
+    let db = Database::open(DbConfig::memory()).await.unwrap();
+    let batch_size = |results: Vec<contextdb_engine::StatementResult>| {
+        let batch = &results.last().unwrap().batches[0];
+        batch.column(1).as_string::<i32>().value(0).to_string()
+    };
+    let show = "SHOW datafusion.execution.batch_size";
+    let a = Session::new(db.clone());
+    let b = Session::new(db.clone());
+    a.execute("SET datafusion.execution.batch_size = 100")
+        .await
+        .unwrap();
+    assert_eq!(batch_size(a.execute(show).await.unwrap()), "100");
+    assert_eq!(batch_size(b.execute(show).await.unwrap()), "8192");
+    // Without a session, a SET lasts for the rest of its own call only.
+    let both = db
+        .execute(&format!("SET datafusion.execution.batch_size = 7; {show}"))
+        .await
+        .unwrap();
+    assert_eq!(batch_size(both), "7");
+    assert_eq!(batch_size(db.execute(show).await.unwrap()), "8192");
+    assert_eq!(a.settings(), {
+        let mut s = contextdb_engine::Settings::default();
+        s.set("datafusion.execution.batch_size", "100").unwrap();
+        s
+    });
+}

@@ -1,0 +1,137 @@
+//! Sessions and their settings: `SET` / `RESET` / `SHOW` of DataFusion's options
+//! (`datafusion.*`) and `SET TIME ZONE`, kept per [`Session`] and applied to the SQL
+//! statements it runs.
+//!
+//! ContextQL statements run on the database's shared DataFusion sessions (built once, see
+//! `session.rs`), so session settings do not change them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use datafusion::common::config::ConfigOptions;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::registry::FunctionRegistry;
+
+use crate::database::Database;
+use crate::error::{Error, Result};
+use crate::{QueryStream, StatementResult};
+
+/// The most options one session may set (each is applied to every SQL statement it runs).
+pub const MAX_SESSION_SETTINGS: usize = 256;
+
+/// DataFusion options a session set, by their canonical (lowercase) names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    options: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Sets `variable` (DataFusion's canonical name, as its SQL planner gives it) to `value`,
+    /// after checking that DataFusion knows it and accepts the value.
+    pub fn set(&mut self, variable: &str, value: &str) -> Result<()> {
+        let variable = variable.to_ascii_lowercase();
+        if variable.starts_with("datafusion.runtime.") {
+            return Err(Error::plan(format!(
+                "`{variable}` is a runtime setting shared by the whole database; it cannot be \
+                 set per session"
+            )));
+        }
+        if !variable.starts_with("datafusion.") {
+            return Err(Error::plan(format!(
+                "unknown setting `{variable}`: sessions set DataFusion's options \
+                 (`datafusion.*`, see SHOW ALL) and `TIME ZONE`"
+            )));
+        }
+        ConfigOptions::default()
+            .set(&variable, value)
+            .map_err(|e| Error::plan(format!("SET {variable}: {e}")))?;
+        if !self.options.contains_key(&variable) && self.options.len() >= MAX_SESSION_SETTINGS {
+            return Err(Error::new(
+                crate::ErrorKind::Resource,
+                format!("a session sets at most {MAX_SESSION_SETTINGS} options"),
+            ));
+        }
+        self.options.insert(variable, value.to_string());
+        Ok(())
+    }
+
+    /// Forgets what the session set for `variable` (back to the database's value).
+    pub fn reset(&mut self, variable: &str) {
+        self.options.remove(&variable.to_ascii_lowercase());
+    }
+
+    /// Applies the settings to a statement's own session state, and lets the functions that
+    /// read options (`now()` and the time zone, ...) see them.
+    pub(crate) fn apply(&self, state: &mut SessionState) -> Result<()> {
+        if self.options.is_empty() {
+            return Ok(());
+        }
+        for (variable, value) in &self.options {
+            state.config_mut().options_mut().set(variable, value)?;
+        }
+        let options = state.config().options().clone();
+        let updated: Vec<_> = state
+            .scalar_functions()
+            .values()
+            .filter_map(|udf| udf.inner().with_updated_config(&options))
+            .collect();
+        for udf in updated {
+            state.register_udf(Arc::new(udf))?;
+        }
+        Ok(())
+    }
+}
+
+/// A connection's view of a database: its statements share the session's settings. Any
+/// number of sessions may use one database at once.
+#[derive(Debug)]
+pub struct Session {
+    db: Arc<Database>,
+    settings: Mutex<Settings>,
+}
+
+impl Session {
+    pub fn new(db: Arc<Database>) -> Session {
+        Session {
+            db,
+            settings: Mutex::new(Settings::default()),
+        }
+    }
+
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// What the session has set.
+    pub fn settings(&self) -> Settings {
+        self.settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Runs `;`-separated statements, stopping at the first error (see `Database::execute`).
+    pub async fn execute(&self, text: &str) -> Result<Vec<StatementResult>> {
+        self.db
+            .execute_in(text, &HashMap::new(), &self.settings)
+            .await
+    }
+
+    /// Runs `;`-separated statements with parameters.
+    pub async fn execute_with_params(
+        &self,
+        text: &str,
+        params: &HashMap<String, serde_json::Value>,
+    ) -> Result<Vec<StatementResult>> {
+        self.db.execute_in(text, params, &self.settings).await
+    }
+
+    /// Runs one statement and streams its rows (see `Database::query`).
+    pub async fn query(
+        &self,
+        statement: &str,
+        params: &HashMap<String, serde_json::Value>,
+    ) -> Result<QueryStream> {
+        self.db.query_in(statement, params, &self.settings).await
+    }
+}
