@@ -134,6 +134,25 @@ impl RaftCatalogConfig {
     }
 }
 
+/// A table staged by [`RaftCatalog::stage_create_table`] or
+/// [`RaftCatalog::stage_replace_table`], for [`RaftCatalog::commit_changes_creating`].
+#[derive(Debug, Clone)]
+pub struct StagedTable {
+    pub table: Table,
+    /// The metadata location of the table it replaces (None: a new table).
+    pub replaces: Option<String>,
+}
+
+impl StagedTable {
+    /// A new table.
+    pub fn new(table: Table) -> StagedTable {
+        StagedTable {
+            table,
+            replaces: None,
+        }
+    }
+}
+
 /// The changes one transaction makes to one table: what must hold, and what to change.
 #[derive(Clone, Debug)]
 pub struct TableChange {
@@ -356,18 +375,43 @@ impl RaftCatalog {
         self.commit_changes_creating(Vec::new(), changes).await
     }
 
+    /// Writes the first metadata file of a new table that will take the place of the existing
+    /// table of that name (CREATE OR REPLACE), without touching it: committed by
+    /// [`RaftCatalog::commit_changes_creating`] only if the table still points where it does
+    /// now, so the old table is replaced whole, in one log entry, or not at all.
+    pub async fn stage_replace_table(
+        &self,
+        namespace: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> Result<StagedTable> {
+        let ident = TableIdent::new(namespace.clone(), creation.name.clone());
+        let current = self
+            .shared
+            .read()
+            .catalog
+            .table_location(&ident)
+            .map(str::to_string)
+            .ok_or_else(|| rejection_error(Rejection::TableNotFound { ident }))?;
+        let table = self.stage_table(namespace, creation, true).await?;
+        Ok(StagedTable {
+            table,
+            replaces: Some(current),
+        })
+    }
+
     /// [`RaftCatalog::commit_changes`] that also creates the tables `created` (from
     /// [`RaftCatalog::stage_create_table`]), in the same log entry: a table and its first
     /// data become visible together, or neither does. Each must still not exist.
     pub async fn commit_changes_creating(
         &self,
-        created: Vec<Table>,
+        created: Vec<StagedTable>,
         changes: Vec<TableChange>,
     ) -> Result<Vec<Table>> {
         let mut order: Vec<TableIdent> = Vec::new();
         let mut grouped: HashMap<TableIdent, Vec<TableChange>> = HashMap::new();
-        let mut staged: HashMap<TableIdent, String> = HashMap::new();
-        for table in &created {
+        // By ident: the staged metadata file, and where the pointer must be (None: nowhere).
+        let mut staged: HashMap<TableIdent, (String, Option<String>)> = HashMap::new();
+        for StagedTable { table, replaces } in &created {
             let location = table.metadata_location().ok_or_else(|| {
                 Error::new(
                     ErrorKind::Unexpected,
@@ -375,7 +419,10 @@ impl RaftCatalog {
                 )
             })?;
             if staged
-                .insert(table.identifier().clone(), location.to_string())
+                .insert(
+                    table.identifier().clone(),
+                    (location.to_string(), replaces.clone()),
+                )
                 .is_some()
             {
                 return Err(Error::new(
@@ -403,23 +450,23 @@ impl RaftCatalog {
         }
         // Every base pointer is read at one applied index. A created table's base is its
         // staged metadata, and its pointer must not exist yet.
-        let bases: Vec<(Option<String>, bool)> = {
+        let bases: Vec<(Option<String>, Option<Option<String>>)> = {
             let applied = self.shared.read();
             order
                 .iter()
                 .map(|ident| match staged.get(ident) {
-                    Some(location) => (Some(location.clone()), true),
+                    Some((location, replaces)) => (Some(location.clone()), Some(replaces.clone())),
                     None => (
                         applied.catalog.table_location(ident).map(str::to_string),
-                        false,
+                        None,
                     ),
                 })
                 .collect()
         };
         let prepared = futures::future::join_all(order.into_iter().zip(bases).map(
-            |(ident, (base, creating))| {
+            |(ident, (base, staged_expected))| {
                 let changes = grouped.remove(&ident).expect("every ident has changes");
-                self.prepare_table_commit(ident, base, creating, changes)
+                self.prepare_table_commit(ident, base, staged_expected, changes)
             },
         ))
         .await;
@@ -440,7 +487,7 @@ impl RaftCatalog {
             }
         }
         // On failure the staged tables' first metadata files go too: nothing will use them.
-        written.extend(staged.into_values());
+        written.extend(staged.into_values().map(|(location, _)| location));
         if let Some(e) = first_error {
             self.delete_unreferenced(written).await;
             return Err(e);
@@ -464,6 +511,15 @@ impl RaftCatalog {
         namespace: &NamespaceIdent,
         creation: TableCreation,
     ) -> Result<Table> {
+        self.stage_table(namespace, creation, false).await
+    }
+
+    async fn stage_table(
+        &self,
+        namespace: &NamespaceIdent,
+        creation: TableCreation,
+        replacing: bool,
+    ) -> Result<Table> {
         let ident = TableIdent::new(namespace.clone(), creation.name.clone());
         if ident.name.is_empty() {
             return Err(Error::new(
@@ -473,7 +529,7 @@ impl RaftCatalog {
         }
         let namespace_properties = {
             let applied = self.shared.read();
-            if applied.catalog.table_location(&ident).is_some() {
+            if !replacing && applied.catalog.table_location(&ident).is_some() {
                 return Err(rejection_error(Rejection::TableAlreadyExists { ident }));
             }
             applied
@@ -503,11 +559,15 @@ impl RaftCatalog {
         &self,
         ident: TableIdent,
         base_location: Option<String>,
-        creating: bool,
+        staged_expected: Option<Option<String>>,
         changes: Vec<TableChange>,
     ) -> Result<PreparedTable> {
-        // A created table's pointer must not exist when the commit applies.
-        let expected = |base: &str| (!creating).then(|| base.to_string());
+        // A staged table's pointer must be where staging found it (nowhere for a new table);
+        // any other table's must not have moved from its base.
+        let expected = |base: &str| match &staged_expected {
+            Some(expected) => expected.clone(),
+            None => Some(base.to_string()),
+        };
         let Some(base_location) = base_location else {
             for requirement in changes.iter().flat_map(|change| &change.requirements) {
                 requirement.check(None)?;

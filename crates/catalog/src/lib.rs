@@ -58,7 +58,7 @@ pub mod types;
 
 pub use catalog::{
     CatalogView, DEFAULT_NODE_ID, DEFAULT_SNAPSHOT_EVERY_ENTRIES, RaftCatalog, RaftCatalogConfig,
-    TableChange,
+    StagedTable, TableChange,
 };
 pub use command::{CatalogState, Command, CommandResponse, PointerSwap, Rejection};
 pub use error::CatalogError;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contextdb_catalog::{
-    CatalogError, Command, PointerSwap, RaftCatalog, RaftCatalogConfig, Rejection, StagingCatalog,
-    TableChange, layout,
+    CatalogError, Command, PointerSwap, RaftCatalog, RaftCatalogConfig, Rejection, StagedTable,
+    StagingCatalog, TableChange, layout,
 };
 use iceberg::io::FileIO;
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
@@ -904,7 +904,10 @@ async fn staged_creation_commits_with_its_first_changes() {
         ..set(&existing, "touched")
     };
     let error = catalog
-        .commit_changes_creating(vec![staged.clone()], vec![set(&staged, "filled"), stale])
+        .commit_changes_creating(
+            vec![StagedTable::new(staged.clone())],
+            vec![set(&staged, "filled"), stale],
+        )
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::CatalogCommitConflicts, "{error}");
@@ -917,7 +920,7 @@ async fn staged_creation_commits_with_its_first_changes() {
     let before = catalog.applied_index();
     let committed = catalog
         .commit_changes_creating(
-            vec![staged.clone()],
+            vec![StagedTable::new(staged.clone())],
             vec![set(&staged, "filled"), set(&existing, "touched")],
         )
         .await
@@ -944,9 +947,35 @@ async fn staged_creation_commits_with_its_first_changes() {
         .unwrap();
     create_table(&catalog, "main", "Late").await;
     let error = catalog
-        .commit_changes_creating(vec![twice], vec![])
+        .commit_changes_creating(vec![StagedTable::new(twice)], vec![])
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::CatalogCommitConflicts, "{error}");
+
+    // A replacement takes the old table's place whole, unless the old one moved meanwhile.
+    let old = catalog.load_table(&ident("main", "New")).await.unwrap();
+    let replacement = catalog
+        .stage_replace_table(&ns("main"), creation("New"))
+        .await
+        .unwrap();
+    assert_eq!(replacement.replaces.as_deref(), old.metadata_location());
+    set_property(&*catalog, &old, "moved", "yes").await.unwrap();
+    let error = catalog
+        .commit_changes_creating(vec![replacement], vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::CatalogCommitConflicts, "{error}");
+    let replacement = catalog
+        .stage_replace_table(&ns("main"), creation("New"))
+        .await
+        .unwrap();
+    let uuid = replacement.table.metadata().uuid();
+    catalog
+        .commit_changes_creating(vec![replacement], vec![])
+        .await
+        .unwrap();
+    let now = catalog.load_table(&ident("main", "New")).await.unwrap();
+    assert_eq!(now.metadata().uuid(), uuid);
+    assert_ne!(uuid, old.metadata().uuid());
     catalog.shutdown().await;
 }

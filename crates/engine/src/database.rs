@@ -599,7 +599,7 @@ impl Database {
     /// the same log entry.
     pub(crate) async fn commit_creating(
         &self,
-        created: Vec<Table>,
+        created: Vec<contextdb_catalog::StagedTable>,
         changes: Vec<TableChange>,
     ) -> Result<()> {
         if changes.is_empty() && created.is_empty() {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
-use contextdb_catalog::TableChange;
+use contextdb_catalog::{StagedTable, TableChange};
 use contextdb_storage::table_io::{self, DataChange};
 use contextql::ast::{self, ObjectKind};
 use iceberg::spec::{PrimitiveType, Type};
@@ -92,18 +92,27 @@ pub(crate) async fn create(
 
 /// Like [`create`], but the table stays invisible until a commit creates it together with
 /// its first data (`Database::commit_creating`): a statement's DDL and data commit together.
+/// With `replace`, the new table takes the place of the one of that name in that commit.
 pub(crate) async fn stage(
     db: &Database,
     name: &str,
     columns: Vec<(String, ast::DataType, bool)>,
     info: TableInfo,
     defaults: &HashMap<String, iceberg::spec::Literal>,
-) -> Result<iceberg::table::Table> {
+    replace: bool,
+) -> Result<StagedTable> {
     let creation = creation(db, name, &columns, &info, defaults).await?;
-    Ok(db
-        .catalog
-        .stage_create_table(&db.namespace, creation)
-        .await?)
+    Ok(if replace {
+        db.catalog
+            .stage_replace_table(&db.namespace, creation)
+            .await?
+    } else {
+        StagedTable::new(
+            db.catalog
+                .stage_create_table(&db.namespace, creation)
+                .await?,
+        )
+    })
 }
 
 async fn creation(
@@ -534,7 +543,7 @@ pub async fn load_file(
 #[derive(Debug, Default)]
 pub(crate) struct StagedSchema {
     /// Tables the statement creates (their first metadata, from `stage`).
-    pub created: Vec<iceberg::table::Table>,
+    pub created: Vec<StagedTable>,
     /// Columns added (to existing or created tables), committed before the data.
     pub changes: Vec<TableChange>,
     /// Every created or altered table as the statement sees it, changes applied in memory.
@@ -649,9 +658,9 @@ pub(crate) async fn evolve(
             let mut info = TableInfo::from_properties(&label, &Default::default());
             info.kind = TableKind::Node;
             info.primary_key = Some(GENERATED_KEY.to_string());
-            let table = stage(db, &label, all, info, &HashMap::new()).await?;
-            staged.created.push(table.clone());
-            staged.set(table);
+            let table = stage(db, &label, all, info, &HashMap::new(), false).await?;
+            staged.set(table.table.clone());
+            staged.created.push(table);
             Ok(())
         }
         SchemaNeed::EdgeTable {
@@ -688,9 +697,9 @@ pub(crate) async fn evolve(
             info.from = Some(from);
             info.to = Some(to);
             info.rel_type = Some(rel_type);
-            let table = stage(db, &name, all, info, &HashMap::new()).await?;
-            staged.created.push(table.clone());
-            staged.set(table);
+            let table = stage(db, &name, all, info, &HashMap::new(), false).await?;
+            staged.set(table.table.clone());
+            staged.created.push(table);
             Ok(())
         }
         SchemaNeed::Columns { table, columns } => {

@@ -26,6 +26,7 @@ mod schema;
 mod session;
 mod settings;
 mod sql;
+mod views;
 mod write;
 
 pub use cache::{DEFAULT_CACHE_BYTES, HotTierStats, SNAPSHOTS_PER_TABLE};
@@ -36,6 +37,7 @@ pub use plan_cache::{PLAN_CACHE_ENTRIES, PLAN_CACHE_MAX_TEXT};
 pub use route::{Language, route};
 pub use session::SERIAL_PLAN_ROWS_MAX;
 pub use settings::{MAX_SESSION_SETTINGS, Session, Settings};
+pub use views::MAX_VIEWS;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;

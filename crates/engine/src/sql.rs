@@ -209,6 +209,14 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
     let text = time_zone.as_deref().unwrap_or(text);
     let current = settings.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let ctx = sql_context(db, &snapshot, &outbox, &current)?;
+    let views = crate::views::views(db).await?;
+    if !views.is_empty() {
+        let schema = ctx
+            .catalog(DEFAULT_CATALOG)
+            .and_then(|c| c.schema(DEFAULT_GRAPH))
+            .ok_or_else(|| Error::internal("the session has no graph schema"))?;
+        crate::views::register(&ctx, &schema, views.clone()).await?;
+    }
     let plan = ctx.state().create_logical_plan(text).await?;
     let done = match plan {
         // SHOW is a query of information_schema.df_settings, which the statement's session
@@ -227,14 +235,35 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
             "a write statement was planned without the write lock",
         )),
         LogicalPlan::Dml(dml) => dml_statement(db, &ctx, &snapshot, &outbox, dml).await,
+        LogicalPlan::Ddl(DdlStatement::CreateView(v)) => {
+            crate::views::create_view(db, &snapshot, &v).await
+        }
+        LogicalPlan::Ddl(DdlStatement::DropView(d)) => crate::views::drop_view(db, &d).await,
         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(c)) => {
             let name = c.name.table().to_string();
-            if snapshot.tables.contains_key(&name) {
-                if c.if_not_exists {
+            if views.contains_key(&name) {
+                return Err(Error::plan(format!(
+                    "`{name}` is a view; a table needs a name of its own"
+                )));
+            }
+            let replace = match snapshot.tables.get(&name) {
+                None => false,
+                Some(_) if c.if_not_exists => {
                     return Ok(Planned::Done(message(Language::Sql, "table exists")));
                 }
-                return Err(Error::plan(format!("table `{name}` already exists")));
-            }
+                Some(existing) if c.or_replace => {
+                    if existing.info.kind != TableKind::Table {
+                        return Err(Error::plan(format!(
+                            "`{name}` is a {} table of the graph; CREATE OR REPLACE TABLE \
+                             replaces SQL tables only (drop it with DROP {} TABLE)",
+                            existing.info.kind.as_str(),
+                            existing.info.kind.as_str().to_ascii_uppercase(),
+                        )));
+                    }
+                    true
+                }
+                Some(_) => return Err(Error::plan(format!("table `{name}` already exists"))),
+            };
             let schema = c.input.schema().as_arrow().clone();
             let mut info = TableInfo::from_properties(&name, &Default::default());
             info.kind = TableKind::Table;
@@ -266,9 +295,11 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
                 .await?
                 .collect()
                 .await?;
-            let staged = crate::ddl::stage(db, &name, columns, info, &defaults).await?;
+            // A replacement is a new table (new id, new row ids) that takes the old one's
+            // place in the same commit; the old one's files go at VACUUM.
+            let staged = crate::ddl::stage(db, &name, columns, info, &defaults, replace).await?;
             let snapshot = db
-                .snapshot_unloaded_with(None, vec![staged.clone()])
+                .snapshot_unloaded_with(None, vec![staged.table.clone()])
                 .await?;
             snapshot.load([name.as_str()]).await?;
             let rows = append(db, &snapshot, &name, batches, vec![staged]).await?;
@@ -359,7 +390,7 @@ async fn append(
     snapshot: &Snapshot,
     name: &str,
     batches: Vec<RecordBatch>,
-    created: Vec<iceberg::table::Table>,
+    created: Vec<contextdb_catalog::StagedTable>,
 ) -> Result<u64> {
     let data = snapshot
         .get(name)

@@ -190,11 +190,11 @@ async fn writes_go_through_the_dml_hooks_and_subqueries_select_exactly_their_row
     db.shutdown().await;
 }
 
-/// Column defaults live in the table's Iceberg schema: a restarted database, and a table
-/// whose first rows came with its creation, still apply them; a failed CREATE TABLE AS
-/// leaves nothing to find after a restart either.
+/// Column defaults live in the table's Iceberg schema and views in the catalog: a restarted
+/// database still applies and plans them; a replaced table stays replaced, and a failed
+/// CREATE TABLE AS leaves nothing to find after a restart either.
 #[tokio::test]
-async fn defaults_and_create_table_as_survive_a_restart() {
+async fn defaults_views_and_create_table_as_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
     db.execute("CREATE TABLE d (a BIGINT, b BIGINT DEFAULT 500) AS VALUES (1, 1)")
@@ -203,6 +203,15 @@ async fn defaults_and_create_table_as_survive_a_restart() {
     db.execute("CREATE TABLE broken AS SELECT 1 / (column1 - 1) AS x FROM (VALUES (1))")
         .await
         .unwrap_err();
+    db.execute("CREATE VIEW dv AS SELECT a * 10 AS a10 FROM d")
+        .await
+        .unwrap();
+    db.execute("CREATE OR REPLACE TABLE gone (x INT) AS VALUES (1)")
+        .await
+        .unwrap();
+    db.execute("CREATE OR REPLACE TABLE gone (y INT) AS VALUES (2)")
+        .await
+        .unwrap();
     db.shutdown().await;
 
     let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
@@ -219,6 +228,11 @@ async fn defaults_and_create_table_as_survive_a_restart() {
         vec![Some(1), Some(500)]
     );
     assert_eq!(ints(&db, "MATCH (n:N) RETURN n.b").await, vec![Some(7)]);
+    assert_eq!(
+        ints(&db, "SELECT a10 FROM dv ORDER BY a10").await,
+        vec![Some(10), Some(20)]
+    );
+    assert_eq!(ints(&db, "SELECT y FROM gone").await, vec![Some(2)]);
     assert_eq!(
         ints(
             &db,
