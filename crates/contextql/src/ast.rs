@@ -484,11 +484,26 @@ pub enum DataType {
     Float64,
     String,
     Date,
+    /// Microseconds, no time zone.
     Timestamp,
+    /// `TIMESTAMPTZ`: an instant (microseconds, stored in UTC).
+    TimestampTz,
+    /// `TIME`: time of day in microseconds.
+    Time,
+    /// `BINARY` / `BLOB` / `BYTEA`: variable-length bytes.
+    Binary,
+    /// Fixed-length bytes (from SQL's `FixedSizeBinary`).
+    Fixed(u32),
+    /// Precision (1..=38) and scale (0..=precision).
+    Decimal(u8, u8),
     /// `VECTOR(d)` or `FLOAT[d]`.
     Vector(u32),
     /// `TYPE[]` (a variable-length list).
     List(Box<DataType>),
+    /// Named fields (from SQL).
+    Struct(Vec<(String, DataType)>),
+    /// Keys to values (from SQL).
+    Map(Box<DataType>, Box<DataType>),
 }
 
 /// `COPY Table FROM 'file' [(option = value, ...)]`

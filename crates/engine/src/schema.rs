@@ -163,6 +163,37 @@ pub fn iceberg_type(t: &ast::DataType, next_id: &mut i32) -> Type {
         ast::DataType::String => Type::Primitive(PrimitiveType::String),
         ast::DataType::Date => Type::Primitive(PrimitiveType::Date),
         ast::DataType::Timestamp => Type::Primitive(PrimitiveType::Timestamp),
+        ast::DataType::TimestampTz => Type::Primitive(PrimitiveType::Timestamptz),
+        ast::DataType::Time => Type::Primitive(PrimitiveType::Time),
+        ast::DataType::Binary => Type::Primitive(PrimitiveType::Binary),
+        ast::DataType::Fixed(n) => Type::Primitive(PrimitiveType::Fixed(*n as u64)),
+        ast::DataType::Decimal(precision, scale) => Type::Primitive(PrimitiveType::Decimal {
+            precision: *precision as u32,
+            scale: *scale as u32,
+        }),
+        ast::DataType::Struct(fields) => Type::Struct(iceberg::spec::StructType::new(
+            fields
+                .iter()
+                .map(|(name, t)| {
+                    *next_id += 1;
+                    let id = *next_id;
+                    let ty = iceberg_type(t, next_id);
+                    Arc::new(NestedField::optional(id, name, ty))
+                })
+                .collect(),
+        )),
+        ast::DataType::Map(key, value) => {
+            *next_id += 1;
+            let key_id = *next_id;
+            *next_id += 1;
+            let value_id = *next_id;
+            let key = iceberg_type(key, next_id);
+            let value = iceberg_type(value, next_id);
+            Type::Map(iceberg::spec::MapType::new(
+                Arc::new(NestedField::map_key_element(key_id, key)),
+                Arc::new(NestedField::map_value_element(value_id, value, false)),
+            ))
+        }
         ast::DataType::Vector(_) => {
             *next_id += 1;
             Type::List(ListType::new(Arc::new(NestedField::list_element(
@@ -227,6 +258,49 @@ pub fn ast_type(t: &DataType) -> Result<ast::DataType> {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ast::DataType::String,
         DataType::Date32 | DataType::Date64 => ast::DataType::Date,
         DataType::Timestamp(_, None) => ast::DataType::Timestamp,
+        DataType::Timestamp(_, Some(_)) => ast::DataType::TimestampTz,
+        DataType::Time32(_) | DataType::Time64(_) => ast::DataType::Time,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => ast::DataType::Binary,
+        DataType::FixedSizeBinary(n) if *n > 0 => ast::DataType::Fixed(*n as u32),
+        // The next wider signed type: Iceberg has no unsigned integers, nor one past 64 bits.
+        DataType::UInt64 => ast::DataType::Decimal(20, 0),
+        DataType::Decimal32(p, s)
+        | DataType::Decimal64(p, s)
+        | DataType::Decimal128(p, s)
+        | DataType::Decimal256(p, s) => {
+            if *p > 38 || *s < 0 || *s as u8 > *p {
+                return Err(Error::plan(format!(
+                    "column type {t} cannot be stored: Iceberg decimals have a precision of at \
+                     most 38 and a scale from 0 to the precision; use DOUBLE, or VARCHAR for \
+                     exact digits"
+                )));
+            }
+            ast::DataType::Decimal(*p, *s as u8)
+        }
+        DataType::Dictionary(_, value) => ast_type(value)?,
+        DataType::Struct(fields) => ast::DataType::Struct(
+            fields
+                .iter()
+                .map(|f| Ok((f.name().clone(), ast_type(f.data_type())?)))
+                .collect::<Result<_>>()?,
+        ),
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => ast::DataType::Map(
+                Box::new(ast_type(kv[0].data_type())?),
+                Box::new(ast_type(kv[1].data_type())?),
+            ),
+            other => {
+                return Err(Error::plan(format!(
+                    "map entries of type {other} are not supported"
+                )));
+            }
+        },
+        DataType::Interval(_) | DataType::Duration(_) => {
+            return Err(Error::plan(format!(
+                "column type {t} cannot be stored (Iceberg has no interval type); store a count \
+                 of units as BIGINT (e.g. seconds), or the text as VARCHAR"
+            )));
+        }
         DataType::FixedSizeList(f, d) if f.data_type() == &DataType::Float32 => {
             ast::DataType::Vector(*d as u32)
         }
@@ -264,6 +338,11 @@ pub fn write_default(
         ast::DataType::Vector(_) | ast::DataType::List(_) => {
             return Err(Error::plan(format!(
                 "column `{column}`: DEFAULT is not supported for list and vector columns"
+            )));
+        }
+        other => {
+            return Err(Error::plan(format!(
+                "column `{column}`: DEFAULT is not supported for {other:?} columns yet"
             )));
         }
     };

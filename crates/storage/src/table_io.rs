@@ -227,24 +227,47 @@ pub fn conform_batch(batch: &RecordBatch, schema: &ArrowSchemaRef) -> Result<Rec
     })
 }
 
-/// Gives `array` the data type `to`, which must have the same physical layout.
+/// Gives `array` the data type `to`, which must have the same physical layout: the nested
+/// fields' names and metadata (field ids) change, at every depth.
 fn retag(
     array: &arrow::array::ArrayRef,
     to: &arrow::datatypes::DataType,
 ) -> Result<arrow::array::ArrayRef> {
-    let data = array
-        .to_data()
-        .into_builder()
-        .data_type(to.clone())
-        .build()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::DataInvalid,
-                format!("cannot store {} as {to}", array.data_type()),
-            )
-            .with_source(e)
-        })?;
+    let data = retag_data(array.to_data(), to).map_err(|e| {
+        Error::new(
+            ErrorKind::DataInvalid,
+            format!("cannot store {} as {to}", array.data_type()),
+        )
+        .with_source(e)
+    })?;
     Ok(arrow::array::make_array(data))
+}
+
+fn retag_data(
+    data: arrow::array::ArrayData,
+    to: &arrow::datatypes::DataType,
+) -> std::result::Result<arrow::array::ArrayData, arrow::error::ArrowError> {
+    use arrow::datatypes::DataType;
+    let children = match to {
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => match data.child_data() {
+            [child] => vec![retag_data(child.clone(), f.data_type())?],
+            other => other.to_vec(),
+        },
+        DataType::Struct(fields) if fields.len() == data.child_data().len() => data
+            .child_data()
+            .iter()
+            .zip(fields)
+            .map(|(c, f)| retag_data(c.clone(), f.data_type()))
+            .collect::<std::result::Result<_, _>>()?,
+        _ => data.child_data().to_vec(),
+    };
+    data.into_builder()
+        .data_type(to.clone())
+        .child_data(children)
+        .build()
 }
 
 /// Writes `batches` as new Parquet data files of `table` (not yet committed).

@@ -171,6 +171,9 @@ impl Builder<'_> {
                         "STRING" | "VARCHAR" | "TEXT" => DataType::String,
                         "DATE" => DataType::Date,
                         "TIMESTAMP" => DataType::Timestamp,
+                        "TIMESTAMPTZ" => DataType::TimestampTz,
+                        "TIME" => DataType::Time,
+                        "BINARY" | "BLOB" | "BYTEA" => DataType::Binary,
                         _ => DataType::Int32,
                     })
                 }
