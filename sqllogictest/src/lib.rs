@@ -3,6 +3,7 @@
 //! Both run every file or scenario against a fresh in-memory [`Database`], each on its own
 //! thread with a time limit ([`isolate`]), so one hang or panic cannot stall or end the run.
 
+pub mod df_normalize;
 pub mod isolate;
 pub mod tck;
 
