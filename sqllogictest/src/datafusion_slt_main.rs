@@ -11,6 +11,9 @@
 //! A bare argument (after `cargo test -p contextdb-sqllogictest --test datafusion_slt --`)
 //! keeps the files whose path contains it; the baseline is then not checked.
 
+// The ContextDB connection's setup future nests the engine's statement future deeply.
+#![recursion_limit = "256"]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -232,10 +235,13 @@ fn run_isolated(name: &str, engine_name: &str, file: PathBuf, engine: Engine) ->
     FileRun { records, aborted }
 }
 
+/// The partitions DataFusion's runner configures.
+const TARGET_PARTITIONS: usize = 4;
+
 /// A `SessionContext` as DataFusion's runner makes one for a file without special setup
 /// (`TestContext::try_new_for_test_file`).
 fn datafusion_context() -> SessionContext {
-    let config = SessionConfig::new().with_target_partitions(4);
+    let config = SessionConfig::new().with_target_partitions(TARGET_PARTITIONS);
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(Arc::new(RuntimeEnv::default()))
@@ -260,7 +266,17 @@ async fn run_contextdb(file: PathBuf, log: Log) -> Result<(), String> {
     let connection_db = db.clone();
     let runner = Runner::new(move || {
         let session = Session::new(connection_db.clone());
-        async move { Ok::<_, EngineError>(ContextDbSession { session }) }
+        async move {
+            // The partitions DataFusion's runner gives its sessions (`datafusion_context`),
+            // which its EXPLAIN outputs show.
+            session
+                .execute(&format!(
+                    "SET datafusion.execution.target_partitions = {TARGET_PARTITIONS}"
+                ))
+                .await
+                .map_err(|e| EngineError(e.to_string()))?;
+            Ok::<_, EngineError>(ContextDbSession { session })
+        }
     });
     let outcome = run_records(&file, runner, &log).await;
     db.shutdown().await;
@@ -413,10 +429,14 @@ impl AsyncDB for ContextDbSession {
     type ColumnType = DFColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DFOutput, EngineError> {
-        let results = self.session.execute(sql).await.map_err(|e| {
-            let mut e = e;
+        // Errors DataFusion raised are shown as DataFusion's runner shows them; ContextDB's
+        // own (kind and message) as they are.
+        let results = self.session.execute(sql).await.map_err(|mut e| {
             e.detail = None;
-            EngineError(e.to_string())
+            EngineError(match e.datafusion_text.take() {
+                Some(text) => format!("DataFusion error: {text}"),
+                None => e.to_string(),
+            })
         })?;
         match results.into_iter().last() {
             // ContextDB reports DDL with a one-row `status` column, which the shell prints as

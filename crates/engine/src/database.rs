@@ -523,6 +523,7 @@ impl Database {
                             message: e.message,
                             position: e.position,
                             detail: None,
+                            datafusion_text: None,
                         });
                     }
                 },

@@ -41,6 +41,9 @@ pub struct Error {
     pub position: Option<(usize, usize)>,
     /// Extra lines shown under the message (a snippet with a caret).
     pub detail: Option<String>,
+    /// The error as DataFusion wrote it, when it raised it (`Error during planning: ...`):
+    /// for clients and tests that compare against DataFusion's own text.
+    pub datafusion_text: Option<String>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -52,6 +55,7 @@ impl Error {
             message: message.into(),
             position: None,
             detail: None,
+            datafusion_text: None,
         }
     }
 
@@ -119,6 +123,7 @@ impl From<contextql::ParseError> for Error {
             message: e.message.clone(),
             position: Some((e.line, e.column)),
             detail: Some(e.snippet.clone()),
+            datafusion_text: None,
         }
     }
 }
@@ -142,6 +147,7 @@ impl From<iceberg::Error> for Error {
 impl From<datafusion::error::DataFusionError> for Error {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         use datafusion::error::DataFusionError as D;
+        let text = e.strip_backtrace();
         let e = e.find_root();
         let kind = match e {
             D::SQL(..) => ErrorKind::Syntax,
@@ -156,7 +162,10 @@ impl From<datafusion::error::DataFusionError> for Error {
             }
             other => other.to_string(),
         };
-        Error::new(kind, message)
+        Error {
+            datafusion_text: Some(text),
+            ..Error::new(kind, message)
+        }
     }
 }
 

@@ -56,6 +56,14 @@ fn time_zone_statement(text: &str) -> Option<String> {
     // The first ZONE is the third word: SET and TIME hold none.
     let after = rest.to_ascii_uppercase().find("ZONE")? + "ZONE".len();
     let value = rest[after..].trim().trim_end_matches(';').trim_end();
+    // `SET TIME ZONE = 'x'` and `SET TIME ZONE TO 'x'` (MySQL and Postgres spellings).
+    let value = match value.strip_prefix('=') {
+        Some(v) => v.trim_start(),
+        None if value.len() > 3 && value[..3].eq_ignore_ascii_case("TO ") => {
+            value[3..].trim_start()
+        }
+        None => value,
+    };
     if value.eq_ignore_ascii_case("LOCAL") || value.eq_ignore_ascii_case("DEFAULT") {
         return Some("RESET datafusion.execution.time_zone".to_string());
     }
