@@ -36,7 +36,7 @@ pub use maintenance::EXPIRE_BATCH_SNAPSHOTS;
 pub use plan_cache::{PLAN_CACHE_ENTRIES, PLAN_CACHE_MAX_TEXT};
 pub use route::{Language, route};
 pub use session::SERIAL_PLAN_ROWS_MAX;
-pub use settings::{MAX_SESSION_SETTINGS, Session, Settings};
+pub use settings::{MAX_PREPARED_STATEMENTS, MAX_SESSION_SETTINGS, Session, Settings};
 pub use views::MAX_VIEWS;
 
 use arrow::array::RecordBatch;

@@ -19,10 +19,17 @@ use crate::{QueryStream, StatementResult};
 /// The most options one session may set (each is applied to every SQL statement it runs).
 pub const MAX_SESSION_SETTINGS: usize = 256;
 
-/// DataFusion options a session set, by their canonical (lowercase) names.
+/// The most SQL statements one session may keep prepared.
+pub const MAX_PREPARED_STATEMENTS: usize = 1024;
+
+/// What a session keeps between statements: the DataFusion options it set, by their canonical
+/// (lowercase) names, and its prepared SQL statements.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     options: BTreeMap<String, String>,
+    /// Name → the PREPARE statement's text, planned again (over the statement's snapshot) by
+    /// each EXECUTE.
+    prepared: BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -53,6 +60,28 @@ impl Settings {
         }
         self.options.insert(variable, value.to_string());
         Ok(())
+    }
+
+    /// Keeps `PREPARE name ...` (its text) under `name`, replacing one of that name.
+    pub(crate) fn prepare(&mut self, name: &str, text: &str) -> Result<()> {
+        if !self.prepared.contains_key(name) && self.prepared.len() >= MAX_PREPARED_STATEMENTS {
+            return Err(Error::new(
+                crate::ErrorKind::Resource,
+                format!("a session keeps at most {MAX_PREPARED_STATEMENTS} prepared statements"),
+            ));
+        }
+        self.prepared.insert(name.to_string(), text.to_string());
+        Ok(())
+    }
+
+    /// The PREPARE statement kept under `name`.
+    pub(crate) fn prepared(&self, name: &str) -> Option<&str> {
+        self.prepared.get(name).map(String::as_str)
+    }
+
+    /// Forgets the prepared statement `name`; whether there was one.
+    pub(crate) fn deallocate(&mut self, name: &str) -> bool {
+        self.prepared.remove(name).is_some()
     }
 
     /// Forgets what the session set for `variable` (back to the database's value).

@@ -202,7 +202,8 @@ enum Planned {
 async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) -> Result<Planned> {
     let writes = matches!(
         first_word(text).as_str(),
-        "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "DROP" | "TRUNCATE"
+        // EXECUTE may run a prepared write.
+        "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "DROP" | "TRUNCATE" | "EXECUTE"
     );
     let _guard = if writes {
         Some(db.write_lock.lock().await)
@@ -226,6 +227,48 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
         crate::views::register(&ctx, &schema, views.clone()).await?;
     }
     let plan = ctx.state().create_logical_plan(text).await?;
+    let plan = match plan {
+        // The session keeps the statement's text; DataFusion checks it now and binds it at
+        // each EXECUTE, planned over that statement's snapshot.
+        LogicalPlan::Statement(Statement::Prepare(prepare)) => {
+            let name = prepare.name.clone();
+            ctx.execute_logical_plan(LogicalPlan::Statement(Statement::Prepare(prepare)))
+                .await?;
+            let mut settings = settings.lock().unwrap_or_else(|p| p.into_inner());
+            settings.prepare(&name, text)?;
+            return Ok(Planned::Done(message(Language::Sql, "prepared")));
+        }
+        LogicalPlan::Statement(Statement::Execute(execute)) => {
+            let prepared = settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .prepared(&execute.name)
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    Error::execution(format!(
+                        "Prepared statement '{}' does not exist",
+                        execute.name
+                    ))
+                })?;
+            ctx.sql(&prepared).await?;
+            // DataFusion binds the parameters; the bound plan runs as any other statement.
+            let bound = ctx
+                .execute_logical_plan(LogicalPlan::Statement(Statement::Execute(execute)))
+                .await?;
+            bound.logical_plan().clone()
+        }
+        LogicalPlan::Statement(Statement::Deallocate(deallocate)) => {
+            let mut settings = settings.lock().unwrap_or_else(|p| p.into_inner());
+            if !settings.deallocate(&deallocate.name) {
+                return Err(Error::execution(format!(
+                    "Prepared statement '{}' does not exist",
+                    deallocate.name
+                )));
+            }
+            return Ok(Planned::Done(message(Language::Sql, "deallocated")));
+        }
+        other => other,
+    };
     let done = match plan {
         // SHOW is a query of information_schema.df_settings, which the statement's session
         // state answers with the session's settings applied.
