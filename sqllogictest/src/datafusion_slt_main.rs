@@ -27,7 +27,7 @@ use contextdb_sqllogictest::df_normalize::{
     DFColumnType, DFOutput, convert_batches, convert_schema_to_types, df_value_validator,
     value_normalizer,
 };
-use contextdb_sqllogictest::{collect_files, isolate, workspace_dir};
+use contextdb_sqllogictest::{isolate, slt_files, workspace_dir};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::physical_plan::common::collect;
@@ -50,26 +50,19 @@ fn main() -> ExitCode {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("datafusion");
-    let mut files = Vec::new();
-    if let Err(e) = collect_files(&dir, "slt", &mut files) {
-        eprintln!("datafusion-slt: cannot list {}: {e}", dir.display());
-        return ExitCode::FAILURE;
-    }
-    files.sort();
+    let files = match slt_files(&dir, &filters) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("datafusion-slt: cannot list {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
     let started = Instant::now();
     let (mut total_df, mut total_both, mut total_run) = (0usize, 0usize, 0usize);
     let mut report = String::new();
     let mut df_failures = String::new();
     let mut per_file = String::new();
-    for file in files {
-        let name = file
-            .strip_prefix(&dir)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
+    for (name, file) in files {
         let datafusion = run_isolated(&name, "datafusion", file.clone(), Engine::DataFusion);
         let contextdb = run_isolated(&name, "contextdb", file.clone(), Engine::ContextDb);
         let (mut df_passed, mut both_passed) = (0, 0);

@@ -39,6 +39,26 @@ pub fn shared_dir() -> PathBuf {
     dir.canonicalize().unwrap_or(dir)
 }
 
+/// The `.slt` files below `dir`, sorted, each with its path relative to `dir` (its name in
+/// reports); with `filters`, only those whose name contains one of them.
+pub fn slt_files(dir: &Path, filters: &[String]) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    collect_files(dir, "slt", &mut files)?;
+    files.sort();
+    Ok(files
+        .into_iter()
+        .map(|file| {
+            let name = file
+                .strip_prefix(dir)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
+            (name, file)
+        })
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect())
+}
+
 /// Appends the files below `dir` (recursively) whose extension is `extension`.
 pub fn collect_files(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use contextdb_engine::{Database, DbConfig};
-use contextdb_sqllogictest::{ContextDb, SltError, collect_files, isolate, shared_dir};
+use contextdb_sqllogictest::{ContextDb, SltError, isolate, shared_dir, slt_files};
 use sqllogictest::{default_normalizer, default_validator, strict_column_validator};
 
 /// A file that runs longer than this is reported as failed, so a hang cannot stall CI.
@@ -27,22 +27,15 @@ fn main() -> ExitCode {
         // Other flags come from `cargo test` and mean nothing here.
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("slt");
-    let mut files = Vec::new();
-    if let Err(e) = collect_files(&dir, "slt", &mut files) {
-        eprintln!("slt: cannot list {}: {e}", dir.display());
-        return ExitCode::FAILURE;
-    }
-    files.sort();
-    let (mut passed, mut failed) = (0, 0);
-    for file in files {
-        let name = file
-            .strip_prefix(&dir)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
+    let files = match slt_files(&dir, &filters) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("slt: cannot list {}: {e}", dir.display());
+            return ExitCode::FAILURE;
         }
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for (name, file) in files {
         let outcome = isolate::run(&name, FILE_TIME_LIMIT, move || run_file(file, complete));
         match outcome.unwrap_or_else(|abort| Err(abort.to_string())) {
             Ok(()) => {

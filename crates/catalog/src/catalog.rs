@@ -400,8 +400,9 @@ impl RaftCatalog {
     }
 
     /// [`RaftCatalog::commit_changes`] that also creates the tables `created` (from
-    /// [`RaftCatalog::stage_create_table`]), in the same log entry: a table and its first
-    /// data become visible together, or neither does. Each must still not exist.
+    /// [`RaftCatalog::stage_create_table`] or [`RaftCatalog::stage_replace_table`]), in the
+    /// same log entry: a table and its first data become visible together, or neither does.
+    /// A new table must still not exist; a replacement's predecessor must not have moved.
     pub async fn commit_changes_creating(
         &self,
         created: Vec<StagedTable>,
@@ -448,25 +449,26 @@ impl RaftCatalog {
         if order.is_empty() {
             return Ok(Vec::new());
         }
-        // Every base pointer is read at one applied index. A created table's base is its
-        // staged metadata, and its pointer must not exist yet.
-        let bases: Vec<(Option<String>, Option<Option<String>>)> = {
+        // Every base pointer is read at one applied index, and must still be there when the
+        // commit applies. A staged table's base is its staged metadata, and its pointer must
+        // be where staging found it: nowhere for a new table.
+        let bases: Vec<(Option<String>, Option<String>)> = {
             let applied = self.shared.read();
             order
                 .iter()
                 .map(|ident| match staged.get(ident) {
-                    Some((location, replaces)) => (Some(location.clone()), Some(replaces.clone())),
-                    None => (
-                        applied.catalog.table_location(ident).map(str::to_string),
-                        None,
-                    ),
+                    Some((location, replaces)) => (Some(location.clone()), replaces.clone()),
+                    None => {
+                        let base = applied.catalog.table_location(ident).map(str::to_string);
+                        (base.clone(), base)
+                    }
                 })
                 .collect()
         };
         let prepared = futures::future::join_all(order.into_iter().zip(bases).map(
-            |(ident, (base, staged_expected))| {
+            |(ident, (base, expected))| {
                 let changes = grouped.remove(&ident).expect("every ident has changes");
-                self.prepare_table_commit(ident, base, staged_expected, changes)
+                self.prepare_table_commit(ident, base, expected, changes)
             },
         ))
         .await;
@@ -554,20 +556,15 @@ impl RaftCatalog {
         self.build_table(ident, metadata_location, metadata)
     }
 
-    /// Checks and applies one table's changes and writes its new metadata file.
+    /// Checks and applies one table's changes and writes its new metadata file; the swap
+    /// expects the pointer at `expected` (None: no table yet).
     async fn prepare_table_commit(
         &self,
         ident: TableIdent,
         base_location: Option<String>,
-        staged_expected: Option<Option<String>>,
+        expected: Option<String>,
         changes: Vec<TableChange>,
     ) -> Result<PreparedTable> {
-        // A staged table's pointer must be where staging found it (nowhere for a new table);
-        // any other table's must not have moved from its base.
-        let expected = |base: &str| match &staged_expected {
-            Some(expected) => expected.clone(),
-            None => Some(base.to_string()),
-        };
         let Some(base_location) = base_location else {
             for requirement in changes.iter().flat_map(|change| &change.requirements) {
                 requirement.check(None)?;
@@ -585,7 +582,7 @@ impl RaftCatalog {
         else {
             let swap = PointerSwap {
                 ident,
-                expected: expected(&base_location),
+                expected,
                 new_location: base_location,
             };
             return Ok(PreparedTable {
@@ -602,7 +599,7 @@ impl RaftCatalog {
             table,
             swap: PointerSwap {
                 ident,
-                expected: expected(&base_location),
+                expected,
                 new_location: new_location.clone(),
             },
             written: Some(new_location),

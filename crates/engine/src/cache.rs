@@ -199,10 +199,6 @@ const MAX_PREFIX_SNAPSHOTS: usize = 32;
 pub const MAX_PROPERTY_INDEXES: usize = 16;
 
 impl TableData {
-    fn uuid(&self) -> String {
-        self.table.metadata().uuid().to_string()
-    }
-
     pub fn schema(&self) -> SchemaRef {
         self.rows.schema().clone()
     }
@@ -392,7 +388,7 @@ impl Entries {
                 dropped_files.extend(t.files.iter().map(|f| (f.path.clone(), schema_id)));
             }
         }
-        for (t, _) in self.tables.values().filter(|(t, _)| t.uuid() == uuid) {
+        for (_, (t, _)) in self.tables.iter().filter(|((u, _), _)| u == uuid) {
             let schema_id = t.table.metadata().current_schema_id();
             for f in &t.files {
                 dropped_files.remove(&(f.path.clone(), schema_id));
@@ -594,9 +590,7 @@ impl Cache {
         e.clock += 1;
         let clock = e.clock;
         e.tables.insert(key.clone(), (data.clone(), clock));
-        if e.keep_recent(&key.0) {
-            self.evictions.fetch_add(1, Ordering::AcqRel);
-        }
+        self.keep_recent(&mut e, &key.0);
         drop(e);
         self.evict();
         Ok(data)
@@ -639,13 +633,13 @@ impl Cache {
                             let mut e = self.lock();
                             e.clock += 1;
                             let clock = e.clock;
-                            e.files.get_mut(&key).map(|(b, _, used)| {
+                            e.files.get_mut(&key).map(|(b, bytes, used)| {
                                 *used = clock;
-                                b.clone()
+                                (b.clone(), *bytes)
                             })
                         };
-                        if let Some(b) = cached {
-                            return Ok::<_, Error>((path, b));
+                        if let Some((chunks, bytes)) = cached {
+                            return Ok::<_, Error>((path, chunks, bytes));
                         }
                         // Converted once per file and schema version: a snapshot that keeps the
                         // file reuses the chunks as they are.
@@ -666,18 +660,18 @@ impl Cache {
                         e.clock += 1;
                         let clock = e.clock;
                         e.files.insert(key, (converted.clone(), bytes, clock));
-                        Ok((path, converted))
+                        Ok((path, converted, bytes))
                     }
                 }),
                 FILE_READS_AT_ONCE,
             );
             futures::pin_mut!(read);
-            while let Some((path, file_chunks)) = futures::TryStreamExt::try_next(&mut read).await?
+            while let Some((path, file_chunks, bytes)) =
+                futures::TryStreamExt::try_next(&mut read).await?
             {
-                let (mut len, mut bytes) = (0, 0);
+                let mut len = 0;
                 for (b, i) in file_chunks.iter() {
                     len += b.num_rows();
-                    bytes += b.get_array_memory_size() + i.get_array_memory_size();
                     chunks.push(b.clone());
                     ids.push(i.clone());
                 }
@@ -876,9 +870,7 @@ impl Cache {
                     let edge_uuid = key.0.clone();
                     e.adjacency
                         .insert(key, (adjacency.clone(), clock, dangling.clone()));
-                    if e.keep_recent(&edge_uuid) {
-                        self.evictions.fetch_add(1, Ordering::AcqRel);
-                    }
+                    self.keep_recent(&mut e, &edge_uuid);
                     return Ok(adjacency);
                 }
             }
@@ -925,12 +917,18 @@ impl Cache {
         let edge_uuid = key.0.clone();
         e.adjacency
             .insert(key, (adjacency.clone(), clock, Arc::new(dangling)));
-        if e.keep_recent(&edge_uuid) {
-            self.evictions.fetch_add(1, Ordering::AcqRel);
-        }
+        self.keep_recent(&mut e, &edge_uuid);
         drop(e);
         self.evict();
         Ok(adjacency)
+    }
+
+    /// [`Entries::keep_recent`] for table `uuid`; what it drops counts as an eviction (cached
+    /// plans holding those rows let go of them).
+    fn keep_recent(&self, e: &mut Entries, uuid: &str) {
+        if e.keep_recent(uuid) {
+            self.evictions.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Drops everything held of the table with this uuid whose files are under `location`:

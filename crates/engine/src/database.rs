@@ -590,6 +590,22 @@ impl Database {
         })
     }
 
+    /// Reads the graph namespace's properties, lets `change` edit them, and writes them back
+    /// as one catalog entry (`change` may refuse, and then nothing is written). The caller
+    /// holds the write lock, so no other change comes between the read and the write.
+    pub(crate) async fn update_graph_properties<T>(
+        &self,
+        change: impl FnOnce(&mut HashMap<String, String>) -> Result<T>,
+    ) -> Result<T> {
+        let namespace = self.catalog.get_namespace(&self.namespace).await?;
+        let mut properties = namespace.properties().clone();
+        let out = change(&mut properties)?;
+        self.catalog
+            .update_namespace(&self.namespace, properties)
+            .await?;
+        Ok(out)
+    }
+
     /// Commits data and schema changes of several tables as one catalog log entry.
     /// The caller holds the write lock; tables left with many small files are compacted.
     pub(crate) async fn commit(&self, changes: Vec<TableChange>) -> Result<()> {

@@ -50,31 +50,29 @@ pub const PROP_LAST_TABLE_NUMBER: &str = "contextdb.last-table-number";
 /// mark, so a table created after another was dropped never gets its row ids. The caller
 /// holds the write lock (every DDL statement does), so no two tables get one number.
 async fn next_table_number(db: &Database) -> Result<u64> {
-    let namespace = db.catalog.get_namespace(&db.namespace).await?;
-    let mut properties = namespace.properties().clone();
-    let last = match properties.get(PROP_LAST_TABLE_NUMBER) {
-        None => 0,
-        Some(v) => v.parse::<u64>().map_err(|_| {
-            Error::internal(format!(
-                "namespace property {PROP_LAST_TABLE_NUMBER} is {v}"
-            ))
-        })?,
-    };
-    let number = last + 1;
-    if number > table_io::MAX_TABLE_NUMBER {
-        return Err(Error::new(
-            crate::ErrorKind::Resource,
-            format!(
-                "a database numbers at most {} tables over its life",
-                table_io::MAX_TABLE_NUMBER
-            ),
-        ));
-    }
-    properties.insert(PROP_LAST_TABLE_NUMBER.to_string(), number.to_string());
-    db.catalog
-        .update_namespace(&db.namespace, properties)
-        .await?;
-    Ok(number)
+    db.update_graph_properties(|properties| {
+        let last = match properties.get(PROP_LAST_TABLE_NUMBER) {
+            None => 0,
+            Some(v) => v.parse::<u64>().map_err(|_| {
+                Error::internal(format!(
+                    "namespace property {PROP_LAST_TABLE_NUMBER} is {v}"
+                ))
+            })?,
+        };
+        let number = last + 1;
+        if number > table_io::MAX_TABLE_NUMBER {
+            return Err(Error::new(
+                crate::ErrorKind::Resource,
+                format!(
+                    "a database numbers at most {} tables over its life",
+                    table_io::MAX_TABLE_NUMBER
+                ),
+            ));
+        }
+        properties.insert(PROP_LAST_TABLE_NUMBER.to_string(), number.to_string());
+        Ok(number)
+    })
+    .await
 }
 
 /// Creates an empty table with the hidden row id column and a table number of its own.
@@ -213,19 +211,12 @@ pub async fn create_node_table(db: &Database, c: &ast::CreateNodeTable) -> Resul
 
 /// The `DEFAULT`s of ContextQL column definitions, as Iceberg write-defaults.
 fn defaults(columns: &[ast::ColumnDef]) -> Result<HashMap<String, iceberg::spec::Literal>> {
-    use datafusion::common::ScalarValue;
     let mut out = HashMap::new();
     for col in columns {
         let Some(value) = &col.default else {
             continue;
         };
-        let value = match value {
-            ast::Literal::Null => ScalarValue::Null,
-            ast::Literal::Bool(b) => ScalarValue::Boolean(Some(*b)),
-            ast::Literal::Integer(i) => ScalarValue::Int64(Some(*i)),
-            ast::Literal::Float(f) => ScalarValue::Float64(Some(*f)),
-            ast::Literal::String(s) => ScalarValue::Utf8(Some(s.clone())),
-        };
+        let value = contextdb_planner::expr::literal_scalar(value);
         let name = &col.name.name;
         if let Some(value) = crate::schema::write_default(name, &col.data_type, &value)? {
             out.insert(name.clone(), value);

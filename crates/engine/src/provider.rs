@@ -404,16 +404,21 @@ impl FileScanExec {
         }
         let (tasks, predicate) = match snapshot_id {
             None => (vec![], predicate),
-            Some(id) => match plan_files(&table, id, &names, predicate.clone()).await {
-                Ok(tasks) => (tasks, predicate),
-                // A predicate Iceberg cannot bind (a type it compares differently) prunes
-                // nothing; DataFusion still filters the rows.
-                Err(e) if predicate.is_some() => {
-                    tracing::debug!(table = %name, error = %e, "scan without pushed filters");
-                    (plan_files(&table, id, &names, None).await?, None)
+            Some(id) => {
+                match table_io::plan_tasks(&table, id, Some(&names), predicate.clone()).await {
+                    Ok(tasks) => (tasks, predicate),
+                    // A predicate Iceberg cannot bind (a type it compares differently) prunes
+                    // nothing; DataFusion still filters the rows.
+                    Err(e) if predicate.is_some() => {
+                        tracing::debug!(table = %name, error = %e, "scan without pushed filters");
+                        (
+                            table_io::plan_tasks(&table, id, Some(&names), None).await?,
+                            None,
+                        )
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
-            },
+            }
         };
         let total = snapshot_id.and_then(|id| {
             table
@@ -468,15 +473,6 @@ impl FileScanExec {
             _ => Precision::Exact(rows),
         }
     }
-}
-
-async fn plan_files(
-    table: &Table,
-    snapshot_id: i64,
-    names: &[String],
-    predicate: Option<Predicate>,
-) -> iceberg::Result<Vec<FileScanTask>> {
-    table_io::plan_tasks(table, snapshot_id, Some(names), predicate).await
 }
 
 impl DisplayAs for FileScanExec {

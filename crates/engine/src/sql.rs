@@ -224,7 +224,7 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
             .catalog(DEFAULT_CATALOG)
             .and_then(|c| c.schema(DEFAULT_GRAPH))
             .ok_or_else(|| Error::internal("the session has no graph schema"))?;
-        crate::views::register(&ctx, &schema, views.clone()).await?;
+        crate::views::register(&ctx, &schema, &views).await?;
     }
     let plan = ctx.state().create_logical_plan(text).await?;
     let plan = match plan {

@@ -70,26 +70,25 @@ pub(crate) async fn create_view(
         .definition
         .clone()
         .ok_or_else(|| Error::internal("CREATE VIEW without its statement text"))?;
-    let namespace = db.catalog.get_namespace(&db.namespace).await?;
-    let mut properties = namespace.properties().clone();
-    let key = format!("{PROP_VIEW_PREFIX}{name}");
-    if properties.contains_key(&key) && !view.or_replace {
-        return Err(Error::plan(format!("view `{name}` already exists")));
-    }
-    let count = properties
-        .keys()
-        .filter(|k| k.starts_with(PROP_VIEW_PREFIX))
-        .count();
-    if !properties.contains_key(&key) && count >= MAX_VIEWS {
-        return Err(Error::new(
-            crate::ErrorKind::Resource,
-            format!("a graph holds at most {MAX_VIEWS} views"),
-        ));
-    }
-    properties.insert(key, definition);
-    db.catalog
-        .update_namespace(&db.namespace, properties)
-        .await?;
+    db.update_graph_properties(|properties| {
+        let key = format!("{PROP_VIEW_PREFIX}{name}");
+        if properties.contains_key(&key) && !view.or_replace {
+            return Err(Error::plan(format!("view `{name}` already exists")));
+        }
+        let count = properties
+            .keys()
+            .filter(|k| k.starts_with(PROP_VIEW_PREFIX))
+            .count();
+        if !properties.contains_key(&key) && count >= MAX_VIEWS {
+            return Err(Error::new(
+                crate::ErrorKind::Resource,
+                format!("a graph holds at most {MAX_VIEWS} views"),
+            ));
+        }
+        properties.insert(key, definition);
+        Ok(())
+    })
+    .await?;
     Ok(message(Language::Sql, "view created"))
 }
 
@@ -97,20 +96,17 @@ pub(crate) async fn create_view(
 pub(crate) async fn drop_view(db: &Database, drop: &DropView) -> Result<StatementResult> {
     let name = drop.name.table().to_string();
     check_schema(drop.name.schema(), &name)?;
-    let namespace = db.catalog.get_namespace(&db.namespace).await?;
-    let mut properties = namespace.properties().clone();
-    if properties
-        .remove(&format!("{PROP_VIEW_PREFIX}{name}"))
-        .is_none()
-    {
+    if !views(db).await?.contains_key(&name) {
         if drop.if_exists {
             return Ok(message(Language::Sql, "no such view"));
         }
         return Err(Error::plan(format!("view `{name}` does not exist")));
     }
-    db.catalog
-        .update_namespace(&db.namespace, properties)
-        .await?;
+    db.update_graph_properties(|properties| {
+        properties.remove(&format!("{PROP_VIEW_PREFIX}{name}"));
+        Ok(())
+    })
+    .await?;
     Ok(message(Language::Sql, "view dropped"))
 }
 
@@ -120,11 +116,12 @@ pub(crate) async fn drop_view(db: &Database, drop: &DropView) -> Result<Statemen
 pub(crate) async fn register(
     ctx: &SessionContext,
     schema: &Arc<dyn SchemaProvider>,
-    views: HashMap<String, String>,
+    views: &HashMap<String, String>,
 ) -> Result<()> {
     let mut pending: Vec<(String, String)> = views
-        .into_iter()
+        .iter()
         .filter(|(name, _)| !schema.table_exist(name))
+        .map(|(name, definition)| (name.clone(), definition.clone()))
         .collect();
     pending.sort();
     loop {

