@@ -55,6 +55,13 @@ impl Key {
                 .iter()
                 .map(|v| v.map(|s| Key::Str(s.to_string())))
                 .collect(),
+            // Narrower integers and other string encodings (declared SQL types).
+            DataType::Int8
+            | DataType::Int16
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => Self::column(&arrow::compute::cast(array, &DataType::Int64)?)?,
+            DataType::Dictionary(_, value) => Self::column(&arrow::compute::cast(array, value)?)?,
             other => {
                 return Err(Error::execution(format!(
                     "key columns must be integers or strings, not {other}"
@@ -996,7 +1003,12 @@ pub fn to_user(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
             if c.data_type() == f.data_type() {
                 Ok(c.clone())
             } else {
-                arrow::compute::cast(c, f.data_type())
+                // A value the declared type cannot hold is an error, never a null.
+                let options = arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                arrow::compute::cast_with_options(c, f.data_type(), &options)
             }
         })
         .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;

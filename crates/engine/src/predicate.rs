@@ -85,12 +85,22 @@ fn convert(expr: &Expr, schema: &Schema) -> Option<(Predicate, bool)> {
             case_insensitive: false,
         }) => {
             let (reference, data_type) = column(expr, schema)?;
-            let Expr::Literal(ScalarValue::Utf8(Some(pattern)), _) = pattern.as_ref() else {
+            let Expr::Literal(
+                ScalarValue::Utf8(Some(pattern))
+                | ScalarValue::Utf8View(Some(pattern))
+                | ScalarValue::LargeUtf8(Some(pattern)),
+                _,
+            ) = pattern.as_ref()
+            else {
                 return None;
             };
             // Only `prefix%` is a prefix test.
             let prefix = pattern.strip_suffix('%')?;
-            if data_type != &DataType::Utf8 || prefix.contains(['%', '_', '\\']) {
+            let string = matches!(
+                data_type,
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            );
+            if !string || prefix.contains(['%', '_', '\\']) {
                 return None;
             }
             let p = if *negated {
@@ -154,7 +164,15 @@ fn literal(expr: &Expr, data_type: &DataType) -> Option<Datum> {
         ScalarValue::Int64(Some(v)) => Datum::long(*v),
         ScalarValue::Float32(Some(v)) if !v.is_nan() => Datum::float(*v),
         ScalarValue::Float64(Some(v)) if !v.is_nan() => Datum::double(*v),
-        ScalarValue::Utf8(Some(v)) => Datum::string(v),
+        ScalarValue::Utf8(Some(v))
+        | ScalarValue::Utf8View(Some(v))
+        | ScalarValue::LargeUtf8(Some(v)) => Datum::string(v),
+        // Declared narrower integers, stored as Iceberg's int and long.
+        ScalarValue::Int8(Some(v)) => Datum::int(*v as i32),
+        ScalarValue::Int16(Some(v)) => Datum::int(*v as i32),
+        ScalarValue::UInt8(Some(v)) => Datum::int(*v as i32),
+        ScalarValue::UInt16(Some(v)) => Datum::int(*v as i32),
+        ScalarValue::UInt32(Some(v)) => Datum::long(*v as i64),
         ScalarValue::Date32(Some(v)) => Datum::date(*v),
         ScalarValue::TimestampMicrosecond(Some(v), None)
             if data_type == &DataType::Timestamp(TimeUnit::Microsecond, None) =>
@@ -177,6 +195,8 @@ mod tests {
             Field::new("a", DataType::Int64, true),
             Field::new("s", DataType::Utf8, true),
             Field::new("f", DataType::Float64, true),
+            Field::new("v", DataType::Utf8View, true),
+            Field::new("t", DataType::Int8, true),
         ])
     }
 
@@ -197,6 +217,13 @@ mod tests {
         assert!(pushed(col("a").in_list(vec![lit(1i64), lit(2i64)], false)).is_some());
         assert!(pushed(col("a").between(lit(1i64), lit(3i64))).is_some());
         assert!(pushed(col("s").is_null()).is_some());
+        // Declared types stored as wider ones compare as the stored type.
+        assert_eq!(
+            pushed(col("v").eq(lit(ScalarValue::Utf8View(Some("x".into()))))).unwrap(),
+            "v = \"x\""
+        );
+        assert!(pushed(col("v").like(lit(ScalarValue::Utf8View(Some("x%".into()))))).is_some());
+        assert_eq!(pushed(col("t").lt(lit(5i8))).unwrap(), "t < 5");
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub const PROP_VECTOR_PREFIX: &str = "contextdb.vector.";
 /// `contextdb.vector-index.<column>` = `<name>;<metric>`.
 pub const PROP_VECTOR_INDEX_PREFIX: &str = "contextdb.vector-index.";
 
+/// `contextdb.arrow-type.<column>` = the Arrow type a SQL column was declared with (in
+/// Arrow's own text form) where Iceberg stores it as another type: `TINYINT` stored as `int`,
+/// `VARCHAR` (DataFusion's `Utf8View`) stored as `string`, a zone stored as UTC. Reads cast
+/// the stored values back (`presented_type` says which types qualify).
+pub const PROP_ARROW_TYPE_PREFIX: &str = "contextdb.arrow-type.";
+
 /// The namespace of the default graph.
 pub const DEFAULT_GRAPH: &str = "main";
 
@@ -60,6 +66,8 @@ pub struct TableInfo {
     pub rel_type: Option<String>,
     /// Vector columns and their dimension.
     pub vectors: HashMap<String, i32>,
+    /// Columns presented as the Arrow type they were declared with ([`PROP_ARROW_TYPE_PREFIX`]).
+    pub declared: HashMap<String, DataType>,
 }
 
 impl TableInfo {
@@ -83,6 +91,20 @@ impl TableInfo {
                 Some((column.to_string(), v.parse().ok()?))
             })
             .collect();
+        let declared = props
+            .iter()
+            .filter_map(|(k, v)| {
+                let column = k.strip_prefix(PROP_ARROW_TYPE_PREFIX)?;
+                match v.parse::<DataType>() {
+                    Ok(t) => Some((column.to_string(), t)),
+                    // Written by a later Arrow's text form: the stored type is still right.
+                    Err(e) => {
+                        tracing::warn!(table = name, column, error = %e, "ignoring a declared type");
+                        None
+                    }
+                }
+            })
+            .collect();
         TableInfo {
             name: name.to_string(),
             kind,
@@ -91,6 +113,7 @@ impl TableInfo {
             to: props.get(PROP_TO).cloned(),
             rel_type: props.get(PROP_EDGE_TYPE).cloned(),
             vectors,
+            declared,
         }
     }
 
@@ -111,23 +134,28 @@ impl TableInfo {
         for (c, d) in &self.vectors {
             p.insert(format!("{PROP_VECTOR_PREFIX}{c}"), d.to_string());
         }
+        for (c, t) in &self.declared {
+            p.insert(format!("{PROP_ARROW_TYPE_PREFIX}{c}"), t.to_string());
+        }
         p
     }
 }
 
-/// The Arrow schema users see: storage schema without field ids, vectors as FixedSizeList.
+/// The Arrow schema users see: storage schema without field ids, vectors as FixedSizeList,
+/// declared types where they differ from the stored ones.
 pub fn user_schema(storage: &Schema, info: &TableInfo) -> SchemaRef {
     let fields: Vec<Field> = storage
         .fields()
         .iter()
         .filter(|f| f.name() != ROW_ID)
         .map(|f| {
-            let data_type = match info.vectors.get(f.name()) {
-                Some(&d) => DataType::FixedSizeList(
+            let data_type = match (info.vectors.get(f.name()), info.declared.get(f.name())) {
+                (Some(&d), _) => DataType::FixedSizeList(
                     Arc::new(Field::new("item", DataType::Float32, true)),
                     d,
                 ),
-                None => strip_metadata(f.data_type()),
+                (None, Some(declared)) => declared.clone(),
+                (None, None) => strip_metadata(f.data_type()),
             };
             Field::new(f.name(), data_type, f.is_nullable())
         })
@@ -148,6 +176,44 @@ fn strip_metadata(t: &DataType) -> DataType {
                 .map(|f| Field::new(f.name(), strip_metadata(f.data_type()), f.is_nullable()))
                 .collect(),
         ),
+        other => other.clone(),
+    }
+}
+
+/// The type a SQL column declared as `declared` (stored as `stored`) is presented as, when
+/// not the stored type's own: the declared one, if values cast there and back. Dictionaries
+/// with keys narrower than 32 bits are presented as their values: a scan's batch may hold
+/// more distinct values than such keys count.
+pub fn presented_type(declared: &DataType, stored: &ast::DataType) -> Option<DataType> {
+    if matches!(stored, ast::DataType::Vector(_)) {
+        return None;
+    }
+    let read = iceberg::arrow::type_to_arrow_type(&iceberg_type(stored, &mut 0)).ok()?;
+    if loose(declared) == loose(&read) {
+        return None;
+    }
+    if let DataType::Dictionary(key, _) = declared
+        && !matches!(
+            key.as_ref(),
+            DataType::Int32 | DataType::Int64 | DataType::UInt32 | DataType::UInt64
+        )
+    {
+        return None;
+    }
+    let castable = arrow::compute::can_cast_types(&read, declared)
+        && arrow::compute::can_cast_types(declared, &read);
+    castable.then(|| declared.clone())
+}
+
+/// `t` with nested fields reduced to name and type (no metadata, all nullable).
+fn loose(t: &DataType) -> DataType {
+    let field = |f: &Field| Arc::new(Field::new(f.name(), loose(f.data_type()), true));
+    match t {
+        DataType::List(f) => DataType::List(field(f)),
+        DataType::LargeList(f) => DataType::LargeList(field(f)),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(field(f), *n),
+        DataType::Map(f, sorted) => DataType::Map(field(f), *sorted),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(|f| field(f)).collect()),
         other => other.clone(),
     }
 }

@@ -47,7 +47,6 @@ impl Shared {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_GRAPH)
-            .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
             // Table and column names are case-sensitive, as in ContextQL.
             .set_bool("datafusion.sql_parser.enable_ident_normalization", false)
             .set_bool(

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::graph_source::Snapshot;
 use crate::provider::{SnapshotTable, StatementWrites, assigned_values, check_deletable};
 use crate::route::Language;
-use crate::schema::{DEFAULT_GRAPH, TableInfo, TableKind, ast_type};
+use crate::schema::{DEFAULT_GRAPH, TableInfo, TableKind, ast_type, presented_type};
 use crate::session::DEFAULT_CATALOG;
 use crate::settings::Settings;
 use crate::write::{TableEdits, commit_edits, commit_edits_creating};
@@ -332,6 +332,9 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
                     let t = ast_type(f.data_type())?;
                     if let contextql::ast::DataType::Vector(d) = t {
                         info.vectors.insert(f.name().clone(), d as i32);
+                    }
+                    if let Some(declared) = presented_type(f.data_type(), &t) {
+                        info.declared.insert(f.name().clone(), declared);
                     }
                     let required =
                         !f.is_nullable() || info.primary_key.as_deref() == Some(f.name());

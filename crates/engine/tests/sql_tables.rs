@@ -32,6 +32,19 @@ async fn explain(db: &Database, text: &str) -> String {
         .join("\n")
 }
 
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Four commits of 1,000 rows each, with disjoint ranges of `a`: four data files.
 async fn four_files(dir: &std::path::Path) {
     let db = Database::open(DbConfig::local(dir)).await.unwrap();
@@ -241,6 +254,89 @@ async fn defaults_views_and_create_table_as_survive_a_restart() {
         .await,
         vec![Some(0)]
     );
+    db.shutdown().await;
+}
+
+/// A SQL table reads back the Arrow types it was declared with, also after a restart, while
+/// Iceberg stores the wider types; the stored type is what the data files hold.
+#[tokio::test]
+async fn declared_column_types_read_back_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    db.execute(
+        "CREATE TABLE ty (a TINYINT, b VARCHAR, c INT) AS SELECT 1, 'x', 2 UNION ALL \
+         SELECT 3, 'y', arrow_cast(4, 'Int32')",
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "CREATE TABLE tz AS SELECT arrow_cast(TIMESTAMP '2024-01-02 03:04:05', \
+         'Timestamp(Millisecond, Some(\"+02:00\"))') AS at",
+    )
+    .await
+    .unwrap();
+    db.shutdown().await;
+
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    let types = |results: &[contextdb_engine::StatementResult]| {
+        let schema = results[0].schema.clone();
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect::<Vec<_>>()
+    };
+    let ty = db.execute("SELECT * FROM ty ORDER BY a").await.unwrap();
+    assert_eq!(
+        types(&ty),
+        vec![DataType::Int8, DataType::Utf8View, DataType::Int32]
+    );
+    let tz = db.execute("SELECT at FROM tz").await.unwrap();
+    assert_eq!(
+        types(&tz),
+        vec![DataType::Timestamp(
+            arrow::datatypes::TimeUnit::Millisecond,
+            Some("+02:00".into())
+        )]
+    );
+    assert_eq!(
+        ints(&db, "SELECT a FROM ty WHERE a > 1").await,
+        vec![Some(3)]
+    );
+    // What Iceberg holds: the stored type in the data files, the declared one in the
+    // table's metadata.
+    let files = files_under(dir.path());
+    let data = files
+        .iter()
+        .find(|f| f.to_string_lossy().contains("/ty/") && f.extension() == Some("parquet".as_ref()))
+        .expect("a data file of ty");
+    let parquet = datafusion::prelude::SessionContext::new()
+        .read_parquet(
+            data.to_string_lossy().as_ref(),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        parquet
+            .schema()
+            .field_with_name(None, "a")
+            .unwrap()
+            .data_type(),
+        &DataType::Int32
+    );
+    let metadata = files
+        .iter()
+        .filter(|f| {
+            f.to_string_lossy().contains("/ty/") && f.to_string_lossy().ends_with(".metadata.json")
+        })
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect::<String>();
+    assert!(
+        metadata.contains(r#""contextdb.arrow-type.a":"Int8""#),
+        "{metadata}"
+    );
+    assert!(!metadata.contains("contextdb.arrow-type.c"));
     db.shutdown().await;
 }
 
