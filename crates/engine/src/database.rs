@@ -100,6 +100,12 @@ impl DbConfig {
         self
     }
 
+    /// Gives the hot tier a memory budget of `bytes` (see [`DbConfig::cache_bytes`]).
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
     /// Lets `COPY` reach files under `dir` too.
     pub fn with_file_root(mut self, dir: impl Into<PathBuf>) -> Self {
         self.file_roots.push(dir.into());

@@ -27,7 +27,8 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::coop::cooperative;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -71,6 +72,11 @@ impl StatementWrites {
         Ok(())
     }
 }
+
+/// A SQL scan loads a table into the hot tier when its data files take at most this share
+/// of the tier's budget (1/256: 16 MiB of Parquet under the default 4 GiB); larger tables
+/// stream from their files, pruned by the scan's filters, and stay out of memory.
+pub const SCAN_LOAD_BUDGET_SHARE: u64 = 256;
 
 /// A table of the statement's snapshot, as SQL sees it, with its columns' defaults (which
 /// DataFusion puts in an INSERT's missing columns) and its primary key (a functional
@@ -152,6 +158,19 @@ impl SnapshotTable {
             .cache
             .peek(self.table()?, slot.snapshot_id)
             .filter(|d| d.rows.num_rows() == slot.rows))
+    }
+
+    /// Whether a scan reads the table from memory: the statement or the hot tier holds it,
+    /// or it is small enough that the scan loads it into the hot tier
+    /// ([`SCAN_LOAD_BUDGET_SHARE`]), so that later statements read it from memory as well.
+    fn scans_memory(&self) -> DfResult<bool> {
+        if self.in_memory()?.is_some() {
+            return Ok(true);
+        }
+        let slot = self.slot()?;
+        let budget = self.0.snapshot.cache.budget_bytes() as u64;
+        Ok(table_io::snapshot_bytes(self.table()?, slot.snapshot_id)
+            .is_some_and(|bytes| bytes <= budget / SCAN_LOAD_BUDGET_SHARE))
     }
 
     /// Filters as physical expressions over the table's columns (the hooks get them
@@ -238,11 +257,13 @@ impl TableProvider for SnapshotTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        // Inexact: files are pruned by statistics, and DataFusion filters the rows.
+        // Inexact: files are pruned by statistics, and DataFusion filters the rows. A scan
+        // from memory prunes nothing.
+        let memory = self.scans_memory()?;
         Ok(filters
             .iter()
             .map(|f| {
-                if predicate::pushable(f, &self.0.schema) {
+                if !memory && predicate::pushable(f, &self.0.schema) {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -258,6 +279,13 @@ impl TableProvider for SnapshotTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if self.in_memory()?.is_none() && self.scans_memory()? {
+            self.0
+                .snapshot
+                .load([self.0.name.as_str()])
+                .await
+                .map_err(Error::into_datafusion)?;
+        }
         if let Some(data) = self.in_memory()? {
             let source = MemorySourceConfig::try_new(
                 &[data.rows.batches().to_vec()],
@@ -436,12 +464,17 @@ impl FileScanExec {
         for (i, task) in tasks.into_iter().enumerate() {
             partitions[i % n].push(task);
         }
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(n),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
+        // The stream takes from the task's budget (`cooperative` below), so a statement
+        // that is cancelled or shares its thread gets a turn between batches.
+        let properties = Arc::new(
+            PlanProperties::new(
+                EquivalenceProperties::new(schema.clone()),
+                Partitioning::UnknownPartitioning(n),
+                EmissionType::Incremental,
+                Boundedness::Bounded,
+            )
+            .with_scheduling_type(SchedulingType::Cooperative),
+        );
         Ok(FileScanExec {
             table,
             name,
@@ -574,10 +607,10 @@ impl ExecutionPlan for FileScanExec {
                 };
                 futures::future::ready(out)
             });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
+        Ok(Box::pin(cooperative(RecordBatchStreamAdapter::new(
             self.schema.clone(),
             stream,
-        )))
+        ))))
     }
 }
 

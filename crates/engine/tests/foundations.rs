@@ -57,18 +57,29 @@ async fn a_statement_loads_only_the_tables_it_reads() {
     assert_eq!(db.hot_tier().tables, vec!["Author", "Book", "WROTE"]);
     db.shutdown().await;
 
-    // SQL streams a table from its data files and loads nothing into the hot tier...
-    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM Unread WHERE id > 0").await,
-        1
-    );
+    // SQL streams a table whose files are large for the hot tier (more than 1/256 of its
+    // budget: 8 KiB here) from its data files and loads nothing into the tier...
+    let db = Database::open(DbConfig::local(dir.path()).with_cache_bytes(2 << 20))
+        .await
+        .unwrap();
     assert_eq!(
         count(&db, "SELECT count(*) FROM Book WHERE id >= 10").await,
         1991
     );
     assert!(db.hot_tier().tables.is_empty(), "{:?}", db.hot_tier());
-    // ...and reads it from memory when a graph statement has put it there.
+    let explain = db
+        .execute("EXPLAIN SELECT title FROM Book WHERE id = 10")
+        .await
+        .unwrap();
+    let text = format!("{:?}", explain[0].batches);
+    assert!(text.contains("IcebergFileScan"), "{text}");
+    // ...loads a small one, where later statements find it...
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM Unread WHERE id > 0").await,
+        1
+    );
+    assert_eq!(db.hot_tier().tables, vec!["Unread".to_string()]);
+    // ...and reads a large one from memory when a graph statement has put it there.
     assert_eq!(count(&db, "MATCH (b:Book) RETURN count(*)").await, 1991);
     let explain = db
         .execute("EXPLAIN SELECT title FROM Book WHERE id = 10")

@@ -479,6 +479,18 @@ pub fn snapshot_files(table: &Table, snapshot_id: Option<i64>) -> Option<u64> {
     }
 }
 
+/// Iceberg's snapshot summary field for the bytes of the data files a snapshot holds.
+pub const TOTAL_FILES_SIZE: &str = "total-files-size";
+
+/// The bytes of a table snapshot's data files, from its summary (None when the writer did
+/// not record it).
+pub fn snapshot_bytes(table: &Table, snapshot_id: Option<i64>) -> Option<u64> {
+    match snapshot_id {
+        None => Some(0),
+        Some(id) => summary_count(table.metadata().snapshot_by_id(id)?, TOTAL_FILES_SIZE),
+    }
+}
+
 /// What one statement changes in one table's data.
 #[derive(Debug, Default)]
 pub struct DataChange {
@@ -553,7 +565,7 @@ pub async fn produce_snapshot(
         .map(|(old, new)| (old.as_str(), new))
         .collect();
     let (mut added_rows, mut deleted_rows, mut total_rows) = (0u64, 0u64, 0u64);
-    let mut total_files = 0u64;
+    let (mut total_files, mut total_bytes) = (0u64, 0u64);
     if let Some(current) = metadata.current_snapshot() {
         let list = table.manifest_list_reader(current).load().await?;
         for manifest_file in list.entries() {
@@ -585,6 +597,7 @@ pub async fn produce_snapshot(
                     }
                     writer.add_delete_file(entry.data_file().clone(), seq, file_seq)?;
                     // The new file where the old one was: positions stay.
+                    total_bytes += new.file_size_in_bytes();
                     writer.add_file(new.clone(), sequence_number)?;
                     deleted_rows += rows;
                     added_rows += rows;
@@ -597,6 +610,7 @@ pub async fn produce_snapshot(
                 } else {
                     total_rows += entry.data_file().record_count();
                     total_files += 1;
+                    total_bytes += entry.data_file().file_size_in_bytes();
                     writer.add_existing_file(
                         entry.data_file().clone(),
                         entry_snapshot,
@@ -621,6 +635,7 @@ pub async fn produce_snapshot(
         added_rows += file.record_count();
         total_rows += file.record_count();
         total_files += 1;
+        total_bytes += file.file_size_in_bytes();
         writer.add_file(file, sequence_number)?;
     }
     let manifest = writer.write_manifest_file().await?;
@@ -655,6 +670,8 @@ pub async fn produce_snapshot(
             // Readers number rows without opening data files (see `snapshot_rows`).
             (TOTAL_RECORDS.to_string(), total_rows.to_string()),
             (TOTAL_DATA_FILES.to_string(), total_files.to_string()),
+            // Readers size a snapshot without listing its files (see `snapshot_bytes`).
+            (TOTAL_FILES_SIZE.to_string(), total_bytes.to_string()),
         ]),
     };
     let snapshot = Snapshot::builder()
