@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use datafusion::common::config::ConfigOptions;
+use datafusion::common::config::{ConfigField, ConfigOptions};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::registry::FunctionRegistry;
 
@@ -51,7 +51,7 @@ impl Settings {
         }
         ConfigOptions::default()
             .set(&variable, value)
-            .map_err(|e| Error::plan(format!("SET {variable}: {e}")))?;
+            .map_err(|e| option_error("SET", &variable, e))?;
         if !self.options.contains_key(&variable) && self.options.len() >= MAX_SESSION_SETTINGS {
             return Err(Error::new(
                 crate::ErrorKind::Resource,
@@ -84,9 +84,18 @@ impl Settings {
         self.prepared.remove(name).is_some()
     }
 
-    /// Forgets what the session set for `variable` (back to the database's value).
-    pub fn reset(&mut self, variable: &str) {
-        self.options.remove(&variable.to_ascii_lowercase());
+    /// Forgets what the session set for `variable` (back to the database's value). A name
+    /// DataFusion does not know is an error, as in DataFusion.
+    pub fn reset(&mut self, variable: &str) -> Result<()> {
+        let variable = variable.to_ascii_lowercase();
+        // Runtime settings are never set per session (see `set`): nothing to forget.
+        if !variable.starts_with("datafusion.runtime.") {
+            ConfigOptions::default()
+                .reset(&variable)
+                .map_err(|e| option_error("RESET", &variable, e))?;
+        }
+        self.options.remove(&variable);
+        Ok(())
     }
 
     /// Applies the settings to a statement's own session state, and lets the functions that
@@ -109,6 +118,14 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// DataFusion's refusal of an option name or value: a plan error that keeps DataFusion's own
+/// text (what its users match on).
+fn option_error(what: &str, variable: &str, e: datafusion::error::DataFusionError) -> Error {
+    let mut error = Error::plan(format!("{what} {variable}: {e}"));
+    error.datafusion_text = Some(e.strip_backtrace());
+    error
 }
 
 /// A connection's view of a database: its statements share the session's settings. Any

@@ -279,7 +279,7 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
         }
         LogicalPlan::Statement(Statement::ResetVariable(reset)) => {
             let mut settings = settings.lock().unwrap_or_else(|p| p.into_inner());
-            settings.reset(&reset.variable);
+            settings.reset(&reset.variable)?;
             Ok(message(Language::Sql, "reset"))
         }
         LogicalPlan::Dml(_) if !writes => Err(Error::internal(
