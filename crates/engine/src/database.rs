@@ -219,8 +219,41 @@ impl Database {
         self.catalog.shutdown().await;
     }
 
-    pub(crate) fn ident(&self, name: &str) -> TableIdent {
-        TableIdent::new(self.namespace.clone(), name.to_string())
+    /// The catalog identifier of the table with key `key` (see `schema::table_key`).
+    pub(crate) fn ident(&self, key: &str) -> TableIdent {
+        match crate::schema::split_key(key) {
+            (Some(schema), name) => {
+                TableIdent::new(NamespaceIdent::new(schema.to_string()), name.to_string())
+            }
+            (None, name) => TableIdent::new(self.namespace.clone(), name.to_string()),
+        }
+    }
+
+    /// The key of a table of the default graph or of a SQL schema (None for any other
+    /// namespace).
+    pub(crate) fn key(&self, ident: &TableIdent) -> Option<String> {
+        if ident.namespace() == &self.namespace {
+            return Some(ident.name().to_string());
+        }
+        match ident.namespace().as_ref().as_slice() {
+            [schema] => Some(crate::schema::table_key(Some(schema), ident.name())),
+            _ => None,
+        }
+    }
+
+    /// The SQL schemas (every top-level namespace but the default graph's).
+    pub(crate) async fn sql_schemas(&self) -> Result<std::collections::BTreeSet<String>> {
+        Ok(self
+            .catalog
+            .list_namespaces(None)
+            .await?
+            .into_iter()
+            .filter(|n| *n != self.namespace)
+            .filter_map(|n| match n.as_ref().as_slice() {
+                [schema] => Some(schema.clone()),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Every table of the default graph at one catalog version, rows at `at` (time travel),
@@ -245,7 +278,7 @@ impl Database {
     ) -> Result<Arc<Snapshot>> {
         let mut loaded = Vec::new();
         for (ident, location) in self.catalog.table_locations().await {
-            if ident.namespace() == &self.namespace {
+            if self.key(&ident).is_some() {
                 let table = self.load_at(&ident, &location).await?;
                 loaded.push((ident, table));
             }
@@ -278,7 +311,14 @@ impl Database {
         let mut tables = BTreeMap::new();
         let mut current = BTreeMap::new();
         for (ident, table) in loaded {
-            let info = TableInfo::from_properties(ident.name(), table.metadata().properties());
+            let Some(key) = self.key(&ident) else {
+                continue;
+            };
+            // The name messages show: `schema.name` for a SQL schema's table.
+            let info = TableInfo::from_properties(
+                &crate::schema::display_key(&key),
+                table.metadata().properties(),
+            );
             let snapshot_id = match (at, as_of_ms) {
                 (Some(ast::TimeTravel::Snapshot(id)), _)
                     if table.metadata().snapshot_by_id(*id).is_some() =>
@@ -289,14 +329,12 @@ impl Database {
                 (_, None) => table.metadata().current_snapshot_id(),
             };
             let slot = Snapshot::slot(&self.cache, &table, info, snapshot_id).await?;
-            tables.insert(ident.name().to_string(), slot);
-            current.insert(ident.name().to_string(), table);
+            tables.insert(key.clone(), slot);
+            current.insert(key, table);
         }
-        Ok(Arc::new(Snapshot::new(
-            tables,
-            current,
-            self.cache.clone(),
-        )?))
+        let mut snapshot = Snapshot::new(tables, current, self.cache.clone())?;
+        snapshot.schemas = self.sql_schemas().await?;
+        Ok(Arc::new(snapshot))
     }
 
     async fn load_at(&self, ident: &TableIdent, location: &str) -> Result<Table> {
@@ -628,11 +666,7 @@ impl Database {
         if changes.is_empty() && created.is_empty() {
             return Ok(());
         }
-        let mut names: Vec<String> = changes
-            .iter()
-            .filter(|c| c.ident.namespace() == &self.namespace)
-            .map(|c| c.ident.name().to_string())
-            .collect();
+        let mut names: Vec<String> = changes.iter().filter_map(|c| self.key(&c.ident)).collect();
         names.dedup();
         self.catalog
             .commit_changes_creating(created, changes)
@@ -650,14 +684,13 @@ impl Database {
         Ok(tables)
     }
 
-    /// The names of the default graph's tables.
+    /// The keys of the default graph's tables and of the SQL schemas' tables.
     pub(crate) async fn table_names(&self) -> Vec<String> {
         self.catalog
             .table_locations()
             .await
             .into_keys()
-            .filter(|ident| ident.namespace() == &self.namespace)
-            .map(|ident| ident.name().to_string())
+            .filter_map(|ident| self.key(&ident))
             .collect()
     }
 

@@ -36,7 +36,7 @@ fn check_name(name: &ast::Ident) -> Result<()> {
             name.name
         )));
     }
-    Ok(())
+    crate::schema::check_sql_name("label or type", &name.name)
 }
 
 async fn exists(db: &Database, name: &str) -> Result<bool> {
@@ -84,7 +84,9 @@ pub(crate) async fn create(
     defaults: &HashMap<String, iceberg::spec::Literal>,
 ) -> Result<()> {
     let creation = creation(db, name, &columns, &info, defaults).await?;
-    db.catalog.create_table(&db.namespace, creation).await?;
+    db.catalog
+        .create_table(db.ident(name).namespace(), creation)
+        .await?;
     Ok(())
 }
 
@@ -100,14 +102,15 @@ pub(crate) async fn stage(
     replace: bool,
 ) -> Result<StagedTable> {
     let creation = creation(db, name, &columns, &info, defaults).await?;
+    let ident = db.ident(name);
     Ok(if replace {
         db.catalog
-            .stage_replace_table(&db.namespace, creation)
+            .stage_replace_table(ident.namespace(), creation)
             .await?
     } else {
         StagedTable::new(
             db.catalog
-                .stage_create_table(&db.namespace, creation)
+                .stage_create_table(ident.namespace(), creation)
                 .await?,
         )
     })
@@ -127,7 +130,7 @@ async fn creation(
         next_table_number(db).await?.to_string(),
     );
     Ok(TableCreation::builder()
-        .name(name.to_string())
+        .name(db.ident(name).name().to_string())
         .schema(schema)
         .properties(properties)
         .build())

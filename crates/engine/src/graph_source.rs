@@ -59,6 +59,9 @@ pub struct Snapshot {
     pub cache: Arc<Cache>,
     /// Bytes of table rows this statement has loaded; bounded by the cache budget.
     loaded_bytes: AtomicUsize,
+    /// The SQL schemas besides the default graph (their tables are in `tables`, keyed by
+    /// `schema::table_key`).
+    pub schemas: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -106,6 +109,7 @@ impl Snapshot {
             current,
             cache,
             loaded_bytes: AtomicUsize::new(0),
+            schemas: BTreeSet::new(),
         })
     }
 

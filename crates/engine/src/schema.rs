@@ -36,6 +36,46 @@ pub const PROP_ARROW_TYPE_PREFIX: &str = "contextdb.arrow-type.";
 /// The namespace of the default graph.
 pub const DEFAULT_GRAPH: &str = "main";
 
+/// Separates a SQL schema from a table's name in the key of a table outside the default
+/// graph (`schema\u{1f}name`): snapshots and statements key tables by one string, and no
+/// table or schema name holds a control character ([`check_sql_name`]).
+pub const SCHEMA_SEPARATOR: char = '\u{1f}';
+
+/// The key of table `name` of SQL schema `schema` (None, or the default graph's: the name).
+pub fn table_key(schema: Option<&str>, name: &str) -> String {
+    match schema {
+        Some(schema) if schema != DEFAULT_GRAPH => format!("{schema}{SCHEMA_SEPARATOR}{name}"),
+        _ => name.to_string(),
+    }
+}
+
+/// A table key's schema (None: the default graph) and name.
+pub fn split_key(key: &str) -> (Option<&str>, &str) {
+    match key.split_once(SCHEMA_SEPARATOR) {
+        Some((schema, name)) => (Some(schema), name),
+        None => (None, key),
+    }
+}
+
+/// A table key as users write it: `name`, or `schema.name`.
+pub fn display_key(key: &str) -> String {
+    match split_key(key) {
+        (Some(schema), name) => format!("{schema}.{name}"),
+        (None, name) => name.to_string(),
+    }
+}
+
+/// Refuses a SQL table or schema name holding a control character (the key separator among
+/// them) or nothing at all.
+pub fn check_sql_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(Error::plan(format!(
+            "invalid {what} name {name:?}: names may not be empty or hold control characters"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
     Node,
@@ -57,6 +97,8 @@ impl TableKind {
 /// What the engine knows of a table from its properties.
 #[derive(Debug, Clone)]
 pub struct TableInfo {
+    /// The table as messages name it (`schema.name` for a SQL schema's table; snapshots key
+    /// tables by `table_key`).
     pub name: String,
     pub kind: TableKind,
     pub primary_key: Option<String>,

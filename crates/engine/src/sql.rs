@@ -15,11 +15,11 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider,
 };
-use datafusion::common::Constraint;
+use datafusion::common::{Constraint, SchemaReference, TableReference};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, Statement, WriteOp};
 use datafusion::prelude::SessionContext;
-use iceberg::Catalog;
+use iceberg::{Catalog, NamespaceIdent};
 
 use crate::QueryStream;
 use crate::StatementResult;
@@ -28,7 +28,10 @@ use crate::error::{Error, Result};
 use crate::graph_source::Snapshot;
 use crate::provider::{SnapshotTable, StatementWrites, assigned_values, check_deletable};
 use crate::route::Language;
-use crate::schema::{DEFAULT_GRAPH, TableInfo, TableKind, ast_type, presented_type};
+use crate::schema::{
+    DEFAULT_GRAPH, TableInfo, TableKind, ast_type, check_sql_name, display_key, presented_type,
+    split_key, table_key,
+};
 use crate::session::DEFAULT_CATALOG;
 use crate::settings::Settings;
 use crate::write::{TableEdits, commit_edits, commit_edits_creating};
@@ -102,14 +105,26 @@ pub(crate) fn sql_context(
     settings: &Settings,
 ) -> Result<SessionContext> {
     let main = Arc::new(MemorySchemaProvider::new());
-    for (name, slot) in &snapshot.tables {
+    let schemas: HashMap<&str, Arc<MemorySchemaProvider>> = snapshot
+        .schemas
+        .iter()
+        .map(|s| (s.as_str(), Arc::new(MemorySchemaProvider::new())))
+        .collect();
+    for (key, slot) in &snapshot.tables {
         let table = SnapshotTable::new(
             snapshot.clone(),
-            name.clone(),
+            key.clone(),
             slot.schema.clone(),
             writes.clone(),
         );
-        main.register_table(name.clone(), Arc::new(table))?;
+        let (schema, name) = split_key(key);
+        let provider = match schema {
+            None => &main,
+            Some(schema) => schemas.get(schema).ok_or_else(|| {
+                Error::internal(format!("table `{}` of an unknown schema", display_key(key)))
+            })?,
+        };
+        provider.register_table(name.to_string(), Arc::new(table))?;
     }
     let system = Arc::new(MemorySchemaProvider::new());
     system.register_table(
@@ -119,11 +134,121 @@ pub(crate) fn sql_context(
     let catalog = Arc::new(MemoryCatalogProvider::new());
     catalog.register_schema(DEFAULT_GRAPH, main)?;
     catalog.register_schema("system", system)?;
+    for (name, provider) in schemas {
+        catalog.register_schema(name, provider)?;
+    }
     let catalogs = Arc::new(MemoryCatalogProviderList::new());
     catalogs.register_catalog(DEFAULT_CATALOG.to_string(), catalog);
     let mut state = db.sessions.sql_state(catalogs);
     settings.apply(&mut state)?;
     Ok(SessionContext::new_with_state(state))
+}
+
+/// Schemas no CREATE SCHEMA may make or DROP SCHEMA remove: the default graph's, and those
+/// every session has.
+const RESERVED_SCHEMAS: [&str; 3] = [DEFAULT_GRAPH, "system", "information_schema"];
+
+/// The key of the table a SQL statement names (`t`, `schema.t`, `contextdb.schema.t`).
+fn table_key_of(snapshot: &Snapshot, name: &TableReference) -> Result<String> {
+    if let Some(catalog) = name.catalog()
+        && catalog != DEFAULT_CATALOG
+    {
+        return Err(Error::plan(format!(
+            "catalog `{catalog}` does not exist: a ContextDB database has one catalog, \
+             `{DEFAULT_CATALOG}`"
+        )));
+    }
+    match name.schema() {
+        None => Ok(name.table().to_string()),
+        Some(schema) if schema == DEFAULT_GRAPH => Ok(name.table().to_string()),
+        Some(schema) if snapshot.schemas.contains(schema) => {
+            Ok(table_key(Some(schema), name.table()))
+        }
+        Some(schema) => Err(Error::plan(format!(
+            "schema `{schema}` does not exist (CREATE SCHEMA {schema} makes it)"
+        ))),
+    }
+}
+
+/// The schema a CREATE or DROP SCHEMA names, after checking its catalog.
+fn schema_name(name: &str) -> Result<&str> {
+    let (catalog, schema) = match name.split_once('.') {
+        Some((catalog, schema)) => (Some(catalog), schema),
+        None => (None, name),
+    };
+    if let Some(catalog) = catalog
+        && catalog != DEFAULT_CATALOG
+    {
+        return Err(Error::plan(format!(
+            "catalog `{catalog}` does not exist: a ContextDB database has one catalog, \
+             `{DEFAULT_CATALOG}`"
+        )));
+    }
+    check_sql_name("schema", schema)?;
+    if RESERVED_SCHEMAS.contains(&schema) {
+        return Err(Error::plan(format!(
+            "schema `{schema}` is built in: it can be neither created nor dropped"
+        )));
+    }
+    Ok(schema)
+}
+
+/// CREATE SCHEMA: a namespace of the catalog beside the graph's, for SQL tables.
+async fn create_schema(
+    db: &Database,
+    snapshot: &Snapshot,
+    name: &str,
+    if_not_exists: bool,
+) -> Result<StatementResult> {
+    let schema = schema_name(name)?;
+    if snapshot.schemas.contains(schema) {
+        if if_not_exists {
+            return Ok(message(Language::Sql, "schema exists"));
+        }
+        return Err(Error::plan(format!("schema `{schema}` already exists")));
+    }
+    db.catalog
+        .create_namespace(&NamespaceIdent::new(schema.to_string()), HashMap::new())
+        .await?;
+    Ok(message(Language::Sql, "schema created"))
+}
+
+/// DROP SCHEMA: refused while the schema holds tables, unless CASCADE drops them first (one
+/// catalog entry each; a DROP cut short leaves the schema with the tables not yet dropped,
+/// and running it again finishes it).
+async fn drop_schema(
+    db: &Database,
+    snapshot: &Snapshot,
+    name: &SchemaReference,
+    if_exists: bool,
+    cascade: bool,
+) -> Result<StatementResult> {
+    let name = name.to_string();
+    let schema = schema_name(&name)?;
+    if !snapshot.schemas.contains(schema) {
+        if if_exists {
+            return Ok(message(Language::Sql, "nothing to drop"));
+        }
+        return Err(Error::plan(format!("schema `{schema}` does not exist")));
+    }
+    let tables: Vec<&String> = snapshot
+        .tables
+        .keys()
+        .filter(|key| split_key(key).0 == Some(schema))
+        .collect();
+    if !tables.is_empty() && !cascade {
+        return Err(Error::plan(format!(
+            "schema `{schema}` holds {} table(s); DROP SCHEMA {schema} CASCADE drops them too",
+            tables.len()
+        )));
+    }
+    for key in tables {
+        db.catalog.drop_table(&db.ident(key)).await?;
+    }
+    db.catalog
+        .drop_namespace(&NamespaceIdent::new(schema.to_string()))
+        .await?;
+    Ok(message(Language::Sql, "schema dropped"))
 }
 
 /// `system.snapshots`: every snapshot of every table, for time travel.
@@ -148,7 +273,7 @@ fn snapshots_table(snapshot: &Snapshot) -> Result<MemTable> {
     for (name, table) in &snapshot.current {
         let cur = table.metadata().current_snapshot_id();
         for s in table.metadata().snapshots() {
-            names.push(name.clone());
+            names.push(display_key(name));
             ids.push(s.snapshot_id());
             parents.push(s.parent_snapshot_id());
             times.push(s.timestamp_ms());
@@ -291,7 +416,8 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
         }
         LogicalPlan::Ddl(DdlStatement::DropView(d)) => crate::views::drop_view(db, &d).await,
         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(c)) => {
-            let name = c.name.table().to_string();
+            let name = table_key_of(&snapshot, &c.name)?;
+            check_sql_name("table", c.name.table())?;
             if views.contains_key(&name) {
                 return Err(Error::plan(format!(
                     "`{name}` is a view; a table needs a name of its own"
@@ -313,10 +439,15 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
                     }
                     true
                 }
-                Some(_) => return Err(Error::plan(format!("table `{name}` already exists"))),
+                Some(_) => {
+                    return Err(Error::plan(format!(
+                        "table `{}` already exists",
+                        display_key(&name)
+                    )));
+                }
             };
             let schema = c.input.schema().as_arrow().clone();
-            let mut info = TableInfo::from_properties(&name, &Default::default());
+            let mut info = TableInfo::from_properties(&display_key(&name), &Default::default());
             info.kind = TableKind::Table;
             for constraint in c.constraints.iter() {
                 if let Constraint::PrimaryKey(indices) = constraint
@@ -363,12 +494,21 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
             Ok(message(Language::Sql, "table created"))
         }
         LogicalPlan::Ddl(DdlStatement::DropTable(d)) => {
-            let name = d.name.table().to_string();
+            let name = match table_key_of(&snapshot, &d.name) {
+                Ok(name) => name,
+                Err(_) if d.if_exists => {
+                    return Ok(Planned::Done(message(Language::Sql, "nothing to drop")));
+                }
+                Err(e) => return Err(e),
+            };
             let Some(data) = snapshot.tables.get(&name) else {
                 if d.if_exists {
                     return Ok(Planned::Done(message(Language::Sql, "nothing to drop")));
                 }
-                return Err(Error::plan(format!("table `{name}` does not exist")));
+                return Err(Error::plan(format!(
+                    "table `{}` does not exist",
+                    display_key(&name)
+                )));
             };
             if data.info.kind == TableKind::Node
                 && let Some(edge) = snapshot.tables.values().find(|t| {
@@ -385,6 +525,17 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
             db.catalog.drop_table(&db.ident(&name)).await?;
             Ok(message(Language::Sql, "table dropped"))
         }
+        LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(c)) => {
+            create_schema(db, &snapshot, &c.schema_name, c.if_not_exists).await
+        }
+        LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(d)) => {
+            drop_schema(db, &snapshot, &d.name, d.if_exists, d.cascade).await
+        }
+        LogicalPlan::Ddl(DdlStatement::CreateCatalog(c)) => Err(Error::plan(format!(
+            "CREATE DATABASE `{}`: a ContextDB database has one catalog, `{DEFAULT_CATALOG}`; \
+             use CREATE SCHEMA to group tables",
+            c.catalog_name
+        ))),
         LogicalPlan::Ddl(other) => Err(Error::plan(format!("{} is not supported", other.name()))),
         LogicalPlan::Analyze(analyze) if matches!(*analyze.input, LogicalPlan::Dml(_)) => {
             Err(Error::plan(
@@ -517,7 +668,7 @@ async fn dml_rows(
     let rewritten = input
         .clone()
         .transform_up(|node| match node {
-            LogicalPlan::TableScan(scan) if scan.table_name.table() == name => {
+            LogicalPlan::TableScan(scan) if scans_table(&scan.table_name, name) => {
                 let source = provider_as_source(numbered.clone());
                 let scan = TableScan::try_new(
                     scan.table_name.clone(),
@@ -562,6 +713,16 @@ enum Shape {
     Joined,
 }
 
+/// Whether a scan of `scan` (as the plan names it) reads the table with key `key`.
+fn scans_table(scan: &TableReference, key: &str) -> bool {
+    let (schema, name) = split_key(key);
+    scan.table() == name
+        && match scan.schema() {
+            None => schema.is_none(),
+            Some(s) => Some(s) == schema || (schema.is_none() && s == DEFAULT_GRAPH),
+        }
+}
+
 fn shape(plan: &LogicalPlan, name: &str) -> Shape {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     let LogicalPlan::Dml(dml) = plan else {
@@ -582,7 +743,7 @@ fn shape(plan: &LogicalPlan, name: &str) -> Shape {
     let (mut scans, mut filtered, mut empty, mut other) = (0, false, false, false);
     let _ = dml.input.apply_with_subqueries(|node| {
         match node {
-            LogicalPlan::TableScan(scan) if scan.table_name.table() == name => {
+            LogicalPlan::TableScan(scan) if scans_table(&scan.table_name, name) => {
                 scans += 1;
                 filtered |= !scan.filters.is_empty();
                 other |= scan.filters.iter().any(subquery);
@@ -614,9 +775,12 @@ async fn dml_statement(
     outbox: &Arc<StatementWrites>,
     dml: DmlStatement,
 ) -> Result<StatementResult> {
-    let name = dml.table_name.table().to_string();
+    let name = table_key_of(snapshot, &dml.table_name)?;
     let Some(slot) = snapshot.tables.get(&name) else {
-        return Err(Error::plan(format!("table `{name}` does not exist")));
+        return Err(Error::plan(format!(
+            "table `{}` does not exist",
+            display_key(&name)
+        )));
     };
     // Optimized once: the shape checked below is the plan that runs.
     let state = ctx.state();
@@ -680,11 +844,11 @@ async fn by_position(
     snapshot: &Arc<Snapshot>,
     dml: DmlStatement,
 ) -> Result<StatementResult> {
-    let name = dml.table_name.table().to_string();
+    let name = table_key_of(snapshot, &dml.table_name)?;
     snapshot.load([name.as_str()]).await?;
     let data = snapshot
         .get(&name)
-        .ok_or_else(|| Error::plan(format!("table `{name}` does not exist")))?
+        .ok_or_else(|| Error::plan(format!("table `{}` does not exist", display_key(&name))))?
         .clone();
     let selected = dml_rows(ctx, &data, &name, &dml.input, &dml.op).await?;
     let assigned = match dml.op {

@@ -267,6 +267,47 @@ async fn defaults_views_and_create_table_as_survive_a_restart() {
     db.shutdown().await;
 }
 
+/// A schema and its tables are catalog entries: they survive a restart, and so does their
+/// removal.
+#[tokio::test]
+async fn schemas_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    db.execute("CREATE SCHEMA s; CREATE TABLE s.t (a BIGINT); INSERT INTO s.t VALUES (7)")
+        .await
+        .unwrap();
+    db.execute("CREATE TABLE t (a BIGINT) AS VALUES (1)")
+        .await
+        .unwrap();
+    db.shutdown().await;
+
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    assert_eq!(ints(&db, "SELECT a FROM s.t").await, vec![Some(7)]);
+    assert_eq!(ints(&db, "SELECT a FROM t").await, vec![Some(1)]);
+    db.execute("INSERT INTO s.t VALUES (8)").await.unwrap();
+    // Maintenance reaches the schema's tables too.
+    db.execute("VACUUM").await.unwrap();
+    assert_eq!(
+        ints(&db, "SELECT a FROM s.t ORDER BY a").await,
+        vec![Some(7), Some(8)]
+    );
+    db.execute("DROP SCHEMA s CASCADE").await.unwrap();
+    db.shutdown().await;
+
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    assert!(db.execute("SELECT a FROM s.t").await.is_err());
+    assert_eq!(
+        ints(
+            &db,
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 's'"
+        )
+        .await,
+        vec![Some(0)]
+    );
+    assert_eq!(ints(&db, "SELECT a FROM t").await, vec![Some(1)]);
+    db.shutdown().await;
+}
+
 /// A SQL table reads back the Arrow types it was declared with, also after a restart, while
 /// Iceberg stores the wider types; the stored type is what the data files hold.
 #[tokio::test]
