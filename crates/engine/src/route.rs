@@ -88,6 +88,9 @@ fn scan(text: &str) -> Scan {
     let mut state = State::Code;
     let mut code_start = None;
     let mut code_end = 0;
+    // Whether the statement being scanned has code yet: no statement of either language
+    // starts with `-`, so there `--` starts a comment whatever follows it (`-->`, `-----`).
+    let mut in_statement = false;
     let mut i = 0;
     // Only ASCII bytes change the state, so walking bytes is safe on UTF-8 text.
     while i < bytes.len() {
@@ -96,7 +99,9 @@ fn scan(text: &str) -> Scan {
         match state {
             State::Code => {
                 let slashes = c == b'/' && next == Some(b'/');
-                let dashes = c == b'-' && next == Some(b'-') && starts_dash_comment(bytes, i);
+                let dashes = c == b'-'
+                    && next == Some(b'-')
+                    && (!in_statement || starts_dash_comment(bytes, i));
                 if slashes || dashes {
                     state = State::LineComment;
                     i += 1;
@@ -105,7 +110,9 @@ fn scan(text: &str) -> Scan {
                     i += 1;
                 } else if c == b';' {
                     terminators.push(i);
+                    in_statement = false;
                 } else if !c.is_ascii_whitespace() {
+                    in_statement = true;
                     if matches!(c, b'\'' | b'"' | b'`') {
                         state = State::Quoted(c);
                     }
@@ -318,6 +325,28 @@ mod tests {
             ]
         );
         assert_eq!(split("MATCH (a)<--(b) RETURN b; RETURN 1").len(), 2);
+        // Before a statement's first code, `--` is a comment whatever follows it.
+        assert_eq!(
+            texts(
+                "SELECT 1; --> a note
+"
+            ),
+            vec!["SELECT 1"]
+        );
+        assert_eq!(
+            texts(
+                "SELECT 1;
+-------"
+            ),
+            vec!["SELECT 1"]
+        );
+        assert_eq!(
+            texts(
+                "-->x
+SELECT 2"
+            ),
+            vec!["SELECT 2"]
+        );
     }
 
     #[test]

@@ -62,9 +62,15 @@ impl Settings {
         Ok(())
     }
 
-    /// Keeps `PREPARE name ...` (its text) under `name`, replacing one of that name.
+    /// Keeps `PREPARE name ...` (its text) under `name`; a name already kept is an error, as
+    /// in DataFusion (DEALLOCATE it first).
     pub(crate) fn prepare(&mut self, name: &str, text: &str) -> Result<()> {
-        if !self.prepared.contains_key(name) && self.prepared.len() >= MAX_PREPARED_STATEMENTS {
+        if self.prepared.contains_key(name) {
+            return Err(Error::plan(format!(
+                "Prepared statement '{name}' already exists; DEALLOCATE it first"
+            )));
+        }
+        if self.prepared.len() >= MAX_PREPARED_STATEMENTS {
             return Err(Error::new(
                 crate::ErrorKind::Resource,
                 format!("a session keeps at most {MAX_PREPARED_STATEMENTS} prepared statements"),
