@@ -224,8 +224,8 @@ fn strip_metadata(t: &DataType) -> DataType {
 
 /// The type a SQL column declared as `declared` (stored as `stored`) is presented as, when
 /// not the stored type's own: the declared one, if values cast there and back. Dictionaries
-/// with keys narrower than 32 bits are presented as their values: a scan's batch may hold
-/// more distinct values than such keys count.
+/// with keys narrower than 32 bits, and run-end encoded values with 16-bit run ends, are
+/// presented as their values: a scan's batch may hold more values than such keys count.
 pub fn presented_type(declared: &DataType, stored: &ast::DataType) -> Option<DataType> {
     if matches!(stored, ast::DataType::Vector(_)) {
         return None;
@@ -239,6 +239,11 @@ pub fn presented_type(declared: &DataType, stored: &ast::DataType) -> Option<Dat
             key.as_ref(),
             DataType::Int32 | DataType::Int64 | DataType::UInt32 | DataType::UInt64
         )
+    {
+        return None;
+    }
+    if let DataType::RunEndEncoded(run_ends, _) = declared
+        && run_ends.data_type() == &DataType::Int16
     {
         return None;
     }
@@ -386,6 +391,7 @@ pub fn ast_type(t: &DataType) -> Result<ast::DataType> {
             ast::DataType::Decimal(*p, *s as u8)
         }
         DataType::Dictionary(_, value) => ast_type(value)?,
+        DataType::RunEndEncoded(_, values) => ast_type(values.data_type())?,
         DataType::Struct(fields) => ast::DataType::Struct(
             fields
                 .iter()

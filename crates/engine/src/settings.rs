@@ -44,10 +44,15 @@ impl Settings {
             )));
         }
         if !variable.starts_with("datafusion.") {
-            return Err(Error::plan(format!(
+            let mut error = Error::plan(format!(
                 "unknown setting `{variable}`: sessions set DataFusion's options \
                  (`datafusion.*`, see SHOW ALL) and `TIME ZONE`"
-            )));
+            ));
+            // What DataFusion itself says of the name.
+            if let Err(e) = ConfigOptions::default().set(&variable, value) {
+                error.datafusion_text = Some(e.strip_backtrace());
+            }
+            return Err(error);
         }
         ConfigOptions::default()
             .set(&variable, value)
