@@ -33,6 +33,9 @@ pub const PROP_VECTOR_INDEX_PREFIX: &str = "contextdb.vector-index.";
 /// the stored values back (`presented_type` says which types qualify).
 pub const PROP_ARROW_TYPE_PREFIX: &str = "contextdb.arrow-type.";
 
+/// The zone Iceberg's `timestamptz` values read back in.
+const UTC: &str = "+00:00";
+
 /// The namespace of the default graph.
 pub const DEFAULT_GRAPH: &str = "main";
 
@@ -449,14 +452,20 @@ pub fn write_default(
         ast::DataType::Timestamp => {
             DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None)
         }
-        ast::DataType::Vector(_) | ast::DataType::List(_) => {
-            return Err(Error::plan(format!(
-                "column `{column}`: DEFAULT is not supported for list and vector columns"
-            )));
+        ast::DataType::TimestampTz => {
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some(UTC.into()))
         }
-        other => {
+        ast::DataType::Time => DataType::Time64(arrow::datatypes::TimeUnit::Microsecond),
+        ast::DataType::Decimal(p, s) => DataType::Decimal128(*p, *s as i8),
+        ast::DataType::Binary => DataType::LargeBinary,
+        ast::DataType::Fixed(n) => DataType::FixedSizeBinary(*n as i32),
+        ast::DataType::Vector(_)
+        | ast::DataType::List(_)
+        | ast::DataType::Struct(_)
+        | ast::DataType::Map(..) => {
             return Err(Error::plan(format!(
-                "column `{column}`: DEFAULT is not supported for {other:?} columns yet"
+                "column `{column}`: DEFAULT is not supported for list, vector, struct and map \
+                 columns"
             )));
         }
     };
@@ -478,6 +487,11 @@ pub fn write_default(
         ScalarValue::Utf8(Some(v)) => Literal::string(v),
         ScalarValue::Date32(Some(v)) => Literal::date(v),
         ScalarValue::TimestampMicrosecond(Some(v), None) => Literal::timestamp(v),
+        ScalarValue::TimestampMicrosecond(Some(v), Some(_)) => Literal::timestamptz(v),
+        ScalarValue::Time64Microsecond(Some(v)) => Literal::time(v),
+        ScalarValue::Decimal128(Some(v), ..) => Literal::decimal(v),
+        ScalarValue::LargeBinary(Some(v)) => Literal::binary(v),
+        ScalarValue::FixedSizeBinary(_, Some(v)) => Literal::fixed(v),
         other => {
             return Err(Error::internal(format!(
                 "column `{column}`: DEFAULT cast to {to} gave {other:?}"
@@ -545,6 +559,22 @@ pub fn column_defaults(table: &iceberg::table::Table) -> HashMap<String, ScalarV
             }
             (PrimitiveType::Timestamp, Literal::Primitive(PrimitiveLiteral::Long(v))) => {
                 ScalarValue::TimestampMicrosecond(Some(*v), None)
+            }
+            (PrimitiveType::Timestamptz, Literal::Primitive(PrimitiveLiteral::Long(v))) => {
+                ScalarValue::TimestampMicrosecond(Some(*v), Some(UTC.into()))
+            }
+            (PrimitiveType::Time, Literal::Primitive(PrimitiveLiteral::Long(v))) => {
+                ScalarValue::Time64Microsecond(Some(*v))
+            }
+            (
+                PrimitiveType::Decimal { precision, scale },
+                Literal::Primitive(PrimitiveLiteral::Int128(v)),
+            ) => ScalarValue::Decimal128(Some(*v), *precision as u8, *scale as i8),
+            (PrimitiveType::Binary, Literal::Primitive(PrimitiveLiteral::Binary(v))) => {
+                ScalarValue::LargeBinary(Some(v.clone()))
+            }
+            (PrimitiveType::Fixed(n), Literal::Primitive(PrimitiveLiteral::Binary(v))) => {
+                ScalarValue::FixedSizeBinary(*n as i32, Some(v.clone()))
             }
             _ => {
                 tracing::warn!(

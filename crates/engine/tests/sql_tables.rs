@@ -223,6 +223,13 @@ async fn defaults_views_and_create_table_as_survive_a_restart() {
     db.execute("CREATE TABLE d (a BIGINT, b BIGINT DEFAULT 500) AS VALUES (1, 1)")
         .await
         .unwrap();
+    // Defaults of types written in the metadata file as strings and hex.
+    db.execute(
+        "CREATE TABLE d3 (a BIGINT, m DECIMAL(10, 2) DEFAULT 2.25, t TIME DEFAULT '00:00:07', \
+         b BYTEA DEFAULT X'0102')",
+    )
+    .await
+    .unwrap();
     db.execute("CREATE TABLE broken AS SELECT 1 / (column1 - 1) AS x FROM (VALUES (1))")
         .await
         .unwrap_err();
@@ -256,6 +263,19 @@ async fn defaults_views_and_create_table_as_survive_a_restart() {
         vec![Some(10), Some(20)]
     );
     assert_eq!(ints(&db, "SELECT y FROM gone").await, vec![Some(2)]);
+    db.execute("INSERT INTO d3(a) VALUES (1)").await.unwrap();
+    assert_eq!(
+        ints(&db, "SELECT CAST(m * 100 AS BIGINT) FROM d3").await,
+        vec![Some(225)]
+    );
+    assert_eq!(
+        ints(&db, "SELECT CAST(date_part('second', t) AS BIGINT) FROM d3").await,
+        vec![Some(7)]
+    );
+    assert_eq!(
+        ints(&db, "SELECT CAST(b = X'0102' AS BIGINT) FROM d3").await,
+        vec![Some(1)]
+    );
     assert_eq!(
         ints(
             &db,
