@@ -65,6 +65,13 @@ impl Shared {
             .with_query_planner(Arc::new(GraphQueryPlanner))
             .with_optimizer_rule(Arc::new(contextdb_planner::prune::PruneGraphColumns))
             .build();
+        let mut state = state;
+        // The vector functions, for SQL and for ContextQL's plans alike.
+        for udf in contextdb_vector::udfs() {
+            if let Err(e) = state.register_udf(udf) {
+                tracing::error!(error = %e, "a vector function could not be registered");
+            }
+        }
         let task = Arc::new(TaskContext::from(&state));
         Shared { state, task }
     }

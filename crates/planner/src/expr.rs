@@ -716,6 +716,15 @@ impl ExprContext<'_> {
                     _ => cast(f::character_length(x), DataType::Int64),
                 }
             }
+            "cosine_similarity" | "l2_distance" | "inner_product" => {
+                arity(2)?;
+                let udf = match lower.as_str() {
+                    "cosine_similarity" => contextdb_vector::cosine_similarity_udf(),
+                    "l2_distance" => contextdb_vector::l2_distance_udf(),
+                    _ => contextdb_vector::inner_product_udf(),
+                };
+                udf.call(vec![next(), next()])
+            }
             "abs" => {
                 arity(1)?;
                 f::abs(next())

@@ -1,0 +1,152 @@
+//! `cosine_similarity(a, b)`, `l2_distance(a, b)` and `inner_product(a, b)` as DataFusion
+//! scalar functions: registered in every session, so SQL and ContextQL share them.
+
+use std::any::Any;
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{Array, AsArray, Float64Builder};
+use arrow::datatypes::{DataType, Field, Float64Type};
+use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::Metric;
+
+/// The names of the vector functions.
+pub const FUNCTIONS: [&str; 3] = ["cosine_similarity", "l2_distance", "inner_product"];
+
+static COSINE: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(VectorFunction::new(Metric::Cosine))));
+static L2: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(VectorFunction::new(Metric::L2))));
+static DOT: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(VectorFunction::new(Metric::Dot))));
+
+/// `cosine_similarity(a, b)`: in [-1, 1]; NULL when a vector is NULL, holds a NULL, or has a
+/// zero norm.
+pub fn cosine_similarity_udf() -> Arc<ScalarUDF> {
+    COSINE.clone()
+}
+
+/// `l2_distance(a, b)`: the Euclidean distance; NULL when a vector is or holds NULL.
+pub fn l2_distance_udf() -> Arc<ScalarUDF> {
+    L2.clone()
+}
+
+/// `inner_product(a, b)`: the dot product; NULL when a vector is or holds NULL.
+pub fn inner_product_udf() -> Arc<ScalarUDF> {
+    DOT.clone()
+}
+
+/// Every vector function, to register in a session.
+pub fn udfs() -> Vec<Arc<ScalarUDF>> {
+    vec![
+        cosine_similarity_udf(),
+        l2_distance_udf(),
+        inner_product_udf(),
+    ]
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct VectorFunction {
+    metric: Metric,
+    signature: Signature,
+}
+
+impl VectorFunction {
+    fn new(metric: Metric) -> Self {
+        VectorFunction {
+            metric,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+/// Whether values of `t` are vectors this module computes with.
+fn is_vector(t: &DataType) -> bool {
+    match t {
+        DataType::Null => true,
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            f.data_type().is_numeric() || f.data_type() == &DataType::Null
+        }
+        _ => false,
+    }
+}
+
+impl ScalarUDFImpl for VectorFunction {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        match self.metric {
+            Metric::Cosine => FUNCTIONS[0],
+            Metric::L2 => FUNCTIONS[1],
+            Metric::Dot => FUNCTIONS[2],
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, types: &[DataType]) -> Result<Vec<DataType>> {
+        let name = self.name();
+        match types {
+            [a, b] if is_vector(a) && is_vector(b) => Ok(types.to_vec()),
+            [a, b] => plan_err!(
+                "{name}() takes two vectors (lists of numbers, such as VECTOR properties or \
+                 [0.1, 0.2]), not {a} and {b}"
+            ),
+            _ => plan_err!("{name}() takes two vectors, not {} arguments", types.len()),
+        }
+    }
+
+    fn return_type(&self, _types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let [a, b] = args.args.as_slice() else {
+            return exec_err!("{}() takes two vectors", self.name());
+        };
+        // Every vector as a list of f64 (a VECTOR's f32 values widen exactly).
+        let as_f64 = DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)));
+        let a = arrow::compute::cast(&a.to_array(rows)?, &as_f64)?;
+        let b = arrow::compute::cast(&b.to_array(rows)?, &as_f64)?;
+        let (a, b) = (a.as_list::<i32>(), b.as_list::<i32>());
+        let mut out = Float64Builder::with_capacity(rows);
+        for i in 0..rows {
+            if a.is_null(i) || b.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let (x, y) = (a.value(i), b.value(i));
+            let (x, y) = (
+                x.as_primitive::<Float64Type>(),
+                y.as_primitive::<Float64Type>(),
+            );
+            if x.len() != y.len() {
+                return exec_err!(
+                    "{}(): the vectors have {} and {} dimensions",
+                    self.name(),
+                    x.len(),
+                    y.len()
+                );
+            }
+            if x.null_count() > 0 || y.null_count() > 0 {
+                out.append_null();
+                continue;
+            }
+            let (x, y) = (x.values(), y.values());
+            out.append_option(match self.metric {
+                Metric::Cosine => crate::cosine_similarity(x, y),
+                Metric::L2 => Some(crate::l2_distance(x, y)),
+                Metric::Dot => Some(crate::inner_product(x, y)),
+            });
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}

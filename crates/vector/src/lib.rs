@@ -1,0 +1,88 @@
+//! Vectors: the metrics ContextDB ranks by, and the scalar functions that expose them to SQL
+//! and ContextQL (`cosine_similarity`, `l2_distance`, `inner_product`).
+//!
+//! A vector is a list of numbers: a `VECTOR(d)` property (Arrow `FixedSizeList<Float32>`), a
+//! list column of any numeric type, or a literal such as `[0.1, 0.2]`. Arithmetic is in f64.
+
+mod functions;
+
+pub use functions::{FUNCTIONS, cosine_similarity_udf, inner_product_udf, l2_distance_udf, udfs};
+
+/// How two vectors are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// The cosine of the angle between them: 1 for the same direction.
+    Cosine,
+    /// The Euclidean distance between them.
+    L2,
+    /// Their inner (dot) product.
+    Dot,
+}
+
+impl Metric {
+    /// The metric named `name` (`cosine`, `l2`, `dot`; case-insensitive).
+    pub fn parse(name: &str) -> Option<Metric> {
+        match name.to_ascii_lowercase().as_str() {
+            "cosine" => Some(Metric::Cosine),
+            "l2" => Some(Metric::L2),
+            "dot" => Some(Metric::Dot),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Cosine => "cosine",
+            Metric::L2 => "l2",
+            Metric::Dot => "dot",
+        }
+    }
+}
+
+/// The cosine similarity of two vectors of one length; None when either has no direction
+/// (a zero norm), where the cosine is undefined.
+pub fn cosine_similarity(a: &[f64], b: &[f64]) -> Option<f64> {
+    debug_assert_eq!(a.len(), b.len());
+    let (mut dot, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    let norms = aa.sqrt() * bb.sqrt();
+    (norms > 0.0).then(|| (dot / norms).clamp(-1.0, 1.0))
+}
+
+/// The Euclidean distance between two vectors of one length.
+pub fn l2_distance(a: &[f64], b: &[f64]) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// The inner (dot) product of two vectors of one length.
+pub fn inner_product(a: &[f64], b: &[f64]) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_agree_with_hand_computed_values() {
+        let (a, b) = ([1.0, 0.0, 0.0], [0.0, 2.0, 0.0]);
+        assert_eq!(cosine_similarity(&a, &b), Some(0.0));
+        assert_eq!(cosine_similarity(&a, &[3.0, 0.0, 0.0]), Some(1.0));
+        assert_eq!(cosine_similarity(&a, &[-1.0, 0.0, 0.0]), Some(-1.0));
+        assert_eq!(cosine_similarity(&a, &[0.0, 0.0, 0.0]), None);
+        assert_eq!(l2_distance(&[0.0, 0.0], &[3.0, 4.0]), 5.0);
+        assert_eq!(inner_product(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
+        assert_eq!(Metric::parse("COSINE"), Some(Metric::Cosine));
+        assert_eq!(Metric::parse("manhattan"), None);
+    }
+}
