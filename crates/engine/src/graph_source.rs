@@ -282,6 +282,7 @@ impl GraphSource for Snapshot {
                     label: label.clone(),
                     primary_key: data.info.primary_key.clone()?,
                     schema: data.schema.clone(),
+                    vector_metrics: data.info.vector_metrics.clone(),
                 })
             })
             .collect()

@@ -113,6 +113,10 @@ pub struct TableInfo {
     pub vectors: HashMap<String, i32>,
     /// Columns presented as the Arrow type they were declared with ([`PROP_ARROW_TYPE_PREFIX`]).
     pub declared: HashMap<String, DataType>,
+    /// Vector columns with a vector index, and the index's metric
+    /// ([`PROP_VECTOR_INDEX_PREFIX`]; not written back by [`TableInfo::properties`]: the index
+    /// DDL sets it).
+    pub vector_metrics: HashMap<String, String>,
 }
 
 impl TableInfo {
@@ -150,6 +154,14 @@ impl TableInfo {
                 }
             })
             .collect();
+        let vector_metrics = props
+            .iter()
+            .filter_map(|(k, v)| {
+                let column = k.strip_prefix(PROP_VECTOR_INDEX_PREFIX)?;
+                let (_, metric) = v.split_once(';')?;
+                Some((column.to_string(), metric.to_string()))
+            })
+            .collect();
         TableInfo {
             name: name.to_string(),
             kind,
@@ -159,6 +171,7 @@ impl TableInfo {
             rel_type: props.get(PROP_EDGE_TYPE).cloned(),
             vectors,
             declared,
+            vector_metrics,
         }
     }
 

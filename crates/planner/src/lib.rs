@@ -9,6 +9,7 @@ pub mod exec;
 pub mod expr;
 pub mod lower;
 mod lower_project;
+mod lower_vector;
 pub mod lower_write;
 pub mod nodes;
 pub mod prune;

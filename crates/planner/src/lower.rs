@@ -185,11 +185,7 @@ impl<'a> Lowering<'a> {
                 Clause::Set(s) => self.lower_set(&state, s, &mut pending)?,
                 Clause::Remove(r) => self.lower_remove(&state, r, &mut pending)?,
                 Clause::Delete(d) => self.lower_delete(&state, d, &mut pending)?,
-                Clause::VectorSimilar(v) => {
-                    return Err(
-                        self.err(v.span, "VECTOR SIMILAR TO is parsed but not executable yet")
-                    );
-                }
+                Clause::VectorSimilar(v) => state = self.lower_vector_similar(state, v)?,
             }
         }
         if !pending.writes.is_empty() {

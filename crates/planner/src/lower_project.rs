@@ -31,7 +31,7 @@ impl Lowering<'_> {
 
     /// SKIP and LIMIT take a constant expression (literals, parameters and functions of
     /// them), evaluated here; a bad value is the data's fault (an execution error).
-    fn constant_count(&self, e: &ast::Expr, what: &str) -> Result<usize, PlanError> {
+    pub(crate) fn constant_count(&self, e: &ast::Expr, what: &str) -> Result<usize, PlanError> {
         let converted = self
             .convert_constant(e)
             .map_err(|_| self.err(e.span, format!("{what} must be a constant expression")))?;

@@ -184,6 +184,8 @@ pub struct NodeTableInfo {
     pub primary_key: String,
     /// User columns, in table order.
     pub schema: SchemaRef,
+    /// The metric of each vector property with a vector index (`cosine`, `l2`, `dot`).
+    pub vector_metrics: std::collections::HashMap<String, String>,
 }
 
 /// An edge table: the edges of one relationship type between one pair of labels. A type

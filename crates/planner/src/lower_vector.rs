@@ -1,0 +1,215 @@
+//! `VECTOR SIMILAR TO`: ranks the rows at that point of the query by the similarity of a
+//! vector property to a query vector and keeps the best `LIMIT` (or those at or above the
+//! `THRESHOLD`), binding `similarity_score` and `distance` for the clauses after it.
+//!
+//! This is the exact search DESIGN.md asks for when no index is used: the scores are computed
+//! for every row (`contextdb_vector`'s functions) and DataFusion's sort with a fetch keeps the
+//! top k in a bounded heap. The ANN path (an index search as the plan's leaf) comes with the
+//! vector indexes.
+
+use contextql::ast::{self, ExprKind};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, lit};
+
+use crate::PlanError;
+use crate::lower::{Lowering, State, all_columns};
+use crate::nodes::column_name;
+use crate::scope::VarKind;
+
+/// The names the clause binds.
+pub const SIMILARITY_SCORE: &str = "similarity_score";
+pub const DISTANCE: &str = "distance";
+
+/// The metric when neither the clause nor a vector index names one.
+const DEFAULT_METRIC: ast::Metric = ast::Metric::Cosine;
+
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+impl Lowering<'_> {
+    pub(crate) fn lower_vector_similar(
+        &mut self,
+        state: State,
+        v: &ast::VectorSimilar,
+    ) -> Result<State, PlanError> {
+        for name in [SIMILARITY_SCORE, DISTANCE] {
+            if state.scope.get(name).is_some() {
+                return Err(self.err(
+                    v.span,
+                    format!(
+                        "`{name}` is already bound: one VECTOR SIMILAR TO per query part (WITH \
+                         ... AS another name ends a part)"
+                    ),
+                ));
+            }
+        }
+        let (var, property, dimension, index_metric) = self.vector_target(&state, v)?;
+        let metric = v.metric.or(index_metric).unwrap_or(DEFAULT_METRIC);
+        // A literal or parameter of the wrong length is the query's fault, found now.
+        if let Some(n) = self.constant_length(&v.query)
+            && n != dimension
+        {
+            return Err(self.err(
+                v.query.span,
+                format!("the query vector has {n} dimensions; `{var}.{property}` has {dimension}"),
+            ));
+        }
+        if matches!(v.query.kind, ExprKind::Literal(ast::Literal::Null)) {
+            return Err(self.err(v.query.span, "the query vector is null"));
+        }
+        let target = column(&column_name(&var, &property));
+        let query = self.convert(&state, &v.query)?;
+        let (score, distance) = match metric {
+            ast::Metric::Cosine => {
+                let s = contextdb_vector::cosine_similarity_udf().call(vec![target, query]);
+                (s.clone(), lit(1.0) - s)
+            }
+            ast::Metric::L2 => {
+                let d = contextdb_vector::l2_distance_udf().call(vec![target, query]);
+                (lit(1.0) / (lit(1.0) + d.clone()), d)
+            }
+            ast::Metric::Dot => {
+                let s = contextdb_vector::inner_product_udf().call(vec![target, query]);
+                (s.clone(), -s)
+            }
+        };
+        let mut exprs = all_columns(&state.plan);
+        exprs.push(score.alias(SIMILARITY_SCORE));
+        exprs.push(distance.alias(DISTANCE));
+        let limit = self.constant_count(&v.limit, "LIMIT")?;
+        // Rows without a score (a null vector) cannot be ranked.
+        let mut keep = column(SIMILARITY_SCORE).is_not_null();
+        if let Some(t) = &v.threshold {
+            keep = keep.and(column(SIMILARITY_SCORE).gt_eq(self.convert(&state, t)?));
+        }
+        let plan = LogicalPlanBuilder::from(state.plan)
+            .project(exprs)
+            .map_err(|e| self.err(v.span, e.strip_backtrace()))?
+            .filter(keep)?
+            .sort_with_limit(
+                vec![column(SIMILARITY_SCORE).sort(false, false)],
+                Some(limit),
+            )?
+            .build()?;
+        let mut scope = state.scope;
+        scope.bind(SIMILARITY_SCORE, VarKind::Value, false);
+        scope.bind(DISTANCE, VarKind::Value, false);
+        Ok(State {
+            plan,
+            scope,
+            unit: false,
+        })
+    }
+
+    /// The variable and vector property the clause ranks by, its dimension and the metric of
+    /// its vector index, if it has one.
+    fn vector_target(
+        &self,
+        state: &State,
+        v: &ast::VectorSimilar,
+    ) -> Result<(String, String, usize, Option<ast::Metric>), PlanError> {
+        let (var, labels, span) = match &v.on {
+            Some((var, _)) => match state.scope.get(&var.name) {
+                Some(VarKind::Node { labels, .. }) => (var.name.clone(), labels.clone(), var.span),
+                Some(_) => {
+                    return Err(self.err(var.span, format!("`{}` is not a node", var.name)));
+                }
+                None => {
+                    return Err(self.err(var.span, format!("variable `{}` not defined", var.name)));
+                }
+            },
+            None => match state
+                .scope
+                .visible()
+                .filter_map(|(name, kind)| match kind {
+                    VarKind::Node { labels, .. } => Some((name.to_string(), labels.clone())),
+                    _ => None,
+                })
+                .last()
+            {
+                Some((var, labels)) => (var, labels, v.span),
+                None => {
+                    return Err(self.err(
+                        v.span,
+                        "VECTOR SIMILAR TO needs a node variable with a vector property",
+                    ));
+                }
+            },
+        };
+        // Vector properties of the variable's labels: (name, dimension, index metric).
+        let mut vectors: Vec<(String, usize, Option<ast::Metric>)> = Vec::new();
+        for table in labels.iter().filter_map(|l| self.source.node_table(l)) {
+            for field in table.schema.fields() {
+                if let DataType::FixedSizeList(item, d) = field.data_type()
+                    && item.data_type().is_floating()
+                    && !vectors.iter().any(|(n, ..)| n == field.name())
+                {
+                    let metric = table
+                        .vector_metrics
+                        .get(field.name())
+                        .and_then(|m| metric_named(m));
+                    vectors.push((field.name().clone(), *d as usize, metric));
+                }
+            }
+        }
+        let property = match &v.on {
+            Some((_, property)) => match vectors.iter().find(|(n, ..)| *n == property.name) {
+                Some(found) => found.clone(),
+                None => {
+                    return Err(self.err(
+                        property.span,
+                        format!(
+                            "`{var}.{}` is not a vector property (VECTOR(d))",
+                            property.name
+                        ),
+                    ));
+                }
+            },
+            None => match vectors.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(
+                        self.err(span, format!("`{var}` has no vector property to rank by"))
+                    );
+                }
+                several => {
+                    let names: Vec<&str> = several.iter().map(|(n, ..)| n.as_str()).collect();
+                    return Err(self.err(
+                        span,
+                        format!(
+                            "`{var}` has several vector properties ({}); say which with ON \
+                             {var}.<property>",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            },
+        };
+        Ok((var, property.0, property.1, property.2))
+    }
+
+    /// The length of a query vector known before the query runs: a list literal, or a list
+    /// parameter.
+    fn constant_length(&self, e: &ast::Expr) -> Option<usize> {
+        match &e.kind {
+            ExprKind::List(items) => Some(items.len()),
+            ExprKind::Parameter(name) => match self.params.get(name)? {
+                ScalarValue::List(list) => Some(list.value_length(0) as usize),
+                ScalarValue::LargeList(list) => Some(list.value_length(0) as usize),
+                ScalarValue::FixedSizeList(list) => Some(list.value_length() as usize),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+fn metric_named(name: &str) -> Option<ast::Metric> {
+    match contextdb_vector::Metric::parse(name)? {
+        contextdb_vector::Metric::Cosine => Some(ast::Metric::Cosine),
+        contextdb_vector::Metric::L2 => Some(ast::Metric::L2),
+        contextdb_vector::Metric::Dot => Some(ast::Metric::Dot),
+    }
+}
