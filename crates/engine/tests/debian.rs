@@ -203,4 +203,120 @@ async fn debian_graph_loads_and_answers_match() {
         .await,
         max
     );
+
+    // Vector search, exact, against cosine similarities computed here from the files: the
+    // whole graph, a section (a filter keeping few rows) and dependents of libssl3 (a graph
+    // constraint, one row per DEPENDS edge).
+    let embeddings = embeddings(&packages);
+    let sections = string_column(&packages, "section");
+    let query = embeddings[&vim].clone();
+    let params = HashMap::from([(
+        "q".to_string(),
+        serde_json::Value::from(query.iter().map(|x| *x as f64).collect::<Vec<f64>>()),
+    )]);
+    let libssl3 = by_name["libssl3"];
+    let cases: Vec<(&str, Vec<i64>)> = vec![
+        (
+            "MATCH (p:Package) VECTOR SIMILAR TO $q LIMIT 10 RETURN p.id, similarity_score",
+            embeddings.keys().copied().collect(),
+        ),
+        (
+            "MATCH (p:Package) WHERE p.section = 'games' VECTOR SIMILAR TO $q LIMIT 10 \
+             RETURN p.id, similarity_score",
+            sections
+                .iter()
+                .filter(|(_, s)| s.as_str() == "games")
+                .map(|(id, _)| *id)
+                .collect(),
+        ),
+        (
+            "MATCH (p:Package)-[:DEPENDS]->(:Package {name: 'libssl3'}) \
+             VECTOR SIMILAR TO $q ON p.embedding LIMIT 10 RETURN p.id, similarity_score",
+            src.iter()
+                .zip(&dst)
+                .filter(|(_, d)| **d == libssl3)
+                .map(|(s, _)| *s)
+                .collect(),
+        ),
+    ];
+    for (text, candidates) in cases {
+        assert!(candidates.len() > 10, "{text}: too few candidates");
+        let mut expected: Vec<f64> = candidates
+            .iter()
+            .map(|id| cosine(&embeddings[id], &query))
+            .collect();
+        expected.sort_by(|a, b| b.total_cmp(a));
+        expected.truncate(10);
+        let r = db
+            .execute_with_params(text, &params)
+            .await
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        let mut got = Vec::new();
+        for b in &r[0].batches {
+            let ids = b.column(0).as_primitive::<Int64Type>();
+            let scores = b.column(1).as_primitive::<arrow::datatypes::Float64Type>();
+            for i in 0..b.num_rows() {
+                // Each row's score is its own package's, and the package qualifies.
+                let id = ids.value(i);
+                assert!(candidates.contains(&id), "{text}: {id} does not qualify");
+                let own = cosine(&embeddings[&id], &query);
+                assert!(
+                    (scores.value(i) - own).abs() < 1e-9,
+                    "{text}: score of {id}"
+                );
+                got.push(scores.value(i));
+            }
+        }
+        got.sort_by(|a, b| b.total_cmp(a));
+        assert_eq!(got.len(), 10, "{text}");
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() < 1e-9, "{text}: {got:?} against {expected:?}");
+        }
+    }
+}
+
+/// Each package's embedding.
+fn embeddings(batches: &[RecordBatch]) -> HashMap<i64, Vec<f32>> {
+    let mut out = HashMap::new();
+    for b in batches {
+        let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        let vectors = b.column_by_name("embedding").unwrap().as_fixed_size_list();
+        for i in 0..b.num_rows() {
+            let v = vectors.value(i);
+            let v = v.as_primitive::<arrow::datatypes::Float32Type>();
+            out.insert(ids.value(i), v.values().to_vec());
+        }
+    }
+    out
+}
+
+fn string_column(batches: &[RecordBatch], name: &str) -> HashMap<i64, String> {
+    let mut out = HashMap::new();
+    for b in batches {
+        let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        let values = arrow::compute::cast(
+            b.column_by_name(name).unwrap(),
+            &arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        let values = values.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            if values.is_valid(i) {
+                out.insert(ids.value(i), values.value(i).to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Cosine similarity in f64, written out here rather than taken from the engine.
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (*x as f64, *y as f64);
+        dot += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    dot / (aa.sqrt() * bb.sqrt())
 }
