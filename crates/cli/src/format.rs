@@ -16,7 +16,15 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
 
 /// Longest cell a table shows before cutting it short; whole values are in csv and json.
+/// EXPLAIN's plans are never cut ([`is_explain`]).
 pub const TABLE_CELL_CHARS_MAX: usize = 120;
+
+/// Whether a result is an EXPLAIN's (`plan_type`, `plan`), whose plan cells a table prints
+/// whole: a plan cut short hides the operators it is read for.
+fn is_explain(schema: &arrow::datatypes::Schema) -> bool {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    names == ["plan_type", "plan"]
+}
 
 /// How the shell prints query results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -404,8 +412,12 @@ pub fn render_table(schema: &arrow::datatypes::Schema, rows: &[Vec<Value>]) -> S
         .load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(schema.fields().iter().map(|f| f.name().clone()));
+    let whole = is_explain(schema);
     for row in rows {
-        table.add_row(row.iter().map(|v| truncate(v.to_cell_text())));
+        table.add_row(row.iter().map(|v| {
+            let text = v.to_cell_text();
+            if whole { text } else { truncate(text) }
+        }));
     }
     for (index, field) in schema.fields().iter().enumerate() {
         if field.data_type().is_numeric()
@@ -731,5 +743,25 @@ mod tests {
             TABLE_CELL_CHARS_MAX + 1
         );
         assert_eq!(Value::Text(long.clone()).to_csv_field(), long);
+    }
+
+    #[test]
+    fn explain_plans_are_printed_whole() {
+        let plan = format!(
+            "IcebergFileScan: t {}",
+            "x".repeat(TABLE_CELL_CHARS_MAX * 2)
+        );
+        let schema = Schema::new(vec![
+            Field::new("plan_type", DataType::Utf8, false),
+            Field::new("plan", DataType::Utf8, false),
+        ]);
+        let rows = vec![vec![
+            Value::Text("physical_plan".into()),
+            Value::Text(plan.clone()),
+        ]];
+        assert!(render_table(&schema, &rows).contains(&plan));
+        let other = Schema::new(vec![Field::new("plan", DataType::Utf8, false)]);
+        let rows = vec![vec![Value::Text(plan.clone())]];
+        assert!(!render_table(&other, &rows).contains(&plan));
     }
 }
