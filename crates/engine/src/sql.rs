@@ -141,7 +141,15 @@ pub(crate) fn sql_context(
     catalogs.register_catalog(DEFAULT_CATALOG.to_string(), catalog);
     let mut state = db.sessions.sql_state(catalogs);
     settings.apply(&mut state)?;
-    Ok(SessionContext::new_with_state(state))
+    let ctx = SessionContext::new_with_state(state);
+    ctx.register_udtf(
+        crate::vector_search::NAME,
+        Arc::new(crate::vector_search::VectorSearch {
+            snapshot: snapshot.clone(),
+            writes: writes.clone(),
+        }),
+    );
+    Ok(ctx)
 }
 
 /// Schemas no CREATE SCHEMA may make or DROP SCHEMA remove: the default graph's, and those
@@ -149,7 +157,7 @@ pub(crate) fn sql_context(
 const RESERVED_SCHEMAS: [&str; 3] = [DEFAULT_GRAPH, "system", "information_schema"];
 
 /// The key of the table a SQL statement names (`t`, `schema.t`, `contextdb.schema.t`).
-fn table_key_of(snapshot: &Snapshot, name: &TableReference) -> Result<String> {
+pub(crate) fn table_key_of(snapshot: &Snapshot, name: &TableReference) -> Result<String> {
     if let Some(catalog) = name.catalog()
         && catalog != DEFAULT_CATALOG
     {

@@ -1,0 +1,183 @@
+//! `vector_search('Table', 'column', <vector>, k [, 'metric'])`: SQL's table function for
+//! the k rows of a table whose vector column is most similar to a query vector, as
+//! `(key, score)`: the row's primary key and its `similarity_score` (ContextQL's scores: see
+//! docs/contextql.md, "VECTOR SIMILAR TO").
+//!
+//! Exact, as VECTOR SIMILAR TO without an index: every row is scored and DataFusion's sort
+//! with a fetch keeps the best k. The function plans over the statement's snapshot.
+
+use std::sync::Arc;
+
+use arrow::array::Array;
+use arrow::datatypes::DataType;
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::catalog::view::ViewTable;
+use datafusion::common::{Column, ScalarValue, TableReference};
+use datafusion::datasource::{TableProvider, provider_as_source};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, lit};
+
+use crate::graph_source::Snapshot;
+use crate::provider::{SnapshotTable, StatementWrites};
+
+/// The name SQL calls it by.
+pub(crate) const NAME: &str = "vector_search";
+
+/// The most rows one call may ask for: a larger k is a scan, not a search.
+pub const VECTOR_SEARCH_K_MAX: usize = 100_000;
+
+#[derive(Debug)]
+pub(crate) struct VectorSearch {
+    pub(crate) snapshot: Arc<Snapshot>,
+    pub(crate) writes: Arc<StatementWrites>,
+}
+
+fn plan_error(message: String) -> DataFusionError {
+    DataFusionError::Plan(format!("{NAME}(): {message}"))
+}
+
+fn string_arg(args: &[Expr], i: usize, what: &str) -> DfResult<String> {
+    match args.get(i) {
+        Some(Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        )) => Ok(s.clone()),
+        _ => Err(plan_error(format!(
+            "argument {} ({what}) must be a string literal",
+            i + 1
+        ))),
+    }
+}
+
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+impl TableFunctionImpl for VectorSearch {
+    fn call(&self, args: &[Expr]) -> DfResult<Arc<dyn TableProvider>> {
+        if !(4..=5).contains(&args.len()) {
+            return Err(plan_error(format!(
+                "takes a table, a vector column, a query vector, k and optionally a metric; \
+                 got {} arguments",
+                args.len()
+            )));
+        }
+        let table = string_arg(args, 0, "the table")?;
+        let vector_column = string_arg(args, 1, "the vector column")?;
+        let key = crate::sql::table_key_of(
+            &self.snapshot,
+            &TableReference::parse_str_normalized(&table, true),
+        )
+        .map_err(|e| plan_error(e.message))?;
+        let slot = self
+            .snapshot
+            .tables
+            .get(&key)
+            .ok_or_else(|| plan_error(format!("table `{table}` does not exist")))?;
+        let primary_key = slot.info.primary_key.clone().ok_or_else(|| {
+            plan_error(format!(
+                "`{table}` has no primary key to identify its rows by"
+            ))
+        })?;
+        let dimension = match slot
+            .schema
+            .field_with_name(&vector_column)
+            .map(|f| f.data_type())
+        {
+            Ok(DataType::FixedSizeList(item, d)) if item.data_type().is_floating() => *d as usize,
+            Ok(other) => {
+                return Err(plan_error(format!(
+                    "`{table}.{vector_column}` is {other}, not a vector (VECTOR(d))"
+                )));
+            }
+            Err(_) => {
+                return Err(plan_error(format!(
+                    "`{table}` has no column `{vector_column}`"
+                )));
+            }
+        };
+        let query = args[2].clone();
+        // A literal vector's length is known now (folded to a list, or still make_array).
+        let length = match &query {
+            Expr::Literal(ScalarValue::List(list), _) if list.len() == 1 && list.is_valid(0) => {
+                Some(list.value_length(0) as usize)
+            }
+            Expr::Literal(ScalarValue::FixedSizeList(list), _) => {
+                Some(list.value_length() as usize)
+            }
+            Expr::ScalarFunction(f) if f.name() == "make_array" => Some(f.args.len()),
+            _ => None,
+        };
+        if let Some(n) = length
+            && n != dimension
+        {
+            return Err(plan_error(format!(
+                "the query vector has {n} dimensions; `{table}.{vector_column}` has {dimension}"
+            )));
+        }
+        let k = match &args[3] {
+            Expr::Literal(ScalarValue::Int64(Some(k)), _) if *k >= 0 => *k as usize,
+            other => {
+                return Err(plan_error(format!(
+                    "k must be a non-negative integer literal, not {other}"
+                )));
+            }
+        };
+        if k > VECTOR_SEARCH_K_MAX {
+            return Err(plan_error(format!(
+                "k is at most {VECTOR_SEARCH_K_MAX} (VECTOR_SEARCH_K_MAX), got {k}"
+            )));
+        }
+        let metric = match args.len() {
+            5 => {
+                let name = string_arg(args, 4, "the metric")?;
+                contextdb_vector::Metric::parse(&name).ok_or_else(|| {
+                    plan_error(format!("unknown metric `{name}` (cosine, l2 or dot)"))
+                })?
+            }
+            _ => slot
+                .info
+                .vector_metrics
+                .get(&vector_column)
+                .and_then(|m| contextdb_vector::Metric::parse(m))
+                .unwrap_or(contextdb_vector::Metric::Cosine),
+        };
+        let target = column(&vector_column);
+        let score = match metric {
+            contextdb_vector::Metric::Cosine => {
+                contextdb_vector::cosine_similarity_udf().call(vec![target, query])
+            }
+            contextdb_vector::Metric::L2 => {
+                let d = contextdb_vector::l2_distance_udf().call(vec![target, query]);
+                lit(1.0) / (lit(1.0) + d)
+            }
+            contextdb_vector::Metric::Dot => {
+                contextdb_vector::inner_product_udf().call(vec![target, query])
+            }
+        };
+        let provider = SnapshotTable::new(
+            self.snapshot.clone(),
+            key.clone(),
+            slot.schema.clone(),
+            self.writes.clone(),
+        );
+        let plan = LogicalPlanBuilder::scan(
+            crate::schema::display_key(&key),
+            provider_as_source(Arc::new(provider)),
+            None,
+        )?
+        .project(vec![
+            column(&primary_key).alias("key"),
+            score.alias("score"),
+        ])?
+        .filter(column("score").is_not_null())?
+        .sort(vec![column("score").sort(false, false)])?
+        // A Limit node, not the sort's fetch: DataFusion's SQL planner drops a sort inside a
+        // FROM-clause relation unless a Limit sits above it (`optimize_subquery_sort`).
+        .limit(0, Some(k))?
+        .build()?;
+        Ok(Arc::new(ViewTable::new(plan, None)))
+    }
+}
