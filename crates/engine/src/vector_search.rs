@@ -15,7 +15,7 @@ use datafusion::catalog::view::ViewTable;
 use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::{TableProvider, provider_as_source};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, lit};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 
 use crate::graph_source::Snapshot;
 use crate::provider::{SnapshotTable, StatementWrites};
@@ -144,19 +144,8 @@ impl TableFunctionImpl for VectorSearch {
                 .and_then(|m| contextdb_vector::Metric::parse(m))
                 .unwrap_or(contextdb_vector::Metric::Cosine),
         };
-        let target = column(&vector_column);
-        let score = match metric {
-            contextdb_vector::Metric::Cosine => {
-                contextdb_vector::cosine_similarity_udf().call(vec![target, query])
-            }
-            contextdb_vector::Metric::L2 => {
-                let d = contextdb_vector::l2_distance_udf().call(vec![target, query]);
-                lit(1.0) / (lit(1.0) + d)
-            }
-            contextdb_vector::Metric::Dot => {
-                contextdb_vector::inner_product_udf().call(vec![target, query])
-            }
-        };
+        let (score, _) =
+            contextdb_vector::score_and_distance(metric, column(&vector_column), query);
         let provider = SnapshotTable::new(
             self.snapshot.clone(),
             key.clone(),

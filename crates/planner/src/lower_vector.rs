@@ -10,7 +10,7 @@
 use contextql::ast::{self, ExprKind};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, ScalarValue};
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, lit};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 
 use crate::PlanError;
 use crate::lower::{Lowering, State, all_columns};
@@ -61,20 +61,12 @@ impl Lowering<'_> {
         }
         let target = column(&column_name(&var, &property));
         let query = self.convert(&state, &v.query)?;
-        let (score, distance) = match metric {
-            ast::Metric::Cosine => {
-                let s = contextdb_vector::cosine_similarity_udf().call(vec![target, query]);
-                (s.clone(), lit(1.0) - s)
-            }
-            ast::Metric::L2 => {
-                let d = contextdb_vector::l2_distance_udf().call(vec![target, query]);
-                (lit(1.0) / (lit(1.0) + d.clone()), d)
-            }
-            ast::Metric::Dot => {
-                let s = contextdb_vector::inner_product_udf().call(vec![target, query]);
-                (s.clone(), -s)
-            }
+        let metric = match metric {
+            ast::Metric::Cosine => contextdb_vector::Metric::Cosine,
+            ast::Metric::L2 => contextdb_vector::Metric::L2,
+            ast::Metric::Dot => contextdb_vector::Metric::Dot,
         };
+        let (score, distance) = contextdb_vector::score_and_distance(metric, target, query);
         let mut exprs = all_columns(&state.plan);
         exprs.push(score.alias(SIMILARITY_SCORE));
         exprs.push(distance.alias(DISTANCE));

@@ -8,7 +8,7 @@ use arrow::array::{Array, AsArray, Float64Builder};
 use arrow::datatypes::{DataType, Field, Float64Type};
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
 };
 
 use crate::Metric;
@@ -37,6 +37,27 @@ pub fn l2_distance_udf() -> Arc<ScalarUDF> {
 /// `inner_product(a, b)`: the dot product; NULL when a vector is or holds NULL.
 pub fn inner_product_udf() -> Arc<ScalarUDF> {
     DOT.clone()
+}
+
+/// The `similarity_score` (higher is closer) and `distance` (lower is closer) of `target`
+/// against `query` under `metric`, as ContextQL's VECTOR SIMILAR TO and SQL's
+/// `vector_search` define them: cosine gives the cosine similarity and 1 − it; l2 gives
+/// 1 / (1 + d) and the Euclidean distance d; dot gives the inner product and its negation.
+pub fn score_and_distance(metric: Metric, target: Expr, query: Expr) -> (Expr, Expr) {
+    match metric {
+        Metric::Cosine => {
+            let s = cosine_similarity_udf().call(vec![target, query]);
+            (s.clone(), lit(1.0) - s)
+        }
+        Metric::L2 => {
+            let d = l2_distance_udf().call(vec![target, query]);
+            (lit(1.0) / (lit(1.0) + d.clone()), d)
+        }
+        Metric::Dot => {
+            let s = inner_product_udf().call(vec![target, query]);
+            (s.clone(), -s)
+        }
+    }
 }
 
 /// Every vector function, to register in a session.

@@ -6,7 +6,9 @@
 
 mod functions;
 
-pub use functions::{FUNCTIONS, cosine_similarity_udf, inner_product_udf, l2_distance_udf, udfs};
+pub use functions::{
+    FUNCTIONS, cosine_similarity_udf, inner_product_udf, l2_distance_udf, score_and_distance, udfs,
+};
 
 /// How two vectors are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
