@@ -4,8 +4,9 @@
 use std::any::Any;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, AsArray, Float64Builder};
-use arrow::datatypes::{DataType, Field, Float64Type};
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float64Builder, ListArray};
+use arrow::buffer::ScalarBuffer;
+use arrow::datatypes::{DataType, Field, Float32Type, Float64Type};
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
@@ -133,22 +134,13 @@ impl ScalarUDFImpl for VectorFunction {
         let [a, b] = args.args.as_slice() else {
             return exec_err!("{}() takes two vectors", self.name());
         };
-        // Every vector as a list of f64 (a VECTOR's f32 values widen exactly).
-        let as_f64 = DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)));
-        let a = arrow::compute::cast(&a.to_array(rows)?, &as_f64)?;
-        let b = arrow::compute::cast(&b.to_array(rows)?, &as_f64)?;
-        let (a, b) = (a.as_list::<i32>(), b.as_list::<i32>());
+        let (a, b) = (Vectors::new(a)?, Vectors::new(b)?);
         let mut out = Float64Builder::with_capacity(rows);
         for i in 0..rows {
-            if a.is_null(i) || b.is_null(i) {
+            let (Some(x), Some(y)) = (a.row(i), b.row(i)) else {
                 out.append_null();
                 continue;
-            }
-            let (x, y) = (a.value(i), b.value(i));
-            let (x, y) = (
-                x.as_primitive::<Float64Type>(),
-                y.as_primitive::<Float64Type>(),
-            );
+            };
             if x.len() != y.len() {
                 return exec_err!(
                     "{}(): the vectors have {} and {} dimensions",
@@ -157,17 +149,113 @@ impl ScalarUDFImpl for VectorFunction {
                     y.len()
                 );
             }
-            if x.null_count() > 0 || y.null_count() > 0 {
-                out.append_null();
-                continue;
-            }
-            let (x, y) = (x.values(), y.values());
-            out.append_option(match self.metric {
-                Metric::Cosine => crate::cosine_similarity(x, y),
-                Metric::L2 => Some(crate::l2_distance(x, y)),
-                Metric::Dot => Some(crate::inner_product(x, y)),
+            out.append_option(match (x, y) {
+                (Row::F32(x), Row::F32(y)) => self.apply(x, y),
+                (Row::F32(x), Row::F64(y)) => self.apply(x, y),
+                (Row::F64(x), Row::F32(y)) => self.apply(x, y),
+                (Row::F64(x), Row::F64(y)) => self.apply(x, y),
             });
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
+}
+
+impl VectorFunction {
+    fn apply<A, B>(&self, x: &[A], y: &[B]) -> Option<f64>
+    where
+        A: Copy + Into<f64>,
+        B: Copy + Into<f64>,
+    {
+        match self.metric {
+            Metric::Cosine => crate::cosine_similarity(x, y),
+            Metric::L2 => Some(crate::l2_distance(x, y)),
+            Metric::Dot => Some(crate::inner_product(x, y)),
+        }
+    }
+}
+
+/// One argument's vectors, read in place: a `VECTOR` column's f32 values as they are, any
+/// other list cast once to f64, a constant converted once (not repeated per row).
+enum Vectors {
+    Constant(Option<Vec<f64>>),
+    F32 {
+        list: FixedSizeListArray,
+        values: ScalarBuffer<f32>,
+    },
+    F64 {
+        list: ListArray,
+        values: ScalarBuffer<f64>,
+    },
+}
+
+/// One row's vector.
+enum Row<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+impl Row<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Row::F32(v) => v.len(),
+            Row::F64(v) => v.len(),
+        }
+    }
+}
+
+impl Vectors {
+    fn new(value: &ColumnarValue) -> Result<Vectors> {
+        let as_f64 = DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)));
+        match value {
+            ColumnarValue::Scalar(scalar) => {
+                let array = arrow::compute::cast(&scalar.to_array_of_size(1)?, &as_f64)?;
+                let list = array.as_list::<i32>();
+                let row = (list.is_valid(0)).then(|| list.value(0)).and_then(|v| {
+                    let v = v.as_primitive::<Float64Type>();
+                    (v.null_count() == 0).then(|| v.values().to_vec())
+                });
+                Ok(Vectors::Constant(row))
+            }
+            ColumnarValue::Array(array) => match array.data_type() {
+                DataType::FixedSizeList(item, _) if item.data_type() == &DataType::Float32 => {
+                    let list = array.as_fixed_size_list().clone();
+                    let values = list.values().as_primitive::<Float32Type>().values().clone();
+                    Ok(Vectors::F32 { list, values })
+                }
+                _ => {
+                    let list = arrow::compute::cast(array, &as_f64)?
+                        .as_list::<i32>()
+                        .clone();
+                    let values = list.values().as_primitive::<Float64Type>().values().clone();
+                    Ok(Vectors::F64 { list, values })
+                }
+            },
+        }
+    }
+
+    /// Row `i`'s vector; None when it is null or holds a null.
+    fn row(&self, i: usize) -> Option<Row<'_>> {
+        match self {
+            Vectors::Constant(v) => v.as_deref().map(Row::F64),
+            Vectors::F32 { list, values } => {
+                let d = list.value_length() as usize;
+                let start = list.value_offset(i) as usize;
+                (list.is_valid(i) && !holds_null(list.values(), start, d))
+                    .then(|| Row::F32(&values[start..start + d]))
+            }
+            Vectors::F64 { list, values } => {
+                let offsets = list.value_offsets();
+                let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+                (list.is_valid(i) && !holds_null(list.values(), start, end - start))
+                    .then(|| Row::F64(&values[start..end]))
+            }
+        }
+    }
+}
+
+/// Whether `values[start..start + len]` holds a null.
+fn holds_null(values: &ArrayRef, start: usize, len: usize) -> bool {
+    values
+        .nulls()
+        .is_some_and(|n| n.slice(start, len).null_count() > 0)
 }

@@ -42,11 +42,16 @@ impl Metric {
 }
 
 /// The cosine similarity of two vectors of one length; None when either has no direction
-/// (a zero norm), where the cosine is undefined.
-pub fn cosine_similarity(a: &[f64], b: &[f64]) -> Option<f64> {
+/// (a zero norm), where the cosine is undefined. Computed in f64 whatever the element types.
+pub fn cosine_similarity<A, B>(a: &[A], b: &[B]) -> Option<f64>
+where
+    A: Copy + Into<f64>,
+    B: Copy + Into<f64>,
+{
     debug_assert_eq!(a.len(), b.len());
     let (mut dot, mut aa, mut bb) = (0.0, 0.0, 0.0);
     for (x, y) in a.iter().zip(b) {
+        let (x, y): (f64, f64) = ((*x).into(), (*y).into());
         dot += x * y;
         aa += x * x;
         bb += y * y;
@@ -56,19 +61,33 @@ pub fn cosine_similarity(a: &[f64], b: &[f64]) -> Option<f64> {
 }
 
 /// The Euclidean distance between two vectors of one length.
-pub fn l2_distance(a: &[f64], b: &[f64]) -> f64 {
+pub fn l2_distance<A, B>(a: &[A], b: &[B]) -> f64
+where
+    A: Copy + Into<f64>,
+    B: Copy + Into<f64>,
+{
     debug_assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
+        .map(|(x, y)| {
+            let d: f64 = (*x).into() - (*y).into();
+            d * d
+        })
         .sum::<f64>()
         .sqrt()
 }
 
 /// The inner (dot) product of two vectors of one length.
-pub fn inner_product(a: &[f64], b: &[f64]) -> f64 {
+pub fn inner_product<A, B>(a: &[A], b: &[B]) -> f64
+where
+    A: Copy + Into<f64>,
+    B: Copy + Into<f64>,
+{
     debug_assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x).into() * (*y).into())
+        .sum()
 }
 
 #[cfg(test)]
@@ -77,13 +96,16 @@ mod tests {
 
     #[test]
     fn metrics_agree_with_hand_computed_values() {
-        let (a, b) = ([1.0, 0.0, 0.0], [0.0, 2.0, 0.0]);
+        let (a, b) = ([1.0f64, 0.0, 0.0], [0.0f64, 2.0, 0.0]);
         assert_eq!(cosine_similarity(&a, &b), Some(0.0));
-        assert_eq!(cosine_similarity(&a, &[3.0, 0.0, 0.0]), Some(1.0));
-        assert_eq!(cosine_similarity(&a, &[-1.0, 0.0, 0.0]), Some(-1.0));
-        assert_eq!(cosine_similarity(&a, &[0.0, 0.0, 0.0]), None);
-        assert_eq!(l2_distance(&[0.0, 0.0], &[3.0, 4.0]), 5.0);
-        assert_eq!(inner_product(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
+        assert_eq!(cosine_similarity(&a, &[3.0f32, 0.0, 0.0]), Some(1.0));
+        assert_eq!(cosine_similarity(&a, &[-1.0f64, 0.0, 0.0]), Some(-1.0));
+        assert_eq!(cosine_similarity(&a, &[0.0f64, 0.0, 0.0]), None);
+        assert_eq!(l2_distance(&[0.0f32, 0.0], &[3.0f64, 4.0]), 5.0);
+        assert_eq!(
+            inner_product(&[1.0f64, 2.0, 3.0], &[4.0f32, 5.0, 6.0]),
+            32.0
+        );
         assert_eq!(Metric::parse("COSINE"), Some(Metric::Cosine));
         assert_eq!(Metric::parse("manhattan"), None);
     }
