@@ -301,6 +301,23 @@ pub async fn create_vector_index(
             c.label.name, c.property.name
         )));
     }
+    if let Some((table, _, _)) = find_vector_index(db, &c.name.name).await? {
+        return Err(Error::plan(format!(
+            "vector index `{}` already exists (on `{table}`)",
+            c.name.name
+        )));
+    }
+    if let Some(existing) = table
+        .metadata()
+        .properties()
+        .get(&format!("{PROP_VECTOR_INDEX_PREFIX}{}", c.property.name))
+    {
+        let existing = existing.split(';').next().unwrap_or_default();
+        return Err(Error::plan(format!(
+            "`{}.{}` already has vector index `{existing}`; DROP VECTOR INDEX {existing} first",
+            c.label.name, c.property.name
+        )));
+    }
     let mut metric = "cosine".to_string();
     for (k, v) in &c.options {
         match (k.to_ascii_lowercase().as_str(), v) {
@@ -327,11 +344,46 @@ pub async fn create_vector_index(
     Ok(message(Language::ContextQL, "vector index defined"))
 }
 
+/// The graph table holding vector index `name`: its name, metadata and the property that
+/// defines the index. Index names are unique in the graph.
+async fn find_vector_index(
+    db: &Database,
+    name: &str,
+) -> Result<Option<(String, iceberg::table::Table, String)>> {
+    for ident in db.catalog.list_tables(&db.namespace).await? {
+        let table = db.catalog.load_table(&ident).await?;
+        let found = table.metadata().properties().iter().find_map(|(k, v)| {
+            (k.starts_with(PROP_VECTOR_INDEX_PREFIX) && v.split(';').next() == Some(name))
+                .then(|| k.clone())
+        });
+        if let Some(key) = found {
+            return Ok(Some((ident.name().to_string(), table, key)));
+        }
+    }
+    Ok(None)
+}
+
 pub async fn drop(db: &Database, d: &ast::DropObject) -> Result<StatementResult> {
     let _guard = db.write_lock.lock().await;
     let name = &d.name.name;
     if d.kind == ObjectKind::VectorIndex {
-        return Err(Error::plan("DROP VECTOR INDEX is not supported yet"));
+        let Some((_, table, key)) = find_vector_index(db, name).await? else {
+            if d.if_exists {
+                return Ok(message(Language::ContextQL, "nothing to drop"));
+            }
+            return Err(Error::plan(format!("vector index `{name}` does not exist")));
+        };
+        let change = TableChange {
+            ident: table.identifier().clone(),
+            requirements: vec![TableRequirement::UuidMatch {
+                uuid: table.metadata().uuid(),
+            }],
+            updates: vec![TableUpdate::RemoveProperties {
+                removals: vec![key],
+            }],
+        };
+        db.commit(vec![change]).await?;
+        return Ok(message(Language::ContextQL, "vector index dropped"));
     }
     if !exists(db, name).await? {
         if d.if_exists {
