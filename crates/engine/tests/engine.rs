@@ -431,3 +431,40 @@ async fn data_survives_reopen() {
         s(&[&["1", "x"]])
     );
 }
+
+/// A query vector passed as a parameter is checked like a literal: a null one and one of the
+/// wrong length are the data's fault, at the vector's position, and nothing panics.
+#[tokio::test]
+async fn vector_parameters_are_checked() {
+    let db = Database::open(DbConfig::memory()).await.unwrap();
+    db.execute(
+        "CREATE NODE TABLE Doc (id BIGINT PRIMARY KEY, emb VECTOR(2)); \
+         CREATE (:Doc {id: 1, emb: [1.0, 0.0]})",
+    )
+    .await
+    .unwrap();
+    let text = "MATCH (d:Doc) VECTOR SIMILAR TO $q LIMIT 1 RETURN d.id";
+    let run = |q: serde_json::Value| {
+        let db = db.clone();
+        async move {
+            db.execute_with_params(text, &std::collections::HashMap::from([("q".into(), q)]))
+                .await
+        }
+    };
+    let err = run(serde_json::Value::Null).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Execution, "{err}");
+    assert!(
+        err.to_string().contains("the query vector is null"),
+        "{err}"
+    );
+    assert_eq!(err.position, Some((1, 33)), "{err}");
+    let err = run(serde_json::json!([1.0, 0.0, 0.0])).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Execution, "{err}");
+    assert!(
+        err.to_string()
+            .contains("the query vector has 3 dimensions"),
+        "{err}"
+    );
+    let ok = run(serde_json::json!([0.0, 1.0])).await.unwrap();
+    assert_eq!(ok[0].batches[0].num_rows(), 1);
+}

@@ -51,13 +51,41 @@ impl Lowering<'_> {
         if let Some(n) = self.constant_length(&v.query)
             && n != dimension
         {
-            return Err(self.err(
+            let mut err = self.err(
                 v.query.span,
                 format!("the query vector has {n} dimensions; `{var}.{property}` has {dimension}"),
-            ));
+            );
+            // A parameter's value is the data's fault; a literal is the query's.
+            err.execution = matches!(v.query.kind, ExprKind::Parameter(_));
+            return Err(err);
         }
-        if matches!(v.query.kind, ExprKind::Literal(ast::Literal::Null)) {
-            return Err(self.err(v.query.span, "the query vector is null"));
+        let null_parameter = matches!(&v.query.kind, ExprKind::Parameter(p)
+            if self.params.get(p).is_some_and(ScalarValue::is_null));
+        if matches!(v.query.kind, ExprKind::Literal(ast::Literal::Null)) || null_parameter {
+            let mut err = self.err(v.query.span, "the query vector is null");
+            // A parameter's value is the data's fault.
+            err.execution = null_parameter;
+            return Err(err);
+        }
+        // Another variable's vector property: its dimension is known now too.
+        if let ExprKind::Property(base, other) = &v.query.kind
+            && let ExprKind::Variable(w) = &base.kind
+            && let Some(VarKind::Node { labels, .. }) = state.scope.get(w)
+            && let Some(d) = labels
+                .iter()
+                .filter_map(|l| self.source.node_table(l))
+                .find_map(
+                    |t| match t.schema.field_with_name(other).map(|f| f.data_type()) {
+                        Ok(DataType::FixedSizeList(_, d)) => Some(*d as usize),
+                        _ => None,
+                    },
+                )
+            && d != dimension
+        {
+            return Err(self.err(
+                v.query.span,
+                format!("`{w}.{other}` has {d} dimensions; `{var}.{property}` has {dimension}"),
+            ));
         }
         let target = column(&column_name(&var, &property));
         let query = self.convert(&state, &v.query)?;
