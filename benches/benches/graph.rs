@@ -2,29 +2,15 @@
 //! plain traversal of the same Csr adjacency in the same run. Prints the load time and the
 //! ratio of medians (ContextQL / baseline), since absolute times on a shared machine are noisy.
 
+#[path = "common.rs"]
+mod common;
+
 use std::time::Duration;
 
+use common::median;
 use contextdb_benches::{Baseline, ONE_HOP, TWO_HOP, count, load};
 use contextdb_engine::DbConfig;
 use criterion::{Criterion, criterion_group, criterion_main};
-
-fn median(c: &mut Criterion, name: &str, mut f: impl FnMut()) -> Duration {
-    let mut samples = Vec::new();
-    c.bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            let start = std::time::Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            let elapsed = start.elapsed();
-            samples.push(elapsed / iters.max(1) as u32);
-            elapsed
-        })
-    });
-    samples.sort();
-    // No samples: criterion filtered this benchmark out (a `--profile-time` run of another).
-    samples.get(samples.len() / 2).copied().unwrap_or_default()
-}
 
 /// The start of the 1-hop and 2-hop patterns on its own.
 const START_NODE: &str = "MATCH (b:Package {name: 'libc6'}) RETURN count(*)";

@@ -241,7 +241,8 @@ impl Database {
         }
     }
 
-    /// The SQL schemas (every top-level namespace but the default graph's).
+    /// The SQL schemas (every top-level namespace but the default graph's). Only SQL
+    /// statements list them: ContextQL reads the default graph alone.
     pub(crate) async fn sql_schemas(&self) -> Result<std::collections::BTreeSet<String>> {
         Ok(self
             .catalog
@@ -332,9 +333,11 @@ impl Database {
             tables.insert(key.clone(), slot);
             current.insert(key, table);
         }
-        let mut snapshot = Snapshot::new(tables, current, self.cache.clone())?;
-        snapshot.schemas = self.sql_schemas().await?;
-        Ok(Arc::new(snapshot))
+        Ok(Arc::new(Snapshot::new(
+            tables,
+            current,
+            self.cache.clone(),
+        )?))
     }
 
     async fn load_at(&self, ident: &TableIdent, location: &str) -> Result<Table> {

@@ -321,9 +321,7 @@ pub async fn create_vector_index(
     let mut metric = "cosine".to_string();
     for (k, v) in &c.options {
         match (k.to_ascii_lowercase().as_str(), v) {
-            ("metric", ast::Literal::String(m))
-                if ["cosine", "l2", "dot"].contains(&m.to_ascii_lowercase().as_str()) =>
-            {
+            ("metric", ast::Literal::String(m)) if contextdb_vector::Metric::parse(m).is_some() => {
                 metric = m.to_ascii_lowercase()
             }
             _ => return Err(Error::plan(format!("unknown vector index option `{k}`"))),

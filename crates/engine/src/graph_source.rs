@@ -59,9 +59,6 @@ pub struct Snapshot {
     pub cache: Arc<Cache>,
     /// Bytes of table rows this statement has loaded; bounded by the cache budget.
     loaded_bytes: AtomicUsize,
-    /// The SQL schemas besides the default graph (their tables are in `tables`, keyed by
-    /// `schema::table_key`).
-    pub schemas: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -109,7 +106,6 @@ impl Snapshot {
             current,
             cache,
             loaded_bytes: AtomicUsize::new(0),
-            schemas: BTreeSet::new(),
         })
     }
 

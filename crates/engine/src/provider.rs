@@ -160,13 +160,10 @@ impl SnapshotTable {
             .filter(|d| d.rows.num_rows() == slot.rows))
     }
 
-    /// Whether a scan reads the table from memory: the statement or the hot tier holds it,
-    /// or it is small enough that the scan loads it into the hot tier
-    /// ([`SCAN_LOAD_BUDGET_SHARE`]), so that later statements read it from memory as well.
-    fn scans_memory(&self) -> DfResult<bool> {
-        if self.in_memory()?.is_some() {
-            return Ok(true);
-        }
+    /// Whether a scan loads the table into the hot tier: its data files take at most
+    /// [`SCAN_LOAD_BUDGET_SHARE`] of the tier's budget, so later statements read it from
+    /// memory as well.
+    fn small(&self) -> DfResult<bool> {
         let slot = self.slot()?;
         let budget = self.0.snapshot.cache.budget_bytes() as u64;
         Ok(table_io::snapshot_bytes(self.table()?, slot.snapshot_id)
@@ -259,7 +256,7 @@ impl TableProvider for SnapshotTable {
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         // Inexact: files are pruned by statistics, and DataFusion filters the rows. A scan
         // from memory prunes nothing.
-        let memory = self.scans_memory()?;
+        let memory = self.small()? || self.in_memory()?.is_some();
         Ok(filters
             .iter()
             .map(|f| {
@@ -279,14 +276,16 @@ impl TableProvider for SnapshotTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if self.in_memory()?.is_none() && self.scans_memory()? {
+        let mut data = self.in_memory()?;
+        if data.is_none() && self.small()? {
             self.0
                 .snapshot
                 .load([self.0.name.as_str()])
                 .await
                 .map_err(Error::into_datafusion)?;
+            data = self.in_memory()?;
         }
-        if let Some(data) = self.in_memory()? {
+        if let Some(data) = data {
             let source = MemorySourceConfig::try_new(
                 &[data.rows.batches().to_vec()],
                 self.0.schema.clone(),

@@ -101,12 +101,12 @@ fn skip_comments(text: &str) -> &str {
 pub(crate) fn sql_context(
     db: &Database,
     snapshot: &Arc<Snapshot>,
+    sql_schemas: &Arc<SqlSchemas>,
     writes: &Arc<StatementWrites>,
     settings: &Settings,
 ) -> Result<SessionContext> {
     let main = Arc::new(MemorySchemaProvider::new());
-    let schemas: HashMap<&str, Arc<MemorySchemaProvider>> = snapshot
-        .schemas
+    let schemas: HashMap<&str, Arc<MemorySchemaProvider>> = sql_schemas
         .iter()
         .map(|s| (s.as_str(), Arc::new(MemorySchemaProvider::new())))
         .collect();
@@ -146,6 +146,7 @@ pub(crate) fn sql_context(
         crate::vector_search::NAME,
         Arc::new(crate::vector_search::VectorSearch {
             snapshot: snapshot.clone(),
+            schemas: sql_schemas.clone(),
             writes: writes.clone(),
         }),
     );
@@ -156,8 +157,11 @@ pub(crate) fn sql_context(
 /// every session has.
 const RESERVED_SCHEMAS: [&str; 3] = [DEFAULT_GRAPH, "system", "information_schema"];
 
+/// The SQL schemas of the catalog when a statement started (`Database::sql_schemas`).
+pub(crate) type SqlSchemas = std::collections::BTreeSet<String>;
+
 /// The key of the table a SQL statement names (`t`, `schema.t`, `contextdb.schema.t`).
-pub(crate) fn table_key_of(snapshot: &Snapshot, name: &TableReference) -> Result<String> {
+pub(crate) fn table_key_of(schemas: &SqlSchemas, name: &TableReference) -> Result<String> {
     if let Some(catalog) = name.catalog()
         && catalog != DEFAULT_CATALOG
     {
@@ -169,9 +173,7 @@ pub(crate) fn table_key_of(snapshot: &Snapshot, name: &TableReference) -> Result
     match name.schema() {
         None => Ok(name.table().to_string()),
         Some(schema) if schema == DEFAULT_GRAPH => Ok(name.table().to_string()),
-        Some(schema) if snapshot.schemas.contains(schema) => {
-            Ok(table_key(Some(schema), name.table()))
-        }
+        Some(schema) if schemas.contains(schema) => Ok(table_key(Some(schema), name.table())),
         Some(schema) => Err(Error::plan(format!(
             "schema `{schema}` does not exist (CREATE SCHEMA {schema} makes it)"
         ))),
@@ -204,12 +206,12 @@ fn schema_name(name: &str) -> Result<&str> {
 /// CREATE SCHEMA: a namespace of the catalog beside the graph's, for SQL tables.
 async fn create_schema(
     db: &Database,
-    snapshot: &Snapshot,
+    schemas: &SqlSchemas,
     name: &str,
     if_not_exists: bool,
 ) -> Result<StatementResult> {
     let schema = schema_name(name)?;
-    if snapshot.schemas.contains(schema) {
+    if schemas.contains(schema) {
         if if_not_exists {
             return Ok(message(Language::Sql, "schema exists"));
         }
@@ -227,13 +229,14 @@ async fn create_schema(
 async fn drop_schema(
     db: &Database,
     snapshot: &Snapshot,
+    schemas: &SqlSchemas,
     name: &SchemaReference,
     if_exists: bool,
     cascade: bool,
 ) -> Result<StatementResult> {
     let name = name.to_string();
     let schema = schema_name(&name)?;
-    if !snapshot.schemas.contains(schema) {
+    if !schemas.contains(schema) {
         if if_exists {
             return Ok(message(Language::Sql, "nothing to drop"));
         }
@@ -346,11 +349,12 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
     // Tables are loaded when a plan needs their rows: a scan reads the hot tier or the data
     // files, a write loads the table it changes.
     let snapshot = db.snapshot_unloaded(None).await?;
+    let schemas = Arc::new(db.sql_schemas().await?);
     let outbox = Arc::new(StatementWrites::default());
     let time_zone = time_zone_statement(text);
     let text = time_zone.as_deref().unwrap_or(text);
     let current = settings.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let ctx = sql_context(db, &snapshot, &outbox, &current)?;
+    let ctx = sql_context(db, &snapshot, &schemas, &outbox, &current)?;
     let views = crate::views::views(db).await?;
     if !views.is_empty() {
         let schema = ctx
@@ -418,13 +422,13 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
         LogicalPlan::Dml(_) if !writes => Err(Error::internal(
             "a write statement was planned without the write lock",
         )),
-        LogicalPlan::Dml(dml) => dml_statement(db, &ctx, &snapshot, &outbox, dml).await,
+        LogicalPlan::Dml(dml) => dml_statement(db, &ctx, &snapshot, &schemas, &outbox, dml).await,
         LogicalPlan::Ddl(DdlStatement::CreateView(v)) => {
             crate::views::create_view(db, &snapshot, &v).await
         }
         LogicalPlan::Ddl(DdlStatement::DropView(d)) => crate::views::drop_view(db, &d).await,
         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(c)) => {
-            let name = table_key_of(&snapshot, &c.name)?;
+            let name = table_key_of(&schemas, &c.name)?;
             check_sql_name("table", c.name.table())?;
             if views.contains_key(&name) {
                 return Err(Error::plan(format!(
@@ -502,7 +506,7 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
             Ok(message(Language::Sql, "table created"))
         }
         LogicalPlan::Ddl(DdlStatement::DropTable(d)) => {
-            let name = match table_key_of(&snapshot, &d.name) {
+            let name = match table_key_of(&schemas, &d.name) {
                 Ok(name) => name,
                 Err(_) if d.if_exists => {
                     return Ok(Planned::Done(message(Language::Sql, "nothing to drop")));
@@ -534,10 +538,10 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
             Ok(message(Language::Sql, "table dropped"))
         }
         LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(c)) => {
-            create_schema(db, &snapshot, &c.schema_name, c.if_not_exists).await
+            create_schema(db, &schemas, &c.schema_name, c.if_not_exists).await
         }
         LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(d)) => {
-            drop_schema(db, &snapshot, &d.name, d.if_exists, d.cascade).await
+            drop_schema(db, &snapshot, &schemas, &d.name, d.if_exists, d.cascade).await
         }
         LogicalPlan::Ddl(DdlStatement::CreateCatalog(c)) => Err(Error::plan(format!(
             "CREATE DATABASE `{}`: a ContextDB database has one catalog, `{DEFAULT_CATALOG}`; \
@@ -780,10 +784,11 @@ async fn dml_statement(
     db: &Database,
     ctx: &SessionContext,
     snapshot: &Arc<Snapshot>,
+    schemas: &SqlSchemas,
     outbox: &Arc<StatementWrites>,
     dml: DmlStatement,
 ) -> Result<StatementResult> {
-    let name = table_key_of(snapshot, &dml.table_name)?;
+    let name = table_key_of(schemas, &dml.table_name)?;
     let Some(slot) = snapshot.tables.get(&name) else {
         return Err(Error::plan(format!(
             "table `{}` does not exist",
@@ -802,7 +807,7 @@ async fn dml_statement(
             }
             match shape(&optimized, &name) {
                 Shape::Nothing => return Ok(rows_affected(Language::Sql, 0)),
-                Shape::Joined => return by_position(db, ctx, snapshot, dml).await,
+                Shape::Joined => return by_position(db, ctx, snapshot, &name, dml).await,
                 Shape::Filtered(filtered) => {
                     outbox
                         .filtered
@@ -850,9 +855,10 @@ async fn by_position(
     db: &Database,
     ctx: &SessionContext,
     snapshot: &Arc<Snapshot>,
+    name: &str,
     dml: DmlStatement,
 ) -> Result<StatementResult> {
-    let name = table_key_of(snapshot, &dml.table_name)?;
+    let name = name.to_string();
     snapshot.load([name.as_str()]).await?;
     let data = snapshot
         .get(&name)

@@ -29,6 +29,7 @@ pub const VECTOR_SEARCH_K_MAX: usize = 100_000;
 #[derive(Debug)]
 pub(crate) struct VectorSearch {
     pub(crate) snapshot: Arc<Snapshot>,
+    pub(crate) schemas: Arc<crate::sql::SqlSchemas>,
     pub(crate) writes: Arc<StatementWrites>,
 }
 
@@ -67,7 +68,7 @@ impl TableFunctionImpl for VectorSearch {
         let table = string_arg(args, 0, "the table")?;
         let vector_column = string_arg(args, 1, "the vector column")?;
         let key = crate::sql::table_key_of(
-            &self.snapshot,
+            &self.schemas,
             &TableReference::parse_str_normalized(&table, true),
         )
         .map_err(|e| plan_error(e.message))?;

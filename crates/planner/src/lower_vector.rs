@@ -7,6 +7,7 @@
 //! top k in a bounded heap. The ANN path (an index search as the plan's leaf) comes with the
 //! vector indexes.
 
+use contextdb_vector::Metric;
 use contextql::ast::{self, ExprKind};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, ScalarValue};
@@ -22,7 +23,7 @@ pub const SIMILARITY_SCORE: &str = "similarity_score";
 pub const DISTANCE: &str = "distance";
 
 /// The metric when neither the clause nor a vector index names one.
-const DEFAULT_METRIC: ast::Metric = ast::Metric::Cosine;
+const DEFAULT_METRIC: Metric = Metric::Cosine;
 
 fn column(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
@@ -46,7 +47,11 @@ impl Lowering<'_> {
             }
         }
         let (var, property, dimension, index_metric) = self.vector_target(&state, v)?;
-        let metric = v.metric.or(index_metric).unwrap_or(DEFAULT_METRIC);
+        let metric = v
+            .metric
+            .map(metric_of)
+            .or(index_metric)
+            .unwrap_or(DEFAULT_METRIC);
         // A literal or parameter of the wrong length is the query's fault, found now.
         if let Some(n) = self.constant_length(&v.query)
             && n != dimension
@@ -89,11 +94,6 @@ impl Lowering<'_> {
         }
         let target = column(&column_name(&var, &property));
         let query = self.convert(&state, &v.query)?;
-        let metric = match metric {
-            ast::Metric::Cosine => contextdb_vector::Metric::Cosine,
-            ast::Metric::L2 => contextdb_vector::Metric::L2,
-            ast::Metric::Dot => contextdb_vector::Metric::Dot,
-        };
         let (score, distance) = contextdb_vector::score_and_distance(metric, target, query);
         let mut exprs = all_columns(&state.plan);
         exprs.push(score.alias(SIMILARITY_SCORE));
@@ -129,7 +129,7 @@ impl Lowering<'_> {
         &self,
         state: &State,
         v: &ast::VectorSimilar,
-    ) -> Result<(String, String, usize, Option<ast::Metric>), PlanError> {
+    ) -> Result<(String, String, usize, Option<Metric>), PlanError> {
         let (var, labels, span) = match &v.on {
             Some((var, _)) => match state.scope.get(&var.name) {
                 Some(VarKind::Node { labels, .. }) => (var.name.clone(), labels.clone(), var.span),
@@ -159,7 +159,7 @@ impl Lowering<'_> {
             },
         };
         // Vector properties of the variable's labels: (name, dimension, index metric).
-        let mut vectors: Vec<(String, usize, Option<ast::Metric>)> = Vec::new();
+        let mut vectors: Vec<(String, usize, Option<Metric>)> = Vec::new();
         for table in labels.iter().filter_map(|l| self.source.node_table(l)) {
             for field in table.schema.fields() {
                 if let DataType::FixedSizeList(item, d) = field.data_type()
@@ -169,7 +169,7 @@ impl Lowering<'_> {
                     let metric = table
                         .vector_metrics
                         .get(field.name())
-                        .and_then(|m| metric_named(m));
+                        .and_then(|m| Metric::parse(m));
                     vectors.push((field.name().clone(), *d as usize, metric));
                 }
             }
@@ -225,11 +225,11 @@ impl Lowering<'_> {
         }
     }
 }
-
-fn metric_named(name: &str) -> Option<ast::Metric> {
-    match contextdb_vector::Metric::parse(name)? {
-        contextdb_vector::Metric::Cosine => Some(ast::Metric::Cosine),
-        contextdb_vector::Metric::L2 => Some(ast::Metric::L2),
-        contextdb_vector::Metric::Dot => Some(ast::Metric::Dot),
+/// The metric a VECTOR SIMILAR TO clause names.
+fn metric_of(m: ast::Metric) -> Metric {
+    match m {
+        ast::Metric::Cosine => Metric::Cosine,
+        ast::Metric::L2 => Metric::L2,
+        ast::Metric::Dot => Metric::Dot,
     }
 }
