@@ -146,11 +146,42 @@ pub fn slt_output(
         .iter()
         .map(|f| column_type(f.data_type()))
         .collect();
-    let rows = format::batch_rows(&result.batches)?
-        .iter()
-        .map(|row| row.iter().map(slt_text).collect())
-        .collect();
+    let mut rows = Vec::new();
+    for row in format::batch_rows(&result.batches)? {
+        let cells: Vec<String> = row.iter().map(slt_text).collect();
+        rows.extend(split_lines(cells));
+    }
     Ok(DBOutput::Rows { types, rows })
+}
+
+/// A row whose cells hold several lines (an EXPLAIN plan) as one `.slt` line per line: the
+/// first line of every cell, then each further line alone. The validator compares line by
+/// line with whitespace collapsed, so a cell's line breaks must be rows of their own.
+fn split_lines(cells: Vec<String>) -> Vec<Vec<String>> {
+    if !cells.iter().any(|c| c.contains('\n')) {
+        return vec![cells];
+    }
+    let lines: Vec<Vec<&str>> = cells
+        .iter()
+        .map(|c| c.trim_end_matches('\n').lines().collect())
+        .collect();
+    let depth = lines.iter().map(Vec::len).max().unwrap_or(1);
+    let mut out = vec![
+        lines
+            .iter()
+            .map(|l| l.first().copied().unwrap_or_default().to_string())
+            .collect::<Vec<_>>(),
+    ];
+    for i in 1..depth {
+        out.push(
+            lines
+                .iter()
+                .filter_map(|l| l.get(i))
+                .map(|s| s.to_string())
+                .collect(),
+        );
+    }
+    out
 }
 
 /// `I` for integers, `R` for floats and decimals, `T` for everything else.
@@ -229,6 +260,13 @@ pub fn round_significant(value: f64, digits: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_line_cells_become_one_row_per_line() {
+        let rows = split_lines(vec!["plan".into(), "a\n  b\n".into()]);
+        assert_eq!(rows, vec![vec!["plan", "a"], vec!["  b"]]);
+        assert_eq!(split_lines(vec!["x".into()]), vec![vec!["x"]]);
+    }
 
     #[test]
     fn floats_round_to_a_few_digits() {

@@ -72,6 +72,8 @@ pub enum StatementBody {
     Copy(CopyFrom),
     /// `COMPACT [TABLE x]` / `VACUUM [TABLE x]`.
     Maintain(Maintain),
+    /// `SHOW [VECTOR] INDEXES`.
+    ShowIndexes,
 }
 
 /// A table maintenance statement.

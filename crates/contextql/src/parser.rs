@@ -248,6 +248,8 @@ fn readable(rule: Rule) -> Option<&'static str> {
         maintain_stmt => "COMPACT or VACUUM",
         kw_compact => "COMPACT",
         kw_vacuum => "VACUUM",
+        show_indexes | kw_show => "SHOW",
+        kw_indexes => "INDEXES",
         union_op | kw_union => "UNION",
         match_clause | kw_match => "MATCH",
         kw_optional => "OPTIONAL",

@@ -1083,6 +1083,10 @@ fn vector_index_and_drop() {
     }
     let x = err("DROP TABLE T");
     assert_eq!(x.expected, vec!["NODE, EDGE or VECTOR"]);
+    for q in ["SHOW INDEXES", "show vector indexes"] {
+        assert_eq!(stmt(q).body, StatementBody::ShowIndexes, "{q}");
+    }
+    assert_eq!(err("SHOW VECTOR").expected, vec!["INDEXES"]);
 }
 
 #[test]

@@ -117,6 +117,8 @@ impl DbConfig {
 pub struct Database {
     pub(crate) catalog: Arc<RaftCatalog>,
     pub(crate) cache: Arc<Cache>,
+    /// Vector indexes this process has open.
+    pub(crate) vector_indexes: Arc<crate::vector_index::VectorIndexes>,
     /// DataFusion's sessions, built once: a statement binds only its snapshot and parameters.
     pub(crate) sessions: Sessions,
     /// Plans of read-only statements, reused while the catalog and the hot tier stay put.
@@ -185,6 +187,9 @@ impl Database {
         Ok(Arc::new(Database {
             catalog,
             cache: Arc::new(Cache::new(config.cache_bytes)),
+            vector_indexes: Arc::new(crate::vector_index::VectorIndexes::new(
+                warehouse.store.clone(),
+            )),
             sessions: Sessions::new(),
             plans: PlanCache::default(),
             write_lock: Mutex::new(()),
@@ -209,6 +214,11 @@ impl Database {
     /// What a cached plan depends on: the catalog version and the hot tier's generation.
     fn plan_version(&self) -> PlanVersion {
         (self.catalog.applied_index(), self.cache.generation())
+    }
+
+    /// What this process did with vector indexes.
+    pub fn vector_index_stats(&self) -> crate::VectorIndexStats {
+        self.vector_indexes.stats()
     }
 
     pub fn hot_tier(&self) -> HotTierStats {
@@ -337,6 +347,7 @@ impl Database {
             tables,
             current,
             self.cache.clone(),
+            self.vector_indexes.clone(),
         )?))
     }
 
@@ -505,6 +516,7 @@ impl Database {
                     }
                 })
             }
+            StatementBody::ShowIndexes => done(crate::ddl::show_indexes(self).await?),
             StatementBody::Query(_) | StatementBody::Copy(_) => {
                 Err(Error::internal("a query reached the DDL path"))
             }
@@ -585,6 +597,10 @@ impl Database {
             names.extend(snapshot.tables_read(returning));
         }
         snapshot.load(names.iter().map(String::as_str)).await?;
+        snapshot.open_vector_indexes(&lowered.plan).await?;
+        for block in &lowered.blocks {
+            snapshot.open_vector_indexes(&block.plan).await?;
+        }
         if let Some(mode) = statement.explain {
             if !lowered.blocks.is_empty() && mode == ast::Explain::Analyze {
                 return Err(Error::plan(

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -293,12 +294,13 @@ pub async fn create_vector_index(
     c: &ast::CreateVectorIndex,
 ) -> Result<StatementResult> {
     let _guard = db.write_lock.lock().await;
-    let table = db.load_table(&c.label.name).await?;
-    let info = TableInfo::from_properties(&c.label.name, table.metadata().properties());
+    let label = &c.label.name;
+    let table = db.load_table(label).await?;
+    let info = TableInfo::from_properties(label, table.metadata().properties());
     if !info.vectors.contains_key(&c.property.name) {
         return Err(Error::plan(format!(
-            "`{}.{}` is not a VECTOR column",
-            c.label.name, c.property.name
+            "`{label}.{}` is not a VECTOR column",
+            c.property.name
         )));
     }
     if let Some((table, _, _)) = find_vector_index(db, &c.name.name).await? {
@@ -307,39 +309,103 @@ pub async fn create_vector_index(
             c.name.name
         )));
     }
-    if let Some(existing) = table
-        .metadata()
-        .properties()
-        .get(&format!("{PROP_VECTOR_INDEX_PREFIX}{}", c.property.name))
-    {
-        let existing = existing.split(';').next().unwrap_or_default();
+    if let Some(existing) = info.vector_indexes.get(&c.property.name) {
         return Err(Error::plan(format!(
-            "`{}.{}` already has vector index `{existing}`; DROP VECTOR INDEX {existing} first",
-            c.label.name, c.property.name
+            "`{label}.{}` already has vector index `{}`; DROP VECTOR INDEX {} first",
+            c.property.name, existing.name, existing.name
         )));
     }
-    let mut metric = "cosine".to_string();
+    let mut params = contextdb_vector::IndexParams::default();
     for (k, v) in &c.options {
-        match (k.to_ascii_lowercase().as_str(), v) {
-            ("metric", ast::Literal::String(m)) if contextdb_vector::Metric::parse(m).is_some() => {
-                metric = m.to_ascii_lowercase()
-            }
-            _ => return Err(Error::plan(format!("unknown vector index option `{k}`"))),
-        }
+        let text = match v {
+            ast::Literal::String(s) => s.clone(),
+            ast::Literal::Integer(i) => i.to_string(),
+            ast::Literal::Float(f) => f.to_string(),
+            ast::Literal::Bool(b) => b.to_string(),
+            ast::Literal::Null => "null".to_string(),
+        };
+        params.set(k, &text).map_err(Error::plan)?;
     }
+    // Built over the table as it is now; rows written later are searched exactly until the
+    // index is refreshed.
+    let snapshot = db.snapshot_unloaded(None).await?;
+    snapshot.load([label.as_str()]).await?;
+    let data = snapshot
+        .get(label)
+        .ok_or_else(|| Error::plan(format!("table `{label}` does not exist")))?
+        .clone();
+    let def = db
+        .vector_indexes
+        .build(&data, &c.property.name, &c.name.name, params)
+        .await?;
     let key = format!("{PROP_VECTOR_INDEX_PREFIX}{}", c.property.name);
     let change = TableChange {
-        ident: db.ident(&c.label.name),
+        ident: db.ident(label),
         requirements: vec![TableRequirement::UuidMatch {
             uuid: table.metadata().uuid(),
         }],
         updates: vec![TableUpdate::SetProperties {
-            updates: [(key, format!("{};{metric}", c.name.name))].into(),
+            updates: [(key, def.to_property())].into(),
         }],
     };
     db.commit(vec![change]).await?;
-    // The definition is in the catalog; ANN search over it is a later issue (docs/contextql.md).
-    Ok(message(Language::ContextQL, "vector index defined"))
+    Ok(message(
+        Language::ContextQL,
+        &format!("vector index built over {} rows", def.rows),
+    ))
+}
+
+/// `SHOW [VECTOR] INDEXES`: one row per vector index of the graph.
+pub async fn show_indexes(db: &Database) -> Result<StatementResult> {
+    use arrow::array::{ArrayRef, Int64Array, StringArray, UInt64Array};
+    use arrow::datatypes::{Field, Schema};
+    // name, table, property, metric, parameters, rows, snapshot
+    let mut rows: Vec<([String; 5], u64, Option<i64>)> = Vec::new();
+    for ident in db.catalog.list_tables(&db.namespace).await? {
+        let table = db.catalog.load_table(&ident).await?;
+        for (column, def) in crate::vector_index::definitions(table.metadata().properties()) {
+            let p = def.params()?;
+            let parameters = format!(
+                "m={}, ef_construction={}, ef_search={}, quantization={}",
+                p.m,
+                p.ef_construction,
+                p.ef_search,
+                p.quantization.as_str()
+            );
+            let text = [
+                def.name.clone(),
+                ident.name().to_string(),
+                column,
+                p.metric.as_str().to_string(),
+                parameters,
+            ];
+            rows.push((text, def.rows, def.snapshot));
+        }
+    }
+    rows.sort_by(|a, b| a.0[0].cmp(&b.0[0]));
+    let names = ["name", "table", "property", "metric", "parameters"];
+    let mut fields: Vec<Field> = names
+        .iter()
+        .map(|n| Field::new(*n, DataType::Utf8, false))
+        .collect();
+    fields.push(Field::new("rows", DataType::UInt64, false));
+    fields.push(Field::new("snapshot", DataType::Int64, true));
+    let mut columns: Vec<ArrayRef> = (0..names.len())
+        .map(|i| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0[i]))) as ArrayRef)
+        .collect();
+    columns.push(Arc::new(UInt64Array::from_iter_values(
+        rows.iter().map(|r| r.1),
+    )));
+    columns.push(Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.2))));
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::internal(e.to_string()))?;
+    Ok(StatementResult {
+        language: Language::ContextQL,
+        schema,
+        batches: vec![batch],
+        rows_affected: None,
+    })
 }
 
 /// The graph table holding vector index `name`: its name, metadata and the property that
@@ -351,8 +417,9 @@ async fn find_vector_index(
     for ident in db.catalog.list_tables(&db.namespace).await? {
         let table = db.catalog.load_table(&ident).await?;
         let found = table.metadata().properties().iter().find_map(|(k, v)| {
-            (k.starts_with(PROP_VECTOR_INDEX_PREFIX) && v.split(';').next() == Some(name))
-                .then(|| k.clone())
+            (k.starts_with(PROP_VECTOR_INDEX_PREFIX)
+                && crate::vector_index::VectorIndexDef::parse(v).is_some_and(|d| d.name == name))
+            .then(|| k.clone())
         });
         if let Some(key) = found {
             return Ok(Some((ident.name().to_string(), table, key)));

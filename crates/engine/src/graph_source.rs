@@ -1,12 +1,13 @@
 //! One statement's view of the database: every table at one catalog version.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use contextdb_graph::Adjacency;
 use contextdb_planner::nodes::{GraphExpand, NodeScan};
-use contextdb_planner::source::Chunked;
+use contextdb_planner::source::{Chunked, SnapshotVectorIndex};
+use contextdb_planner::vector::{AnnScan, VectorTopK};
 use contextdb_planner::{EdgeTableInfo, GraphSource, NodeTableInfo};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -17,6 +18,7 @@ use contextdb_storage::table_io;
 
 use crate::cache::{Cache, Key, TableData};
 use crate::schema::{TableInfo, TableKind};
+use crate::vector_index::{IndexAtSnapshot, VectorIndexes};
 use datafusion::common::ScalarValue;
 
 /// One table of a snapshot: what planning needs (schema, row count) at once, its rows when
@@ -59,6 +61,10 @@ pub struct Snapshot {
     pub cache: Arc<Cache>,
     /// Bytes of table rows this statement has loaded; bounded by the cache budget.
     loaded_bytes: AtomicUsize,
+    /// The process's open vector indexes, and those this statement searches, by (label,
+    /// property), as this snapshot sees them.
+    indexes: Arc<VectorIndexes>,
+    searched: Mutex<HashMap<(String, String), Arc<dyn SnapshotVectorIndex>>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -75,6 +81,7 @@ impl Snapshot {
         tables: BTreeMap<String, TableSlot>,
         current: BTreeMap<String, iceberg::table::Table>,
         cache: Arc<Cache>,
+        indexes: Arc<VectorIndexes>,
     ) -> crate::Result<Snapshot> {
         let offsets = |kind: TableKind| -> crate::Result<(Vec<(String, u32)>, u32)> {
             let mut next = 0u64;
@@ -106,6 +113,8 @@ impl Snapshot {
             current,
             cache,
             loaded_bytes: AtomicUsize::new(0),
+            indexes,
+            searched: Mutex::new(HashMap::new()),
         })
     }
 
@@ -189,6 +198,10 @@ impl Snapshot {
                 let any = ext.node.as_any();
                 if let Some(scan) = any.downcast_ref::<NodeScan>() {
                     names.extend(scan.labels.iter().cloned());
+                } else if let Some(scan) = any.downcast_ref::<AnnScan>() {
+                    names.insert(scan.spec.label.clone());
+                } else if let Some(top) = any.downcast_ref::<VectorTopK>() {
+                    names.insert(top.spec.label.clone());
                 } else if let Some(expand) = any.downcast_ref::<GraphExpand>() {
                     names.extend(expand.to_labels.iter().cloned());
                     for edge in &expand.rel_types {
@@ -203,6 +216,50 @@ impl Snapshot {
             Ok(TreeNodeRecursion::Continue)
         });
         names
+    }
+
+    /// Opens the vector indexes the plan's searches use (their tables must be loaded).
+    pub async fn open_vector_indexes(&self, plan: &LogicalPlan) -> crate::Result<()> {
+        let mut wanted = BTreeSet::new();
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::Extension(ext) = node {
+                let any = ext.node.as_any();
+                let spec = match (
+                    any.downcast_ref::<AnnScan>(),
+                    any.downcast_ref::<VectorTopK>(),
+                ) {
+                    (Some(scan), _) => Some(&scan.spec),
+                    (_, Some(top)) => Some(&top.spec),
+                    _ => None,
+                };
+                if let Some(spec) = spec
+                    && spec.index.is_some()
+                {
+                    wanted.insert((spec.label.clone(), spec.property.clone()));
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        for (label, property) in wanted {
+            let (Some(slot), Some(table)) = (self.tables.get(&label), self.current.get(&label))
+            else {
+                continue;
+            };
+            let Some(def) = slot.info.vector_indexes.get(&property) else {
+                continue;
+            };
+            let open = self.indexes.open(table.metadata().location(), def).await?;
+            let data = slot
+                .data()
+                .map_err(|e| crate::Error::internal(e.to_string()))?
+                .clone();
+            let at: Arc<dyn SnapshotVectorIndex> = Arc::new(IndexAtSnapshot::new(open, data));
+            self.searched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((label, property), at);
+        }
+        Ok(())
     }
 
     /// The loaded rows of a table; None when there is no such table. The statement must have
@@ -278,7 +335,18 @@ impl GraphSource for Snapshot {
                     label: label.clone(),
                     primary_key: data.info.primary_key.clone()?,
                     schema: data.schema.clone(),
-                    vector_metrics: data.info.vector_metrics.clone(),
+                    vector_indexes: data
+                        .info
+                        .vector_indexes
+                        .iter()
+                        .filter_map(|(column, def)| {
+                            let info = contextdb_planner::source::VectorIndexInfo {
+                                name: def.name.clone(),
+                                params: def.params().ok()?,
+                            };
+                            Some((column.clone(), info))
+                        })
+                        .collect(),
                 })
             })
             .collect()
@@ -323,6 +391,19 @@ impl GraphSource for Snapshot {
         Ok(table
             .property_index(property)
             .map(|index| index.get(&key).cloned().unwrap_or_default()))
+    }
+
+    fn vector_index(
+        &self,
+        label: &str,
+        property: &str,
+    ) -> DfResult<Option<Arc<dyn SnapshotVectorIndex>>> {
+        Ok(self
+            .searched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(label.to_string(), property.to_string()))
+            .cloned())
     }
 
     fn edge_rows(&self, rel_type: &str) -> DfResult<Arc<Chunked>> {

@@ -26,6 +26,7 @@ mod schema;
 mod session;
 mod settings;
 mod sql;
+mod vector_index;
 mod vector_search;
 mod views;
 mod write;
@@ -38,6 +39,7 @@ pub use plan_cache::{PLAN_CACHE_ENTRIES, PLAN_CACHE_MAX_TEXT};
 pub use route::{Language, route};
 pub use session::SERIAL_PLAN_ROWS_MAX;
 pub use settings::{MAX_PREPARED_STATEMENTS, MAX_SESSION_SETTINGS, Session, Settings};
+pub use vector_index::{REFRESH_MIN_ROWS, REFRESH_SHARE, VectorIndexStats};
 pub use vector_search::VECTOR_SEARCH_K_MAX;
 pub use views::MAX_VIEWS;
 

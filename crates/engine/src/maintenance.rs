@@ -79,7 +79,8 @@ async fn commit_one(
 pub const EXPIRE_BATCH_SNAPSHOTS: usize = 64;
 
 /// After a commit: compacts the tables it wrote that now hold enough data files for a tier
-/// to be full (unless automatic compaction is off), then expires their snapshots past the
+/// to be full (unless automatic compaction is off), rebuilds their vector indexes that cover
+/// too little of them (`vector_index::refresh_after_commit`), then expires their snapshots past the
 /// retention once a batch of them has gathered (their files stay until `VACUUM`). A failure
 /// here does not undo the commit; it is logged and tried again after the next one.
 pub(crate) async fn after_commit(db: &Database, tables: &[String]) {
@@ -95,6 +96,9 @@ pub(crate) async fn after_commit(db: &Database, tables: &[String]) {
             && let Err(e) = compact(db, name, false).await
         {
             tracing::warn!(table = %name, error = %e, "automatic compaction failed");
+        }
+        if let Err(e) = crate::vector_index::refresh_after_commit(db, name).await {
+            tracing::warn!(table = %name, error = %e, "vector index refresh failed");
         }
         let boundary = table_io::now_ms().saturating_sub(db.snapshot_retention_ms);
         if let Err(e) = expire(db, name, boundary, EXPIRE_BATCH_SNAPSHOTS).await {
@@ -140,7 +144,16 @@ pub(crate) async fn vacuum(db: &Database, only: Option<&str>) -> Result<Vec<(Str
             ..Default::default()
         };
         let table = db.load_table(name).await?;
-        let keep = maintenance::referenced_files(&table, boundary).await?;
+        let mut keep = maintenance::referenced_files(&table, boundary).await?;
+        // The files of the table's vector indexes; those of dropped or replaced indexes go.
+        for def in crate::vector_index::definitions(table.metadata().properties()).values() {
+            for location in def.locations(table.metadata().location()) {
+                keep.insert(
+                    contextdb_storage::object_io::object_path(&location)
+                        .map_err(|e| crate::Error::internal(e.to_string()))?,
+                );
+            }
+        }
         let removed = maintenance::remove_unreferenced(
             db.store.as_ref(),
             table.metadata().location(),

@@ -228,6 +228,7 @@ fn shape(statement: &str) -> Shape {
         "DROP" if matches!(second, "NODE" | "EDGE" | "VECTOR") => Language::ContextQL,
         "COPY" if w.get(2).map(String::as_str) == Some("FROM") => Language::ContextQL,
         "COMPACT" | "VACUUM" => Language::ContextQL,
+        "SHOW" if matches!(second, "INDEXES" | "VECTOR") => Language::ContextQL,
         // A ContextQL chain cannot begin with SET (nothing is bound yet): a statement that
         // does is SQL's `SET option = value`.
         "SET" => Language::Sql,
@@ -294,6 +295,9 @@ mod tests {
         assert_eq!(route("CREATE TABLE t (a INT)"), Language::Sql);
         assert_eq!(route("DROP TABLE t"), Language::Sql);
         assert_eq!(route("DROP EDGE TABLE T"), Language::ContextQL);
+        assert_eq!(route("show indexes"), Language::ContextQL);
+        assert_eq!(route("SHOW VECTOR INDEXES"), Language::ContextQL);
+        assert_eq!(route("SHOW datafusion.execution.batch_size"), Language::Sql);
         assert_eq!(route("COPY Package FROM 'x.parquet'"), Language::ContextQL);
         assert_eq!(route("COPY t TO 'x.parquet'"), Language::Sql);
         assert_eq!(route("SELECT 1"), Language::Sql);

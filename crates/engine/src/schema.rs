@@ -113,10 +113,9 @@ pub struct TableInfo {
     pub vectors: HashMap<String, i32>,
     /// Columns presented as the Arrow type they were declared with ([`PROP_ARROW_TYPE_PREFIX`]).
     pub declared: HashMap<String, DataType>,
-    /// Vector columns with a vector index, and the index's metric
-    /// ([`PROP_VECTOR_INDEX_PREFIX`]; not written back by [`TableInfo::properties`]: the index
-    /// DDL sets it).
-    pub vector_metrics: HashMap<String, String>,
+    /// Vector columns with a vector index, and its definition ([`PROP_VECTOR_INDEX_PREFIX`];
+    /// not written back by [`TableInfo::properties`]: the index DDL sets it).
+    pub vector_indexes: HashMap<String, crate::vector_index::VectorIndexDef>,
 }
 
 impl TableInfo {
@@ -154,14 +153,7 @@ impl TableInfo {
                 }
             })
             .collect();
-        let vector_metrics = props
-            .iter()
-            .filter_map(|(k, v)| {
-                let column = k.strip_prefix(PROP_VECTOR_INDEX_PREFIX)?;
-                let (_, metric) = v.split_once(';')?;
-                Some((column.to_string(), metric.to_string()))
-            })
-            .collect();
+        let vector_indexes = crate::vector_index::definitions(props);
         TableInfo {
             name: name.to_string(),
             kind,
@@ -171,7 +163,7 @@ impl TableInfo {
             rel_type: props.get(PROP_EDGE_TYPE).cloned(),
             vectors,
             declared,
-            vector_metrics,
+            vector_indexes,
         }
     }
 

@@ -215,6 +215,9 @@ fn leaf_rows(plan: &LogicalPlan) -> usize {
                         };
                         rows = rows.saturating_add(n);
                     }
+                } else if let Some(scan) = any.downcast_ref::<contextdb_planner::vector::AnnScan>()
+                {
+                    rows = rows.saturating_add(scan.spec.k);
                 } else if let Some(written) = any.downcast_ref::<WrittenRows>() {
                     let n = written
                         .slot

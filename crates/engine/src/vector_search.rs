@@ -140,10 +140,10 @@ impl TableFunctionImpl for VectorSearch {
             }
             _ => slot
                 .info
-                .vector_metrics
+                .vector_indexes
                 .get(&vector_column)
-                .and_then(|m| contextdb_vector::Metric::parse(m))
-                .unwrap_or(contextdb_vector::Metric::Cosine),
+                .and_then(|d| d.params().ok())
+                .map_or(contextdb_vector::Metric::Cosine, |p| p.metric),
         };
         let (score, _) =
             contextdb_vector::score_and_distance(metric, column(&vector_column), query);

@@ -118,35 +118,11 @@ impl ExecutionPlan for NodeScanExec {
         }
         let out_schema = schema.clone();
         let batches = chunks.into_iter().map(move |(label, rows, offset, part)| {
-            let len = part.len();
-            let slice = match &part {
-                Rows::Range(start, len) => Some(rows.slice(*start, *len)?),
-                Rows::Picked(_) => None,
-            };
-            let mut columns: Vec<ArrayRef> = Vec::with_capacity(out_schema.fields().len());
-            for field in out_schema.fields() {
-                let name = &field.name()[field.name().find('.').map(|i| i + 1).unwrap_or(0)..];
-                let values = match (name, &slice, &part) {
-                    (crate::nodes::ORD, ..) => Some(Arc::new(part.ordinals(offset)) as ArrayRef),
-                    (crate::nodes::LABEL, ..) => {
-                        Some(Arc::new(StringArray::from(vec![label.as_str(); len])) as ArrayRef)
-                    }
-                    (crate::nodes::ID, Some((_, ids)), _) => Some(ids.clone()),
-                    (name, Some((batch, _)), _) => batch.column_by_name(name).cloned(),
-                    (name, None, Rows::Picked(picked)) => rows.take(name, picked)?,
-                    (_, None, Rows::Range(..)) => {
-                        return internal_err!("a range without its slice");
-                    }
-                };
-                columns.push(match values {
-                    Some(c) => conform(&c, field.data_type())?,
-                    None => new_null_array(field.data_type(), len),
-                });
-            }
+            let columns = columns_of(out_schema.fields(), &label, &rows, offset, &part)?;
             Ok(RecordBatch::try_new_with_options(
                 out_schema.clone(),
                 columns,
-                &arrow::array::RecordBatchOptions::new().with_row_count(Some(len)),
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(part.len())),
             )?)
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -154,6 +130,53 @@ impl ExecutionPlan for NodeScanExec {
             futures::stream::iter(batches),
         )))
     }
+}
+
+/// The node columns `fields` (as `NodeScan` names them) of `part`'s rows of one label.
+fn columns_of(
+    fields: &[arrow::datatypes::FieldRef],
+    label: &str,
+    rows: &Chunked,
+    offset: u32,
+    part: &Rows,
+) -> Result<Vec<ArrayRef>> {
+    let len = part.len();
+    let slice = match part {
+        Rows::Range(start, len) => Some(rows.slice(*start, *len)?),
+        Rows::Picked(_) => None,
+    };
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(fields.len());
+    for field in fields {
+        let name = &field.name()[field.name().find('.').map(|i| i + 1).unwrap_or(0)..];
+        let values = match (name, &slice, part) {
+            (crate::nodes::ORD, ..) => Some(Arc::new(part.ordinals(offset)) as ArrayRef),
+            (crate::nodes::LABEL, ..) => {
+                Some(Arc::new(StringArray::from(vec![label; len])) as ArrayRef)
+            }
+            (crate::nodes::ID, Some((_, ids)), _) => Some(ids.clone()),
+            (name, Some((batch, _)), _) => batch.column_by_name(name).cloned(),
+            (name, None, Rows::Picked(picked)) => rows.take(name, picked)?,
+            (_, None, Rows::Range(..)) => {
+                return internal_err!("a range without its slice");
+            }
+        };
+        columns.push(match values {
+            Some(c) => conform(&c, field.data_type())?,
+            None => new_null_array(field.data_type(), len),
+        });
+    }
+    Ok(columns)
+}
+
+/// The node columns `fields` of the label's table rows `picked`, in that order.
+pub(crate) fn node_columns(
+    fields: &[arrow::datatypes::FieldRef],
+    label: &str,
+    rows: &Chunked,
+    offset: u32,
+    picked: &[u32],
+) -> Result<Vec<ArrayRef>> {
+    columns_of(fields, label, rows, offset, &Rows::Picked(picked.to_vec()))
 }
 
 /// The rows of a label one NodeScan batch holds.
@@ -564,6 +587,9 @@ impl ExtensionPlanner for GraphExtensionPlanner {
                 source: expand.source.0.clone(),
                 properties: properties(schema),
             })));
+        }
+        if let Some(exec) = crate::vector::plan_vector_node(node, physical_inputs)? {
+            return Ok(Some(exec));
         }
         if let Some(written) = any.downcast_ref::<WrittenRows>() {
             let Some(batches) = written.slot.get() else {

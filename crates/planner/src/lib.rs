@@ -17,6 +17,7 @@ pub mod scope;
 pub mod source;
 #[cfg(test)]
 mod tests;
+pub mod vector;
 
 pub use exec::GraphQueryPlanner;
 pub use expr::Params;

@@ -2,10 +2,12 @@
 //! vector property to a query vector and keeps the best `LIMIT` (or those at or above the
 //! `THRESHOLD`), binding `similarity_score` and `distance` for the clauses after it.
 //!
-//! This is the exact search DESIGN.md asks for when no index is used: the scores are computed
-//! for every row (`contextdb_vector`'s functions) and DataFusion's sort with a fetch keeps the
-//! top k in a bounded heap. The ANN path (an index search as the plan's leaf) comes with the
-//! vector indexes.
+//! A constant query vector (a literal or a parameter) over one label's property is searched by
+//! the vector operators (`crate::vector`): `AnnScan` when the clause ranks every node of the
+//! label (the index finds them), `VectorTopK` over whatever rows reach the clause otherwise.
+//! A query vector that changes per row (another variable's property) is ranked by a
+//! projection of the scores (`contextdb_vector`'s functions) and DataFusion's sort with a
+//! fetch, which keeps the top k in a bounded heap.
 
 use contextdb_vector::Metric;
 use contextql::ast::{self, ExprKind};
@@ -13,14 +15,21 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::{ColumnarValue, Extension, LogicalPlan};
+
 use crate::PlanError;
 use crate::lower::{Lowering, State, all_columns};
-use crate::nodes::column_name;
+use crate::nodes::{NodeScan, column_name};
 use crate::scope::VarKind;
+use crate::source::VectorIndexInfo;
+use crate::vector::{AnnScan, VectorSpec, VectorTopK, constant_vector, ordered};
 
-/// The names the clause binds.
-pub const SIMILARITY_SCORE: &str = "similarity_score";
-pub const DISTANCE: &str = "distance";
+pub use crate::vector::{DISTANCE, SIMILARITY_SCORE};
 
 /// The metric when neither the clause nor a vector index names one.
 const DEFAULT_METRIC: Metric = Metric::Cosine;
@@ -46,11 +55,18 @@ impl Lowering<'_> {
                 ));
             }
         }
-        let (var, property, dimension, index_metric) = self.vector_target(&state, v)?;
+        let Target {
+            var,
+            labels,
+            property,
+            dimension,
+            f32_values,
+            index,
+        } = self.vector_target(&state, v)?;
         let metric = v
             .metric
             .map(metric_of)
-            .or(index_metric)
+            .or(index.as_ref().map(|i| i.params.metric))
             .unwrap_or(DEFAULT_METRIC);
         // A literal or parameter of the wrong length is the query's fault, found now.
         if let Some(n) = self.constant_length(&v.query)
@@ -92,13 +108,53 @@ impl Lowering<'_> {
                 format!("`{w}.{other}` has {d} dimensions; `{var}.{property}` has {dimension}"),
             ));
         }
-        let target = column(&column_name(&var, &property));
         let query = self.convert(&state, &v.query)?;
+        let limit = self.constant_count(&v.limit, "LIMIT")?;
+        let threshold = match &v.threshold {
+            None => Some(None),
+            Some(t) => constant(&self.convert(&state, t)?)
+                .and_then(|t| t.cast_to(&DataType::Float64).ok())
+                .and_then(|t| match t {
+                    ScalarValue::Float64(Some(t)) => Some(Some(ordered::F64(t))),
+                    _ => None,
+                }),
+        };
+        let searchable = constant(&query).and_then(|q| constant_vector(&q));
+        if let ([label], Some(query), Some(threshold), true) =
+            (labels.as_slice(), searchable, threshold, f32_values)
+            && query.len() == dimension
+        {
+            let spec = VectorSpec {
+                var: var.clone(),
+                label: label.clone(),
+                property,
+                query: query.into_iter().map(ordered::F64).collect(),
+                metric,
+                k: limit,
+                threshold,
+                index: index.map(|i| i.name),
+                table_rows: self.source.node_count(label).unwrap_or(0),
+            };
+            let source = crate::source::SourceRef(self.source.clone());
+            let node: Arc<dyn datafusion::logical_expr::UserDefinedLogicalNode> =
+                match bare_scan(&state.plan, &var, label) {
+                    Some(table) => Arc::new(AnnScan::try_new(source, spec, &table)?),
+                    None => Arc::new(VectorTopK::try_new(source, state.plan, spec)?),
+                };
+            let mut scope = state.scope;
+            scope.bind(SIMILARITY_SCORE, VarKind::Value, false);
+            scope.bind(DISTANCE, VarKind::Value, false);
+            return Ok(State {
+                plan: LogicalPlan::Extension(Extension { node }),
+                scope,
+                unit: false,
+            });
+        }
+        let target = column(&column_name(&var, &property));
         let (score, distance) = contextdb_vector::score_and_distance(metric, target, query);
         let mut exprs = all_columns(&state.plan);
         exprs.push(score.alias(SIMILARITY_SCORE));
         exprs.push(distance.alias(DISTANCE));
-        let limit = self.constant_count(&v.limit, "LIMIT")?;
         // Rows without a score (a null vector) cannot be ranked.
         let mut keep = column(SIMILARITY_SCORE).is_not_null();
         if let Some(t) = &v.threshold {
@@ -123,13 +179,8 @@ impl Lowering<'_> {
         })
     }
 
-    /// The variable and vector property the clause ranks by, its dimension and the metric of
-    /// its vector index, if it has one.
-    fn vector_target(
-        &self,
-        state: &State,
-        v: &ast::VectorSimilar,
-    ) -> Result<(String, String, usize, Option<Metric>), PlanError> {
+    /// The variable and vector property the clause ranks by.
+    fn vector_target(&self, state: &State, v: &ast::VectorSimilar) -> Result<Target, PlanError> {
         let (var, labels, span) = match &v.on {
             Some((var, _)) => match state.scope.get(&var.name) {
                 Some(VarKind::Node { labels, .. }) => (var.name.clone(), labels.clone(), var.span),
@@ -158,19 +209,18 @@ impl Lowering<'_> {
                 }
             },
         };
-        // Vector properties of the variable's labels: (name, dimension, index metric).
-        let mut vectors: Vec<(String, usize, Option<Metric>)> = Vec::new();
+        // Vector properties of the variable's labels: (name, dimension, f32 values, index).
+        type Found = (String, usize, bool, Option<VectorIndexInfo>);
+        let mut vectors: Vec<Found> = Vec::new();
         for table in labels.iter().filter_map(|l| self.source.node_table(l)) {
             for field in table.schema.fields() {
                 if let DataType::FixedSizeList(item, d) = field.data_type()
                     && item.data_type().is_floating()
                     && !vectors.iter().any(|(n, ..)| n == field.name())
                 {
-                    let metric = table
-                        .vector_metrics
-                        .get(field.name())
-                        .and_then(|m| Metric::parse(m));
-                    vectors.push((field.name().clone(), *d as usize, metric));
+                    let index = table.vector_indexes.get(field.name()).cloned();
+                    let f32_values = item.data_type() == &DataType::Float32;
+                    vectors.push((field.name().clone(), *d as usize, f32_values, index));
                 }
             }
         }
@@ -207,7 +257,15 @@ impl Lowering<'_> {
                 }
             },
         };
-        Ok((var, property.0, property.1, property.2))
+        let (property, dimension, f32_values, index) = property;
+        Ok(Target {
+            var,
+            labels,
+            property,
+            dimension,
+            f32_values,
+            index,
+        })
     }
 
     /// The length of a query vector known before the query runs: a list literal, or a list
@@ -225,6 +283,53 @@ impl Lowering<'_> {
         }
     }
 }
+/// What a VECTOR SIMILAR TO clause ranks by.
+struct Target {
+    var: String,
+    /// The variable's labels.
+    labels: Vec<String>,
+    property: String,
+    dimension: usize,
+    /// Whether the property holds f32 vectors (`VECTOR(d)`), which the vector operators read.
+    f32_values: bool,
+    /// The property's vector index (with one label).
+    index: Option<VectorIndexInfo>,
+}
+
+/// The value of an expression that reads no column (a literal, a parameter, a function of
+/// them), evaluated now; None when it reads a column or cannot be evaluated.
+fn constant(expr: &Expr) -> Option<ScalarValue> {
+    if !expr.column_refs().is_empty() {
+        return None;
+    }
+    let props = datafusion::execution::context::ExecutionProps::new();
+    let physical =
+        datafusion::physical_expr::create_physical_expr(expr, &DFSchema::empty(), &props).ok()?;
+    let one_row = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )
+    .ok()?;
+    match physical.evaluate(&one_row).ok()? {
+        ColumnarValue::Scalar(s) => Some(s),
+        ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0).ok(),
+    }
+}
+
+/// The node table of `plan` when it is a plain scan of every node of `label` bound to `var`
+/// (what an `AnnScan` can replace).
+fn bare_scan(plan: &LogicalPlan, var: &str, label: &str) -> Option<crate::source::NodeTableInfo> {
+    let LogicalPlan::Extension(ext) = plan else {
+        return None;
+    };
+    let scan = ext.node.as_any().downcast_ref::<NodeScan>()?;
+    if scan.var != var || scan.lookup.is_some() || scan.labels != [label] {
+        return None;
+    }
+    scan.source.node_table(label)
+}
+
 /// The metric a VECTOR SIMILAR TO clause names.
 fn metric_of(m: ast::Metric) -> Metric {
     match m {

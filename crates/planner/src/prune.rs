@@ -16,6 +16,7 @@ use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Projection};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 use crate::nodes::{GraphExpand, NodeScan, ORD, column_name, df_schema};
+use crate::vector::{AnnScan, DISTANCE, SIMILARITY_SCORE};
 
 #[derive(Debug, Default)]
 pub struct PruneGraphColumns;
@@ -77,6 +78,22 @@ fn prune(plan: &LogicalPlan, required: &HashSet<String>) -> Result<Option<Logica
             return Ok(None);
         }
         let pruned = NodeScan {
+            schema: df_schema(fields)?,
+            ..scan.clone()
+        };
+        return Ok(Some(LogicalPlan::Extension(Extension {
+            node: Arc::new(pruned),
+        })));
+    }
+    if let Some(scan) = node.as_any().downcast_ref::<AnnScan>() {
+        let ord = column_name(&scan.spec.var, ORD);
+        let fields = fields_where(&scan.schema, |n| {
+            required.contains(n) || n == ord || n == SIMILARITY_SCORE || n == DISTANCE
+        });
+        if fields.len() == width {
+            return Ok(None);
+        }
+        let pruned = AnnScan {
             schema: df_schema(fields)?,
             ..scan.clone()
         };

@@ -184,8 +184,31 @@ pub struct NodeTableInfo {
     pub primary_key: String,
     /// User columns, in table order.
     pub schema: SchemaRef,
-    /// The metric of each vector property with a vector index (`cosine`, `l2`, `dot`).
-    pub vector_metrics: std::collections::HashMap<String, String>,
+    /// The vector index of each vector property that has one.
+    pub vector_indexes: std::collections::HashMap<String, VectorIndexInfo>,
+}
+
+/// A vector index as planning sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorIndexInfo {
+    pub name: String,
+    pub params: contextdb_vector::IndexParams,
+}
+
+/// A vector index as one snapshot of its table sees it. The index was built over some
+/// snapshot of the table; the rows this snapshot added or rewrote since are `uncovered` and
+/// searched exactly, and a search never returns a row this snapshot does not hold as indexed
+/// (deleted, or rewritten with another vector).
+pub trait SnapshotVectorIndex: Debug + Send + Sync {
+    /// Table rows of this snapshot the index does not cover.
+    fn uncovered(&self) -> &[std::ops::Range<u32>];
+    /// Up to `k` covered table rows near `query`, nearest first, among those `accept` takes.
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        accept: Option<&(dyn Fn(u32) -> bool + Sync)>,
+    ) -> Result<Vec<u32>>;
 }
 
 /// An edge table: the edges of one relationship type between one pair of labels. A type
@@ -246,6 +269,15 @@ pub trait GraphSource: Debug + Send + Sync {
         _property: &str,
         _value: &datafusion::common::ScalarValue,
     ) -> Result<Option<Vec<u32>>> {
+        Ok(None)
+    }
+    /// The vector index on `label.property` at this snapshot (None: none, or not opened for
+    /// this statement; the search is then exact).
+    fn vector_index(
+        &self,
+        _label: &str,
+        _property: &str,
+    ) -> Result<Option<Arc<dyn SnapshotVectorIndex>>> {
         Ok(None)
     }
     /// Every row of the edge table's snapshot, with ids.

@@ -31,13 +31,13 @@ impl GraphSource for Schemas {
                 label: "Doc".into(),
                 primary_key: "id".into(),
                 schema: schema(&[("id", DataType::Int64), ("title", DataType::Utf8)]),
-                vector_metrics: Default::default(),
+                vector_indexes: Default::default(),
             },
             NodeTableInfo {
                 label: "Tag".into(),
                 primary_key: "name".into(),
                 schema: schema(&[("name", DataType::Utf8), ("uses", DataType::Int64)]),
-                vector_metrics: Default::default(),
+                vector_indexes: Default::default(),
             },
         ]
     }

@@ -5,13 +5,16 @@
 //! list column of any numeric type, or a literal such as `[0.1, 0.2]`. Arithmetic is in f64.
 
 mod functions;
+pub mod index;
+
+pub use index::{HnswIndex, INDEX_OPTIONS, IndexParams, Quantization};
 
 pub use functions::{
     FUNCTIONS, cosine_similarity_udf, inner_product_udf, l2_distance_udf, score_and_distance, udfs,
 };
 
 /// How two vectors are compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Metric {
     /// The cosine of the angle between them: 1 for the same direction.
     Cosine,
@@ -37,6 +40,26 @@ impl Metric {
             Metric::Cosine => "cosine",
             Metric::L2 => "l2",
             Metric::Dot => "dot",
+        }
+    }
+}
+
+/// `(similarity_score, distance)` of `target` to `query` under `metric`, as
+/// [`score_and_distance`] computes them in a plan (None: a cosine of a zero vector).
+pub fn score<A, B>(metric: Metric, target: &[A], query: &[B]) -> Option<(f64, f64)>
+where
+    A: Copy + Into<f64>,
+    B: Copy + Into<f64>,
+{
+    match metric {
+        Metric::Cosine => cosine_similarity(target, query).map(|s| (s, 1.0 - s)),
+        Metric::L2 => {
+            let d = l2_distance(target, query);
+            Some((1.0 / (1.0 + d), d))
+        }
+        Metric::Dot => {
+            let s = inner_product(target, query);
+            Some((s, -s))
         }
     }
 }

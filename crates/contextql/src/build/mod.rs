@@ -107,6 +107,7 @@ impl<'t> Builder<'t> {
                 Rule::drop_stmt => body = Some(StatementBody::Drop(self.drop_object(c)?)),
                 Rule::copy_stmt => body = Some(StatementBody::Copy(self.copy_from(c)?)),
                 Rule::maintain_stmt => body = Some(StatementBody::Maintain(self.maintain(c)?)),
+                Rule::show_indexes => body = Some(StatementBody::ShowIndexes),
                 Rule::query => body = Some(StatementBody::Query(self.query(c)?)),
                 _ => {}
             }

@@ -1,0 +1,264 @@
+//! Vector indexes end to end: built once, opened (not rebuilt) after a restart, correct at
+//! every snapshot, rebuilt as the table grows, and their files removed once dropped.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use contextdb_engine::{Database, DbConfig, StatementResult};
+
+fn rows(result: &StatementResult) -> Vec<Vec<String>> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for batch in &result.batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            out.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+async fn query(db: &Database, text: &str) -> Vec<Vec<String>> {
+    let results = db
+        .execute(text)
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    rows(results.last().expect("a result"))
+}
+
+/// The first column of each row.
+async fn ids(db: &Database, text: &str) -> Vec<String> {
+    query(db, text)
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect()
+}
+
+/// `n` documents `from..from + n` with 8-d vectors spread over the cube (each coordinate a
+/// multiplicative hash of the id modulo its own prime).
+async fn insert_docs(db: &Database, from: u64, n: u64) {
+    let coordinates: Vec<String> = [
+        (7919, 1009),
+        (7927, 1013),
+        (7933, 1019),
+        (7937, 1021),
+        (7949, 1031),
+        (7951, 1033),
+        (7963, 1039),
+        (7993, 1049),
+    ]
+    .iter()
+    .map(|(a, m)| format!("(i * {a} % {m}) / {m}.0 - 0.5"))
+    .collect();
+    query(
+        db,
+        &format!(
+            "UNWIND range({from}, {}) AS i CREATE (:Doc {{id: i, emb: [{}]}})",
+            from + n - 1,
+            coordinates.join(", ")
+        ),
+    )
+    .await;
+}
+
+const QUERY: &str = "[0.3, -0.2, 0.9, 0.1, -0.5, 0.4, 0.2, -0.1]";
+
+fn ann(k: usize) -> String {
+    format!("MATCH (d:Doc) VECTOR SIMILAR TO {QUERY} LIMIT {k} RETURN d.id")
+}
+
+/// The exact answer, by SQL over the same table.
+fn exact(k: usize) -> String {
+    format!("SELECT id FROM \"Doc\" ORDER BY cosine_similarity(emb, {QUERY}) DESC, id LIMIT {k}")
+}
+
+fn recall(found: &[String], truth: &[String]) -> f64 {
+    let hits = found.iter().filter(|f| truth.contains(f)).count();
+    hits as f64 / truth.len() as f64
+}
+
+async fn docs(config: DbConfig) -> Arc<Database> {
+    let db = Database::open(config).await.unwrap();
+    query(
+        &db,
+        "CREATE NODE TABLE Doc (id BIGINT PRIMARY KEY, emb VECTOR(8))",
+    )
+    .await;
+    db
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_survives_a_restart_without_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = docs(DbConfig::local(dir.path())).await;
+    insert_docs(&db, 1, 3000).await;
+    let built = query(&db, "CREATE VECTOR INDEX doc_emb ON Doc(emb) WITH (m = 12)").await;
+    assert_eq!(
+        built,
+        vec![vec!["vector index built over 3000 rows".to_string()]]
+    );
+    assert_eq!(db.vector_index_stats().builds, 1);
+    let before = ids(&db, &ann(10)).await;
+    let truth = ids(&db, &exact(10)).await;
+    assert!(recall(&before, &truth) >= 0.9, "{before:?} vs {truth:?}");
+    let snapshot = ids(
+        &db,
+        "SELECT snapshot_id FROM system.snapshots WHERE table_name = 'Doc' \
+         ORDER BY committed_at DESC LIMIT 1",
+    )
+    .await;
+    let shown = query(&db, "SHOW INDEXES").await;
+    assert_eq!(
+        shown,
+        vec![vec![
+            "doc_emb".to_string(),
+            "Doc".into(),
+            "emb".into(),
+            "cosine".into(),
+            "m=12, ef_construction=128, ef_search=64, quantization=f32".into(),
+            "3000".into(),
+            snapshot[0].clone(),
+        ]]
+    );
+    db.shutdown().await;
+    drop(db);
+
+    let db = Database::open(DbConfig::local(dir.path())).await.unwrap();
+    assert_eq!(ids(&db, &ann(10)).await, before);
+    let stats = db.vector_index_stats();
+    assert_eq!((stats.builds, stats.opens), (0, 1), "opened, not rebuilt");
+    // The open index serves later statements.
+    assert_eq!(ids(&db, &ann(10)).await, before);
+    assert_eq!(db.vector_index_stats().opens, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_snapshot_gets_correct_answers() {
+    // In memory: the index file is downloaded from the store to be mapped.
+    let db = docs(DbConfig::memory()).await;
+    insert_docs(&db, 1, 800).await;
+    query(&db, "CREATE VECTOR INDEX doc_emb ON Doc(emb)").await;
+    let at_build = ids(&db, &ann(10)).await;
+    let build_snapshot = ids(
+        &db,
+        "SELECT snapshot_id FROM system.snapshots WHERE table_name = 'Doc' \
+         ORDER BY committed_at DESC LIMIT 1",
+    )
+    .await[0]
+        .clone();
+    // Rows appended, the best of the old ones deleted, and one old row's vector moved onto
+    // the query: each answer must follow.
+    insert_docs(&db, 801, 200).await;
+    let gone = &at_build[..3];
+    query(
+        &db,
+        &format!("MATCH (d:Doc) WHERE d.id IN [{}] DELETE d", gone.join(", ")),
+    )
+    .await;
+    query(
+        &db,
+        &format!("MATCH (d:Doc {{id: 400}}) SET d.emb = {QUERY}"),
+    )
+    .await;
+    let now = ids(&db, &ann(10)).await;
+    let truth = ids(&db, &exact(10)).await;
+    assert_eq!(now[0], "400", "the moved row ranks first: {now:?}");
+    assert!(!now.iter().any(|id| gone.contains(id)), "{now:?}");
+    assert!(recall(&now, &truth) >= 0.9, "{now:?} vs {truth:?}");
+    // The snapshot the index was built over reads as it was.
+    let then = ids(&db, &format!("AT SNAPSHOT {build_snapshot} {}", ann(10))).await;
+    assert_eq!(then, at_build);
+    // Filtered: the k best of the rows that pass, at any selectivity.
+    for modulus in [2, 10, 100] {
+        let found = ids(
+            &db,
+            &format!(
+                "MATCH (d:Doc) WHERE d.id % {modulus} = 0 VECTOR SIMILAR TO {QUERY} LIMIT 5 \
+                 RETURN d.id"
+            ),
+        )
+        .await;
+        let truth = ids(
+            &db,
+            &format!(
+                "SELECT id FROM \"Doc\" WHERE id % {modulus} = 0 ORDER BY \
+                 cosine_similarity(emb, {QUERY}) DESC, id LIMIT 5"
+            ),
+        )
+        .await;
+        assert_eq!(found.len(), 5, "1/{modulus}: {found:?}");
+        assert!(
+            recall(&found, &truth) >= 0.8,
+            "1/{modulus}: {found:?} vs {truth:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_growing_table_rebuilds_its_index() {
+    let db = docs(DbConfig::memory()).await;
+    insert_docs(&db, 1, 100).await;
+    query(&db, "CREATE VECTOR INDEX doc_emb ON Doc(emb)").await;
+    // Fewer new rows than the refresh threshold: searched exactly, no rebuild.
+    insert_docs(&db, 101, 100).await;
+    assert_eq!(db.vector_index_stats().builds, 1);
+    let grown = contextdb_engine::REFRESH_MIN_ROWS as u64;
+    insert_docs(&db, 201, grown).await;
+    assert_eq!(db.vector_index_stats().builds, 2);
+    let shown = query(&db, "SHOW INDEXES").await;
+    assert_eq!(shown[0][5], (200 + grown).to_string());
+    let found = ids(&db, &ann(10)).await;
+    let truth = ids(&db, &exact(10)).await;
+    assert!(recall(&found, &truth) >= 0.9, "{found:?} vs {truth:?}");
+}
+
+fn index_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.parent().is_some_and(|p| p.ends_with("vector-index")) {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_removes_the_files_of_dropped_indexes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = DbConfig::local(dir.path());
+    config.snapshot_retention = std::time::Duration::ZERO;
+    let db = docs(config).await;
+    insert_docs(&db, 1, 50).await;
+    query(&db, "CREATE VECTOR INDEX doc_emb ON Doc(emb)").await;
+    assert_eq!(
+        index_files(dir.path()).len(),
+        2,
+        "the index and its covered files"
+    );
+    query(&db, "VACUUM").await;
+    assert_eq!(
+        index_files(dir.path()).len(),
+        2,
+        "a live index keeps its files"
+    );
+    query(&db, "DROP VECTOR INDEX doc_emb").await;
+    query(&db, "VACUUM").await;
+    assert_eq!(index_files(dir.path()), Vec::<String>::new());
+}

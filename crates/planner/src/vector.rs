@@ -1,0 +1,831 @@
+//! The vector search operators: `AnnScan`, a leaf that ranks every node of one label (by its
+//! vector index where it has one), and `VectorTopK`, which ranks the rows of its input by a
+//! node variable's vector property.
+//!
+//! Both search with a constant query vector and keep the best `k` (and those at or above a
+//! threshold). Scores are always computed exactly from the stored f32 vectors, so the index
+//! only decides *which* rows are ranked, never their scores.
+//!
+//! Strategy, chosen when the operator runs (it then knows exactly how many candidates there
+//! are, which a plan-time estimate only approximates):
+//! - no index on the property: exact over the candidates;
+//! - `AnnScan` with an index: the index's search, plus an exact search of the rows the index
+//!   does not cover at this snapshot (appended or rewritten since it was built);
+//! - `VectorTopK` with an index: exact when at most [`EXACT_MAX_CANDIDATES`] distinct nodes
+//!   reach it (a filter or a graph pattern narrowed them), else the index's filtered search
+//!   restricted to the candidates.
+//!
+//! A search never comes back short: when the index returns fewer than k rows although more
+//! candidates exist (a selective filter can cut the HNSW graph apart), the candidates are
+//! ranked exactly instead.
+
+use std::any::Any;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float64Array, RecordBatch, UInt32Array,
+};
+use arrow::compute::{concat_batches, take_record_batch};
+use arrow::datatypes::{DataType, Field, Float32Type, SchemaRef};
+use contextdb_vector::Metric;
+use datafusion::common::{DFSchemaRef, Result, ScalarValue, exec_err, internal_err, plan_err};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::TryStreamExt;
+
+use crate::nodes::{ORD, column_name, df_schema};
+use crate::source::{Chunked, GraphSource, NodeTableInfo, SourceRef};
+
+/// Distinct candidate nodes up to which `VectorTopK` ranks exactly even when an index exists:
+/// scoring this many 384-d vectors takes about as long as one filtered index search
+/// (docs/vectors.md has the measurements).
+pub const EXACT_MAX_CANDIDATES: usize = 4096;
+
+/// The names the search binds.
+pub const SIMILARITY_SCORE: &str = "similarity_score";
+pub const DISTANCE: &str = "distance";
+
+/// What a search ranks by: one label's vector property against a constant query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
+pub struct VectorSpec {
+    /// The node variable ranked (its ordinal column names the node of each input row).
+    pub var: String,
+    pub label: String,
+    pub property: String,
+    /// The query vector (values already checked to be numbers, as many as the dimension).
+    pub query: Vec<ordered::F64>,
+    pub metric: Metric,
+    pub k: usize,
+    pub threshold: Option<ordered::F64>,
+    /// The vector index on the property when the query was planned, and the rows of the
+    /// label then (for EXPLAIN).
+    pub index: Option<String>,
+    pub table_rows: usize,
+}
+
+/// An `f64` that is `Eq` and `Hash` by its bits, for plan nodes.
+pub mod ordered {
+    #[derive(Debug, Clone, Copy, PartialOrd)]
+    pub struct F64(pub f64);
+    impl PartialEq for F64 {
+        fn eq(&self, other: &Self) -> bool {
+            self.0.to_bits() == other.0.to_bits()
+        }
+    }
+    impl Eq for F64 {}
+    impl std::hash::Hash for F64 {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.0.to_bits().hash(state)
+        }
+    }
+}
+
+impl VectorSpec {
+    fn query(&self) -> Vec<f64> {
+        self.query.iter().map(|v| v.0).collect()
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "{}.{} {} k={}",
+            self.var,
+            self.property,
+            self.metric.as_str(),
+            self.k
+        )?;
+        if let Some(t) = self.threshold {
+            write!(f, " threshold={}", t.0)?;
+        }
+        Ok(())
+    }
+}
+
+/// The two columns a search adds.
+fn score_fields() -> [Field; 2] {
+    [
+        Field::new(SIMILARITY_SCORE, DataType::Float64, false),
+        Field::new(DISTANCE, DataType::Float64, false),
+    ]
+}
+
+/// Leaf: the `k` nodes of one label nearest the query, best first, with their columns (as
+/// `NodeScan` gives them) and the two scores.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AnnScan {
+    pub spec: VectorSpec,
+    pub schema: DFSchemaRef,
+    pub source: SourceRef,
+}
+
+impl AnnScan {
+    pub fn try_new(source: SourceRef, spec: VectorSpec, table: &NodeTableInfo) -> Result<Self> {
+        let mut fields = crate::nodes::node_fields(&spec.var, std::slice::from_ref(table), false);
+        fields.extend(score_fields());
+        Ok(AnnScan {
+            spec,
+            schema: df_schema(fields)?,
+            source,
+        })
+    }
+}
+
+impl PartialOrd for AnnScan {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        self.spec.partial_cmp(&other.spec)
+    }
+}
+
+fn explain_strategy(spec: &VectorSpec, f: &mut fmt::Formatter, leaf: bool) -> fmt::Result {
+    match (&spec.index, leaf) {
+        (None, _) => write!(f, ", exact: no vector index, {} rows", spec.table_rows),
+        (Some(name), true) => write!(
+            f,
+            ", index {name} over {} rows (rows it does not cover exactly)",
+            spec.table_rows
+        ),
+        (Some(name), false) => write!(
+            f,
+            ", exact if at most {EXACT_MAX_CANDIDATES} candidates reach it, else index {name} \
+             filtered to them ({} rows)",
+            spec.table_rows
+        ),
+    }
+}
+
+impl UserDefinedLogicalNodeCore for AnnScan {
+    fn name(&self) -> &str {
+        "AnnScan"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "AnnScan: ({}:{}) by ", self.spec.var, self.spec.label)?;
+        self.spec.describe(f)?;
+        explain_strategy(&self.spec, f, true)
+    }
+    fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
+        if !exprs.is_empty() || !inputs.is_empty() {
+            return plan_err!("AnnScan takes no expressions or inputs");
+        }
+        Ok(self.clone())
+    }
+}
+
+/// The input's rows whose node (`spec.var`) ranks among the `k` best, best first, with the two
+/// scores appended. Rows whose node has no vector are dropped (they cannot be ranked).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VectorTopK {
+    pub input: LogicalPlan,
+    pub spec: VectorSpec,
+    pub schema: DFSchemaRef,
+    pub source: SourceRef,
+}
+
+impl VectorTopK {
+    pub fn try_new(source: SourceRef, input: LogicalPlan, spec: VectorSpec) -> Result<Self> {
+        let mut fields: Vec<Field> = input
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(score_fields());
+        Ok(VectorTopK {
+            input,
+            spec,
+            schema: df_schema(fields)?,
+            source,
+        })
+    }
+}
+
+impl PartialOrd for VectorTopK {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        match self.input.partial_cmp(&other.input) {
+            Some(Ordering::Equal) => self.spec.partial_cmp(&other.spec),
+            other => other,
+        }
+    }
+}
+
+impl UserDefinedLogicalNodeCore for VectorTopK {
+    fn name(&self) -> &str {
+        "VectorTopK"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+    /// DataFusion's projection pushdown may narrow the input to the columns asked of this node
+    /// and the ranked variable's ordinal.
+    fn necessary_children_exprs(&self, output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
+        let schema = self.input.schema();
+        let ord = schema.index_of_column_by_name(None, &column_name(&self.spec.var, ORD))?;
+        let width = schema.fields().len();
+        let mut needed: Vec<usize> = output_columns
+            .iter()
+            .copied()
+            .filter(|i| *i < width)
+            .collect();
+        needed.push(ord);
+        needed.sort_unstable();
+        needed.dedup();
+        Some(vec![needed])
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "VectorTopK: by ")?;
+        self.spec.describe(f)?;
+        explain_strategy(&self.spec, f, false)
+    }
+    fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
+        if !exprs.is_empty() {
+            return plan_err!("VectorTopK takes no expressions");
+        }
+        let [input] = <[LogicalPlan; 1]>::try_from(inputs).map_err(|_| {
+            datafusion::error::DataFusionError::Plan("VectorTopK takes one input".into())
+        })?;
+        VectorTopK::try_new(self.source.clone(), input, self.spec.clone())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ranking
+// ---------------------------------------------------------------------------------------------
+
+/// One ranked table row.
+#[derive(Debug, Clone, Copy)]
+struct Ranked {
+    row: u32,
+    score: f64,
+    distance: f64,
+}
+
+/// Best first: higher score, then lower row (deterministic among equal scores).
+fn better(a: &Ranked, b: &Ranked) -> Ordering {
+    b.score.total_cmp(&a.score).then(a.row.cmp(&b.row))
+}
+
+/// Heap entry ordered so the heap's top is the worst kept row.
+struct Worst(Ranked);
+impl PartialEq for Worst {
+    fn eq(&self, other: &Self) -> bool {
+        better(&self.0, &other.0) == Ordering::Equal
+    }
+}
+impl Eq for Worst {}
+impl PartialOrd for Worst {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Worst {
+    fn cmp(&self, other: &Self) -> Ordering {
+        better(&self.0, &other.0)
+    }
+}
+
+/// The label's vector column, chunk by chunk, for reading one row's vector in place.
+struct Vectors {
+    /// (first table row, the chunk's vectors)
+    parts: Vec<(usize, FixedSizeListArray)>,
+    dimension: usize,
+}
+
+impl Vectors {
+    fn new(rows: &Chunked, property: &str) -> Result<Vectors> {
+        let Some(columns) = rows.column(property) else {
+            return exec_err!("no vector property `{property}`");
+        };
+        let mut parts = Vec::with_capacity(columns.len());
+        let mut dimension = 0;
+        for ((start, _, _), column) in rows.chunks().zip(columns) {
+            let Some(list) = column.as_fixed_size_list_opt() else {
+                return exec_err!("`{property}` is not a vector property");
+            };
+            if list.value_type() != DataType::Float32 {
+                return exec_err!("`{property}` does not hold f32 vectors");
+            }
+            dimension = list.value_length() as usize;
+            parts.push((start, list.clone()));
+        }
+        Ok(Vectors { parts, dimension })
+    }
+
+    /// Row `row`'s vector; None when it is null.
+    fn get(&self, row: u32) -> Option<&[f32]> {
+        let row = row as usize;
+        let i = self.parts.partition_point(|(start, _)| *start <= row) - 1;
+        let (start, list) = &self.parts[i];
+        let at = row - start;
+        if list.is_null(at) {
+            return None;
+        }
+        let values = list.values().as_primitive::<Float32Type>().values();
+        let from = list.value_offset(at) as usize;
+        Some(&values[from..from + self.dimension])
+    }
+}
+
+/// What one search did, for EXPLAIN ANALYZE.
+#[derive(Debug, Default)]
+struct Searched {
+    candidates: usize,
+    scored_exactly: usize,
+    index_searches: usize,
+    fallbacks: usize,
+}
+
+/// Ranks `rows` (every row when None) exactly, keeping the best `k`.
+fn rank_exactly(
+    vectors: &Vectors,
+    query: &[f64],
+    metric: Metric,
+    k: usize,
+    rows: impl Iterator<Item = u32>,
+    searched: &mut Searched,
+) -> Vec<Ranked> {
+    let mut heap: BinaryHeap<Worst> = BinaryHeap::with_capacity(k + 1);
+    for row in rows {
+        searched.scored_exactly += 1;
+        let Some(v) = vectors.get(row) else { continue };
+        let Some((score, distance)) = contextdb_vector::score(metric, v, query) else {
+            continue;
+        };
+        let r = Ranked {
+            row,
+            score,
+            distance,
+        };
+        if heap.len() < k {
+            heap.push(Worst(r));
+        } else if let Some(top) = heap.peek()
+            && better(&r, &top.0) == Ordering::Less
+        {
+            heap.pop();
+            heap.push(Worst(r));
+        }
+    }
+    let mut out: Vec<Ranked> = heap.into_iter().map(|w| w.0).collect();
+    out.sort_by(better);
+    out
+}
+
+/// The `k` best rows of `spec.label` among `candidates` (a flag per table row; None: all).
+fn rank(
+    source: &dyn GraphSource,
+    spec: &VectorSpec,
+    candidates: Option<(&[bool], usize)>,
+    searched: &mut Searched,
+) -> Result<Vec<Ranked>> {
+    let rows = source.node_rows(&spec.label)?;
+    let vectors = Vectors::new(&rows, &spec.property)?;
+    let query = spec.query();
+    if vectors.dimension != query.len() && rows.num_rows() > 0 {
+        return exec_err!(
+            "the query vector has {} dimensions; `{}.{}` has {}",
+            query.len(),
+            spec.var,
+            spec.property,
+            vectors.dimension
+        );
+    }
+    let n = rows.num_rows() as u32;
+    let count = candidates.map_or(n as usize, |(_, c)| c);
+    searched.candidates = count;
+    let all = |flags: Option<(&[bool], usize)>| -> Box<dyn Iterator<Item = u32>> {
+        match flags {
+            None => Box::new(0..n),
+            Some((flags, _)) => Box::new(
+                flags
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| **f)
+                    .map(|(r, _)| r as u32)
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            ),
+        }
+    };
+    let index = source.vector_index(&spec.label, &spec.property)?;
+    let use_index = match (&index, candidates) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(_), Some(_)) => count > EXACT_MAX_CANDIDATES,
+    };
+    let mut ranked = if let (true, Some(index)) = (use_index, index) {
+        searched.index_searches += 1;
+        let q32: Vec<f32> = query.iter().map(|v| *v as f32).collect();
+        let accept = |row: u32| candidates.is_none_or(|(flags, _)| flags[row as usize]);
+        let hits = match candidates {
+            None => index.search(&q32, spec.k, None)?,
+            Some(_) => index.search(&q32, spec.k, Some(&accept))?,
+        };
+        // Rows the index does not cover, and those it found, ranked together exactly.
+        let uncovered = index
+            .uncovered()
+            .iter()
+            .flat_map(|r| r.clone())
+            .filter(|row| accept(*row));
+        let found = rank_exactly(
+            &vectors,
+            &query,
+            spec.metric,
+            spec.k,
+            hits.into_iter().chain(uncovered),
+            searched,
+        );
+        if found.len() < spec.k.min(count) {
+            // Short: the index could not reach k candidates. Rank them all instead.
+            searched.fallbacks += 1;
+            rank_exactly(
+                &vectors,
+                &query,
+                spec.metric,
+                spec.k,
+                all(candidates),
+                searched,
+            )
+        } else {
+            found
+        }
+    } else {
+        rank_exactly(
+            &vectors,
+            &query,
+            spec.metric,
+            spec.k,
+            all(candidates),
+            searched,
+        )
+    };
+    if let Some(t) = spec.threshold {
+        ranked.retain(|r| r.score >= t.0);
+    }
+    Ok(ranked)
+}
+
+fn scores_columns(ranked: &[&Ranked]) -> [ArrayRef; 2] {
+    [
+        Arc::new(Float64Array::from_iter_values(
+            ranked.iter().map(|r| r.score),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            ranked.iter().map(|r| r.distance),
+        )),
+    ]
+}
+
+fn properties(schema: SchemaRef) -> Arc<PlanProperties> {
+    Arc::new(PlanProperties::new(
+        EquivalenceProperties::new(schema),
+        Partitioning::UnknownPartitioning(1),
+        EmissionType::Final,
+        Boundedness::Bounded,
+    ))
+}
+
+fn record(metrics: &ExecutionPlanMetricsSet, searched: &Searched) {
+    let counter = |name: &'static str, v: usize| {
+        MetricBuilder::new(metrics).global_counter(name).add(v);
+    };
+    counter("candidates", searched.candidates);
+    counter("rows_scored_exactly", searched.scored_exactly);
+    counter("index_searches", searched.index_searches);
+    counter("short_index_fallbacks", searched.fallbacks);
+}
+
+/// Runs [`AnnScan`].
+#[derive(Debug)]
+pub struct AnnScanExec {
+    spec: VectorSpec,
+    source: Arc<dyn GraphSource>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl DisplayAs for AnnScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "AnnScanExec: ({}:{}) by ",
+            self.spec.var, self.spec.label
+        )?;
+        self.spec.describe(f)?;
+        explain_strategy(&self.spec, f, true)
+    }
+}
+
+impl ExecutionPlan for AnnScanExec {
+    fn name(&self) -> &str {
+        "AnnScanExec"
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return internal_err!("AnnScanExec has one partition, asked for {partition}");
+        }
+        let schema = self.schema();
+        let (source, spec, metrics) =
+            (self.source.clone(), self.spec.clone(), self.metrics.clone());
+        let out = schema.clone();
+        // The search is CPU work on data in memory; it runs when the stream is first polled.
+        let batch = futures::stream::once(async move {
+            let mut searched = Searched::default();
+            let ranked = rank(source.as_ref(), &spec, None, &mut searched)?;
+            record(&metrics, &searched);
+            let rows = source.node_rows(&spec.label)?;
+            let offset = source.node_offset(&spec.label)?;
+            let picked: Vec<u32> = ranked.iter().map(|r| r.row).collect();
+            let node_fields = &out.fields()[..out.fields().len() - 2];
+            let mut columns =
+                crate::exec::node_columns(node_fields, &spec.label, &rows, offset, &picked)?;
+            columns.extend(scores_columns(&ranked.iter().collect::<Vec<_>>()));
+            Ok(RecordBatch::try_new(out, columns)?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batch)))
+    }
+}
+
+/// Runs [`VectorTopK`]: collects its input, ranks the distinct nodes it names, and emits the
+/// rows of the best ones.
+#[derive(Debug)]
+pub struct VectorTopKExec {
+    input: Arc<dyn ExecutionPlan>,
+    spec: VectorSpec,
+    ord_index: usize,
+    source: Arc<dyn GraphSource>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl DisplayAs for VectorTopKExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "VectorTopKExec: by ")?;
+        self.spec.describe(f)?;
+        explain_strategy(&self.spec, f, false)
+    }
+}
+
+impl ExecutionPlan for VectorTopKExec {
+    fn name(&self) -> &str {
+        "VectorTopKExec"
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+    fn required_input_distribution(&self) -> Vec<datafusion::physical_plan::Distribution> {
+        vec![datafusion::physical_plan::Distribution::SinglePartition]
+    }
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = <[Arc<dyn ExecutionPlan>; 1]>::try_from(children)
+            .map_err(|_| datafusion::error::DataFusionError::Internal("one input".into()))?;
+        Ok(Arc::new(VectorTopKExec {
+            input,
+            spec: self.spec.clone(),
+            ord_index: self.ord_index,
+            source: self.source.clone(),
+            properties: self.properties.clone(),
+            metrics: ExecutionPlanMetricsSet::new(),
+        }))
+    }
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return internal_err!("VectorTopKExec has one partition, asked for {partition}");
+        }
+        let input = self.input.execute(0, context)?;
+        let input_schema = self.input.schema();
+        let schema = self.schema();
+        let (source, spec, metrics, ord_index) = (
+            self.source.clone(),
+            self.spec.clone(),
+            self.metrics.clone(),
+            self.ord_index,
+        );
+        let out = schema.clone();
+        let batch = futures::stream::once(async move {
+            let batches: Vec<RecordBatch> = input.try_collect().await?;
+            let all = concat_batches(&input_schema, &batches)?;
+            let offset = source.node_offset(&spec.label)?;
+            let table_rows = source.node_count(&spec.label)? as u32;
+            // The table row of each input row's node (None: another label, or no node).
+            let ords = all
+                .column(ord_index)
+                .as_primitive::<arrow::datatypes::UInt32Type>();
+            let rows: Vec<Option<u32>> = ords
+                .iter()
+                .map(|o| {
+                    o.and_then(|o| o.checked_sub(offset))
+                        .filter(|r| *r < table_rows)
+                })
+                .collect();
+            let mut flags = vec![false; table_rows as usize];
+            let mut distinct = 0;
+            for r in rows.iter().flatten() {
+                if !flags[*r as usize] {
+                    flags[*r as usize] = true;
+                    distinct += 1;
+                }
+            }
+            let mut searched = Searched::default();
+            let ranked = rank(
+                source.as_ref(),
+                &spec,
+                Some((&flags, distinct)),
+                &mut searched,
+            )?;
+            record(&metrics, &searched);
+            let by_row: HashMap<u32, (usize, Ranked)> = ranked
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.row, (i, *r)))
+                .collect();
+            // The input rows of the ranked nodes, best node first, input order among a node's
+            // rows; at most k.
+            let mut picked: Vec<(usize, usize)> = rows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| Some((by_row.get(&(*r)?)?.0, i)))
+                .collect();
+            picked.sort();
+            picked.truncate(spec.k);
+            let indices = UInt32Array::from_iter_values(picked.iter().map(|(_, i)| *i as u32));
+            let taken = take_record_batch(&all, &indices)?;
+            let chosen: Vec<&Ranked> = picked.iter().map(|(rank, _)| &ranked[*rank]).collect();
+            let mut columns = taken.columns().to_vec();
+            columns.extend(scores_columns(&chosen));
+            Ok(RecordBatch::try_new_with_options(
+                out,
+                columns,
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(picked.len())),
+            )?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batch)))
+    }
+}
+
+/// Plans the two nodes (called by the graph extension planner).
+pub(crate) fn plan_vector_node(
+    node: &dyn datafusion::logical_expr::UserDefinedLogicalNode,
+    physical_inputs: &[Arc<dyn ExecutionPlan>],
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let any = node.as_any();
+    if let Some(scan) = any.downcast_ref::<AnnScan>() {
+        return Ok(Some(Arc::new(AnnScanExec {
+            spec: scan.spec.clone(),
+            source: scan.source.0.clone(),
+            properties: properties(Arc::new(scan.schema.as_arrow().clone())),
+            metrics: ExecutionPlanMetricsSet::new(),
+        })));
+    }
+    if let Some(top) = any.downcast_ref::<VectorTopK>() {
+        let [input] = physical_inputs else {
+            return internal_err!("VectorTopK has one input");
+        };
+        let ord_index = input.schema().index_of(&column_name(&top.spec.var, ORD))?;
+        return Ok(Some(Arc::new(VectorTopKExec {
+            input: input.clone(),
+            spec: top.spec.clone(),
+            ord_index,
+            source: top.source.0.clone(),
+            properties: properties(Arc::new(top.schema.as_arrow().clone())),
+            metrics: ExecutionPlanMetricsSet::new(),
+        })));
+    }
+    Ok(None)
+}
+
+/// The query vector of a constant list value: its values as f64 (None: not a list of
+/// numbers without nulls).
+pub fn constant_vector(value: &ScalarValue) -> Option<Vec<f64>> {
+    let values: ArrayRef = match value {
+        ScalarValue::List(l) if l.len() == 1 && !l.is_null(0) => l.value(0),
+        ScalarValue::LargeList(l) if l.len() == 1 && !l.is_null(0) => l.value(0),
+        ScalarValue::FixedSizeList(l) if l.len() == 1 && !l.is_null(0) => l.value(0),
+        _ => return None,
+    };
+    if !values.data_type().is_numeric() || values.null_count() > 0 {
+        return None;
+    }
+    let values = arrow::compute::cast(&values, &DataType::Float64).ok()?;
+    Some(
+        values
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .values()
+            .to_vec(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vectors(values: &[Option<[f32; 2]>]) -> Vectors {
+        let list = FixedSizeListArray::from_iter_primitive::<Float32Type, _, _>(
+            values.iter().map(|v| v.map(|v| v.map(Some))),
+            2,
+        );
+        Vectors {
+            parts: vec![(0, list)],
+            dimension: 2,
+        }
+    }
+
+    #[test]
+    fn exact_ranking_keeps_the_best_k_and_skips_nulls() {
+        let v = vectors(&[
+            Some([1.0, 0.0]),
+            None,
+            Some([0.0, 1.0]),
+            Some([1.0, 1.0]),
+            Some([0.0, 0.0]),
+        ]);
+        let mut s = Searched::default();
+        let top = rank_exactly(&v, &[1.0, 0.0], Metric::Cosine, 2, 0..5, &mut s);
+        let rows: Vec<u32> = top.iter().map(|r| r.row).collect();
+        assert_eq!(rows, vec![0, 3]);
+        assert_eq!(s.scored_exactly, 5);
+        // A zero vector has no cosine; a null has no vector: neither is ranked.
+        let all = rank_exactly(&v, &[1.0, 0.0], Metric::Cosine, 10, 0..5, &mut s);
+        assert_eq!(all.len(), 3);
+        // Equal scores keep table order.
+        let l2 = rank_exactly(&v, &[0.5, 0.5], Metric::L2, 2, 0..5, &mut s);
+        assert_eq!(l2.iter().map(|r| r.row).collect::<Vec<_>>(), vec![0, 2]);
+    }
+
+    #[test]
+    fn constant_vectors_are_lists_of_numbers_without_nulls() {
+        let list = |v: Vec<Option<f64>>| {
+            ScalarValue::List(Arc::new(arrow::array::ListArray::from_iter_primitive::<
+                arrow::datatypes::Float64Type,
+                _,
+                _,
+            >(vec![Some(v)])))
+        };
+        assert_eq!(
+            constant_vector(&list(vec![Some(1.0), Some(2.5)])),
+            Some(vec![1.0, 2.5])
+        );
+        assert_eq!(constant_vector(&list(vec![Some(1.0), None])), None);
+        assert_eq!(constant_vector(&ScalarValue::Int64(Some(1))), None);
+    }
+}
