@@ -241,24 +241,39 @@ impl Snapshot {
             Ok(TreeNodeRecursion::Continue)
         });
         for (label, property) in wanted {
-            let (Some(slot), Some(table)) = (self.tables.get(&label), self.current.get(&label))
-            else {
-                continue;
-            };
-            let Some(def) = slot.info.vector_indexes.get(&property) else {
-                continue;
-            };
-            let open = self.indexes.open(table.metadata().location(), def).await?;
-            let data = slot
-                .data()
-                .map_err(|e| crate::Error::internal(e.to_string()))?
-                .clone();
-            let at: Arc<dyn SnapshotVectorIndex> = Arc::new(IndexAtSnapshot::new(open, data));
-            self.searched
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert((label, property), at);
+            self.open_vector_index(&label, &property).await?;
         }
+        Ok(())
+    }
+
+    /// Opens the vector index of `label.property` for this snapshot, if it has one and it is
+    /// not open yet (the label's rows must be loaded).
+    async fn open_vector_index(&self, label: &str, property: &str) -> crate::Result<()> {
+        let key = (label.to_string(), property.to_string());
+        if self
+            .searched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&key)
+        {
+            return Ok(());
+        }
+        let (Some(slot), Some(table)) = (self.tables.get(label), self.current.get(label)) else {
+            return Ok(());
+        };
+        let Some(def) = slot.info.vector_indexes.get(property) else {
+            return Ok(());
+        };
+        let open = self.indexes.open(table.metadata().location(), def).await?;
+        let data = slot
+            .data()
+            .map_err(|e| crate::Error::internal(e.to_string()))?
+            .clone();
+        let at: Arc<dyn SnapshotVectorIndex> = Arc::new(IndexAtSnapshot::new(open, data));
+        self.searched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, at);
         Ok(())
     }
 
@@ -391,6 +406,20 @@ impl GraphSource for Snapshot {
         Ok(table
             .property_index(property)
             .map(|index| index.get(&key).cloned().unwrap_or_default()))
+    }
+
+    fn prepare_vector_search<'a>(
+        &'a self,
+        label: &'a str,
+        property: &'a str,
+    ) -> futures::future::BoxFuture<'a, DfResult<()>> {
+        Box::pin(async move {
+            let ready = async {
+                self.load([label]).await?;
+                self.open_vector_index(label, property).await
+            };
+            ready.await.map_err(crate::Error::into_datafusion)
+        })
     }
 
     fn vector_index(

@@ -106,6 +106,7 @@ pub struct VectorIndexes {
     /// Where indexes of a store without local files (memory, S3) are downloaded to be mapped.
     downloads: OnceLock<tempfile::TempDir>,
     builds: AtomicU64,
+    extensions: AtomicU64,
     opens: AtomicU64,
 }
 
@@ -115,6 +116,8 @@ pub struct VectorIndexes {
 pub struct VectorIndexStats {
     /// Indexes built (CREATE VECTOR INDEX and rebuilds after writes).
     pub builds: u64,
+    /// Indexes extended with the rows written since they were built.
+    pub extensions: u64,
     /// Index files opened (memory-mapped) from the store.
     pub opens: u64,
     /// Indexes open now.
@@ -143,6 +146,7 @@ impl VectorIndexes {
             open: Mutex::new(Vec::new()),
             downloads: OnceLock::new(),
             builds: AtomicU64::new(0),
+            extensions: AtomicU64::new(0),
             opens: AtomicU64::new(0),
         }
     }
@@ -150,6 +154,7 @@ impl VectorIndexes {
     pub fn stats(&self) -> VectorIndexStats {
         VectorIndexStats {
             builds: self.builds.load(Ordering::Relaxed),
+            extensions: self.extensions.load(Ordering::Relaxed),
             opens: self.opens.load(Ordering::Relaxed),
             open: self.open.lock().unwrap_or_else(|e| e.into_inner()).len(),
         }
@@ -196,31 +201,7 @@ impl VectorIndexes {
             .map_err(|e| store_err("covered files", e))?;
         let covered: Vec<String> =
             serde_json::from_slice(&listed).map_err(|e| store_err("covered files", e))?;
-        let path = match location.strip_prefix("file://") {
-            Some(local) => PathBuf::from(local),
-            None => {
-                let dir = match self.downloads.get() {
-                    Some(d) => d,
-                    None => {
-                        let d = tempfile::tempdir().map_err(|e| store_err("download", e))?;
-                        self.downloads.get_or_init(|| d)
-                    }
-                };
-                let bytes = self
-                    .store
-                    .get(&object_path(&location)?)
-                    .await
-                    .map_err(|e| store_err("download", e))?
-                    .bytes()
-                    .await
-                    .map_err(|e| store_err("download", e))?;
-                let path = dir.path().join(file.replace('/', "_"));
-                tokio::fs::write(&path, &bytes)
-                    .await
-                    .map_err(|e| store_err("download", e))?;
-                path
-            }
-        };
+        let path = self.local_path(&location, file).await?;
         let params = def.params()?;
         let index = tokio::task::spawn_blocking(move || HnswIndex::view(&path, params))
             .await
@@ -235,6 +216,92 @@ impl VectorIndexes {
         Ok(open)
     }
 
+    /// A local path of the index file at `location` (`file` relative to its table): the file
+    /// itself on a local store, else a copy downloaded once.
+    async fn local_path(&self, location: &str, file: &str) -> Result<PathBuf> {
+        if let Some(local) = location.strip_prefix("file://") {
+            return Ok(PathBuf::from(local));
+        }
+        let dir = match self.downloads.get() {
+            Some(d) => d,
+            None => {
+                let d = tempfile::tempdir().map_err(|e| store_err("download", e))?;
+                self.downloads.get_or_init(|| d)
+            }
+        };
+        let path = dir.path().join(file.replace('/', "_"));
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(path);
+        }
+        let bytes = self
+            .store
+            .get(&object_path(location)?)
+            .await
+            .map_err(|e| store_err("download", e))?
+            .bytes()
+            .await
+            .map_err(|e| store_err("download", e))?;
+        // Written aside and renamed: a file at `path` is always whole.
+        let partial = path.with_extension("partial");
+        tokio::fs::write(&partial, &bytes)
+            .await
+            .map_err(|e| store_err("download", e))?;
+        tokio::fs::rename(&partial, &path)
+            .await
+            .map_err(|e| store_err("download", e))?;
+        Ok(path)
+    }
+
+    /// Extends the index `def` describes with the rows of `data` it does not cover (appended,
+    /// or rewritten with possibly new vectors, since it was built), writes the result as new
+    /// files and keeps it open; returns the definition to commit. Rows deleted since stay in
+    /// the index (searches filter them out) until a rebuild.
+    pub async fn extend(
+        &self,
+        data: &Arc<TableData>,
+        column: &str,
+        def: &VectorIndexDef,
+        open: &OpenIndex,
+    ) -> Result<VectorIndexDef> {
+        let Some(file) = &def.file else {
+            return Err(Error::internal("extending an index that was never built"));
+        };
+        let base = data
+            .table
+            .metadata()
+            .location()
+            .trim_end_matches('/')
+            .to_string();
+        let path = self.local_path(&format!("{base}/{file}"), file).await?;
+        let uncovered: Vec<bool> = data
+            .files
+            .iter()
+            .flat_map(|f| std::iter::repeat_n(!open.covered.contains(&f.path), f.len))
+            .collect();
+        let (_, keys, vectors) = vectors_of(data, column, Some(uncovered.as_slice()))?;
+        let params = def.params()?;
+        let added = keys.len();
+        let started = std::time::Instant::now();
+        let index = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
+            let index = HnswIndex::load(&path, params)?;
+            index.extend(&keys, &vectors, &|n| {
+                tracing::debug!(rows = n, "vector index extension");
+            })?;
+            Ok(index)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("vector index extension: {e}")))?
+        .map_err(|e| Error::new(ErrorKind::Execution, e))?;
+        self.extensions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            index = def.name,
+            added,
+            ms = started.elapsed().as_millis() as u64,
+            "vector index extended"
+        );
+        self.store_index(index, data, &def.name, params).await
+    }
+
     /// Builds an index of `column` over `data` (every core), writes its files beside the table
     /// and keeps it open; returns the definition to commit.
     pub async fn build(
@@ -244,7 +311,7 @@ impl VectorIndexes {
         name: &str,
         params: IndexParams,
     ) -> Result<VectorIndexDef> {
-        let (dimension, keys, vectors) = vectors_of(data, column)?;
+        let (dimension, keys, vectors) = vectors_of(data, column, None)?;
         let started = std::time::Instant::now();
         let rows = keys.len();
         let index = tokio::task::spawn_blocking(move || {
@@ -262,6 +329,18 @@ impl VectorIndexes {
             ms = started.elapsed().as_millis() as u64,
             "vector index built"
         );
+        self.store_index(index, data, name, params).await
+    }
+
+    /// Writes `index` (covering every data file of `data`) and its covered-files list beside
+    /// the table under new names, and keeps it open; returns its definition.
+    async fn store_index(
+        &self,
+        index: HnswIndex,
+        data: &Arc<TableData>,
+        name: &str,
+        params: IndexParams,
+    ) -> Result<VectorIndexDef> {
         let id = uuid::Uuid::new_v4();
         let file = format!("{INDEX_DIR}/{id}.usearch");
         let covers = format!("{INDEX_DIR}/{id}.files");
@@ -271,7 +350,7 @@ impl VectorIndexes {
             .location()
             .trim_end_matches('/')
             .to_string();
-        let index = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
+        let saved = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
             let temp = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
             index.save(temp.path())?;
             let bytes = std::fs::read(temp.path()).map_err(|e| e.to_string())?;
@@ -280,7 +359,8 @@ impl VectorIndexes {
         .await
         .map_err(|e| Error::internal(format!("vector index save: {e}")))?
         .map_err(|e| store_err("save", e))?;
-        let (index, bytes) = index;
+        let (index, bytes) = saved;
+        let rows = index.len() as u64;
         let covered: Vec<String> = data.files.iter().map(|f| f.path.clone()).collect();
         let listed = serde_json::to_vec(&covered).map_err(|e| store_err("covered files", e))?;
         // The covered-files list first: an index file is useless without it.
@@ -306,13 +386,18 @@ impl VectorIndexes {
             file: Some(file),
             covers: Some(covers),
             snapshot: data.snapshot_id,
-            rows: rows as u64,
+            rows,
         })
     }
 }
 
-/// The non-null vectors of `column` in `data`: dimension, row ids, values row after row.
-fn vectors_of(data: &TableData, column: &str) -> Result<(usize, Vec<u64>, Vec<f32>)> {
+/// The non-null vectors of `column` in `data` (of the rows `only` flags, when given):
+/// dimension, row ids, values row after row.
+fn vectors_of(
+    data: &TableData,
+    column: &str,
+    only: Option<&[bool]>,
+) -> Result<(usize, Vec<u64>, Vec<f32>)> {
     let dimension = match data
         .schema()
         .field_with_name(column)
@@ -329,12 +414,12 @@ fn vectors_of(data: &TableData, column: &str) -> Result<(usize, Vec<u64>, Vec<f3
         .rows
         .column(column)
         .ok_or_else(|| Error::internal(format!("no column `{column}`")))?;
-    for ((_, _, ids), column) in data.rows.chunks().zip(columns) {
+    for ((start, _, ids), column) in data.rows.chunks().zip(columns) {
         let list = column.as_fixed_size_list();
         let flat = list.values().as_primitive::<Float32Type>().values();
         let ids = ids.as_primitive::<Int64Type>();
         for row in 0..list.len() {
-            if list.is_null(row) {
+            if list.is_null(row) || only.is_some_and(|o| !o[start + row]) {
                 continue;
             }
             let from = list.value_offset(row) as usize;
@@ -427,9 +512,10 @@ impl SnapshotVectorIndex for IndexAtSnapshot {
 pub const REFRESH_MIN_ROWS: usize = 8192;
 pub const REFRESH_SHARE: usize = 4;
 
-/// After a commit to `name`: rebuilds each of its vector indexes that leaves too many rows
-/// uncovered, or holds too many rows the table no longer has (deleted or rewritten), and
-/// commits the new definition. The old files stay until VACUUM.
+/// After a commit to `name`: extends each of its vector indexes that leaves too many rows
+/// uncovered with those rows, or rebuilds it when it holds too many rows the table no longer
+/// has (deleted, or rewritten with another vector), and commits the new definition. The old
+/// files stay until VACUUM.
 pub(crate) async fn refresh_after_commit(db: &crate::database::Database, name: &str) -> Result<()> {
     let table = db.load_table(name).await?;
     let props = table.metadata().properties();
@@ -464,10 +550,16 @@ pub(crate) async fn refresh_after_commit(db: &crate::database::Database, name: &
         if uncovered < limit && stale < limit {
             continue;
         }
-        let rebuilt = db
-            .vector_indexes
-            .build(&data, &column, &def.name, def.params()?)
-            .await?;
+        // Rows deleted or rewritten since stay in the index until a rebuild drops them.
+        let rebuilt = if stale < limit {
+            db.vector_indexes
+                .extend(&data, &column, &def, &open)
+                .await?
+        } else {
+            db.vector_indexes
+                .build(&data, &column, &def.name, def.params()?)
+                .await?
+        };
         updates.insert(
             format!("{}{column}", crate::schema::PROP_VECTOR_INDEX_PREFIX),
             rebuilt.to_property(),

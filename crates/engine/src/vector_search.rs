@@ -3,19 +3,24 @@
 //! `(key, score)`: the row's primary key and its `similarity_score` (ContextQL's scores: see
 //! docs/contextql.md, "VECTOR SIMILAR TO").
 //!
-//! Exact, as VECTOR SIMILAR TO without an index: every row is scored and DataFusion's sort
-//! with a fetch keeps the best k. The function plans over the statement's snapshot.
+//! Over a node table whose column has a vector index (of the metric asked for) and a constant
+//! query vector, it is ContextQL's `AnnScan` (docs/vectors.md), which loads the table and
+//! opens the index when it starts. Otherwise exact, as VECTOR SIMILAR TO without an index:
+//! every row is scored and DataFusion's sort with a fetch keeps the best k. The function
+//! plans over the statement's snapshot.
 
 use std::sync::Arc;
 
 use arrow::array::Array;
 use arrow::datatypes::DataType;
+use contextdb_planner::SourceRef;
+use contextdb_planner::nodes::column_name;
 use datafusion::catalog::TableFunctionImpl;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::{TableProvider, provider_as_source};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, LogicalPlanBuilder};
 
 use crate::graph_source::Snapshot;
 use crate::provider::{SnapshotTable, StatementWrites};
@@ -54,6 +59,62 @@ fn string_arg(args: &[Expr], i: usize, what: &str) -> DfResult<String> {
 
 fn column(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
+}
+
+impl VectorSearch {
+    /// The search through the column's vector index, as ContextQL's `AnnScan` (None: the
+    /// table is not a node table of the graph, the column has no index of this metric, or the
+    /// query vector is not a constant list of numbers; the search is then exact).
+    fn indexed(
+        &self,
+        key: &str,
+        slot: &crate::graph_source::TableSlot,
+        vector_column: &str,
+        query: &Expr,
+        metric: contextdb_vector::Metric,
+        k: usize,
+    ) -> DfResult<Option<LogicalPlan>> {
+        use contextdb_planner::GraphSource;
+        use contextdb_planner::vector::{
+            AnnScan, SIMILARITY_SCORE, VectorSpec, constant_value, constant_vector, ordered,
+        };
+        let Some(def) = slot.info.vector_indexes.get(vector_column) else {
+            return Ok(None);
+        };
+        if def.file.is_none() || !def.params().is_ok_and(|p| p.metric == metric) {
+            return Ok(None);
+        }
+        let Some(node) = self.snapshot.node_table(key) else {
+            return Ok(None);
+        };
+        let Some(values) = constant_value(query).and_then(|q| constant_vector(&q)) else {
+            return Ok(None);
+        };
+        let var = "v";
+        let spec = VectorSpec {
+            var: var.to_string(),
+            label: key.to_string(),
+            property: vector_column.to_string(),
+            query: values.into_iter().map(ordered::F64).collect(),
+            metric,
+            k,
+            threshold: None,
+            index: Some(def.name.clone()),
+            table_rows: slot.rows,
+        };
+        let source: Arc<dyn GraphSource> = self.snapshot.clone();
+        let scan = AnnScan::try_new(SourceRef(source), spec, &node)?;
+        let primary_key = column_name(var, &node.primary_key);
+        let plan = LogicalPlanBuilder::from(LogicalPlan::Extension(Extension {
+            node: Arc::new(scan),
+        }))
+        .project(vec![
+            column(&primary_key).alias("key"),
+            column(SIMILARITY_SCORE).alias("score"),
+        ])?
+        .build()?;
+        Ok(Some(plan))
+    }
 }
 
 impl TableFunctionImpl for VectorSearch {
@@ -145,6 +206,9 @@ impl TableFunctionImpl for VectorSearch {
                 .and_then(|d| d.params().ok())
                 .map_or(contextdb_vector::Metric::Cosine, |p| p.metric),
         };
+        if let Some(plan) = self.indexed(&key, slot, &vector_column, &query, metric, k)? {
+            return Ok(Arc::new(ViewTable::new(plan, None)));
+        }
         let (score, _) =
             contextdb_vector::score_and_distance(metric, column(&vector_column), query);
         let provider = SnapshotTable::new(

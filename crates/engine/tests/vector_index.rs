@@ -206,20 +206,32 @@ async fn every_snapshot_gets_correct_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_growing_table_rebuilds_its_index() {
+async fn an_index_is_extended_as_the_table_grows_and_rebuilt_when_rows_go() {
     let db = docs(DbConfig::memory()).await;
     insert_docs(&db, 1, 100).await;
     query(&db, "CREATE VECTOR INDEX doc_emb ON Doc(emb)").await;
-    // Fewer new rows than the refresh threshold: searched exactly, no rebuild.
+    // Fewer new rows than the refresh threshold: searched exactly, the index stays.
     insert_docs(&db, 101, 100).await;
-    assert_eq!(db.vector_index_stats().builds, 1);
+    let stats = db.vector_index_stats();
+    assert_eq!((stats.builds, stats.extensions), (1, 0));
+    // Past it: the new rows are added to the index, which is not rebuilt.
     let grown = contextdb_engine::REFRESH_MIN_ROWS as u64;
     insert_docs(&db, 201, grown).await;
-    assert_eq!(db.vector_index_stats().builds, 2);
+    let stats = db.vector_index_stats();
+    assert_eq!((stats.builds, stats.extensions), (1, 1));
     let shown = query(&db, "SHOW INDEXES").await;
     assert_eq!(shown[0][5], (200 + grown).to_string());
     let found = ids(&db, &ann(10)).await;
     let truth = ids(&db, &exact(10)).await;
+    assert!(recall(&found, &truth) >= 0.9, "{found:?} vs {truth:?}");
+    // Most rows deleted: the index would hold more deleted rows than live ones; rebuilt.
+    query(&db, "MATCH (d:Doc) WHERE d.id > 200 DELETE d").await;
+    let stats = db.vector_index_stats();
+    assert_eq!((stats.builds, stats.extensions), (2, 1));
+    assert_eq!(query(&db, "SHOW INDEXES").await[0][5], "200");
+    let found = ids(&db, &ann(10)).await;
+    let truth = ids(&db, &exact(10)).await;
+    assert_eq!(found.len(), 10);
     assert!(recall(&found, &truth) >= 0.9, "{found:?} vs {truth:?}");
 }
 

@@ -17,17 +17,16 @@ use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::Schema;
-use datafusion::common::DFSchema;
-use datafusion::logical_expr::{ColumnarValue, Extension, LogicalPlan};
+use datafusion::logical_expr::{Extension, LogicalPlan};
 
 use crate::PlanError;
 use crate::lower::{Lowering, State, all_columns};
 use crate::nodes::{NodeScan, column_name};
 use crate::scope::VarKind;
 use crate::source::VectorIndexInfo;
-use crate::vector::{AnnScan, VectorSpec, VectorTopK, constant_vector, ordered};
+use crate::vector::{
+    AnnScan, VectorSpec, VectorTopK, constant_value as constant, constant_vector, ordered,
+};
 
 pub use crate::vector::{DISTANCE, SIMILARITY_SCORE};
 
@@ -294,27 +293,6 @@ struct Target {
     f32_values: bool,
     /// The property's vector index (with one label).
     index: Option<VectorIndexInfo>,
-}
-
-/// The value of an expression that reads no column (a literal, a parameter, a function of
-/// them), evaluated now; None when it reads a column or cannot be evaluated.
-fn constant(expr: &Expr) -> Option<ScalarValue> {
-    if !expr.column_refs().is_empty() {
-        return None;
-    }
-    let props = datafusion::execution::context::ExecutionProps::new();
-    let physical =
-        datafusion::physical_expr::create_physical_expr(expr, &DFSchema::empty(), &props).ok()?;
-    let one_row = RecordBatch::try_new_with_options(
-        Arc::new(Schema::empty()),
-        vec![],
-        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
-    )
-    .ok()?;
-    match physical.evaluate(&one_row).ok()? {
-        ColumnarValue::Scalar(s) => Some(s),
-        ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0).ok(),
-    }
 }
 
 /// The node table of `plan` when it is a plain scan of every node of `label` bound to `var`

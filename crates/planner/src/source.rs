@@ -271,6 +271,16 @@ pub trait GraphSource: Debug + Send + Sync {
     ) -> Result<Option<Vec<u32>>> {
         Ok(None)
     }
+    /// Makes a vector search of `label.property` ready to run: the label's rows loaded and its
+    /// vector index opened. A ContextQL statement has this done before it runs; a plan built
+    /// without that step (SQL's `vector_search`) asks here when it starts.
+    fn prepare_vector_search<'a>(
+        &'a self,
+        _label: &'a str,
+        _property: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
     /// The vector index on `label.property` at this snapshot (None: none, or not opened for
     /// this statement; the search is then exact).
     fn vector_index(

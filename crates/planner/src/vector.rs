@@ -47,9 +47,13 @@ use crate::nodes::{ORD, column_name, df_schema};
 use crate::source::{Chunked, GraphSource, NodeTableInfo, SourceRef};
 
 /// Distinct candidate nodes up to which `VectorTopK` ranks exactly even when an index exists:
-/// scoring this many 384-d vectors takes about as long as one filtered index search
-/// (docs/vectors.md has the measurements).
-pub const EXACT_MAX_CANDIDATES: usize = 4096;
+/// on the Debian embeddings (384-d) exact scoring costs about 0.43 µs a row and usearch's
+/// filtered search over 10% of 63,666 rows 3.5 ms, so the two meet near 8,000 candidates
+/// (docs/vectors.md, "Measurements").
+pub const EXACT_MAX_CANDIDATES: usize = 8192;
+
+/// Heap slots reserved up front for a top-k (more grow as rows come).
+const RANK_RESERVE: usize = 1024;
 
 /// The names the search binds.
 pub const SIMILARITY_SCORE: &str = "similarity_score";
@@ -367,7 +371,7 @@ fn rank_exactly(
     rows: impl Iterator<Item = u32>,
     searched: &mut Searched,
 ) -> Vec<Ranked> {
-    let mut heap: BinaryHeap<Worst> = BinaryHeap::with_capacity(k + 1);
+    let mut heap: BinaryHeap<Worst> = BinaryHeap::with_capacity(k.min(RANK_RESERVE) + 1);
     for row in rows {
         searched.scored_exactly += 1;
         let Some(v) = vectors.get(row) else { continue };
@@ -413,6 +417,8 @@ fn rank(
         );
     }
     let n = rows.num_rows() as u32;
+    // No more rows than the table has can be ranked (and LIMIT may be any size).
+    let k = spec.k.min(n as usize);
     let count = candidates.map_or(n as usize, |(_, c)| c);
     searched.candidates = count;
     let all = |flags: Option<(&[bool], usize)>| -> Box<dyn Iterator<Item = u32>> {
@@ -440,8 +446,8 @@ fn rank(
         let q32: Vec<f32> = query.iter().map(|v| *v as f32).collect();
         let accept = |row: u32| candidates.is_none_or(|(flags, _)| flags[row as usize]);
         let hits = match candidates {
-            None => index.search(&q32, spec.k, None)?,
-            Some(_) => index.search(&q32, spec.k, Some(&accept))?,
+            None => index.search(&q32, k, None)?,
+            Some(_) => index.search(&q32, k, Some(&accept))?,
         };
         // Rows the index does not cover, and those it found, ranked together exactly.
         let uncovered = index
@@ -453,33 +459,19 @@ fn rank(
             &vectors,
             &query,
             spec.metric,
-            spec.k,
+            k,
             hits.into_iter().chain(uncovered),
             searched,
         );
-        if found.len() < spec.k.min(count) {
+        if found.len() < k.min(count) {
             // Short: the index could not reach k candidates. Rank them all instead.
             searched.fallbacks += 1;
-            rank_exactly(
-                &vectors,
-                &query,
-                spec.metric,
-                spec.k,
-                all(candidates),
-                searched,
-            )
+            rank_exactly(&vectors, &query, spec.metric, k, all(candidates), searched)
         } else {
             found
         }
     } else {
-        rank_exactly(
-            &vectors,
-            &query,
-            spec.metric,
-            spec.k,
-            all(candidates),
-            searched,
-        )
+        rank_exactly(&vectors, &query, spec.metric, k, all(candidates), searched)
     };
     if let Some(t) = spec.threshold {
         ranked.retain(|r| r.score >= t.0);
@@ -574,6 +566,9 @@ impl ExecutionPlan for AnnScanExec {
         let out = schema.clone();
         // The search is CPU work on data in memory; it runs when the stream is first polled.
         let batch = futures::stream::once(async move {
+            source
+                .prepare_vector_search(&spec.label, &spec.property)
+                .await?;
             let mut searched = Searched::default();
             let ranked = rank(source.as_ref(), &spec, None, &mut searched)?;
             record(&metrics, &searched);
@@ -663,6 +658,9 @@ impl ExecutionPlan for VectorTopKExec {
         );
         let out = schema.clone();
         let batch = futures::stream::once(async move {
+            source
+                .prepare_vector_search(&spec.label, &spec.property)
+                .await?;
             let batches: Vec<RecordBatch> = input.try_collect().await?;
             let all = concat_batches(&input_schema, &batches)?;
             let offset = source.node_offset(&spec.label)?;
@@ -752,6 +750,33 @@ pub(crate) fn plan_vector_node(
         })));
     }
     Ok(None)
+}
+
+/// The value of an expression that reads no column (a literal, a parameter, a function of
+/// them), evaluated now; None when it reads a column or cannot be evaluated.
+pub fn constant_value(expr: &Expr) -> Option<ScalarValue> {
+    if !expr.column_refs().is_empty() {
+        return None;
+    }
+    let props = datafusion::execution::context::ExecutionProps::new();
+    let physical = datafusion::physical_expr::create_physical_expr(
+        expr,
+        &datafusion::common::DFSchema::empty(),
+        &props,
+    )
+    .ok()?;
+    let one_row = RecordBatch::try_new_with_options(
+        Arc::new(arrow::datatypes::Schema::empty()),
+        vec![],
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )
+    .ok()?;
+    match physical.evaluate(&one_row).ok()? {
+        datafusion::logical_expr::ColumnarValue::Scalar(s) => Some(s),
+        datafusion::logical_expr::ColumnarValue::Array(a) => {
+            ScalarValue::try_from_array(&a, 0).ok()
+        }
+    }
 }
 
 /// The query vector of a constant list value: its values as f64 (None: not a list of

@@ -252,18 +252,66 @@ impl HnswIndex {
         );
         let index =
             Index::new(&params.options(dimensions)).map_err(|e| usearch_err("create", e))?;
+        let built = HnswIndex {
+            index,
+            params,
+            slots: Slots::new(SEARCH_SLOTS),
+        };
+        built.add_all(dimensions, keys, vectors, progress)?;
+        Ok(built)
+    }
+
+    /// Loads a saved index into memory (not mapped), to be extended.
+    pub fn load(path: &Path, params: IndexParams) -> Result<HnswIndex, String> {
+        let path = path.to_str().ok_or("vector index path is not UTF-8")?;
+        let index = Index::restore(path).map_err(|e| usearch_err("load", e))?;
+        index.change_expansion_search(params.ef_search);
+        Ok(HnswIndex {
+            index,
+            params,
+            slots: Slots::new(SEARCH_SLOTS),
+        })
+    }
+
+    /// Adds `keys[i]` → `vectors[i * d..]` to a loaded or built index, replacing the vector of a
+    /// key it holds already, with every core; `progress` gets the rows added so far.
+    pub fn extend(
+        &self,
+        keys: &[u64],
+        vectors: &[f32],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<(), String> {
+        let dimensions = self.dimensions();
+        assert_eq!(keys.len() * dimensions, vectors.len(), "one vector per key");
+        for key in keys {
+            if self.index.contains(*key) {
+                self.index
+                    .remove(*key)
+                    .map_err(|e| usearch_err("remove", e))?;
+            }
+        }
+        self.add_all(dimensions, keys, vectors, progress)
+    }
+
+    fn add_all(
+        &self,
+        dimensions: usize,
+        keys: &[u64],
+        vectors: &[f32],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<(), String> {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, MAX_BUILD_THREADS);
-        index
-            .reserve_capacity_and_threads(keys.len(), threads.max(SEARCH_SLOTS))
+        self.index
+            .reserve_capacity_and_threads(self.index.size() + keys.len(), threads.max(SEARCH_SLOTS))
             .map_err(|e| usearch_err("reserve", e))?;
         let added = AtomicUsize::new(0);
         let chunk = keys.len().div_ceil(threads).max(1);
         let failed: Mutex<Option<String>> = Mutex::new(None);
         std::thread::scope(|scope| {
             for (t, part) in keys.chunks(chunk).enumerate() {
-                let (index, added, failed) = (&index, &added, &failed);
+                let (index, added, failed) = (&self.index, &added, &failed);
                 let base = t * chunk;
                 scope.spawn(move || {
                     for (i, key) in part.iter().enumerate() {
@@ -286,11 +334,7 @@ impl HnswIndex {
             return Err(e);
         }
         progress(keys.len());
-        Ok(HnswIndex {
-            index,
-            params,
-            slots: Slots::new(SEARCH_SLOTS),
-        })
+        Ok(())
     }
 
     /// Writes the index to `path` (usearch's format; its header holds the dimension, metric
@@ -432,6 +476,45 @@ mod tests {
                 .unwrap_err()
                 .contains("3 dimensions")
         );
+    }
+
+    #[test]
+    fn an_extended_index_holds_new_keys_and_new_vectors() {
+        let d = 4;
+        let (keys, vectors) = grid(600, d);
+        let params = IndexParams::default();
+        let index =
+            HnswIndex::build(params, d, &keys[..500], &vectors[..500 * d], &|_| {}).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.usearch");
+        index.save(&path).unwrap();
+        let loaded = HnswIndex::load(&path, params).unwrap();
+        // 100 new keys, and the first key moved onto the last new vector.
+        let mut new_keys = keys[500..].to_vec();
+        let mut new_vectors = vectors[500 * d..].to_vec();
+        new_keys.push(keys[0]);
+        new_vectors.extend_from_slice(&vectors[599 * d..]);
+        loaded.extend(&new_keys, &new_vectors, &|_| {}).unwrap();
+        assert_eq!(loaded.len(), 600);
+        let hits = loaded.search(&vectors[550 * d..551 * d], 1, None).unwrap();
+        assert_eq!(hits[0].0, keys[550]);
+        let hits = loaded.search(&vectors[..d], 600, None).unwrap();
+        let first = hits.iter().find(|(k, _)| *k == keys[0]).unwrap();
+        assert!(
+            first.1 > 1e-3,
+            "the first key no longer holds its old vector: {first:?}"
+        );
+    }
+
+    #[test]
+    fn an_empty_index_saves_views_and_finds_nothing() {
+        let index = HnswIndex::build(IndexParams::default(), 3, &[], &[], &|_| {}).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.usearch");
+        index.save(&path).unwrap();
+        let viewed = HnswIndex::view(&path, index.params()).unwrap();
+        assert!(viewed.is_empty());
+        assert_eq!(viewed.search(&[1.0, 0.0, 0.0], 5, None).unwrap(), vec![]);
     }
 
     #[test]
