@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use contextdb_cli::format::{self, OutputFormat};
 use contextdb_cli::status;
 use contextdb_engine::route;
-use contextdb_engine::{Database, DbConfig, StatementResult};
+use contextdb_engine::{Database, DbConfig, LoadPhase, StatementResult};
 use indicatif::{ProgressBar, ProgressStyle};
 use rustyline::error::ReadlineError;
 
@@ -471,7 +471,11 @@ async fn load_files(db: &Database, table: &str, files: &[PathBuf]) -> Result<(),
         // The engine may report progress rarely; the ticking spinner shows it is alive.
         bar.enable_steady_tick(PROGRESS_TICK);
         let progress_bar = bar.clone();
-        let progress = move |done: u64, total: u64| {
+        let file_label = short_name.to_string_lossy().into_owned();
+        let progress = move |phase: LoadPhase, done: u64, total: u64| {
+            if phase == LoadPhase::Indexing {
+                progress_bar.set_message(format!("{file_label}: vector index"));
+            }
             progress_bar.set_length(total);
             progress_bar.set_position(done);
         };

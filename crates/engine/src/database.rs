@@ -483,7 +483,7 @@ impl Database {
             }
             StatementBody::Copy(c) => {
                 let path = files::check(&self.file_roots, Path::new(&c.path), Access::Read)?;
-                let rows = self.load(&c.table.name, &path, &|_, _| {}).await?;
+                let rows = self.load(&c.table.name, &path, &|_, _, _| {}).await?;
                 Ok(rows_affected(Language::ContextQL, rows).into_stream())
             }
             _ => self.execute_ddl(statement).await,
@@ -682,6 +682,17 @@ impl Database {
         created: Vec<contextdb_catalog::StagedTable>,
         changes: Vec<TableChange>,
     ) -> Result<()> {
+        self.commit_reporting(created, changes, &|_, _| {}).await
+    }
+
+    /// [`Database::commit_creating`] that reports the progress of the vector index work the
+    /// commit sets off (`indexing(rows done, rows in all)`).
+    pub(crate) async fn commit_reporting(
+        &self,
+        created: Vec<contextdb_catalog::StagedTable>,
+        changes: Vec<TableChange>,
+        indexing: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<()> {
         if changes.is_empty() && created.is_empty() {
             return Ok(());
         }
@@ -690,7 +701,7 @@ impl Database {
         self.catalog
             .commit_changes_creating(created, changes)
             .await?;
-        crate::maintenance::after_commit(self, &names).await;
+        crate::maintenance::after_commit(self, &names, indexing).await;
         Ok(())
     }
 
@@ -727,15 +738,28 @@ impl Database {
     }
 
     /// Bulk loads a Parquet or CSV file into an existing table.
+    /// Loads a Parquet or CSV file into a node or edge table in one commit. `progress` hears
+    /// the rows read (`LoadPhase::Reading`, done and total; 0 when unknown), then the rows
+    /// added to the table's vector indexes when the load makes them extend or rebuild
+    /// (`LoadPhase::Indexing`).
     pub async fn load(
         &self,
         table: &str,
         path: &Path,
-        progress: &(dyn Fn(u64, u64) + Send + Sync),
+        progress: &(dyn Fn(LoadPhase, u64, u64) + Send + Sync),
     ) -> Result<u64> {
         let _guard = self.write_lock.lock().await;
         crate::ddl::load_file(self, table, path, progress).await
     }
+}
+
+/// What a bulk load is doing when it reports progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadPhase {
+    /// Reading the file: rows read so far, of the file's rows (0: unknown).
+    Reading,
+    /// Adding the loaded rows to the table's vector indexes: rows done, of rows to index.
+    Indexing,
 }
 
 pub(crate) fn rows_affected(language: Language, rows: u64) -> StatementResult {

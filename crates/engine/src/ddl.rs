@@ -336,7 +336,7 @@ pub async fn create_vector_index(
         .clone();
     let def = db
         .vector_indexes
-        .build(&data, &c.property.name, &c.name.name, params)
+        .build(&data, &c.property.name, &c.name.name, params, &|_, _| {})
         .await?;
     let key = format!("{PROP_VECTOR_INDEX_PREFIX}{}", c.property.name);
     let change = TableChange {
@@ -550,7 +550,7 @@ pub async fn load_file(
     db: &Database,
     name: &str,
     path: &Path,
-    progress: &(dyn Fn(u64, u64) + Send + Sync),
+    progress: &(dyn Fn(crate::LoadPhase, u64, u64) + Send + Sync),
 ) -> Result<u64> {
     // Only the target is read (for its keys); loading touches no other table.
     let snapshot = db.snapshot_unloaded(None).await?;
@@ -622,7 +622,7 @@ pub async fn load_file(
             pending.clear();
             pending_rows = 0;
         }
-        progress(done, total.max(done));
+        progress(crate::LoadPhase::Reading, done, total.max(done));
     }
     added.extend(table_io::write_data_files(&table, &pending).await?);
     if added.is_empty() {
@@ -640,12 +640,14 @@ pub async fn load_file(
         table_io::commit_timestamp_ms(snapshot.current.values()),
     )
     .await?;
-    db.commit(vec![TableChange {
+    let change = TableChange {
         ident: db.ident(name),
         requirements,
         updates,
-    }])
-    .await?;
+    };
+    let indexing = |done, total| progress(crate::LoadPhase::Indexing, done, total);
+    db.commit_reporting(Vec::new(), vec![change], &indexing)
+        .await?;
     Ok(done)
 }
 

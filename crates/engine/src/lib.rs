@@ -32,7 +32,9 @@ mod views;
 mod write;
 
 pub use cache::{DEFAULT_CACHE_BYTES, HotTierStats, SNAPSHOTS_PER_TABLE};
-pub use database::{DEFAULT_SNAPSHOT_RETENTION, Database, DbConfig, StorageKind, repair_log};
+pub use database::{
+    DEFAULT_SNAPSHOT_RETENTION, Database, DbConfig, LoadPhase, StorageKind, repair_log,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use maintenance::EXPIRE_BATCH_SNAPSHOTS;
 pub use plan_cache::{PLAN_CACHE_ENTRIES, PLAN_CACHE_MAX_TEXT};

@@ -83,7 +83,11 @@ pub const EXPIRE_BATCH_SNAPSHOTS: usize = 64;
 /// too little of them (`vector_index::refresh_after_commit`), then expires their snapshots past the
 /// retention once a batch of them has gathered (their files stay until `VACUUM`). A failure
 /// here does not undo the commit; it is logged and tried again after the next one.
-pub(crate) async fn after_commit(db: &Database, tables: &[String]) {
+pub(crate) async fn after_commit(
+    db: &Database,
+    tables: &[String],
+    indexing: &(dyn Fn(u64, u64) + Send + Sync),
+) {
     for name in tables {
         let Ok(table) = db.load_table(name).await else {
             continue;
@@ -97,7 +101,7 @@ pub(crate) async fn after_commit(db: &Database, tables: &[String]) {
         {
             tracing::warn!(table = %name, error = %e, "automatic compaction failed");
         }
-        if let Err(e) = crate::vector_index::refresh_after_commit(db, name).await {
+        if let Err(e) = crate::vector_index::refresh_after_commit(db, name, indexing).await {
             tracing::warn!(table = %name, error = %e, "vector index refresh failed");
         }
         let boundary = table_io::now_ms().saturating_sub(db.snapshot_retention_ms);

@@ -262,16 +262,12 @@ impl VectorIndexes {
         column: &str,
         def: &VectorIndexDef,
         open: &OpenIndex,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<VectorIndexDef> {
         let Some(file) = &def.file else {
             return Err(Error::internal("extending an index that was never built"));
         };
-        let base = data
-            .table
-            .metadata()
-            .location()
-            .trim_end_matches('/')
-            .to_string();
+        let base = table_base(data);
         let path = self.local_path(&format!("{base}/{file}"), file).await?;
         let uncovered: Vec<bool> = data
             .files
@@ -282,16 +278,19 @@ impl VectorIndexes {
         let params = def.params()?;
         let added = keys.len();
         let started = std::time::Instant::now();
-        let index = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
+        let done = Arc::new(AtomicU64::new(0));
+        let counter = done.clone();
+        let work = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
             let index = HnswIndex::load(&path, params)?;
             index.extend(&keys, &vectors, &|n| {
-                tracing::debug!(rows = n, "vector index extension");
+                counter.store(n as u64, Ordering::Relaxed)
             })?;
             Ok(index)
-        })
-        .await
-        .map_err(|e| Error::internal(format!("vector index extension: {e}")))?
-        .map_err(|e| Error::new(ErrorKind::Execution, e))?;
+        });
+        let index = reporting(work, &done, added as u64, progress)
+            .await
+            .map_err(|e| Error::internal(format!("vector index extension: {e}")))?
+            .map_err(|e| Error::new(ErrorKind::Execution, e))?;
         self.extensions.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             index = def.name,
@@ -310,18 +309,22 @@ impl VectorIndexes {
         column: &str,
         name: &str,
         params: IndexParams,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<VectorIndexDef> {
         let (dimension, keys, vectors) = vectors_of(data, column, None)?;
         let started = std::time::Instant::now();
         let rows = keys.len();
-        let index = tokio::task::spawn_blocking(move || {
+        let done = Arc::new(AtomicU64::new(0));
+        let counter = done.clone();
+        let work = tokio::task::spawn_blocking(move || {
             HnswIndex::build(params, dimension, &keys, &vectors, &|n| {
-                tracing::debug!(rows = n, "vector index build");
+                counter.store(n as u64, Ordering::Relaxed)
             })
-        })
-        .await
-        .map_err(|e| Error::internal(format!("vector index build: {e}")))?
-        .map_err(|e| Error::new(ErrorKind::Execution, e))?;
+        });
+        let index = reporting(work, &done, rows as u64, progress)
+            .await
+            .map_err(|e| Error::internal(format!("vector index build: {e}")))?
+            .map_err(|e| Error::new(ErrorKind::Execution, e))?;
         self.builds.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             index = name,
@@ -344,12 +347,7 @@ impl VectorIndexes {
         let id = uuid::Uuid::new_v4();
         let file = format!("{INDEX_DIR}/{id}.usearch");
         let covers = format!("{INDEX_DIR}/{id}.files");
-        let base = data
-            .table
-            .metadata()
-            .location()
-            .trim_end_matches('/')
-            .to_string();
+        let base = table_base(data);
         let saved = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
             let temp = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
             index.save(temp.path())?;
@@ -389,6 +387,38 @@ impl VectorIndexes {
             rows,
         })
     }
+}
+
+/// How often a long index build or extension reports its progress.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Awaits index work running on a blocking thread, passing `done` (which the work advances) of
+/// `total` rows to `progress` every [`PROGRESS_INTERVAL`] and once at the end.
+async fn reporting<T>(
+    mut work: tokio::task::JoinHandle<T>,
+    done: &AtomicU64,
+    total: u64,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> std::result::Result<T, tokio::task::JoinError> {
+    let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+    loop {
+        tokio::select! {
+            finished = &mut work => {
+                progress(total, total);
+                return finished;
+            }
+            _ = tick.tick() => progress(done.load(Ordering::Relaxed).min(total), total),
+        }
+    }
+}
+
+/// The location of `data`'s table, without a trailing slash.
+fn table_base(data: &TableData) -> String {
+    data.table
+        .metadata()
+        .location()
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// The non-null vectors of `column` in `data` (of the rows `only` flags, when given):
@@ -516,7 +546,11 @@ pub const REFRESH_SHARE: usize = 4;
 /// uncovered with those rows, or rebuilds it when it holds too many rows the table no longer
 /// has (deleted, or rewritten with another vector), and commits the new definition. The old
 /// files stay until VACUUM.
-pub(crate) async fn refresh_after_commit(db: &crate::database::Database, name: &str) -> Result<()> {
+pub(crate) async fn refresh_after_commit(
+    db: &crate::database::Database,
+    name: &str,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<()> {
     let table = db.load_table(name).await?;
     let props = table.metadata().properties();
     let defs: Vec<(String, VectorIndexDef)> = definitions(props)
@@ -553,11 +587,11 @@ pub(crate) async fn refresh_after_commit(db: &crate::database::Database, name: &
         // Rows deleted or rewritten since stay in the index until a rebuild drops them.
         let rebuilt = if stale < limit {
             db.vector_indexes
-                .extend(&data, &column, &def, &open)
+                .extend(&data, &column, &def, &open, progress)
                 .await?
         } else {
             db.vector_indexes
-                .build(&data, &column, &def.name, def.params()?)
+                .build(&data, &column, &def.name, def.params()?, progress)
                 .await?
         };
         updates.insert(

@@ -274,3 +274,72 @@ async fn vacuum_removes_the_files_of_dropped_indexes_only() {
     query(&db, "VACUUM").await;
     assert_eq!(index_files(dir.path()), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_load_extends_the_index_and_reports_it() {
+    use arrow::array::{FixedSizeListArray, Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Float32Type, Schema};
+    use contextdb_engine::LoadPhase;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = docs(DbConfig::memory()).await;
+    insert_docs(&db, 1, 10).await;
+    query(&db, "CREATE VECTOR INDEX doc_emb ON Doc(emb)").await;
+    // A file of more rows than an index may leave uncovered.
+    let n = contextdb_engine::REFRESH_MIN_ROWS as i64 + 1000;
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("emb", DataType::FixedSizeList(item, 8), true),
+    ]));
+    let vectors = FixedSizeListArray::from_iter_primitive::<Float32Type, _, _>(
+        (0..n).map(|i| {
+            Some((0..8).map(move |d| Some((((i + 11) * (7919 + d)) % 1009) as f32 / 1009.0 - 0.5)))
+        }),
+        8,
+    );
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(11..11 + n)),
+            Arc::new(vectors),
+        ],
+    )
+    .unwrap();
+    let path = dir.path().join("docs.parquet");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None)
+            .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let reports = std::sync::Mutex::new(Vec::new());
+    let loaded = db
+        .load("Doc", &path, &|phase, done, total| {
+            reports.lock().unwrap().push((phase, done, total))
+        })
+        .await
+        .unwrap();
+    assert_eq!(loaded, n as u64);
+    let reports = reports.into_inner().unwrap();
+    assert!(reports.iter().any(|r| r.0 == LoadPhase::Reading));
+    let indexing: Vec<_> = reports
+        .iter()
+        .filter(|r| r.0 == LoadPhase::Indexing)
+        .collect();
+    assert_eq!(
+        indexing.last().map(|r| (r.1, r.2)),
+        Some((n as u64, n as u64)),
+        "the loaded rows were indexed: {indexing:?}"
+    );
+    let stats = db.vector_index_stats();
+    assert_eq!(
+        (stats.builds, stats.extensions),
+        (1, 1),
+        "extended, not rebuilt"
+    );
+    assert_eq!(query(&db, "SHOW INDEXES").await[0][5], (n + 10).to_string());
+    let found = ids(&db, &ann(10)).await;
+    let truth = ids(&db, &exact(10)).await;
+    assert!(recall(&found, &truth) >= 0.9, "{found:?} vs {truth:?}");
+}
