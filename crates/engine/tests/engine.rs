@@ -1,39 +1,12 @@
 //! End-to-end behaviour of the engine through its public API.
 
+mod common;
+
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
-use contextdb_engine::{Database, DbConfig, ErrorKind, Language, StatementResult};
-
-fn rows(result: &StatementResult) -> Vec<Vec<String>> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for batch in &result.batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            out.push(
-                formatters
-                    .iter()
-                    .map(|f| f.value(row).to_string())
-                    .collect(),
-            );
-        }
-    }
-    out
-}
-
-async fn query(db: &Database, text: &str) -> Vec<Vec<String>> {
-    let results = db
-        .execute(text)
-        .await
-        .unwrap_or_else(|e| panic!("{text}: {e}"));
-    rows(results.last().expect("a result"))
-}
+use common::{query, rows};
+use contextdb_engine::{Database, DbConfig, ErrorKind, Language};
 
 fn sorted(mut v: Vec<Vec<String>>) -> Vec<Vec<String>> {
     v.sort();

@@ -4,37 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::util::display::{ArrayFormatter, FormatOptions};
-use contextdb_engine::{Database, DbConfig, StatementResult};
+mod common;
 
-fn rows(result: &StatementResult) -> Vec<Vec<String>> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for batch in &result.batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            out.push(
-                formatters
-                    .iter()
-                    .map(|f| f.value(row).to_string())
-                    .collect(),
-            );
-        }
-    }
-    out
-}
-
-async fn query(db: &Database, text: &str) -> Vec<Vec<String>> {
-    let results = db
-        .execute(text)
-        .await
-        .unwrap_or_else(|e| panic!("{text}: {e}"));
-    rows(results.last().expect("a result"))
-}
+use common::query;
+use contextdb_engine::{Database, DbConfig};
 
 /// The first column of each row.
 async fn ids(db: &Database, text: &str) -> Vec<String> {
