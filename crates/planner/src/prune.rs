@@ -16,7 +16,7 @@ use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Projection};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 use crate::nodes::{GraphExpand, NodeScan, ORD, column_name, df_schema};
-use crate::vector::{AnnScan, DISTANCE, SIMILARITY_SCORE};
+use crate::vector::{AnnScan, DISTANCE, SIMILARITY_SCORE, VectorTopK};
 
 #[derive(Debug, Default)]
 pub struct PruneGraphColumns;
@@ -97,6 +97,19 @@ fn prune(plan: &LogicalPlan, required: &HashSet<String>) -> Result<Option<Logica
             schema: df_schema(fields)?,
             ..scan.clone()
         };
+        return Ok(Some(LogicalPlan::Extension(Extension {
+            node: Arc::new(pruned),
+        })));
+    }
+    if let Some(top) = node.as_any().downcast_ref::<VectorTopK>() {
+        // A graph operator right below passes on only what is required above and the ranked
+        // variable's ordinal (DataFusion's own pushdown stops at extension nodes).
+        let mut wanted = required.clone();
+        wanted.insert(column_name(&top.spec.var, ORD));
+        let Some(input) = prune(&top.input, &wanted)? else {
+            return Ok(None);
+        };
+        let pruned = VectorTopK::try_new(top.source.clone(), input, top.spec.clone())?;
         return Ok(Some(LogicalPlan::Extension(Extension {
             node: Arc::new(pruned),
         })));
