@@ -258,22 +258,21 @@ impl VectorIndexes {
     /// the index (searches filter them out) until a rebuild.
     pub async fn extend(
         &self,
-        data: &Arc<TableData>,
+        at: &IndexAtSnapshot,
         column: &str,
         def: &VectorIndexDef,
-        open: &OpenIndex,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<VectorIndexDef> {
         let Some(file) = &def.file else {
             return Err(Error::internal("extending an index that was never built"));
         };
+        let data = &at.data;
         let base = table_base(data);
         let path = self.local_path(&format!("{base}/{file}"), file).await?;
-        let uncovered: Vec<bool> = data
-            .files
-            .iter()
-            .flat_map(|f| std::iter::repeat_n(!open.covered.contains(&f.path), f.len))
-            .collect();
+        let mut uncovered = vec![false; data.rows.num_rows()];
+        for range in &at.uncovered {
+            uncovered[range.start as usize..range.end as usize].fill(true);
+        }
         let (_, keys, vectors) = vectors_of(data, column, Some(uncovered.as_slice()))?;
         let params = def.params()?;
         let added = keys.len();
@@ -477,8 +476,10 @@ impl IndexAtSnapshot {
     pub fn new(open: Arc<OpenIndex>, data: Arc<TableData>) -> IndexAtSnapshot {
         let mut spans = Vec::with_capacity(data.files.len());
         let mut uncovered: Vec<Range<u32>> = Vec::new();
+        let mut all_covered = true;
         for f in &data.files {
             let covered = open.covered.contains(&f.path);
+            all_covered &= covered;
             let (start, end) = (f.start as u32, (f.start + f.len) as u32);
             spans.push((start, covered));
             if !covered && end > start {
@@ -488,10 +489,9 @@ impl IndexAtSnapshot {
                 }
             }
         }
-        let keys_all_live = uncovered.is_empty()
+        let keys_all_live = all_covered
             && data.files.len() == open.covered.len()
-            && open.index.len() == data.rows.num_rows()
-            && data.files.iter().all(|f| open.covered.contains(&f.path));
+            && open.index.len() == data.rows.num_rows();
         IndexAtSnapshot {
             open,
             data,
@@ -504,6 +504,11 @@ impl IndexAtSnapshot {
     fn covered(&self, row: u32) -> bool {
         let i = self.spans.partition_point(|(start, _)| *start <= row);
         i > 0 && self.spans[i - 1].1
+    }
+
+    /// How many rows of the snapshot the index does not cover.
+    fn uncovered_rows(&self) -> usize {
+        self.uncovered.iter().map(|r| r.len()).sum()
     }
 }
 
@@ -572,22 +577,19 @@ pub(crate) async fn refresh_after_commit(
             .vector_indexes
             .open(table.metadata().location(), &def)
             .await?;
-        let uncovered: usize = data
-            .files
-            .iter()
-            .filter(|f| !open.covered.contains(&f.path))
-            .map(|f| f.len)
-            .sum();
+        let indexed = open.index.len();
+        let at = IndexAtSnapshot::new(open, data.clone());
+        let uncovered = at.uncovered_rows();
         let live = data.rows.num_rows() - uncovered;
-        let stale = open.index.len().saturating_sub(live);
-        let limit = REFRESH_MIN_ROWS.max(open.index.len() / REFRESH_SHARE);
+        let stale = indexed.saturating_sub(live);
+        let limit = REFRESH_MIN_ROWS.max(indexed / REFRESH_SHARE);
         if uncovered < limit && stale < limit {
             continue;
         }
         // Rows deleted or rewritten since stay in the index until a rebuild drops them.
         let rebuilt = if stale < limit {
             db.vector_indexes
-                .extend(&data, &column, &def, &open, progress)
+                .extend(&at, &column, &def, progress)
                 .await?
         } else {
             db.vector_indexes
