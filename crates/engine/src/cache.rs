@@ -92,8 +92,6 @@ pub struct TableData {
     pub rows: Arc<Chunked>,
     pub files: Vec<FileSpan>,
     key_index: std::sync::OnceLock<std::result::Result<Arc<KeyIndex>, Error>>,
-    /// Row id → ordinal, built when a vector index search first maps its keys to rows.
-    id_rows: std::sync::OnceLock<Arc<HashMap<u64, u32>>>,
     /// Property value → rows, per column looked up by an inline pattern property.
     property_indexes: std::sync::Mutex<HashMap<String, Option<Arc<PropertyIndex>>>>,
     /// Earlier snapshots whose rows are this one's first rows, with their row counts (newest
@@ -254,22 +252,6 @@ impl TableData {
                 } else {
                     base.extended(entries, |old, new| *old = new)
                 }))
-            })
-            .clone()
-    }
-
-    /// Row id → ordinal, built on first use.
-    pub fn id_rows(&self) -> Arc<HashMap<u64, u32>> {
-        self.id_rows
-            .get_or_init(|| {
-                let mut map = HashMap::with_capacity(self.rows.num_rows());
-                for (start, _, ids) in self.rows.chunks() {
-                    let ids = ids.as_primitive::<arrow::datatypes::Int64Type>();
-                    for (i, id) in ids.values().iter().enumerate() {
-                        map.insert(*id as u64, (start + i) as u32);
-                    }
-                }
-                Arc::new(map)
             })
             .clone()
     }
@@ -718,7 +700,6 @@ impl Cache {
             rows: Arc::new(Chunked::try_new(schema, chunks, ids)?),
             files,
             key_index: std::sync::OnceLock::new(),
-            id_rows: std::sync::OnceLock::new(),
             property_indexes: Default::default(),
             prefixes,
             predecessor,

@@ -209,7 +209,7 @@ fn leaf_rows(plan: &LogicalPlan) -> usize {
                 if let Some(scan) = any.downcast_ref::<NodeScan>() {
                     for label in &scan.labels {
                         let n = match (&scan.lookup, scan.source.node_count(label)) {
-                            (Some(_), _) => 1,
+                            (Some((_, values)), _) => values.len(),
                             (None, Ok(n)) => n,
                             (None, Err(_)) => usize::MAX,
                         };

@@ -470,6 +470,34 @@ pub struct IndexAtSnapshot {
     /// Every index key is a row of this snapshot in a covered file: the snapshot holds exactly
     /// the covered files, and the index was built over them alone.
     keys_all_live: bool,
+    /// Built by the first filtered search.
+    key_rows: std::sync::OnceLock<KeyRows>,
+}
+
+/// Index key (row id) → row of the snapshot, for the rows in covered files only: what a
+/// filtered search asks of every node it visits, so one array read when the keys are dense
+/// (row ids are a table number and a growing sequence), a hash lookup otherwise.
+#[derive(Debug)]
+enum KeyRows {
+    Dense { base: u64, rows: Vec<u32> },
+    Sparse(HashMap<u64, u32>),
+}
+
+/// A dense key map may hold at most this many slots per row it maps (plus a constant), so
+/// deletions that leave gaps in the sequence cannot make it large.
+const DENSE_KEY_SLOTS_PER_ROW: u64 = 4;
+const NO_ROW: u32 = u32::MAX;
+
+impl KeyRows {
+    fn get(&self, key: u64) -> Option<u32> {
+        match self {
+            KeyRows::Dense { base, rows } => {
+                let at = usize::try_from(key.checked_sub(*base)?).ok()?;
+                rows.get(at).copied().filter(|r| *r != NO_ROW)
+            }
+            KeyRows::Sparse(map) => map.get(&key).copied(),
+        }
+    }
 }
 
 impl IndexAtSnapshot {
@@ -498,7 +526,38 @@ impl IndexAtSnapshot {
             spans,
             uncovered,
             keys_all_live,
+            key_rows: std::sync::OnceLock::new(),
         }
+    }
+
+    fn key_rows(&self) -> &KeyRows {
+        self.key_rows.get_or_init(|| {
+            let mut covered = Vec::new();
+            for (start, _, ids) in self.data.rows.chunks() {
+                let ids = ids.as_primitive::<Int64Type>();
+                for (i, id) in ids.values().iter().enumerate() {
+                    let row = (start + i) as u32;
+                    if self.covered(row) {
+                        covered.push((*id as u64, row));
+                    }
+                }
+            }
+            let (Some(min), Some(max)) = (
+                covered.iter().map(|(k, _)| *k).min(),
+                covered.iter().map(|(k, _)| *k).max(),
+            ) else {
+                return KeyRows::Sparse(HashMap::new());
+            };
+            if max - min < DENSE_KEY_SLOTS_PER_ROW * covered.len() as u64 + 1024 {
+                let mut rows = vec![NO_ROW; (max - min + 1) as usize];
+                for (key, row) in covered {
+                    rows[(key - min) as usize] = row;
+                }
+                KeyRows::Dense { base: min, rows }
+            } else {
+                KeyRows::Sparse(covered.into_iter().collect())
+            }
+        })
     }
 
     fn covered(&self, row: u32) -> bool {
@@ -513,6 +572,10 @@ impl IndexAtSnapshot {
 }
 
 impl SnapshotVectorIndex for IndexAtSnapshot {
+    fn ef_search(&self) -> usize {
+        self.open.index.params().ef_search
+    }
+
     fn uncovered(&self) -> &[Range<u32>] {
         &self.uncovered
     }
@@ -523,20 +586,20 @@ impl SnapshotVectorIndex for IndexAtSnapshot {
         k: usize,
         accept: Option<&(dyn Fn(u32) -> bool + Sync)>,
     ) -> datafusion::error::Result<Vec<u32>> {
-        let ids = self.data.id_rows();
+        let rows = self.key_rows();
         let hits = if self.keys_all_live && accept.is_none() {
             self.open.index.search(query, k, None)
         } else {
             let filter = |key: u64| {
-                ids.get(&key)
-                    .is_some_and(|row| self.covered(*row) && accept.is_none_or(|a| a(*row)))
+                rows.get(key)
+                    .is_some_and(|row| accept.is_none_or(|a| a(row)))
             };
             self.open.index.search(query, k, Some(&filter))
         }
         .map_err(datafusion::error::DataFusionError::Execution)?;
         Ok(hits
             .into_iter()
-            .filter_map(|(key, _)| ids.get(&key).copied())
+            .filter_map(|(key, _)| rows.get(key))
             .collect())
     }
 }

@@ -99,7 +99,7 @@ async fn an_index_survives_a_restart_without_a_rebuild() {
             "Doc".into(),
             "emb".into(),
             "cosine".into(),
-            "m=12, ef_construction=128, ef_search=64, quantization=f32".into(),
+            "m=12, ef_construction=64, ef_search=64, quantization=f16".into(),
             "3000".into(),
             snapshot[0].clone(),
         ]]
@@ -315,4 +315,103 @@ async fn a_bulk_load_extends_the_index_and_reports_it() {
     let found = ids(&db, &ann(10)).await;
     let truth = ids(&db, &exact(10)).await;
     assert!(recall(&found, &truth) >= 0.9, "{found:?} vs {truth:?}");
+}
+
+/// A counter of the VectorTopK line of an EXPLAIN ANALYZE (0 when it is not printed).
+fn metric(plan: &str, name: &str) -> usize {
+    let line = plan
+        .lines()
+        .find(|l| l.contains("VectorTopKExec"))
+        .unwrap_or_else(|| panic!("no VectorTopKExec in {plan}"));
+    line.split(|c: char| c == ',' || c == '[' || c == ']' || c.is_whitespace())
+        .find_map(|part| part.strip_prefix(&format!("{name}=")))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_is_searched_ann_first_and_widens_or_goes_filter_first_by_its_selectivity() {
+    let db = docs(DbConfig::memory()).await;
+    insert_docs(&db, 1, 3000).await;
+    query(&db, "CREATE VECTOR INDEX doc_emb ON Doc(emb)").await;
+    // Rows written since the build take part uncovered (searched exactly in every round).
+    insert_docs(&db, 3001, 100).await;
+    // (modulus, rounds at least, rounds at most, went filter-first)
+    for (modulus, least, most, abandoned) in [(2, 1, 1, 0), (10, 1, 3, 0), (1000, 1, 3, 1)] {
+        let filtered = format!(
+            "MATCH (d:Doc) WHERE d.id % {modulus} = 0 VECTOR SIMILAR TO {QUERY} LIMIT 3 \
+             RETURN d.id"
+        );
+        let found = ids(&db, &filtered).await;
+        let truth = ids(
+            &db,
+            &format!(
+                "SELECT id FROM \"Doc\" WHERE id % {modulus} = 0 ORDER BY \
+                 cosine_similarity(emb, {QUERY}) DESC, id LIMIT 3"
+            ),
+        )
+        .await;
+        assert_eq!(found.len(), 3, "1/{modulus}: {found:?}");
+        assert!(
+            recall(&found, &truth) >= 0.66,
+            "1/{modulus}: {found:?} vs {truth:?}"
+        );
+        let explained = query(&db, &format!("EXPLAIN {filtered}")).await;
+        assert!(
+            explained
+                .iter()
+                .any(|r| r[1].contains("index doc_emb's nearest 64 rows through the input")),
+            "{explained:?}"
+        );
+        let analyzed: String = query(&db, &format!("EXPLAIN ANALYZE {filtered}"))
+            .await
+            .into_iter()
+            .map(|r| r.join(" "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let rounds = metric(&analyzed, "ann_first_rounds");
+        assert!(
+            (least..=most).contains(&rounds),
+            "1/{modulus}: {rounds} rounds\n{analyzed}"
+        );
+        assert_eq!(
+            metric(&analyzed, "ann_first_abandoned"),
+            abandoned,
+            "1/{modulus}\n{analyzed}"
+        );
+    }
+    // A lookup that finds few rows bounds the candidates before the search: no ANN-first round.
+    let ids_in: Vec<String> = (1..=40).map(|i| (i * 37).to_string()).collect();
+    let looked_up = format!(
+        "MATCH (d:Doc) WHERE d.id IN [{}] VECTOR SIMILAR TO {QUERY} LIMIT 3 RETURN d.id",
+        ids_in.join(", ")
+    );
+    let analyzed: String = query(&db, &format!("EXPLAIN ANALYZE {looked_up}"))
+        .await
+        .into_iter()
+        .map(|r| r.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(metric(&analyzed, "lookup_rows"), 40, "{analyzed}");
+    assert_eq!(metric(&analyzed, "ann_first_rounds"), 0, "{analyzed}");
+    let truth = ids(
+        &db,
+        &format!(
+            "SELECT id FROM \"Doc\" WHERE id IN ({}) ORDER BY cosine_similarity(emb, {QUERY}) \
+             DESC, id LIMIT 3",
+            ids_in.join(", ")
+        ),
+    )
+    .await;
+    assert_eq!(ids(&db, &looked_up).await, truth);
+    // An aggregate between the scan and the search: the whole input runs first.
+    let grouped = format!(
+        "MATCH (d:Doc) WITH d, count(*) AS c WHERE c = 1 VECTOR SIMILAR TO {QUERY} ON d.emb \
+         LIMIT 3 RETURN d.id"
+    );
+    let explained = query(&db, &format!("EXPLAIN {grouped}")).await;
+    assert!(
+        !explained.iter().any(|r| r[1].contains("ann-first")),
+        "{explained:?}"
+    );
+    assert_eq!(ids(&db, &grouped).await, ids(&db, &ann(3)).await);
 }

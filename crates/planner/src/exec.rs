@@ -41,7 +41,10 @@ fn properties(schema: SchemaRef) -> Arc<PlanProperties> {
 #[derive(Debug)]
 pub struct NodeScanExec {
     labels: Vec<String>,
-    lookup: Option<(String, datafusion::common::ScalarValue)>,
+    lookup: Option<(String, Vec<datafusion::common::ScalarValue>)>,
+    /// Table rows (ascending) the scan of a single label is limited to for one execution:
+    /// set by `VectorTopK`'s ANN-first search on a copy of the plan (see [`restrict_scan`]).
+    restrict: Option<Arc<Vec<u32>>>,
     var: String,
     source: Arc<dyn GraphSource>,
     properties: Arc<PlanProperties>,
@@ -86,10 +89,21 @@ impl ExecutionPlan for NodeScanExec {
         for label in &self.labels {
             let rows = self.source.node_rows(label)?;
             let offset = self.source.node_offset(label)?;
-            let found = match &self.lookup {
-                Some((property, value)) => self.source.node_lookup(label, property, value)?,
+            let mut found = match &self.lookup {
+                Some((property, values)) => {
+                    lookup_rows(self.source.as_ref(), label, property, values)?
+                }
                 None => None,
             };
+            if let Some(only) = &self.restrict {
+                found = Some(match found {
+                    Some(f) => f
+                        .into_iter()
+                        .filter(|r| only.binary_search(r).is_ok())
+                        .collect(),
+                    None => only.to_vec(),
+                });
+            }
             if let Some(found) = found {
                 for part in found.chunks(GRAPH_BATCH_ROWS) {
                     chunks.push((
@@ -129,6 +143,100 @@ impl ExecutionPlan for NodeScanExec {
             schema,
             futures::stream::iter(batches),
         )))
+    }
+}
+
+/// The rows of `label` whose `property` is one of `values`, ascending, by its property index;
+/// None when it has none (the caller scans).
+fn lookup_rows(
+    source: &dyn GraphSource,
+    label: &str,
+    property: &str,
+    values: &[datafusion::common::ScalarValue],
+) -> Result<Option<Vec<u32>>> {
+    let mut rows = Vec::new();
+    for value in values {
+        match source.node_lookup(label, property, value)? {
+            Some(found) => rows.extend(found),
+            None => return Ok(None),
+        }
+    }
+    if values.len() > 1 {
+        rows.sort_unstable();
+        rows.dedup();
+    }
+    Ok(Some(rows))
+}
+
+/// How many rows the lookup of `var`'s scan (reached as [`restrict_scan`] reaches it) finds:
+/// an upper bound on the nodes of `var` the plan can produce, known before it runs. None
+/// when the scan has no lookup, has no property index for it, or is not so reached.
+pub(crate) fn lookup_bound(
+    plan: &Arc<dyn ExecutionPlan>,
+    var: &str,
+    label: &str,
+) -> Result<Option<usize>> {
+    if let Some(scan) = plan.as_any().downcast_ref::<NodeScanExec>() {
+        return match (&scan.lookup, scan.var == var && scan.labels == [label]) {
+            (Some((property, values)), true) => {
+                Ok(lookup_rows(scan.source.as_ref(), label, property, values)?.map(|r| r.len()))
+            }
+            _ => Ok(None),
+        };
+    }
+    match plan.children().as_slice() {
+        [child] if row_by_row(plan.as_ref()) => lookup_bound(child, var, label),
+        _ => Ok(None),
+    }
+}
+
+/// Operators that pass each input row on by itself (or drop it), so that limiting a scan below
+/// them to some nodes limits their output to the rows of those nodes and changes no other row.
+fn row_by_row(plan: &dyn ExecutionPlan) -> bool {
+    use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+    use datafusion::physical_plan::coop::CooperativeExec;
+    use datafusion::physical_plan::filter::FilterExec;
+    use datafusion::physical_plan::projection::ProjectionExec;
+    use datafusion::physical_plan::repartition::RepartitionExec;
+    let any = plan.as_any();
+    any.is::<FilterExec>()
+        || any.is::<ProjectionExec>()
+        || any.is::<CooperativeExec>()
+        || any.is::<CoalescePartitionsExec>()
+        || any.is::<RepartitionExec>()
+        || any.is::<GraphExpandExec>()
+}
+
+/// `plan` with the scan of `var` (a single-label scan of `label`) limited to the table rows
+/// `rows` (ascending; None: only checks that it can be). None when the scan is not reached
+/// through row-by-row operators alone (an aggregate, a limit, a join on the way), where
+/// limiting it could change other rows.
+pub(crate) fn restrict_scan(
+    plan: &Arc<dyn ExecutionPlan>,
+    var: &str,
+    label: &str,
+    rows: Option<&Arc<Vec<u32>>>,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    if let Some(scan) = plan.as_any().downcast_ref::<NodeScanExec>() {
+        if scan.var != var || scan.labels != [label] {
+            return Ok(None);
+        }
+        return Ok(Some(Arc::new(NodeScanExec {
+            labels: scan.labels.clone(),
+            lookup: scan.lookup.clone(),
+            restrict: rows.cloned(),
+            var: scan.var.clone(),
+            source: scan.source.clone(),
+            properties: scan.properties.clone(),
+        })));
+    }
+    let children = plan.children();
+    if !row_by_row(plan.as_ref()) || children.len() != 1 {
+        return Ok(None);
+    }
+    match restrict_scan(children[0], var, label, rows)? {
+        Some(child) => Ok(Some(plan.clone().with_new_children(vec![child])?)),
+        None => Ok(None),
     }
 }
 
@@ -569,6 +677,7 @@ impl ExtensionPlanner for GraphExtensionPlanner {
             return Ok(Some(Arc::new(NodeScanExec {
                 labels: scan.labels.clone(),
                 lookup: scan.lookup.clone(),
+                restrict: None,
                 var: scan.var.clone(),
                 source: scan.source.0.clone(),
                 properties: properties(schema),

@@ -612,11 +612,11 @@ impl<'a> Lowering<'a> {
         Ok(state)
     }
 
-    /// An inline property of a scanned node, or a WHERE equality on it, whose value is an
-    /// integer or text literal (or parameter): the scan may find its rows by index (the
-    /// filters on inline properties and WHERE still apply). Nothing is evaluated: this runs
-    /// for every pattern, so anything but a literal is left to the scan.
-    fn scan_lookup(&self, node: &ast::NodePattern) -> Option<(String, ScalarValue)> {
+    /// An inline property of a scanned node, or a WHERE equality or IN list on it, whose
+    /// values are integer or text literals (or parameters): the scan may find its rows by
+    /// index (the filters on inline properties and WHERE still apply). Nothing is evaluated:
+    /// this runs for every pattern, so anything but a literal is left to the scan.
+    fn scan_lookup(&self, node: &ast::NodePattern) -> Option<(String, Vec<ScalarValue>)> {
         let inline = match &node.properties {
             Some(ast::Expr {
                 kind: ExprKind::Map(entries),
@@ -631,23 +631,37 @@ impl<'a> Lowering<'a> {
             .iter()
             .cloned()
             .chain(from_where)
-            .find_map(|(key, value)| match self.convert_constant(&value).ok()? {
-                Expr::Literal(
-                    v @ (ScalarValue::Int64(Some(_))
-                    | ScalarValue::Int32(Some(_))
-                    | ScalarValue::Utf8(Some(_))),
-                    _,
-                ) => Some((key, v)),
-                _ => None,
+            .find_map(|(key, value)| {
+                let key_value = |e: &ast::Expr| match self.convert_constant(e).ok()? {
+                    Expr::Literal(
+                        v @ (ScalarValue::Int64(Some(_))
+                        | ScalarValue::Int32(Some(_))
+                        | ScalarValue::Utf8(Some(_))),
+                        _,
+                    ) => Some(v),
+                    _ => None,
+                };
+                let values = match &value.kind {
+                    ExprKind::List(items) if items.len() <= MAX_LOOKUP_VALUES => {
+                        items.iter().map(key_value).collect::<Option<Vec<_>>>()?
+                    }
+                    ExprKind::List(_) => return None,
+                    _ => vec![key_value(&value)?],
+                };
+                Some((key, values))
             })
     }
 
-    /// The first WHERE equality on the node's variable: (property, value).
+    /// The first WHERE equality on the node's variable, else its first IN list of constants:
+    /// (property, value or list).
     fn where_equality(&self, node: &ast::NodePattern) -> Option<(&String, &ast::Expr)> {
         let var = &node.variable.as_ref()?.name;
-        self.where_equalities
-            .iter()
-            .find(|(v, ..)| v == var)
+        let mut on_var = self.where_equalities.iter().filter(|(v, ..)| v == var);
+        let list = |(_, _, e): &&(String, String, ast::Expr)| matches!(e.kind, ExprKind::List(_));
+        on_var
+            .clone()
+            .find(|c| !list(c))
+            .or_else(|| on_var.find(list))
             .map(|(_, property, value)| (property, value))
     }
 
@@ -743,8 +757,11 @@ pub(crate) struct ChainLabels {
 }
 
 /// Can an edge of `edge` connect a `left` node to a `right` node, written in `direction`?
+/// Values an IN list may hold to be looked up (a longer list is filtered row by row).
+const MAX_LOOKUP_VALUES: usize = 4096;
+
 /// The `var.property = constant` conjuncts of a WHERE (either side), the constant a literal
-/// or a parameter.
+/// or a parameter, and the `var.property IN [constants]` ones.
 fn equalities(predicate: &ast::Expr) -> Vec<(String, String, ast::Expr)> {
     fn property_of(e: &ast::Expr) -> Option<(String, String)> {
         match &e.kind {
@@ -766,6 +783,13 @@ fn equalities(predicate: &ast::Expr) -> Vec<(String, String, ast::Expr)> {
             ExprKind::Binary(ast::BinaryOp::And, left, right) => {
                 stack.push(right);
                 stack.push(left);
+            }
+            ExprKind::Binary(ast::BinaryOp::In, left, right) => {
+                if let (Some((v, p)), ExprKind::List(items)) = (property_of(left), &right.kind)
+                    && items.iter().all(constant)
+                {
+                    out.push((v, p, (**right).clone()));
+                }
             }
             ExprKind::Comparison(left, rest) if rest.len() == 1 => {
                 let (op, right) = &rest[0];

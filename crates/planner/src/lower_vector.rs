@@ -131,7 +131,8 @@ impl Lowering<'_> {
                 metric,
                 k: limit,
                 threshold,
-                index: index.map(|i| i.name),
+                // An index ranks by its own metric: another one is searched exactly.
+                index: index.filter(|i| i.params.metric == metric).map(|i| i.name),
                 table_rows: self.source.node_count(label).unwrap_or(0),
             };
             let source = crate::source::SourceRef(self.source.clone());

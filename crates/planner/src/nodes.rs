@@ -163,9 +163,10 @@ pub struct NodeScan {
     pub labels: Vec<String>,
     pub var: String,
     pub schema: DFSchemaRef,
-    /// `(property, value)`: only rows whose property equals the value are needed (an inline
-    /// `{k: v}` of the start node), so an index may find them instead of a scan.
-    pub lookup: Option<(String, datafusion::common::ScalarValue)>,
+    /// `(property, values)`: only rows whose property equals one of the values are needed (an
+    /// inline `{k: v}` of the start node, a WHERE equality or IN list), so an index may find
+    /// them instead of a scan.
+    pub lookup: Option<(String, Vec<datafusion::common::ScalarValue>)>,
     /// The snapshot the scan reads.
     pub source: SourceRef,
 }
@@ -210,7 +211,13 @@ impl UserDefinedLogicalNodeCore for NodeScan {
             own_columns(&self.schema, 0)
         )?;
         match &self.lookup {
-            Some((property, value)) => write!(f, " lookup {property} = {value}"),
+            Some((property, values)) => match values.as_slice() {
+                [value] => write!(f, " lookup {property} = {value}"),
+                _ => {
+                    let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+                    write!(f, " lookup {property} IN [{}]", values.join(", "))
+                }
+            },
             None => Ok(()),
         }
     }

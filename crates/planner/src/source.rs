@@ -202,6 +202,8 @@ pub struct VectorIndexInfo {
 pub trait SnapshotVectorIndex: Debug + Send + Sync {
     /// Table rows of this snapshot the index does not cover.
     fn uncovered(&self) -> &[std::ops::Range<u32>];
+    /// The candidates a search keeps (`ef_search`): a search for more rows keeps that many.
+    fn ef_search(&self) -> usize;
     /// Up to `k` covered table rows near `query`, nearest first, among those `accept` takes.
     fn search(
         &self,

@@ -6,18 +6,23 @@
 //! threshold). Scores are always computed exactly from the stored f32 vectors, so the index
 //! only decides *which* rows are ranked, never their scores.
 //!
-//! Strategy, chosen when the operator runs (it then knows exactly how many candidates there
-//! are, which a plan-time estimate only approximates):
+//! Strategy:
 //! - no index on the property: exact over the candidates;
 //! - `AnnScan` with an index: the index's search, plus an exact search of the rows the index
 //!   does not cover at this snapshot (appended or rewritten since it was built);
-//! - `VectorTopK` with an index: exact when at most [`EXACT_MAX_CANDIDATES`] distinct nodes
-//!   reach it (a filter or a graph pattern narrowed them), else the index's filtered search
+//! - `VectorTopK` with an index, over an input whose scan of the ranked variable can be
+//!   limited to chosen rows (reached through row-by-row operators; decided when the plan is
+//!   built and shown by EXPLAIN): ANN-first, the index's nearest rows through the input,
+//!   widened from the share of them that qualified (a sample of the input's selectivity near
+//!   the query) or, when that predicts too wide a search, filter-first;
+//! - `VectorTopK` filter- or graph-first: the whole input; exact when at most
+//!   [`EXACT_MAX_CANDIDATES`] distinct nodes reach it, else the index's filtered search
 //!   restricted to the candidates.
 //!
 //! A search never comes back short: when the index returns fewer than k rows although more
 //! candidates exist (a selective filter can cut the HNSW graph apart), the candidates are
-//! ranked exactly instead.
+//! ranked exactly instead, and ANN-first ends only when no row it left out can rank above
+//! the k it found.
 
 use std::any::Any;
 use std::cmp::Ordering;
@@ -30,7 +35,7 @@ use arrow::array::{
 };
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::{DataType, Field, Float32Type, SchemaRef};
-use contextdb_vector::Metric;
+use contextdb_vector::{Metric, Scorer};
 use datafusion::common::{DFSchemaRef, Result, ScalarValue, exec_err, internal_err, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
@@ -51,6 +56,21 @@ use crate::source::{Chunked, GraphSource, NodeTableInfo, SourceRef};
 /// filtered search over 10% of 63,666 rows 3.5 ms, so the two meet near 8,000 candidates
 /// (docs/vectors.md, "Measurements").
 pub const EXACT_MAX_CANDIDATES: usize = 8192;
+
+/// ANN-first (`VectorTopK` over an input that can be limited to the rows the index finds):
+/// the first round searches `k ×` [`ANN_FIRST_WIDTH`] rows, at least [`ANN_FIRST_MIN_ROWS`]
+/// (usearch searches that many at the cost of its default `ef_search` anyway). A round that
+/// finds fewer than k estimates the width needed from the share that qualified, times
+/// [`ANN_FIRST_MARGIN`]; above [`ANN_FIRST_MAX_ROWS`] the search goes filter-first instead:
+/// an HNSW search of that many rows costs about what a filter over the Debian table does
+/// (docs/vectors.md, "Measurements").
+pub const ANN_FIRST_WIDTH: usize = 4;
+pub const ANN_FIRST_MIN_ROWS: usize = 64;
+pub const ANN_FIRST_MARGIN: f64 = 2.0;
+pub const ANN_FIRST_MAX_ROWS: usize = 1024;
+
+/// The most rows a filtered index search asks for (its beam, widened for a selective filter).
+pub const FILTERED_MAX_BEAM: usize = 4096;
 
 /// Heap slots reserved up front for a top-k (more grow as rows come).
 const RANK_RESERVE: usize = 1024;
@@ -152,7 +172,12 @@ impl PartialOrd for AnnScan {
 
 fn explain_strategy(spec: &VectorSpec, f: &mut fmt::Formatter, leaf: bool) -> fmt::Result {
     match (&spec.index, leaf) {
-        (None, _) => write!(f, ", exact: no vector index, {} rows", spec.table_rows),
+        (None, _) => write!(
+            f,
+            ", exact: no {} vector index, {} rows",
+            spec.metric.as_str(),
+            spec.table_rows
+        ),
         (Some(name), true) => write!(
             f,
             ", index {name} over {} rows (rows it does not cover exactly)",
@@ -165,6 +190,20 @@ fn explain_strategy(spec: &VectorSpec, f: &mut fmt::Formatter, leaf: bool) -> fm
             spec.table_rows
         ),
     }
+}
+
+/// The ANN-first part of a `VectorTopKExec` line, before the filter-first strategy it falls
+/// back to.
+fn explain_ann_first(spec: &VectorSpec, name: &str, f: &mut fmt::Formatter) -> fmt::Result {
+    let first = (spec.k * ANN_FIRST_WIDTH)
+        .max(ANN_FIRST_MIN_ROWS)
+        .min(spec.table_rows);
+    write!(
+        f,
+        ", ann-first (unless a lookup finds at most {ANN_FIRST_MAX_ROWS} rows): index {name}'s \
+         nearest {first} rows through the input, widened while the share that qualifies \
+         predicts k within {ANN_FIRST_MAX_ROWS} rows; else filter-first"
+    )
 }
 
 impl UserDefinedLogicalNodeCore for AnnScan {
@@ -360,13 +399,20 @@ struct Searched {
     scored_exactly: usize,
     index_searches: usize,
     fallbacks: usize,
+    /// ANN-first rounds run, and whether the search then went filter- or graph-first.
+    ann_first_rounds: usize,
+    ann_first_abandoned: usize,
+    /// The share of the searched rows that qualified in the last round that fell short.
+    sampled_selectivity: Option<f64>,
+    /// The rows the ranked variable's lookup found, when it has one (an upper bound on the
+    /// candidates).
+    lookup_bound: Option<usize>,
 }
 
 /// Ranks `rows` (every row when None) exactly, keeping the best `k`.
 fn rank_exactly(
     vectors: &Vectors,
-    query: &[f64],
-    metric: Metric,
+    scorer: &Scorer,
     k: usize,
     rows: impl Iterator<Item = u32>,
     searched: &mut Searched,
@@ -375,7 +421,7 @@ fn rank_exactly(
     for row in rows {
         searched.scored_exactly += 1;
         let Some(v) = vectors.get(row) else { continue };
-        let Some((score, distance)) = contextdb_vector::score(metric, v, query) else {
+        let Some((score, distance)) = scorer.score(v) else {
             continue;
         };
         let r = Ranked {
@@ -416,6 +462,7 @@ fn rank(
             vectors.dimension
         );
     }
+    let scorer = Scorer::new(spec.metric, query);
     let n = rows.num_rows() as u32;
     // No more rows than the table has can be ranked (and LIMIT may be any size).
     let k = spec.k.min(n as usize);
@@ -435,7 +482,11 @@ fn rank(
             ),
         }
     };
-    let index = source.vector_index(&spec.label, &spec.property)?;
+    // Only the index the plan was made for (of the query's metric).
+    let index = match spec.index {
+        Some(_) => source.vector_index(&spec.label, &spec.property)?,
+        None => None,
+    };
     let use_index = match (&index, candidates) {
         (None, _) => false,
         (Some(_), None) => true,
@@ -443,11 +494,21 @@ fn rank(
     };
     let mut ranked = if let (true, Some(index)) = (use_index, index) {
         searched.index_searches += 1;
-        let q32: Vec<f32> = query.iter().map(|v| *v as f32).collect();
+        let q32: Vec<f32> = scorer.query().iter().map(|v| *v as f32).collect();
         let accept = |row: u32| candidates.is_none_or(|(flags, _)| flags[row as usize]);
         let hits = match candidates {
             None => index.search(&q32, k, None)?,
-            Some(_) => index.search(&q32, k, Some(&accept))?,
+            Some(_) => {
+                // A filtered search walks past nodes that do not qualify: its beam is widened
+                // by the share that does, so it keeps as many qualifying candidates as an
+                // unfiltered search keeps rows (the extra rows found are ranked exactly).
+                let beam = index.ef_search().max(k) as f64 * f64::from(n) / count.max(1) as f64;
+                index.search(
+                    &q32,
+                    (beam.ceil() as usize).clamp(k, FILTERED_MAX_BEAM),
+                    Some(&accept),
+                )?
+            }
         };
         // Rows the index does not cover, and those it found, ranked together exactly.
         let uncovered = index
@@ -457,8 +518,7 @@ fn rank(
             .filter(|row| accept(*row));
         let found = rank_exactly(
             &vectors,
-            &query,
-            spec.metric,
+            &scorer,
             k,
             hits.into_iter().chain(uncovered),
             searched,
@@ -466,12 +526,12 @@ fn rank(
         if found.len() < k.min(count) {
             // Short: the index could not reach k candidates. Rank them all instead.
             searched.fallbacks += 1;
-            rank_exactly(&vectors, &query, spec.metric, k, all(candidates), searched)
+            rank_exactly(&vectors, &scorer, k, all(candidates), searched)
         } else {
             found
         }
     } else {
-        rank_exactly(&vectors, &query, spec.metric, k, all(candidates), searched)
+        rank_exactly(&vectors, &scorer, k, all(candidates), searched)
     };
     if let Some(t) = spec.threshold {
         ranked.retain(|r| r.score >= t.0);
@@ -507,6 +567,18 @@ fn record(metrics: &ExecutionPlanMetricsSet, searched: &Searched) {
     counter("rows_scored_exactly", searched.scored_exactly);
     counter("index_searches", searched.index_searches);
     counter("short_index_fallbacks", searched.fallbacks);
+    counter("ann_first_rounds", searched.ann_first_rounds);
+    counter("ann_first_abandoned", searched.ann_first_abandoned);
+    if let Some(bound) = searched.lookup_bound {
+        MetricBuilder::new(metrics)
+            .global_gauge("lookup_rows")
+            .set(bound);
+    }
+    if let Some(share) = searched.sampled_selectivity {
+        MetricBuilder::new(metrics)
+            .global_gauge("sampled_selectivity_permille")
+            .set((share * 1000.0).round() as usize);
+    }
 }
 
 /// Runs [`AnnScan`].
@@ -601,6 +673,9 @@ impl DisplayAs for VectorTopKExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "VectorTopKExec: by ")?;
         self.spec.describe(f)?;
+        if let (true, Some(name)) = (self.ann_first(), &self.spec.index) {
+            explain_ann_first(&self.spec, name, f)?;
+        }
         explain_strategy(&self.spec, f, false)
     }
 }
@@ -647,50 +722,70 @@ impl ExecutionPlan for VectorTopKExec {
         if partition != 0 {
             return internal_err!("VectorTopKExec has one partition, asked for {partition}");
         }
-        let input = self.input.execute(0, context)?;
-        let input_schema = self.input.schema();
         let schema = self.schema();
-        let (source, spec, metrics, ord_index) = (
+        let (input, source, spec, metrics, ord_index) = (
+            self.input.clone(),
             self.source.clone(),
             self.spec.clone(),
             self.metrics.clone(),
             self.ord_index,
         );
+        let ann_first = self.ann_first();
         let out = schema.clone();
         let batch = futures::stream::once(async move {
             source
                 .prepare_vector_search(&spec.label, &spec.property)
                 .await?;
-            let batches: Vec<RecordBatch> = input.try_collect().await?;
-            let all = concat_batches(&input_schema, &batches)?;
+            let input_schema = input.schema();
             let offset = source.node_offset(&spec.label)?;
             let table_rows = source.node_count(&spec.label)? as u32;
-            // The table row of each input row's node (None: another label, or no node).
-            let ords = all
-                .column(ord_index)
-                .as_primitive::<arrow::datatypes::UInt32Type>();
-            let rows: Vec<Option<u32>> = ords
-                .iter()
-                .map(|o| {
-                    o.and_then(|o| o.checked_sub(offset))
-                        .filter(|r| *r < table_rows)
-                })
-                .collect();
-            let mut flags = vec![false; table_rows as usize];
-            let mut distinct = 0;
-            for r in rows.iter().flatten() {
-                if !flags[*r as usize] {
-                    flags[*r as usize] = true;
-                    distinct += 1;
-                }
-            }
+            let candidates = |all: &RecordBatch| {
+                Candidates::of(all.column(ord_index).as_ref(), offset, table_rows)
+            };
             let mut searched = Searched::default();
-            let ranked = rank(
-                source.as_ref(),
-                &spec,
-                Some((&flags, distinct)),
-                &mut searched,
-            )?;
+            let index = source.vector_index(&spec.label, &spec.property)?;
+            // A lookup that finds few rows bounds the candidates before anything runs: then
+            // the whole input costs no more than one ANN-first round would.
+            let bound = match ann_first {
+                true => crate::exec::lookup_bound(&input, &spec.var, &spec.label)?,
+                false => None,
+            };
+            searched.lookup_bound = bound;
+            let first = match (
+                index,
+                ann_first && bound.is_none_or(|b| b > ANN_FIRST_MAX_ROWS),
+            ) {
+                (Some(index), true) => {
+                    search_first(
+                        source.as_ref(),
+                        &spec,
+                        index.as_ref(),
+                        &input,
+                        &context,
+                        &candidates,
+                        &mut searched,
+                    )
+                    .await?
+                }
+                _ => None,
+            };
+            let (all, found, ranked) = match first {
+                Some(done) => done,
+                None => {
+                    // Filter- or graph-first: the whole input, then its candidates ranked.
+                    let batches: Vec<RecordBatch> =
+                        input.execute(0, context.clone())?.try_collect().await?;
+                    let all = concat_batches(&input_schema, &batches)?;
+                    let found = candidates(&all)?;
+                    let ranked = rank(
+                        source.as_ref(),
+                        &spec,
+                        Some((&found.flags, found.distinct)),
+                        &mut searched,
+                    )?;
+                    (all, found, ranked)
+                }
+            };
             record(&metrics, &searched);
             let by_row: HashMap<u32, (usize, Ranked)> = ranked
                 .iter()
@@ -699,7 +794,8 @@ impl ExecutionPlan for VectorTopKExec {
                 .collect();
             // The input rows of the ranked nodes, best node first, input order among a node's
             // rows; at most k.
-            let mut picked: Vec<(usize, usize)> = rows
+            let mut picked: Vec<(usize, usize)> = found
+                .rows
                 .iter()
                 .enumerate()
                 .filter_map(|(i, r)| Some((by_row.get(&(*r)?)?.0, i)))
@@ -718,6 +814,133 @@ impl ExecutionPlan for VectorTopKExec {
             )?)
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batch)))
+    }
+}
+
+impl VectorTopKExec {
+    /// Whether the search may go first: an index was there at planning, and the ranked
+    /// variable's scan is reached through row-by-row operators (so the input can be run over
+    /// the nodes the index found).
+    fn ann_first(&self) -> bool {
+        self.spec.index.is_some()
+            && matches!(
+                crate::exec::restrict_scan(&self.input, &self.spec.var, &self.spec.label, None),
+                Ok(Some(_))
+            )
+    }
+}
+
+/// The nodes of the ranked label among the input rows.
+struct Candidates {
+    /// The table row of each input row's node (None: another label, or no node).
+    rows: Vec<Option<u32>>,
+    /// A flag per table row: a candidate.
+    flags: Vec<bool>,
+    distinct: usize,
+}
+
+impl Candidates {
+    fn of(ords: &dyn Array, offset: u32, table_rows: u32) -> Result<Candidates> {
+        let Some(ords) = ords.as_primitive_opt::<arrow::datatypes::UInt32Type>() else {
+            return internal_err!("the ranked variable's ordinals are not UInt32");
+        };
+        let rows: Vec<Option<u32>> = ords
+            .iter()
+            .map(|o| {
+                o.and_then(|o| o.checked_sub(offset))
+                    .filter(|r| *r < table_rows)
+            })
+            .collect();
+        let mut flags = vec![false; table_rows as usize];
+        let mut distinct = 0;
+        for r in rows.iter().flatten() {
+            if !flags[*r as usize] {
+                flags[*r as usize] = true;
+                distinct += 1;
+            }
+        }
+        Ok(Candidates {
+            rows,
+            flags,
+            distinct,
+        })
+    }
+}
+
+/// ANN-first: the `width` nearest rows by the index (and every row it does not cover) go
+/// through the input, which keeps those that qualify; the k best of them are the answer when
+/// the k-th is at least as near as the farthest row searched (no row left out can rank above
+/// it). Else the round is a sample: from the share of rows that qualified, the width that
+/// should find k is estimated, and the search widens to it, unless that is more than
+/// [`ANN_FIRST_MAX_ROWS`], where running the whole input (filter- or graph-first) costs less.
+/// None: go filter- or graph-first.
+async fn search_first(
+    source: &dyn GraphSource,
+    spec: &VectorSpec,
+    index: &dyn crate::source::SnapshotVectorIndex,
+    input: &Arc<dyn ExecutionPlan>,
+    context: &Arc<TaskContext>,
+    candidates: &(dyn Fn(&RecordBatch) -> Result<Candidates> + Sync),
+    searched: &mut Searched,
+) -> Result<Option<(RecordBatch, Candidates, Vec<Ranked>)>> {
+    let rows = source.node_rows(&spec.label)?;
+    let vectors = Vectors::new(&rows, &spec.property)?;
+    let n = rows.num_rows();
+    let k = spec.k.min(n);
+    if k == 0 || vectors.dimension != spec.query.len() {
+        // Nothing to find, or an error the filter-first path reports.
+        return Ok(None);
+    }
+    let scorer = Scorer::new(spec.metric, spec.query());
+    let q32: Vec<f32> = scorer.query().iter().map(|v| *v as f32).collect();
+    let uncovered: Vec<u32> = index.uncovered().iter().flat_map(|r| r.clone()).collect();
+    let mut width = (k * ANN_FIRST_WIDTH).max(ANN_FIRST_MIN_ROWS).min(n);
+    loop {
+        searched.index_searches += 1;
+        searched.ann_first_rounds += 1;
+        let hits = index.search(&q32, width, None)?;
+        let mut limit: Vec<u32> = hits.iter().chain(&uncovered).copied().collect();
+        limit.sort_unstable();
+        limit.dedup();
+        let sample = limit.len();
+        let Some(plan) =
+            crate::exec::restrict_scan(input, &spec.var, &spec.label, Some(&Arc::new(limit)))?
+        else {
+            return internal_err!("VectorTopK's input can no longer be limited to rows");
+        };
+        let batches: Vec<RecordBatch> = plan.execute(0, context.clone())?.try_collect().await?;
+        let all = concat_batches(&input.schema(), &batches)?;
+        let found = candidates(&all)?;
+        searched.candidates = found.distinct;
+        let qualified = found
+            .flags
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| **f)
+            .map(|(r, _)| r as u32);
+        let mut ranked = rank_exactly(&vectors, &scorer, k, qualified, searched);
+        // The farthest row the search returned, by its exact score.
+        let farthest = hits
+            .iter()
+            .filter_map(|r| scorer.score(vectors.get(*r)?))
+            .map(|(score, _)| score)
+            .min_by(f64::total_cmp);
+        let complete = ranked.len() == k && farthest.is_none_or(|f| ranked[k - 1].score >= f);
+        if complete {
+            if let Some(t) = spec.threshold {
+                ranked.retain(|r| r.score >= t.0);
+            }
+            return Ok(Some((all, found, ranked)));
+        }
+        // The round as a sample of the input's selectivity (half a row when none qualified).
+        let share = (found.distinct as f64).max(0.5) / sample.max(1) as f64;
+        let needed = (k as f64 / share * ANN_FIRST_MARGIN).ceil() as usize;
+        searched.sampled_selectivity = Some(share);
+        if width >= n || needed > ANN_FIRST_MAX_ROWS {
+            searched.ann_first_abandoned += 1;
+            return Ok(None);
+        }
+        width = needed.max(width * 2).min(n);
     }
 }
 
@@ -825,15 +1048,33 @@ mod tests {
             Some([0.0, 0.0]),
         ]);
         let mut s = Searched::default();
-        let top = rank_exactly(&v, &[1.0, 0.0], Metric::Cosine, 2, 0..5, &mut s);
+        let top = rank_exactly(
+            &v,
+            &Scorer::new(Metric::Cosine, vec![1.0, 0.0]),
+            2,
+            0..5,
+            &mut s,
+        );
         let rows: Vec<u32> = top.iter().map(|r| r.row).collect();
         assert_eq!(rows, vec![0, 3]);
         assert_eq!(s.scored_exactly, 5);
         // A zero vector has no cosine; a null has no vector: neither is ranked.
-        let all = rank_exactly(&v, &[1.0, 0.0], Metric::Cosine, 10, 0..5, &mut s);
+        let all = rank_exactly(
+            &v,
+            &Scorer::new(Metric::Cosine, vec![1.0, 0.0]),
+            10,
+            0..5,
+            &mut s,
+        );
         assert_eq!(all.len(), 3);
         // Equal scores keep table order.
-        let l2 = rank_exactly(&v, &[0.5, 0.5], Metric::L2, 2, 0..5, &mut s);
+        let l2 = rank_exactly(
+            &v,
+            &Scorer::new(Metric::L2, vec![0.5, 0.5]),
+            2,
+            0..5,
+            &mut s,
+        );
         assert_eq!(l2.iter().map(|r| r.row).collect::<Vec<_>>(), vec![0, 2]);
     }
 
