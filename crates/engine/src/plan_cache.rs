@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
@@ -29,11 +30,13 @@ pub const PLAN_CACHE_MAX_TEXT: usize = 16 * 1024;
 /// tier's eviction generation.
 pub(crate) type PlanVersion = (u64, u64);
 
-/// A statement's text and its parameters, as a cache key.
+/// A statement's text and its parameters (by name), as a cache key. The values are kept as
+/// they are, not printed: a 384-number query vector printed for every statement cost as much
+/// as the rest of an indexed search.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PlanKey {
     text: String,
-    params: String,
+    params: Vec<(String, ScalarValue)>,
 }
 
 impl PlanKey {
@@ -42,11 +45,12 @@ impl PlanKey {
         if text.len() > PLAN_CACHE_MAX_TEXT {
             return None;
         }
-        let mut params: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-        params.sort();
+        let mut params: Vec<(String, ScalarValue)> =
+            params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
         Some(PlanKey {
             text: text.to_string(),
-            params: params.join("\u{1}"),
+            params,
         })
     }
 }

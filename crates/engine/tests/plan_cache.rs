@@ -81,6 +81,19 @@ async fn a_repeated_read_reuses_its_plan_and_sees_every_commit() {
         let params = HashMap::from([("id".to_string(), serde_json::json!(id))]);
         assert_eq!(ints(&db, text, &params).await, [id + 1]);
     }
+    // Lists too, and a key holds every parameter by name (values kept, not printed).
+    let text = "RETURN toInteger($v[1] + $w) AS x";
+    for (v, w, x) in [
+        (vec![1.0, 2.0], 1, 3),
+        (vec![1.0, 5.0], 1, 6),
+        (vec![1.0, 2.0], 2, 4),
+    ] {
+        let params = HashMap::from([
+            ("v".to_string(), serde_json::json!(v)),
+            ("w".to_string(), serde_json::json!(w)),
+        ]);
+        assert_eq!(ints(&db, text, &params).await, [x]);
+    }
     db.shutdown().await;
 }
 

@@ -56,6 +56,21 @@ fn exact(k: usize) -> String {
     format!("SELECT id FROM \"Doc\" ORDER BY cosine_similarity(emb, {QUERY}) DESC, id LIMIT {k}")
 }
 
+/// The top-k search among the documents whose id is a multiple of `modulus`, and its exact
+/// answer by SQL.
+fn every_nth(modulus: u64, k: usize) -> (String, String) {
+    (
+        format!(
+            "MATCH (d:Doc) WHERE d.id % {modulus} = 0 VECTOR SIMILAR TO {QUERY} LIMIT {k} \
+             RETURN d.id"
+        ),
+        format!(
+            "SELECT id FROM \"Doc\" WHERE id % {modulus} = 0 ORDER BY \
+             cosine_similarity(emb, {QUERY}) DESC, id LIMIT {k}"
+        ),
+    )
+}
+
 fn recall(found: &[String], truth: &[String]) -> f64 {
     let hits = found.iter().filter(|f| truth.contains(f)).count();
     hits as f64 / truth.len() as f64
@@ -154,22 +169,9 @@ async fn every_snapshot_gets_correct_answers() {
     assert_eq!(then, at_build);
     // Filtered: the k best of the rows that pass, at any selectivity.
     for modulus in [2, 10, 100] {
-        let found = ids(
-            &db,
-            &format!(
-                "MATCH (d:Doc) WHERE d.id % {modulus} = 0 VECTOR SIMILAR TO {QUERY} LIMIT 5 \
-                 RETURN d.id"
-            ),
-        )
-        .await;
-        let truth = ids(
-            &db,
-            &format!(
-                "SELECT id FROM \"Doc\" WHERE id % {modulus} = 0 ORDER BY \
-                 cosine_similarity(emb, {QUERY}) DESC, id LIMIT 5"
-            ),
-        )
-        .await;
+        let (filtered, exact) = every_nth(modulus, 5);
+        let found = ids(&db, &filtered).await;
+        let truth = ids(&db, &exact).await;
         assert_eq!(found.len(), 5, "1/{modulus}: {found:?}");
         assert!(
             recall(&found, &truth) >= 0.8,
@@ -337,19 +339,9 @@ async fn a_filter_is_searched_ann_first_and_widens_or_goes_filter_first_by_its_s
     insert_docs(&db, 3001, 100).await;
     // (modulus, rounds at least, rounds at most, went filter-first)
     for (modulus, least, most, abandoned) in [(2, 1, 1, 0), (10, 1, 3, 0), (1000, 1, 3, 1)] {
-        let filtered = format!(
-            "MATCH (d:Doc) WHERE d.id % {modulus} = 0 VECTOR SIMILAR TO {QUERY} LIMIT 3 \
-             RETURN d.id"
-        );
+        let (filtered, exact) = every_nth(modulus, 3);
         let found = ids(&db, &filtered).await;
-        let truth = ids(
-            &db,
-            &format!(
-                "SELECT id FROM \"Doc\" WHERE id % {modulus} = 0 ORDER BY \
-                 cosine_similarity(emb, {QUERY}) DESC, id LIMIT 3"
-            ),
-        )
-        .await;
+        let truth = ids(&db, &exact).await;
         assert_eq!(found.len(), 3, "1/{modulus}: {found:?}");
         assert!(
             recall(&found, &truth) >= 0.66,
