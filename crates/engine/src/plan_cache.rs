@@ -31,8 +31,7 @@ pub const PLAN_CACHE_MAX_TEXT: usize = 16 * 1024;
 pub(crate) type PlanVersion = (u64, u64);
 
 /// A statement's text and its parameters (by name), as a cache key. The values are kept as
-/// they are, not printed: a 384-number query vector printed for every statement cost as much
-/// as the rest of an indexed search.
+/// they are, not printed (a query vector has hundreds of numbers).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PlanKey {
     text: String,

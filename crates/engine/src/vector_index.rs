@@ -277,19 +277,12 @@ impl VectorIndexes {
         let params = def.params()?;
         let added = keys.len();
         let started = std::time::Instant::now();
-        let done = Arc::new(AtomicU64::new(0));
-        let counter = done.clone();
-        let work = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
+        let index = indexing("vector index extension", added, progress, move |report| {
             let index = HnswIndex::load(&path, params)?;
-            index.extend(&keys, &vectors, &|n| {
-                counter.store(n as u64, Ordering::Relaxed)
-            })?;
+            index.extend(&keys, &vectors, report)?;
             Ok(index)
-        });
-        let index = reporting(work, &done, added as u64, progress)
-            .await
-            .map_err(|e| Error::internal(format!("vector index extension: {e}")))?
-            .map_err(|e| Error::new(ErrorKind::Execution, e))?;
+        })
+        .await?;
         self.extensions.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             index = def.name,
@@ -313,17 +306,10 @@ impl VectorIndexes {
         let (dimension, keys, vectors) = vectors_of(data, column, None)?;
         let started = std::time::Instant::now();
         let rows = keys.len();
-        let done = Arc::new(AtomicU64::new(0));
-        let counter = done.clone();
-        let work = tokio::task::spawn_blocking(move || {
-            HnswIndex::build(params, dimension, &keys, &vectors, &|n| {
-                counter.store(n as u64, Ordering::Relaxed)
-            })
-        });
-        let index = reporting(work, &done, rows as u64, progress)
-            .await
-            .map_err(|e| Error::internal(format!("vector index build: {e}")))?
-            .map_err(|e| Error::new(ErrorKind::Execution, e))?;
+        let index = indexing("vector index build", rows, progress, move |report| {
+            HnswIndex::build(params, dimension, &keys, &vectors, report)
+        })
+        .await?;
         self.builds.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             index = name,
@@ -391,24 +377,33 @@ impl VectorIndexes {
 /// How often a long index build or extension reports its progress.
 const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Awaits index work running on a blocking thread, passing `done` (which the work advances) of
-/// `total` rows to `progress` every [`PROGRESS_INTERVAL`] and once at the end.
-async fn reporting<T>(
-    mut work: tokio::task::JoinHandle<T>,
-    done: &AtomicU64,
-    total: u64,
+/// Runs index work (`what`) of `total` rows on a blocking thread; the rows it reports done
+/// go to `progress` every [`PROGRESS_INTERVAL`] and once at the end. A failure of the work is
+/// an execution error, a panic an internal one.
+async fn indexing<T: Send + 'static>(
+    what: &str,
+    total: usize,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
-) -> std::result::Result<T, tokio::task::JoinError> {
+    work: impl FnOnce(&(dyn Fn(usize) + Sync)) -> std::result::Result<T, String> + Send + 'static,
+) -> Result<T> {
+    let done = Arc::new(AtomicU64::new(0));
+    let counter = done.clone();
+    let mut work =
+        tokio::task::spawn_blocking(move || work(&|n| counter.store(n as u64, Ordering::Relaxed)));
+    let total = total as u64;
     let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
-    loop {
+    let finished = loop {
         tokio::select! {
             finished = &mut work => {
                 progress(total, total);
-                return finished;
+                break finished;
             }
             _ = tick.tick() => progress(done.load(Ordering::Relaxed).min(total), total),
         }
-    }
+    };
+    finished
+        .map_err(|e| Error::internal(format!("{what}: {e}")))?
+        .map_err(|e| Error::new(ErrorKind::Execution, e))
 }
 
 /// The location of `data`'s table, without a trailing slash.

@@ -146,47 +146,76 @@ impl ExecutionPlan for NodeScanExec {
     }
 }
 
-/// The rows of `label` whose `property` is one of `values`, ascending, by its property index;
-/// None when it has none (the caller scans).
+/// The rows of `label` whose `property` is one of `values`, per distinct value (so no row
+/// twice), by its property index; None when it has none (the caller scans).
+fn lookup_parts(
+    source: &dyn GraphSource,
+    label: &str,
+    property: &str,
+    values: &[datafusion::common::ScalarValue],
+) -> Result<Option<Vec<Vec<u32>>>> {
+    let mut seen = std::collections::HashSet::with_capacity(values.len());
+    let mut parts = Vec::with_capacity(values.len());
+    for value in values.iter().filter(|v| seen.insert(*v)) {
+        match source.node_lookup(label, property, value)? {
+            Some(found) => parts.push(found),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(parts))
+}
+
+/// The rows of `label` whose `property` is one of `values`, ascending (see [`lookup_parts`]).
 fn lookup_rows(
     source: &dyn GraphSource,
     label: &str,
     property: &str,
     values: &[datafusion::common::ScalarValue],
 ) -> Result<Option<Vec<u32>>> {
-    let mut rows = Vec::new();
-    for value in values {
-        match source.node_lookup(label, property, value)? {
-            Some(found) => rows.extend(found),
-            None => return Ok(None),
+    Ok(lookup_parts(source, label, property, values)?.map(|parts| {
+        let several = parts.len() > 1;
+        let mut rows = parts.concat();
+        if several {
+            rows.sort_unstable();
         }
-    }
-    if values.len() > 1 {
-        rows.sort_unstable();
-        rows.dedup();
-    }
-    Ok(Some(rows))
+        rows
+    }))
 }
 
-/// How many rows the lookup of `var`'s scan (reached as [`restrict_scan`] reaches it) finds:
-/// an upper bound on the nodes of `var` the plan can produce, known before it runs. None
-/// when the scan has no lookup, has no property index for it, or is not so reached.
+/// How many rows the lookup of `var`'s scan (see [`ranked_scan`]) finds: an upper bound on
+/// the nodes of `var` the plan can produce, known before it runs. None when the scan has no
+/// lookup, has no property index for it, or is not reached row by row.
 pub(crate) fn lookup_bound(
     plan: &Arc<dyn ExecutionPlan>,
     var: &str,
     label: &str,
 ) -> Result<Option<usize>> {
+    let Some(NodeScanExec {
+        lookup: Some((property, values)),
+        source,
+        ..
+    }) = ranked_scan(plan, var, label)
+    else {
+        return Ok(None);
+    };
+    Ok(lookup_parts(source.as_ref(), label, property, values)?
+        .map(|parts| parts.iter().map(Vec::len).sum()))
+}
+
+/// The single-label scan of `var` over `label` in `plan`, when it is reached through
+/// row-by-row operators alone (see [`row_by_row`]): then limiting it to some nodes limits
+/// the plan's output to those nodes' rows and changes no other row.
+pub(crate) fn ranked_scan<'a>(
+    plan: &'a Arc<dyn ExecutionPlan>,
+    var: &str,
+    label: &str,
+) -> Option<&'a NodeScanExec> {
     if let Some(scan) = plan.as_any().downcast_ref::<NodeScanExec>() {
-        return match (&scan.lookup, scan.var == var && scan.labels == [label]) {
-            (Some((property, values)), true) => {
-                Ok(lookup_rows(scan.source.as_ref(), label, property, values)?.map(|r| r.len()))
-            }
-            _ => Ok(None),
-        };
+        return (scan.var == var && scan.labels == [label]).then_some(scan);
     }
     match plan.children().as_slice() {
-        [child] if row_by_row(plan.as_ref()) => lookup_bound(child, var, label),
-        _ => Ok(None),
+        [child] if row_by_row(plan.as_ref()) => ranked_scan(child, var, label),
+        _ => None,
     }
 }
 
@@ -207,37 +236,36 @@ fn row_by_row(plan: &dyn ExecutionPlan) -> bool {
         || any.is::<GraphExpandExec>()
 }
 
-/// `plan` with the scan of `var` (a single-label scan of `label`) limited to the table rows
-/// `rows` (ascending; None: only checks that it can be). None when the scan is not reached
-/// through row-by-row operators alone (an aggregate, a limit, a join on the way), where
-/// limiting it could change other rows.
+/// `plan` with its [`ranked_scan`] of `var` limited to the table rows `rows` (ascending);
+/// None when it has none (an aggregate, a limit, a join on the way).
 pub(crate) fn restrict_scan(
     plan: &Arc<dyn ExecutionPlan>,
     var: &str,
     label: &str,
-    rows: Option<&Arc<Vec<u32>>>,
+    rows: &Arc<Vec<u32>>,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    if ranked_scan(plan, var, label).is_none() {
+        return Ok(None);
+    }
+    limited(plan, rows).map(Some)
+}
+
+/// `plan`, a path that [`ranked_scan`] accepted, with its scan limited to `rows`.
+fn limited(plan: &Arc<dyn ExecutionPlan>, rows: &Arc<Vec<u32>>) -> Result<Arc<dyn ExecutionPlan>> {
     if let Some(scan) = plan.as_any().downcast_ref::<NodeScanExec>() {
-        if scan.var != var || scan.labels != [label] {
-            return Ok(None);
-        }
-        return Ok(Some(Arc::new(NodeScanExec {
+        return Ok(Arc::new(NodeScanExec {
             labels: scan.labels.clone(),
             lookup: scan.lookup.clone(),
-            restrict: rows.cloned(),
+            restrict: Some(rows.clone()),
             var: scan.var.clone(),
             source: scan.source.clone(),
             properties: scan.properties.clone(),
-        })));
+        }));
     }
-    let children = plan.children();
-    if !row_by_row(plan.as_ref()) || children.len() != 1 {
-        return Ok(None);
-    }
-    match restrict_scan(children[0], var, label, rows)? {
-        Some(child) => Ok(Some(plan.clone().with_new_children(vec![child])?)),
-        None => Ok(None),
-    }
+    let [child] = plan.children()[..] else {
+        return internal_err!("a limited scan's path has one child per operator");
+    };
+    plan.clone().with_new_children(vec![limited(child, rows)?])
 }
 
 /// The node columns `fields` (as `NodeScan` names them) of `part`'s rows of one label.

@@ -756,7 +756,6 @@ pub(crate) struct ChainLabels {
     pub(crate) types: Vec<Vec<EdgeTableInfo>>,
 }
 
-/// Can an edge of `edge` connect a `left` node to a `right` node, written in `direction`?
 /// Values an IN list may hold to be looked up (a longer list is filtered row by row).
 const MAX_LOOKUP_VALUES: usize = 4096;
 
@@ -809,6 +808,7 @@ fn equalities(predicate: &ast::Expr) -> Vec<(String, String, ast::Expr)> {
     out
 }
 
+/// Can an edge of `edge` connect a `left` node to a `right` node, written in `direction`?
 fn fits(edge: &EdgeTableInfo, direction: Direction, left: &str, right: &str) -> bool {
     let forward = edge.from == left && edge.to == right;
     let backward = edge.to == left && edge.from == right;

@@ -199,9 +199,7 @@ fn explain_strategy(spec: &VectorSpec, f: &mut fmt::Formatter, leaf: bool) -> fm
 /// The ANN-first part of a `VectorTopKExec` line, before the filter-first strategy it falls
 /// back to.
 fn explain_ann_first(spec: &VectorSpec, name: &str, f: &mut fmt::Formatter) -> fmt::Result {
-    let first = (spec.k * ANN_FIRST_WIDTH)
-        .max(ANN_FIRST_MIN_ROWS)
-        .min(spec.table_rows);
+    let first = first_width(spec.k, spec.table_rows);
     write!(
         f,
         ", ann-first (unless a lookup finds at most {ANN_FIRST_MAX_ROWS} rows): index {name}'s \
@@ -472,20 +470,6 @@ fn rank(
     let k = spec.k.min(n as usize);
     let count = candidates.map_or(n as usize, |(_, c)| c);
     searched.candidates = count;
-    let all = |flags: Option<(&[bool], usize)>| -> Box<dyn Iterator<Item = u32>> {
-        match flags {
-            None => Box::new(0..n),
-            Some((flags, _)) => Box::new(
-                flags
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| **f)
-                    .map(|(r, _)| r as u32)
-                    .collect::<Vec<_>>()
-                    .into_iter(),
-            ),
-        }
-    };
     // Only the index the plan was made for (of the query's metric).
     let index = match spec.index {
         Some(_) => source.vector_index(&spec.label, &spec.property)?,
@@ -498,7 +482,7 @@ fn rank(
     };
     let mut ranked = if let (true, Some(index)) = (use_index, index) {
         searched.index_searches += 1;
-        let q32: Vec<f32> = scorer.query().iter().map(|v| *v as f32).collect();
+        let q32 = index_query(&scorer);
         let accept = |row: u32| candidates.is_none_or(|(flags, _)| flags[row as usize]);
         let hits = match candidates {
             None => index.search(&q32, k, None)?,
@@ -532,12 +516,12 @@ fn rank(
         if found.len() < k.min(count) {
             // Short: the index could not reach k candidates. Rank them all instead.
             searched.fallbacks += 1;
-            rank_exactly(&vectors, &scorer, k, all(candidates), searched)
+            rank_exactly(&vectors, &scorer, k, rows_of(candidates, n), searched)
         } else {
             found
         }
     } else {
-        rank_exactly(&vectors, &scorer, k, all(candidates), searched)
+        rank_exactly(&vectors, &scorer, k, rows_of(candidates, n), searched)
     };
     if let Some(t) = spec.threshold {
         ranked.retain(|r| r.score >= t.0);
@@ -829,10 +813,7 @@ impl VectorTopKExec {
     /// the nodes the index found).
     fn ann_first(&self) -> bool {
         self.spec.index.is_some()
-            && matches!(
-                crate::exec::restrict_scan(&self.input, &self.spec.var, &self.spec.label, None),
-                Ok(Some(_))
-            )
+            && crate::exec::ranked_scan(&self.input, &self.spec.var, &self.spec.label).is_some()
     }
 }
 
@@ -873,6 +854,33 @@ impl Candidates {
     }
 }
 
+/// The table rows flagged in `flags`, ascending.
+fn flagged(flags: &[bool]) -> impl Iterator<Item = u32> + '_ {
+    flags
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| **f)
+        .map(|(r, _)| r as u32)
+}
+
+/// The candidates' rows (a flag per table row), or every row of a table of `n`.
+fn rows_of(candidates: Option<(&[bool], usize)>, n: u32) -> Box<dyn Iterator<Item = u32> + '_> {
+    match candidates {
+        None => Box::new(0..n),
+        Some((flags, _)) => Box::new(flagged(flags)),
+    }
+}
+
+/// The query vector as the index takes it.
+fn index_query(scorer: &Scorer) -> Vec<f32> {
+    scorer.query().iter().map(|v| *v as f32).collect()
+}
+
+/// The rows ANN-first's first round searches for the best `k` of a table of `rows`.
+fn first_width(k: usize, rows: usize) -> usize {
+    (k * ANN_FIRST_WIDTH).max(ANN_FIRST_MIN_ROWS).min(rows)
+}
+
 /// ANN-first: the `width` nearest rows by the index (and every row it does not cover) go
 /// through the input, which keeps those that qualify; the k best of them are the answer when
 /// the k-th is at least as near as the farthest row searched (no row left out can rank above
@@ -898,9 +906,9 @@ async fn search_first(
         return Ok(None);
     }
     let scorer = Scorer::new(spec.metric, spec.query());
-    let q32: Vec<f32> = scorer.query().iter().map(|v| *v as f32).collect();
+    let q32 = index_query(&scorer);
     let uncovered: Vec<u32> = index.uncovered().iter().flat_map(|r| r.clone()).collect();
-    let mut width = (k * ANN_FIRST_WIDTH).max(ANN_FIRST_MIN_ROWS).min(n);
+    let mut width = first_width(k, n);
     loop {
         searched.index_searches += 1;
         searched.ann_first_rounds += 1;
@@ -910,7 +918,7 @@ async fn search_first(
         limit.dedup();
         let sample = limit.len();
         let Some(plan) =
-            crate::exec::restrict_scan(input, &spec.var, &spec.label, Some(&Arc::new(limit)))?
+            crate::exec::restrict_scan(input, &spec.var, &spec.label, &Arc::new(limit))?
         else {
             return internal_err!("VectorTopK's input can no longer be limited to rows");
         };
@@ -918,13 +926,7 @@ async fn search_first(
         let all = concat_batches(&input.schema(), &batches)?;
         let found = candidates(&all)?;
         searched.candidates = found.distinct;
-        let qualified = found
-            .flags
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| **f)
-            .map(|(r, _)| r as u32);
-        let mut ranked = rank_exactly(&vectors, &scorer, k, qualified, searched);
+        let mut ranked = rank_exactly(&vectors, &scorer, k, flagged(&found.flags), searched);
         // The farthest row the search returned, by its exact score.
         let farthest = hits
             .iter()

@@ -16,8 +16,8 @@ use crate::Metric;
 /// Default HNSW connectivity (usearch's `connectivity`, `m` in the literature).
 pub const DEFAULT_M: usize = 16;
 /// Default candidate list while building (`ef_construction`). With f16 storage it builds the
-/// Debian index (63,666 × 384-d) in 7.8 s on two cores, where 128 and f32 took 34.9 s, at the
-/// same recall@10 (1.00) on the benchmark's searches (docs/vectors.md, "Measurements").
+/// Debian index (63,666 × 384-d) in 8–10 s on two cores, where 128 and f32 took 34.9 s;
+/// recall@10 stays at least 0.95 in the Debian test (docs/vectors.md, "Measurements").
 pub const DEFAULT_EF_CONSTRUCTION: usize = 64;
 /// Default candidate list while searching (`ef_search`); a search of k > ef_search uses k.
 pub const DEFAULT_EF_SEARCH: usize = 64;
