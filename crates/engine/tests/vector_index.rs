@@ -319,15 +319,29 @@ async fn a_bulk_load_extends_the_index_and_reports_it() {
     assert!(recall(&found, &truth) >= 0.9, "{found:?} vs {truth:?}");
 }
 
-/// A counter of the VectorTopK line of an EXPLAIN ANALYZE (0 when it is not printed).
+/// A metric of the VectorTopK line of an EXPLAIN ANALYZE (0 when it is not printed); DataFusion
+/// prints counts from 1,000 up rounded to three digits ("1.50 K").
 fn metric(plan: &str, name: &str) -> usize {
     let line = plan
         .lines()
         .find(|l| l.contains("VectorTopKExec"))
         .unwrap_or_else(|| panic!("no VectorTopKExec in {plan}"));
-    line.split(|c: char| c == ',' || c == '[' || c == ']' || c.is_whitespace())
-        .find_map(|part| part.strip_prefix(&format!("{name}=")))
-        .map_or(0, |v| v.parse().unwrap())
+    let Some((_, after)) = line
+        .split_once(&format!(" {name}="))
+        .or_else(|| line.split_once(&format!("[{name}=")))
+    else {
+        return 0;
+    };
+    let value = after.split([',', ']']).next().unwrap_or_default().trim();
+    let (number, scale) = match value.split_once(' ') {
+        Some((n, "K")) => (n, 1e3),
+        Some((n, "M")) => (n, 1e6),
+        _ => (value, 1.0),
+    };
+    let number: f64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}={value} in {line}"));
+    (number * scale).round() as usize
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,4 +420,96 @@ async fn a_filter_is_searched_ann_first_and_widens_or_goes_filter_first_by_its_s
         "{explained:?}"
     );
     assert_eq!(ids(&db, &grouped).await, ids(&db, &ann(3)).await);
+}
+
+/// EXPLAIN ANALYZE of `text`, one line per row.
+async fn analyzed(db: &Database, text: &str) -> String {
+    query(db, &format!("EXPLAIN ANALYZE {text}"))
+        .await
+        .into_iter()
+        .map(|r| r.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_citers_of_a_node_are_searched_ann_first_when_its_degree_is_high() {
+    let db = docs(DbConfig::memory()).await;
+    insert_docs(&db, 1, 3000).await;
+    query(&db, "CREATE EDGE TABLE CITES (FROM Doc TO Doc)").await;
+    // Doc 1 is cited by every even doc (1,500), doc 2 by every hundredth (30).
+    for (target, modulus) in [(1, 2), (2, 100)] {
+        query(
+            &db,
+            &format!(
+                "MATCH (a:Doc), (b:Doc {{id: {target}}}) WHERE a.id % {modulus} = 0 \
+                 CREATE (a)-[:CITES]->(b)"
+            ),
+        )
+        .await;
+    }
+    query(&db, "CREATE VECTOR INDEX doc_emb ON Doc(emb)").await;
+    let citers = |target: u64, filter: &str| {
+        (
+            format!(
+                "MATCH (d:Doc)-[:CITES]->(:Doc {{id: {target}}}) {filter} VECTOR SIMILAR TO \
+                 {QUERY} LIMIT 3 RETURN d.id"
+            ),
+            format!(
+                "SELECT d.id FROM \"Doc\" d JOIN \"CITES\" c ON c.src = d.id WHERE c.dst = \
+                 {target} {} ORDER BY cosine_similarity(d.emb, {QUERY}) DESC, d.id LIMIT 3",
+                filter.replace("WHERE", "AND")
+            ),
+        )
+    };
+    // (target, filter, graph-first rows estimated, ANN-first rounds, abandoned)
+    let cases = [
+        // 1,500 citers, half the docs: the index's nearest docs run through the pattern
+        // from d, and enough of them cite doc 1 in one round.
+        (1, "", 1500, 1..=1, 0),
+        // 30 citers: expanding from doc 2 costs less than a search.
+        (2, "", 30, 0..=0, 0),
+        // The filter keeps 1 in 1,000 of the citers, which the estimate does not know: the
+        // rounds sample that and the search goes graph-first.
+        (1, "WHERE d.id % 1000 = 0", 1500, 1..=3, 1),
+    ];
+    for (target, filter, estimated, rounds, abandoned) in cases {
+        let (pattern, exact) = citers(target, filter);
+        let found = ids(&db, &pattern).await;
+        let truth = ids(&db, &exact).await;
+        assert_eq!(found.len(), 3, "{pattern}: {found:?}");
+        assert!(
+            recall(&found, &truth) >= 0.66,
+            "{pattern}: {found:?} vs {truth:?}"
+        );
+        let explained = query(&db, &format!("EXPLAIN {pattern}")).await;
+        assert!(
+            explained
+                .iter()
+                .any(|r| r[1].contains("ann-first through the alternate input (second) from d")),
+            "{explained:?}"
+        );
+        let analyzed = analyzed(&db, &pattern).await;
+        let metric = |name| metric(&analyzed, name);
+        assert_eq!(
+            metric("graph_first_rows_estimated"),
+            estimated,
+            "{analyzed}"
+        );
+        assert!(
+            rounds.contains(&metric("ann_first_rounds")),
+            "{pattern}\n{analyzed}"
+        );
+        assert_eq!(metric("ann_first_abandoned"), abandoned, "{analyzed}");
+    }
+    // Written the other way round, the pattern still starts at doc 1 and has the alternate.
+    let from_d = format!(
+        "MATCH (:Doc {{id: 1}})<-[:CITES]-(d:Doc) VECTOR SIMILAR TO {QUERY} LIMIT 3 RETURN d.id"
+    );
+    let explained = query(&db, &format!("EXPLAIN {from_d}")).await;
+    assert!(
+        explained.iter().any(|r| r[1].contains("alternate input")),
+        "{explained:?}"
+    );
+    assert_eq!(ids(&db, &from_d).await, ids(&db, &citers(1, "").0).await);
 }

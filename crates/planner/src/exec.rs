@@ -21,7 +21,7 @@ use datafusion::physical_plan::{
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
 
-use crate::nodes::{ExpandDirection, GraphExpand, NodeScan, WrittenRows};
+use crate::nodes::{ExpandDirection, GraphExpand, NodeScan, ORD, WrittenRows, column_name};
 use crate::source::{Chunked, GraphSource};
 
 /// Rows per batch emitted by the graph operators.
@@ -200,6 +200,102 @@ pub(crate) fn lookup_bound(
     };
     Ok(lookup_parts(source.as_ref(), label, property, values)?
         .map(|parts| parts.iter().map(Vec::len).sum()))
+}
+
+/// An estimate, before `plan` runs, of the rows it produces, when it is a path of row-by-row
+/// operators (see [`row_by_row`]) over one scan; an upper bound but for its filters. The
+/// scan gives the rows its lookup finds (exact) or its tables' rows; each expansion
+/// multiplies them by a degree: the first, from looked-up nodes, by their exact degrees in
+/// the adjacency, any other by its edge tables' average degree (edges over the nodes of the
+/// label they leave). None when `plan` is not such a path.
+pub(crate) fn reach_estimate(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<f64>> {
+    let mut expansions: Vec<&GraphExpandExec> = Vec::new();
+    let mut at = plan;
+    let scan = loop {
+        if let Some(scan) = at.as_any().downcast_ref::<NodeScanExec>() {
+            break scan;
+        }
+        if let Some(expand) = at.as_any().downcast_ref::<GraphExpandExec>() {
+            expansions.push(expand);
+        }
+        match at.children().as_slice() {
+            [child] if row_by_row(at.as_ref()) => at = child,
+            _ => return Ok(None),
+        }
+    };
+    let source = scan.source.as_ref();
+    // The ordinals the lookup found; None: the scan reads whole tables (`rows` of them).
+    let mut found: Option<Vec<u32>> = Some(Vec::new());
+    let mut rows = 0usize;
+    for label in &scan.labels {
+        let looked_up = match &scan.lookup {
+            Some((property, values)) => lookup_rows(source, label, property, values)?,
+            None => None,
+        };
+        match (looked_up, &mut found) {
+            (Some(hits), Some(ordinals)) => {
+                let offset = source.node_offset(label)?;
+                rows += hits.len();
+                ordinals.extend(hits.iter().map(|r| r + offset));
+            }
+            _ => {
+                found = None;
+                rows += source.node_count(label)?;
+            }
+        }
+    }
+    let mut estimate = rows as f64;
+    let from_scan = column_name(&scan.var, ORD);
+    for (i, expand) in expansions.iter().rev().enumerate() {
+        let node = &expand.node;
+        match (&found, i) {
+            (Some(ordinals), 0) if node.from_column == from_scan => {
+                let mut degrees = 0usize;
+                for rel_type in &node.rel_types {
+                    let adjacency = source.adjacency(rel_type)?;
+                    for &o in ordinals {
+                        degrees += match node.direction {
+                            ExpandDirection::Out => adjacency.out_degree(o),
+                            ExpandDirection::In => adjacency.in_degree(o),
+                            ExpandDirection::Both => {
+                                adjacency.out_degree(o) + adjacency.in_degree(o)
+                            }
+                        };
+                    }
+                }
+                estimate = degrees as f64;
+            }
+            _ => estimate *= average_degree(source, node)?,
+        }
+    }
+    Ok(Some(estimate))
+}
+
+/// The average number of edges an expansion follows from one node: per edge table, its edges
+/// over the nodes of the label it leaves from (both ends for an undirected one).
+fn average_degree(source: &dyn GraphSource, expand: &GraphExpand) -> Result<f64> {
+    let tables = source.edge_tables();
+    let mut degree = 0.0;
+    for rel_type in &expand.rel_types {
+        let Some(table) = tables.iter().find(|t| &t.table == rel_type) else {
+            return internal_err!("expansion over unknown edge table {rel_type}");
+        };
+        let edges = source.adjacency(rel_type)?.edge_count() as f64;
+        let per = |label: &str| -> Result<f64> {
+            let nodes = source.node_count(label)?;
+            Ok(if nodes == 0 {
+                0.0
+            } else {
+                edges / nodes as f64
+            })
+        };
+        degree += match expand.direction {
+            ExpandDirection::Out => per(&table.from)?,
+            ExpandDirection::In => per(&table.to)?,
+            ExpandDirection::Both => per(&table.from)? + per(&table.to)?,
+        };
+    }
+    Ok(degree)
 }
 
 /// The single-label scan of `var` over `label` in `plan`, when it is reached through

@@ -65,6 +65,13 @@ pub struct Lowering<'a> {
     /// `var.property = constant` conjuncts of the WHERE of the MATCH being lowered: a start
     /// node may be found through them as through inline properties.
     where_equalities: Vec<(String, String, ast::Expr)>,
+    /// The names given to anonymous pattern elements (hidden from RETURN *).
+    anonymous: std::collections::HashSet<String>,
+    /// While lowering a MATCH a second time: the variable its pattern must start at.
+    forced_start: Option<String>,
+    /// A MATCH right before a VECTOR SIMILAR TO lowered again to start at the ranked
+    /// variable (its name and plan), for the search to run ANN-first through.
+    pub(crate) alternate: Option<(String, LogicalPlan)>,
 }
 
 impl<'a> Lowering<'a> {
@@ -76,6 +83,9 @@ impl<'a> Lowering<'a> {
             text,
             counter: 0,
             where_equalities: Vec::new(),
+            anonymous: Default::default(),
+            forced_start: None,
+            alternate: None,
         }
     }
 
@@ -173,7 +183,14 @@ impl<'a> Lowering<'a> {
             }
             last_write = is_write;
             match clause {
-                Clause::Match(m) => state = self.lower_match(state, m)?,
+                Clause::Match(m) => {
+                    let (unit, counter) = (state.unit, self.counter);
+                    state = self.lower_match(state, m)?;
+                    if let (true, Some(Clause::VectorSimilar(v))) = (unit, query.clauses.get(i + 1))
+                    {
+                        self.alternate = self.started_at_ranked(&state, m, v, counter);
+                    }
+                }
                 Clause::Unwind(u) => state = self.lower_unwind(state, u)?,
                 Clause::With(p) => state = self.lower_projection(state, p, false)?,
                 Clause::Return(p) => {
@@ -224,6 +241,8 @@ impl<'a> Lowering<'a> {
             return self.lower_optional_match(state, m);
         }
         let mut state = state;
+        let named = self.name_anonymous(m);
+        let m = &named;
         let mut rels: Vec<(String, Vec<String>)> = Vec::new();
         self.where_equalities = m.where_.as_ref().map(equalities).unwrap_or_default();
         let lowered = m
@@ -236,6 +255,84 @@ impl<'a> Lowering<'a> {
             state = self.filter(state, w)?;
         }
         Ok(state)
+    }
+
+    /// `m` with a fresh name for each anonymous node and relationship, in pattern order: two
+    /// lowerings of the same MATCH from the same counter name its columns alike, whichever
+    /// node each starts at.
+    fn name_anonymous(&mut self, m: &MatchClause) -> MatchClause {
+        let mut m = m.clone();
+        for part in &mut m.pattern {
+            let el = &mut part.element;
+            let name = |this: &mut Self, var: &mut Option<ast::Ident>, span, what| {
+                if var.is_none() {
+                    let name = this.fresh(what);
+                    this.anonymous.insert(name.clone());
+                    *var = Some(ast::Ident { name, span });
+                }
+            };
+            name(self, &mut el.start.variable, el.start.span, "n");
+            for (rel, node) in &mut el.chain {
+                name(self, &mut rel.variable, rel.span, "r");
+                name(self, &mut node.variable, node.span, "n");
+            }
+        }
+        m
+    }
+
+    /// Whether a pattern element's variable is internal: none written, or named by
+    /// [`Self::name_anonymous`].
+    fn hidden(&self, var: &Option<ast::Ident>) -> bool {
+        var.as_ref()
+            .is_none_or(|v| self.anonymous.contains(&v.name))
+    }
+
+    /// The MATCH `m` (the query's first clause) lowered again to start at the node the VECTOR
+    /// SIMILAR TO after it ranks, when `lowered` starts elsewhere: then the search can go
+    /// ANN-first, the nodes the index finds run through the pattern from that end (see
+    /// `crate::vector`). Only for one pattern without a repeated variable, whose two plans
+    /// then bind the same columns; None otherwise, or when the second lowering fails (the
+    /// first stands on its own).
+    fn started_at_ranked(
+        &mut self,
+        lowered: &State,
+        m: &MatchClause,
+        v: &ast::VectorSimilar,
+        counter: usize,
+    ) -> Option<(String, LogicalPlan)> {
+        let [part] = m.pattern.as_slice() else {
+            return None;
+        };
+        let var = self.vector_target(lowered, v).ok()?.var;
+        let el = &part.element;
+        let mut names: Vec<&str> = std::iter::once(&el.start.variable)
+            .chain(
+                el.chain
+                    .iter()
+                    .flat_map(|(r, n)| [&r.variable, &n.variable]),
+            )
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        let written = names.len();
+        names.sort_unstable();
+        names.dedup();
+        if m.optional || names.len() < written || scans(&lowered.plan, &var) {
+            return None;
+        }
+        let after = self.counter;
+        self.counter = counter;
+        self.forced_start = Some(var.clone());
+        let unit = State {
+            plan: LogicalPlanBuilder::empty(true).build().ok()?,
+            scope: Scope::default(),
+            unit: true,
+        };
+        let again = self.lower_match(unit, m);
+        self.forced_start = None;
+        self.counter = self.counter.max(after);
+        let again = again.ok()?;
+        scans(&again.plan, &var).then_some((var, again.plan))
     }
 
     pub(crate) fn filter(
@@ -546,7 +643,13 @@ impl<'a> Lowering<'a> {
                 .as_ref()
                 .is_some_and(|v| state.scope.get(&v.name).is_some())
         });
+        let forced = self.forced_start.as_ref().and_then(|var| {
+            nodes
+                .iter()
+                .position(|n| n.variable.as_ref().is_some_and(|v| &v.name == var))
+        });
         let start = bound_at
+            .or(forced)
             .or_else(|| {
                 nodes
                     .iter()
@@ -584,7 +687,7 @@ impl<'a> Lowering<'a> {
             scope.bind(
                 &start_var,
                 self.node_kind(&labels.labels[start]),
-                nodes[start].variable.is_none(),
+                self.hidden(&nodes[start].variable),
             );
             let scanned = State {
                 plan: scan,
@@ -808,6 +911,25 @@ fn equalities(predicate: &ast::Expr) -> Vec<(String, String, ast::Expr)> {
     out
 }
 
+/// Whether `plan` reads `var`'s nodes by a scan that passes each row on by itself (through
+/// filters, projections and expansions): the plan a search can limit to the nodes it found.
+fn scans(plan: &LogicalPlan, var: &str) -> bool {
+    match plan {
+        LogicalPlan::Extension(ext) => {
+            if let Some(scan) = ext.node.as_any().downcast_ref::<NodeScan>() {
+                return scan.var == var;
+            }
+            match ext.node.as_any().downcast_ref::<GraphExpand>() {
+                Some(expand) => scans(&expand.input, var),
+                None => false,
+            }
+        }
+        LogicalPlan::Filter(f) => scans(&f.input, var),
+        LogicalPlan::Projection(p) => scans(&p.input, var),
+        _ => false,
+    }
+}
+
 /// Can an edge of `edge` connect a `left` node to a `right` node, written in `direction`?
 fn fits(edge: &EdgeTableInfo, direction: Direction, left: &str, right: &str) -> bool {
     let forward = edge.from == left && edge.to == right;
@@ -880,12 +1002,12 @@ impl Lowering<'_> {
             VarKind::Rel {
                 types: rel_types.clone(),
             },
-            rel.variable.is_none(),
+            self.hidden(&rel.variable),
         );
         scope.bind(
             &to_var,
             self.node_kind(&labels.labels[to_i]),
-            to_node.variable.is_none() || to_bound.is_some(),
+            self.hidden(&to_node.variable) || to_bound.is_some(),
         );
         let mut state = State {
             plan: LogicalPlan::Extension(Extension {

@@ -118,6 +118,12 @@ impl Lowering<'_> {
                     _ => None,
                 }),
         };
+        // The MATCH before lowered again to start at the ranked variable, if it was.
+        let alternate = self
+            .alternate
+            .take()
+            .filter(|(v, _)| *v == var)
+            .map(|(_, plan)| plan);
         let searchable = constant(&query).and_then(|q| constant_vector(&q));
         if let ([label], Some(query), Some(threshold), true) =
             (labels.as_slice(), searchable, threshold, f32_values)
@@ -139,7 +145,7 @@ impl Lowering<'_> {
             let node: Arc<dyn datafusion::logical_expr::UserDefinedLogicalNode> =
                 match bare_scan(&state.plan, &var, label) {
                     Some(table) => Arc::new(AnnScan::try_new(source, spec, &table)?),
-                    None => Arc::new(VectorTopK::try_new(source, state.plan, spec)?),
+                    None => Arc::new(VectorTopK::try_new(source, state.plan, spec, alternate)?),
                 };
             let mut scope = state.scope;
             scope.bind(SIMILARITY_SCORE, VarKind::Value, false);
@@ -180,7 +186,11 @@ impl Lowering<'_> {
     }
 
     /// The variable and vector property the clause ranks by.
-    fn vector_target(&self, state: &State, v: &ast::VectorSimilar) -> Result<Target, PlanError> {
+    pub(crate) fn vector_target(
+        &self,
+        state: &State,
+        v: &ast::VectorSimilar,
+    ) -> Result<Target, PlanError> {
         let (var, labels, span) = match &v.on {
             Some((var, _)) => match state.scope.get(&var.name) {
                 Some(VarKind::Node { labels, .. }) => (var.name.clone(), labels.clone(), var.span),
@@ -284,8 +294,8 @@ impl Lowering<'_> {
     }
 }
 /// What a VECTOR SIMILAR TO clause ranks by.
-struct Target {
-    var: String,
+pub(crate) struct Target {
+    pub(crate) var: String,
     /// The variable's labels.
     labels: Vec<String>,
     property: String,

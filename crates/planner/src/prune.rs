@@ -106,10 +106,17 @@ fn prune(plan: &LogicalPlan, required: &HashSet<String>) -> Result<Option<Logica
         // variable's ordinal (DataFusion's own pushdown stops at extension nodes).
         let mut wanted = required.clone();
         wanted.insert(column_name(&top.spec.var, ORD));
+        // The alternate is projected to the pruned input's columns; the rule prunes below that
+        // projection when it gets there.
         let Some(input) = prune(&top.input, &wanted)? else {
             return Ok(None);
         };
-        let pruned = VectorTopK::try_new(top.source.clone(), input, top.spec.clone())?;
+        let pruned = VectorTopK::try_new(
+            top.source.clone(),
+            input,
+            top.spec.clone(),
+            top.alternate.clone(),
+        )?;
         return Ok(Some(LogicalPlan::Extension(Extension {
             node: Arc::new(pruned),
         })));

@@ -196,6 +196,20 @@ fn explain_strategy(spec: &VectorSpec, f: &mut fmt::Formatter, leaf: bool) -> fm
     }
 }
 
+/// The ANN-first part of a `VectorTopKExec` line whose alternate input starts at the ranked
+/// node, before the strategy it falls back to.
+fn explain_alternate(spec: &VectorSpec, name: &str, f: &mut fmt::Formatter) -> fmt::Result {
+    write!(
+        f,
+        ", graph-first if lookups and degrees estimate the input at most {ANN_FIRST_MAX_ROWS} \
+         rows, else ann-first through the alternate input (second) from {}: index {name}'s \
+         nearest rows, as many as the estimated share predicts k in (at least {}), widened \
+         within {ANN_FIRST_MAX_ROWS} rows; else graph-first",
+        spec.var,
+        first_width(spec.k, spec.table_rows)
+    )
+}
+
 /// The ANN-first part of a `VectorTopKExec` line, before the filter-first strategy it falls
 /// back to.
 fn explain_ann_first(spec: &VectorSpec, name: &str, f: &mut fmt::Formatter) -> fmt::Result {
@@ -239,13 +253,61 @@ impl UserDefinedLogicalNodeCore for AnnScan {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VectorTopK {
     pub input: LogicalPlan,
+    /// The same rows planned to start at the ranked variable's scan, when the input starts
+    /// elsewhere (a pattern that reaches the ranked node by expansion): the plan an ANN-first
+    /// search runs the nodes it found through. Its columns are the input's, in order.
+    pub alternate: Option<LogicalPlan>,
     pub spec: VectorSpec,
     pub schema: DFSchemaRef,
     pub source: SourceRef,
 }
 
+/// `plan` projected to the columns of `schema` (by name, in order), reading below a
+/// projection that `plan` has on top.
+fn aligned(plan: LogicalPlan, schema: &DFSchemaRef) -> Result<LogicalPlan> {
+    let below = match &plan {
+        LogicalPlan::Projection(p)
+            if schema.fields().iter().all(|f| {
+                p.input
+                    .schema()
+                    .index_of_column_by_name(None, f.name())
+                    .is_some()
+            }) =>
+        {
+            p.input.as_ref().clone()
+        }
+        _ => plan,
+    };
+    let columns: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .map(|f| Expr::Column(datafusion::common::Column::new_unqualified(f.name())))
+        .collect();
+    datafusion::logical_expr::LogicalPlanBuilder::from(below)
+        .project(columns)?
+        .build()
+}
+
 impl VectorTopK {
-    pub fn try_new(source: SourceRef, input: LogicalPlan, spec: VectorSpec) -> Result<Self> {
+    pub fn try_new(
+        source: SourceRef,
+        input: LogicalPlan,
+        spec: VectorSpec,
+        alternate: Option<LogicalPlan>,
+    ) -> Result<Self> {
+        // DataFusion's projection pushdown may narrow the two inputs differently: both keep
+        // the columns asked of this node, so they meet on the columns they share.
+        let (input, alternate) = match alternate {
+            None => (input, None),
+            Some(alt) => {
+                let input = match alt.schema().fields().len() < input.schema().fields().len() {
+                    true => aligned(input, alt.schema())?,
+                    false => input,
+                };
+                let alt = aligned(alt, input.schema())?;
+                (input, Some(alt))
+            }
+        };
         let mut fields: Vec<Field> = input
             .schema()
             .fields()
@@ -255,6 +317,7 @@ impl VectorTopK {
         fields.extend(score_fields());
         Ok(VectorTopK {
             input,
+            alternate,
             spec,
             schema: df_schema(fields)?,
             source,
@@ -264,7 +327,7 @@ impl VectorTopK {
 
 impl PartialOrd for VectorTopK {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        match self.input.partial_cmp(&other.input) {
+        match (&self.input, &self.alternate).partial_cmp(&(&other.input, &other.alternate)) {
             Some(Ordering::Equal) => self.spec.partial_cmp(&other.spec),
             other => other,
         }
@@ -276,7 +339,9 @@ impl UserDefinedLogicalNodeCore for VectorTopK {
         "VectorTopK"
     }
     fn inputs(&self) -> Vec<&LogicalPlan> {
-        vec![&self.input]
+        std::iter::once(&self.input)
+            .chain(&self.alternate)
+            .collect()
     }
     fn schema(&self) -> &DFSchemaRef {
         &self.schema
@@ -284,8 +349,8 @@ impl UserDefinedLogicalNodeCore for VectorTopK {
     fn expressions(&self) -> Vec<Expr> {
         vec![]
     }
-    /// DataFusion's projection pushdown may narrow the input to the columns asked of this node
-    /// and the ranked variable's ordinal.
+    /// DataFusion's projection pushdown may narrow the input (and its alternate, which has
+    /// the same columns) to the columns asked of this node and the ranked variable's ordinal.
     fn necessary_children_exprs(&self, output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
         let schema = self.input.schema();
         let ord = schema.index_of_column_by_name(None, &column_name(&self.spec.var, ORD))?;
@@ -298,21 +363,25 @@ impl UserDefinedLogicalNodeCore for VectorTopK {
         needed.push(ord);
         needed.sort_unstable();
         needed.dedup();
-        Some(vec![needed])
+        Some(vec![needed; self.inputs().len()])
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "VectorTopK: by ")?;
         self.spec.describe(f)?;
+        if self.alternate.is_some() {
+            write!(f, ", alternate input from {}", self.spec.var)?;
+        }
         explain_strategy(&self.spec, f, false)
     }
     fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
         if !exprs.is_empty() {
             return plan_err!("VectorTopK takes no expressions");
         }
-        let [input] = <[LogicalPlan; 1]>::try_from(inputs).map_err(|_| {
-            datafusion::error::DataFusionError::Plan("VectorTopK takes one input".into())
-        })?;
-        VectorTopK::try_new(self.source.clone(), input, self.spec.clone())
+        let mut inputs = inputs.into_iter();
+        let (Some(input), alternate, None) = (inputs.next(), inputs.next(), inputs.next()) else {
+            return plan_err!("VectorTopK takes one input and an optional alternate");
+        };
+        VectorTopK::try_new(self.source.clone(), input, self.spec.clone(), alternate)
     }
 }
 
@@ -409,6 +478,9 @@ struct Searched {
     /// The rows the ranked variable's lookup found, when it has one (an upper bound on the
     /// candidates).
     lookup_bound: Option<usize>,
+    /// The rows the graph-first input was estimated to produce, when an alternate input
+    /// could take the search ANN-first.
+    reach_estimate: Option<f64>,
 }
 
 /// Ranks `rows` (every row when None) exactly, keeping the best `k`.
@@ -564,6 +636,10 @@ fn record(metrics: &ExecutionPlanMetricsSet, searched: &Searched) {
             .global_gauge("lookup_rows")
             .set(bound);
     }
+    // A counter, not a gauge: gauges print rounded ("1.50 K").
+    if let Some(reach) = searched.reach_estimate {
+        counter("graph_first_rows_estimated", reach.round() as usize);
+    }
     if let Some(share) = searched.sampled_selectivity {
         MetricBuilder::new(metrics)
             .global_gauge("sampled_selectivity_permille")
@@ -652,6 +728,8 @@ impl ExecutionPlan for AnnScanExec {
 #[derive(Debug)]
 pub struct VectorTopKExec {
     input: Arc<dyn ExecutionPlan>,
+    /// The logical node's alternate input, planned (same columns as `input`).
+    alternate: Option<Arc<dyn ExecutionPlan>>,
     spec: VectorSpec,
     ord_index: usize,
     source: Arc<dyn GraphSource>,
@@ -663,8 +741,10 @@ impl DisplayAs for VectorTopKExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "VectorTopKExec: by ")?;
         self.spec.describe(f)?;
-        if let (true, Some(name)) = (self.ann_first(), &self.spec.index) {
-            explain_ann_first(&self.spec, name, f)?;
+        match (&self.spec.index, self.ann_first(), self.through_alternate()) {
+            (Some(name), true, _) => explain_ann_first(&self.spec, name, f)?,
+            (Some(name), false, Some(_)) => explain_alternate(&self.spec, name, f)?,
+            _ => {}
         }
         explain_strategy(&self.spec, f, false)
     }
@@ -681,19 +761,25 @@ impl ExecutionPlan for VectorTopKExec {
         &self.properties
     }
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
+        std::iter::once(&self.input)
+            .chain(&self.alternate)
+            .collect()
     }
     fn required_input_distribution(&self) -> Vec<datafusion::physical_plan::Distribution> {
-        vec![datafusion::physical_plan::Distribution::SinglePartition]
+        vec![datafusion::physical_plan::Distribution::SinglePartition; self.children().len()]
     }
     fn with_new_children(
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let [input] = <[Arc<dyn ExecutionPlan>; 1]>::try_from(children)
-            .map_err(|_| datafusion::error::DataFusionError::Internal("one input".into()))?;
+        let mut children = children.into_iter();
+        let (Some(input), alternate, None) = (children.next(), children.next(), children.next())
+        else {
+            return internal_err!("VectorTopKExec takes one input and an optional alternate");
+        };
         Ok(Arc::new(VectorTopKExec {
             input,
+            alternate,
             spec: self.spec.clone(),
             ord_index: self.ord_index,
             source: self.source.clone(),
@@ -721,6 +807,7 @@ impl ExecutionPlan for VectorTopKExec {
             self.ord_index,
         );
         let ann_first = self.ann_first();
+        let alternate = self.through_alternate().cloned();
         let out = schema.clone();
         let batch = futures::stream::once(async move {
             source
@@ -741,16 +828,35 @@ impl ExecutionPlan for VectorTopKExec {
                 false => None,
             };
             searched.lookup_bound = bound;
-            let first = match (
-                index,
-                ann_first && bound.is_none_or(|b| b > ANN_FIRST_MAX_ROWS),
-            ) {
-                (Some(index), true) => {
+            // The plan an ANN-first search runs its nodes through, and the share of the
+            // table expected to qualify (None: unknown).
+            let through = match (ann_first, alternate.as_ref()) {
+                (true, _) if bound.is_none_or(|b| b > ANN_FIRST_MAX_ROWS) => Some((&input, None)),
+                (true, _) => None,
+                // The input starts elsewhere (a looked-up node, say): estimated from lookups
+                // and degrees to reach few rows, it runs as it is (graph-first); else the
+                // nodes the index finds run through the alternate, which starts at them.
+                (false, Some(alternate)) => {
+                    let reach = crate::exec::reach_estimate(&input)?;
+                    searched.reach_estimate = reach;
+                    match reach {
+                        Some(r) if r <= ANN_FIRST_MAX_ROWS as f64 => None,
+                        r => {
+                            let share = r.map(|r| (r / f64::from(table_rows.max(1))).min(1.0));
+                            Some((alternate, share))
+                        }
+                    }
+                }
+                (false, None) => None,
+            };
+            let first = match (index, through) {
+                (Some(index), Some((plan, share))) => {
                     search_first(
                         source.as_ref(),
                         &spec,
                         index.as_ref(),
-                        &input,
+                        plan,
+                        share,
                         &context,
                         &candidates,
                         &mut searched,
@@ -814,6 +920,15 @@ impl VectorTopKExec {
     fn ann_first(&self) -> bool {
         self.spec.index.is_some()
             && crate::exec::ranked_scan(&self.input, &self.spec.var, &self.spec.label).is_some()
+    }
+
+    /// The alternate input an ANN-first search may run through instead: when the input itself
+    /// cannot be limited to the ranked nodes, and the alternate can.
+    fn through_alternate(&self) -> Option<&Arc<dyn ExecutionPlan>> {
+        let alternate = self.alternate.as_ref()?;
+        let limitable =
+            crate::exec::ranked_scan(alternate, &self.spec.var, &self.spec.label).is_some();
+        (self.spec.index.is_some() && !self.ann_first() && limitable).then_some(alternate)
     }
 }
 
@@ -881,18 +996,27 @@ fn first_width(k: usize, rows: usize) -> usize {
     (k * ANN_FIRST_WIDTH).max(ANN_FIRST_MIN_ROWS).min(rows)
 }
 
+/// The rows an ANN-first search should search to find `k` where `share` of them qualify.
+fn needed_width(k: usize, share: f64) -> usize {
+    (k as f64 / share * ANN_FIRST_MARGIN).ceil() as usize
+}
+
 /// ANN-first: the `width` nearest rows by the index (and every row it does not cover) go
 /// through the input, which keeps those that qualify; the k best of them are the answer when
 /// the k-th is at least as near as the farthest row searched (no row left out can rank above
 /// it). Else the round is a sample: from the share of rows that qualified, the width that
 /// should find k is estimated, and the search widens to it, unless that is more than
 /// [`ANN_FIRST_MAX_ROWS`], where running the whole input (filter- or graph-first) costs less.
+/// `share`, the part of the table expected to qualify (estimated before anything ran), sets
+/// the first width; none is tried when it predicts more than [`ANN_FIRST_MAX_ROWS`].
 /// None: go filter- or graph-first.
+#[allow(clippy::too_many_arguments)]
 async fn search_first(
     source: &dyn GraphSource,
     spec: &VectorSpec,
     index: &dyn crate::source::SnapshotVectorIndex,
     input: &Arc<dyn ExecutionPlan>,
+    share: Option<f64>,
     context: &Arc<TaskContext>,
     candidates: &(dyn Fn(&RecordBatch) -> Result<Candidates> + Sync),
     searched: &mut Searched,
@@ -909,6 +1033,13 @@ async fn search_first(
     let q32 = index_query(&scorer);
     let uncovered: Vec<u32> = index.uncovered().iter().flat_map(|r| r.clone()).collect();
     let mut width = first_width(k, n);
+    if let Some(share) = share {
+        let needed = needed_width(k, share.max(f64::MIN_POSITIVE));
+        if needed > ANN_FIRST_MAX_ROWS {
+            return Ok(None);
+        }
+        width = width.max(needed).min(n);
+    }
     loop {
         searched.index_searches += 1;
         searched.ann_first_rounds += 1;
@@ -942,7 +1073,7 @@ async fn search_first(
         }
         // The round as a sample of the input's selectivity (half a row when none qualified).
         let share = (found.distinct as f64).max(0.5) / sample.max(1) as f64;
-        let needed = (k as f64 / share * ANN_FIRST_MARGIN).ceil() as usize;
+        let needed = needed_width(k, share);
         searched.sampled_selectivity = Some(share);
         if width >= n || needed > ANN_FIRST_MAX_ROWS {
             searched.ann_first_abandoned += 1;
@@ -967,12 +1098,34 @@ pub(crate) fn plan_vector_node(
         })));
     }
     if let Some(top) = any.downcast_ref::<VectorTopK>() {
-        let [input] = physical_inputs else {
-            return internal_err!("VectorTopK has one input");
+        let (input, alternate) = match physical_inputs {
+            [input] => (input, None),
+            [input, alternate] => (input, Some(alternate.clone())),
+            _ => return internal_err!("VectorTopK has one input and an optional alternate"),
         };
         let ord_index = input.schema().index_of(&column_name(&top.spec.var, ORD))?;
+        // Either input's rows come out under this node's schema.
+        let same = |a: &SchemaRef| {
+            let types = |s: &SchemaRef| -> Vec<(String, DataType)> {
+                let fields = s.fields().iter();
+                fields
+                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                    .collect()
+            };
+            types(a) == types(&input.schema())
+        };
+        if let Some(alternate) = &alternate
+            && !same(&alternate.schema())
+        {
+            return internal_err!(
+                "VectorTopK's alternate input has other columns than its input: {} and {}",
+                alternate.schema(),
+                input.schema()
+            );
+        }
         return Ok(Some(Arc::new(VectorTopKExec {
             input: input.clone(),
+            alternate,
             spec: top.spec.clone(),
             ord_index,
             source: top.source.0.clone(),
