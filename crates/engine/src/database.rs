@@ -211,6 +211,11 @@ impl Database {
         self.plans.len(self.plan_version())
     }
 
+    /// Statements served by a cached plan since the database opened.
+    pub fn plan_cache_hits(&self) -> u64 {
+        self.plans.hits()
+    }
+
     /// What a cached plan depends on: the catalog version and the hot tier's generation.
     fn plan_version(&self) -> PlanVersion {
         (self.catalog.applied_index(), self.cache.generation())

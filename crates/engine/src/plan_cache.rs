@@ -70,6 +70,8 @@ struct Inner {
 #[derive(Default)]
 pub(crate) struct PlanCache {
     inner: Mutex<Inner>,
+    /// Statements served from the cache since the database opened.
+    hits: std::sync::atomic::AtomicU64,
 }
 
 impl PlanCache {
@@ -90,7 +92,12 @@ impl PlanCache {
         let clock = inner.clock;
         let (plan, used) = inner.entries.get_mut(key)?;
         *used = clock;
+        self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(plan.clone())
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn put(&self, version: PlanVersion, key: PlanKey, plan: CachedPlan) {

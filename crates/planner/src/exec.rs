@@ -75,6 +75,36 @@ impl ExecutionPlan for NodeScanExec {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
     }
+    /// The exact row count (what the lookup finds, else the tables' rows): DataFusion adds no
+    /// round-robin repartition above a scan of at most a batch of rows. Without it a lookup
+    /// of one node went through a repartition and a coalesce (0.3 ms of the dependents of
+    /// libssl3's 0.8 ms in the vector benchmark).
+    fn partition_statistics(
+        &self,
+        _partition: Option<usize>,
+    ) -> Result<datafusion::common::Statistics> {
+        let mut rows = 0;
+        for label in &self.labels {
+            let found = match &self.lookup {
+                Some((property, values)) => {
+                    lookup_rows(self.source.as_ref(), label, property, values)?
+                }
+                None => None,
+            };
+            rows += match (found, &self.restrict) {
+                (Some(found), Some(only)) => found
+                    .iter()
+                    .filter(|r| only.binary_search(r).is_ok())
+                    .count(),
+                (Some(found), None) => found.len(),
+                (None, Some(only)) => only.len(),
+                (None, None) => self.source.node_count(label)?,
+            };
+        }
+        let mut statistics = datafusion::common::Statistics::new_unknown(&self.schema());
+        statistics.num_rows = datafusion::common::stats::Precision::Exact(rows);
+        Ok(statistics)
+    }
     fn execute(
         &self,
         partition: usize,

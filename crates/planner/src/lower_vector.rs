@@ -142,6 +142,8 @@ impl Lowering<'_> {
                 table_rows: self.source.node_count(label).unwrap_or(0),
             };
             let source = crate::source::SourceRef(self.source.clone());
+            // Without an index there is nothing to search first.
+            let alternate = alternate.filter(|_| spec.index.is_some());
             let node: Arc<dyn datafusion::logical_expr::UserDefinedLogicalNode> =
                 match bare_scan(&state.plan, &var, label) {
                     Some(table) => Arc::new(AnnScan::try_new(source, spec, &table)?),

@@ -196,17 +196,34 @@ fn explain_strategy(spec: &VectorSpec, f: &mut fmt::Formatter, leaf: bool) -> fm
     }
 }
 
-/// The ANN-first part of a `VectorTopKExec` line whose alternate input starts at the ranked
-/// node, before the strategy it falls back to.
-fn explain_alternate(spec: &VectorSpec, name: &str, f: &mut fmt::Formatter) -> fmt::Result {
+/// The choice a `VectorTopKExec` line with an estimate of its input's rows (a pattern that
+/// reaches the ranked node by expansion) made, before the strategy it falls back to.
+fn explain_estimate(
+    spec: &VectorSpec,
+    name: &str,
+    reach: f64,
+    alternate: bool,
+    f: &mut fmt::Formatter,
+) -> fmt::Result {
+    let (rows, var) = (reach.round(), &spec.var);
+    if !alternate {
+        return write!(
+            f,
+            ", graph-first: lookups and degrees estimate {rows} input rows (ann-first through \
+             the pattern from {var} above {ANN_FIRST_MAX_ROWS} when k is found within \
+             {ANN_FIRST_MAX_ROWS})"
+        );
+    }
+    let k = spec.k.min(spec.table_rows);
+    let width = estimated_width(k, spec.table_rows, reach);
     write!(
         f,
-        ", graph-first if lookups and degrees estimate the input at most {ANN_FIRST_MAX_ROWS} \
-         rows, else ann-first through the alternate input (second) from {}: index {name}'s \
-         nearest rows, as many as the estimated share predicts k in (at least {}), widened \
-         within {ANN_FIRST_MAX_ROWS} rows; else graph-first",
-        spec.var,
-        first_width(spec.k, spec.table_rows)
+        ", ann-first through the alternate input (second) from {var}: lookups and degrees \
+         estimate {rows} input rows of {} (share {:.3}), so index {name}'s nearest {width} rows \
+         first, widened while the share that qualifies predicts k within {ANN_FIRST_MAX_ROWS} \
+         rows; else graph-first",
+        spec.table_rows,
+        reach / spec.table_rows.max(1) as f64,
     )
 }
 
@@ -295,19 +312,13 @@ impl VectorTopK {
         spec: VectorSpec,
         alternate: Option<LogicalPlan>,
     ) -> Result<Self> {
-        // DataFusion's projection pushdown may narrow the two inputs differently: both keep
-        // the columns asked of this node, so they meet on the columns they share.
-        let (input, alternate) = match alternate {
-            None => (input, None),
-            Some(alt) => {
-                let input = match alt.schema().fields().len() < input.schema().fields().len() {
-                    true => aligned(input, alt.schema())?,
-                    false => input,
-                };
-                let alt = aligned(alt, input.schema())?;
-                (input, Some(alt))
-            }
-        };
+        // The alternate follows the input's columns (DataFusion narrows only the input, see
+        // `necessary_children_exprs`): a projection over the input would change how
+        // DataFusion distributes it (a round-robin repartition and a coalesce appeared
+        // under it, 0.3 ms a query).
+        let alternate = alternate
+            .map(|alt| aligned(alt, input.schema()))
+            .transpose()?;
         let mut fields: Vec<Field> = input
             .schema()
             .fields()
@@ -349,8 +360,9 @@ impl UserDefinedLogicalNodeCore for VectorTopK {
     fn expressions(&self) -> Vec<Expr> {
         vec![]
     }
-    /// DataFusion's projection pushdown may narrow the input (and its alternate, which has
-    /// the same columns) to the columns asked of this node and the ranked variable's ordinal.
+    /// DataFusion's projection pushdown may narrow the input to the columns asked of this
+    /// node and the ranked variable's ordinal; the alternate is left whole and projected to
+    /// the input's columns (`VectorTopK::try_new`), so it always has them.
     fn necessary_children_exprs(&self, output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
         let schema = self.input.schema();
         let ord = schema.index_of_column_by_name(None, &column_name(&self.spec.var, ORD))?;
@@ -363,7 +375,11 @@ impl UserDefinedLogicalNodeCore for VectorTopK {
         needed.push(ord);
         needed.sort_unstable();
         needed.dedup();
-        Some(vec![needed; self.inputs().len()])
+        let mut children = vec![needed];
+        if let Some(alternate) = &self.alternate {
+            children.push((0..alternate.schema().fields().len()).collect());
+        }
+        Some(children)
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "VectorTopK: by ")?;
@@ -728,8 +744,12 @@ impl ExecutionPlan for AnnScanExec {
 #[derive(Debug)]
 pub struct VectorTopKExec {
     input: Arc<dyn ExecutionPlan>,
-    /// The logical node's alternate input, planned (same columns as `input`).
+    /// The logical node's alternate input, planned (same columns as `input`), when the search
+    /// goes ANN-first through it; dropped at planning when `reach` says graph-first.
     alternate: Option<Arc<dyn ExecutionPlan>>,
+    /// The input's rows estimated at planning from lookups and degrees, when the logical node
+    /// had an alternate (a cached plan is dropped by any commit, so it stays true).
+    reach: Option<f64>,
     spec: VectorSpec,
     ord_index: usize,
     source: Arc<dyn GraphSource>,
@@ -741,9 +761,11 @@ impl DisplayAs for VectorTopKExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "VectorTopKExec: by ")?;
         self.spec.describe(f)?;
-        match (&self.spec.index, self.ann_first(), self.through_alternate()) {
+        match (&self.spec.index, self.ann_first(), self.reach) {
             (Some(name), true, _) => explain_ann_first(&self.spec, name, f)?,
-            (Some(name), false, Some(_)) => explain_alternate(&self.spec, name, f)?,
+            (Some(name), false, Some(reach)) => {
+                explain_estimate(&self.spec, name, reach, self.alternate.is_some(), f)?
+            }
             _ => {}
         }
         explain_strategy(&self.spec, f, false)
@@ -780,6 +802,7 @@ impl ExecutionPlan for VectorTopKExec {
         Ok(Arc::new(VectorTopKExec {
             input,
             alternate,
+            reach: self.reach,
             spec: self.spec.clone(),
             ord_index: self.ord_index,
             source: self.source.clone(),
@@ -807,7 +830,7 @@ impl ExecutionPlan for VectorTopKExec {
             self.ord_index,
         );
         let ann_first = self.ann_first();
-        let alternate = self.through_alternate().cloned();
+        let (alternate, reach) = (self.alternate.clone(), self.reach);
         let out = schema.clone();
         let batch = futures::stream::once(async move {
             source
@@ -828,35 +851,25 @@ impl ExecutionPlan for VectorTopKExec {
                 false => None,
             };
             searched.lookup_bound = bound;
-            // The plan an ANN-first search runs its nodes through, and the share of the
-            // table expected to qualify (None: unknown).
+            searched.reach_estimate = reach;
+            // The plan an ANN-first search runs its nodes through, and the rows the input
+            // was estimated at (None: unknown).
             let through = match (ann_first, alternate.as_ref()) {
                 (true, _) if bound.is_none_or(|b| b > ANN_FIRST_MAX_ROWS) => Some((&input, None)),
                 (true, _) => None,
-                // The input starts elsewhere (a looked-up node, say): estimated from lookups
-                // and degrees to reach few rows, it runs as it is (graph-first); else the
-                // nodes the index finds run through the alternate, which starts at them.
-                (false, Some(alternate)) => {
-                    let reach = crate::exec::reach_estimate(&input)?;
-                    searched.reach_estimate = reach;
-                    match reach {
-                        Some(r) if r <= ANN_FIRST_MAX_ROWS as f64 => None,
-                        r => {
-                            let share = r.map(|r| (r / f64::from(table_rows.max(1))).min(1.0));
-                            Some((alternate, share))
-                        }
-                    }
-                }
+                // The input reaches the ranked node by expansion; planning kept the
+                // alternate, which starts at it, because the input was estimated large.
+                (false, Some(alternate)) => Some((alternate, reach)),
                 (false, None) => None,
             };
             let first = match (index, through) {
-                (Some(index), Some((plan, share))) => {
+                (Some(index), Some((plan, estimate))) => {
                     search_first(
                         source.as_ref(),
                         &spec,
                         index.as_ref(),
                         plan,
-                        share,
+                        estimate,
                         &context,
                         &candidates,
                         &mut searched,
@@ -920,15 +933,6 @@ impl VectorTopKExec {
     fn ann_first(&self) -> bool {
         self.spec.index.is_some()
             && crate::exec::ranked_scan(&self.input, &self.spec.var, &self.spec.label).is_some()
-    }
-
-    /// The alternate input an ANN-first search may run through instead: when the input itself
-    /// cannot be limited to the ranked nodes, and the alternate can.
-    fn through_alternate(&self) -> Option<&Arc<dyn ExecutionPlan>> {
-        let alternate = self.alternate.as_ref()?;
-        let limitable =
-            crate::exec::ranked_scan(alternate, &self.spec.var, &self.spec.label).is_some();
-        (self.spec.index.is_some() && !self.ann_first() && limitable).then_some(alternate)
     }
 }
 
@@ -998,7 +1002,14 @@ fn first_width(k: usize, rows: usize) -> usize {
 
 /// The rows an ANN-first search should search to find `k` where `share` of them qualify.
 fn needed_width(k: usize, share: f64) -> usize {
-    (k as f64 / share * ANN_FIRST_MARGIN).ceil() as usize
+    (k as f64 / share.max(f64::MIN_POSITIVE) * ANN_FIRST_MARGIN).ceil() as usize
+}
+
+/// The first width of an ANN-first search for `k` of `rows` when the input was estimated at
+/// `reach` rows (an upper bound on the qualifying nodes, so a lower bound on the width).
+fn estimated_width(k: usize, rows: usize, reach: f64) -> usize {
+    let share = (reach / rows.max(1) as f64).min(1.0);
+    needed_width(k, share).max(first_width(k, rows))
 }
 
 /// ANN-first: the `width` nearest rows by the index (and every row it does not cover) go
@@ -1007,8 +1018,8 @@ fn needed_width(k: usize, share: f64) -> usize {
 /// it). Else the round is a sample: from the share of rows that qualified, the width that
 /// should find k is estimated, and the search widens to it, unless that is more than
 /// [`ANN_FIRST_MAX_ROWS`], where running the whole input (filter- or graph-first) costs less.
-/// `share`, the part of the table expected to qualify (estimated before anything ran), sets
-/// the first width; none is tried when it predicts more than [`ANN_FIRST_MAX_ROWS`].
+/// `reach`, the input's rows estimated before anything ran, sets the first width (see
+/// [`estimated_width`]); none is tried when that is more than [`ANN_FIRST_MAX_ROWS`].
 /// None: go filter- or graph-first.
 #[allow(clippy::too_many_arguments)]
 async fn search_first(
@@ -1016,7 +1027,7 @@ async fn search_first(
     spec: &VectorSpec,
     index: &dyn crate::source::SnapshotVectorIndex,
     input: &Arc<dyn ExecutionPlan>,
-    share: Option<f64>,
+    reach: Option<f64>,
     context: &Arc<TaskContext>,
     candidates: &(dyn Fn(&RecordBatch) -> Result<Candidates> + Sync),
     searched: &mut Searched,
@@ -1032,13 +1043,12 @@ async fn search_first(
     let scorer = Scorer::new(spec.metric, spec.query());
     let q32 = index_query(&scorer);
     let uncovered: Vec<u32> = index.uncovered().iter().flat_map(|r| r.clone()).collect();
-    let mut width = first_width(k, n);
-    if let Some(share) = share {
-        let needed = needed_width(k, share.max(f64::MIN_POSITIVE));
-        if needed > ANN_FIRST_MAX_ROWS {
-            return Ok(None);
-        }
-        width = width.max(needed).min(n);
+    let mut width = match reach {
+        Some(reach) => estimated_width(k, n, reach),
+        None => first_width(k, n),
+    };
+    if width > ANN_FIRST_MAX_ROWS {
+        return Ok(None);
     }
     loop {
         searched.index_searches += 1;
@@ -1123,9 +1133,31 @@ pub(crate) fn plan_vector_node(
                 input.schema()
             );
         }
+        // The alternate serves when the input reaches the ranked node by expansion, the
+        // alternate starts at it, and lookups and degrees estimate the input large enough
+        // that an ANN-first search is expected to find k within `ANN_FIRST_MAX_ROWS`.
+        let spec = &top.spec;
+        let (var, label) = (&spec.var, &spec.label);
+        let alternative = alternate.filter(|a| {
+            spec.index.is_some()
+                && crate::exec::ranked_scan(input, var, label).is_none()
+                && crate::exec::ranked_scan(a, var, label).is_some()
+        });
+        let reach = match &alternative {
+            Some(_) => crate::exec::reach_estimate(input)?,
+            None => None,
+        };
+        let rows = top.source.0.node_count(label).unwrap_or(spec.table_rows);
+        let alternate = alternative.filter(|_| {
+            reach.is_none_or(|r| {
+                r > ANN_FIRST_MAX_ROWS as f64
+                    && estimated_width(spec.k.min(rows), rows, r) <= ANN_FIRST_MAX_ROWS
+            })
+        });
         return Ok(Some(Arc::new(VectorTopKExec {
             input: input.clone(),
             alternate,
+            reach,
             spec: top.spec.clone(),
             ord_index,
             source: top.source.0.clone(),
