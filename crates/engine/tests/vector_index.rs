@@ -368,12 +368,7 @@ async fn a_filter_is_searched_ann_first_and_widens_or_goes_filter_first_by_its_s
                 .any(|r| r[1].contains("index doc_emb's nearest 64 rows through the input")),
             "{explained:?}"
         );
-        let analyzed: String = query(&db, &format!("EXPLAIN ANALYZE {filtered}"))
-            .await
-            .into_iter()
-            .map(|r| r.join(" "))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let analyzed = analyzed(&db, &filtered).await;
         let rounds = metric(&analyzed, "ann_first_rounds");
         assert!(
             (least..=most).contains(&rounds),
@@ -391,12 +386,7 @@ async fn a_filter_is_searched_ann_first_and_widens_or_goes_filter_first_by_its_s
         "MATCH (d:Doc) WHERE d.id IN [{}] VECTOR SIMILAR TO {QUERY} LIMIT 3 RETURN d.id",
         ids_in.join(", ")
     );
-    let analyzed: String = query(&db, &format!("EXPLAIN ANALYZE {looked_up}"))
-        .await
-        .into_iter()
-        .map(|r| r.join(" "))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let analyzed = analyzed(&db, &looked_up).await;
     assert_eq!(metric(&analyzed, "lookup_rows"), 40, "{analyzed}");
     assert_eq!(metric(&analyzed, "ann_first_rounds"), 0, "{analyzed}");
     let truth = ids(
