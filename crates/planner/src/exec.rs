@@ -85,20 +85,9 @@ impl ExecutionPlan for NodeScanExec {
     ) -> Result<datafusion::common::Statistics> {
         let mut rows = 0;
         for label in &self.labels {
-            let found = match &self.lookup {
-                Some((property, values)) => {
-                    lookup_rows(self.source.as_ref(), label, property, values)?
-                }
-                None => None,
-            };
-            rows += match (found, &self.restrict) {
-                (Some(found), Some(only)) => found
-                    .iter()
-                    .filter(|r| only.binary_search(r).is_ok())
-                    .count(),
-                (Some(found), None) => found.len(),
-                (None, Some(only)) => only.len(),
-                (None, None) => self.source.node_count(label)?,
+            rows += match self.picked(label)? {
+                Some(found) => found.len(),
+                None => self.source.node_count(label)?,
             };
         }
         let mut statistics = datafusion::common::Statistics::new_unknown(&self.schema());
@@ -119,22 +108,7 @@ impl ExecutionPlan for NodeScanExec {
         for label in &self.labels {
             let rows = self.source.node_rows(label)?;
             let offset = self.source.node_offset(label)?;
-            let mut found = match &self.lookup {
-                Some((property, values)) => {
-                    lookup_rows(self.source.as_ref(), label, property, values)?
-                }
-                None => None,
-            };
-            if let Some(only) = &self.restrict {
-                found = Some(match found {
-                    Some(f) => f
-                        .into_iter()
-                        .filter(|r| only.binary_search(r).is_ok())
-                        .collect(),
-                    None => only.to_vec(),
-                });
-            }
-            if let Some(found) = found {
+            if let Some(found) = self.picked(label)? {
                 for part in found.chunks(GRAPH_BATCH_ROWS) {
                     chunks.push((
                         label.clone(),
@@ -173,6 +147,27 @@ impl ExecutionPlan for NodeScanExec {
             schema,
             futures::stream::iter(batches),
         )))
+    }
+}
+
+impl NodeScanExec {
+    /// The rows of `label` the scan emits (ascending) when its lookup or restriction picks
+    /// them; None when it emits the whole table.
+    fn picked(&self, label: &str) -> Result<Option<Vec<u32>>> {
+        let found = match &self.lookup {
+            Some((property, values)) => lookup_rows(self.source.as_ref(), label, property, values)?,
+            None => None,
+        };
+        Ok(match (found, &self.restrict) {
+            (Some(found), Some(only)) => Some(
+                found
+                    .into_iter()
+                    .filter(|r| only.binary_search(r).is_ok())
+                    .collect(),
+            ),
+            (None, Some(only)) => Some(only.to_vec()),
+            (found, None) => found,
+        })
     }
 }
 
@@ -258,11 +253,7 @@ pub(crate) fn reach_estimate(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<f64
     let mut found: Option<Vec<u32>> = Some(Vec::new());
     let mut rows = 0usize;
     for label in &scan.labels {
-        let looked_up = match &scan.lookup {
-            Some((property, values)) => lookup_rows(source, label, property, values)?,
-            None => None,
-        };
-        match (looked_up, &mut found) {
+        match (scan.picked(label)?, &mut found) {
             (Some(hits), Some(ordinals)) => {
                 let offset = source.node_offset(label)?;
                 rows += hits.len();
