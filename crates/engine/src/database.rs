@@ -25,7 +25,7 @@ use crate::route::{self, Language};
 use crate::schema::{DEFAULT_GRAPH, TableInfo};
 use crate::session::Sessions;
 use crate::settings::Settings;
-use crate::{QueryStream, StatementResult, write};
+use crate::{Description, QueryStream, StatementResult, write};
 
 /// Schema evolution rounds one statement may take (each adds a table or columns).
 pub const MAX_SCHEMA_ROUNDS: usize = 64;
@@ -446,6 +446,48 @@ impl Database {
         self.run(statement, &json_params(params)?, settings).await
     }
 
+    pub(crate) async fn query_typed_in(
+        &self,
+        statement: &str,
+        params: &Params,
+        settings: &std::sync::Mutex<Settings>,
+    ) -> Result<QueryStream> {
+        self.run(statement, params, settings).await
+    }
+
+    /// What `statement` would return, without running it: a SQL statement from its plan; a
+    /// ContextQL query that only reads is planned (its rows are computed only when a stream
+    /// is polled, and this one never is); a write or DDL statement describes no columns.
+    pub(crate) async fn describe_in(
+        &self,
+        statement: &str,
+        settings: &std::sync::Mutex<Settings>,
+    ) -> Result<Description> {
+        let nothing = || Description {
+            language: Language::ContextQL,
+            columns: Arc::new(Schema::empty()),
+            parameters: Arc::new(Schema::empty()),
+        };
+        let query = match route::parse(statement)? {
+            route::Routed::Sql => return crate::sql::describe(self, statement, settings).await,
+            route::Routed::ContextQL(parsed) => match parsed.body {
+                StatementBody::Query(query) if !writes(&query) => query,
+                _ => return Ok(nothing()),
+            },
+        };
+        drop(query);
+        match self.run(statement, &Params::new(), settings).await {
+            Ok(stream) => Ok(Description {
+                columns: stream.schema(),
+                ..nothing()
+            }),
+            // The plan needs the values (a vector to search, a LIMIT): the columns are known
+            // once they are bound.
+            Err(e) if e.message.contains("missing parameter $") => Ok(nothing()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn run(
         &self,
         text: &str,
@@ -465,7 +507,7 @@ impl Database {
         }
         // Each statement is parsed once: routing hands over the ContextQL it parsed.
         match route::parse(text)? {
-            route::Routed::Sql => crate::sql::execute(self, text, settings).await,
+            route::Routed::Sql => crate::sql::execute(self, text, params, settings).await,
             route::Routed::ContextQL(statement) => {
                 let cache_as = key.map(|k| (version, k));
                 self.execute_contextql(text, &statement, params, cache_as)
@@ -536,16 +578,7 @@ impl Database {
         params: &Params,
         cache_as: Option<(PlanVersion, PlanKey)>,
     ) -> Result<QueryStream> {
-        let writes = query.parts.iter().flat_map(|p| p.clauses.iter()).any(|c| {
-            matches!(
-                c,
-                ast::Clause::Create(_)
-                    | ast::Clause::Set(_)
-                    | ast::Clause::Delete(_)
-                    | ast::Clause::Merge(_)
-                    | ast::Clause::Remove(_)
-            )
-        });
+        let writes = writes(query);
         if writes && statement.at.is_some() {
             return Err(Error::plan(
                 "AT SNAPSHOT / AT TIMESTAMP queries are read-only",
@@ -837,6 +870,20 @@ fn parse_timestamp_ms(ts: &str) -> Result<i64> {
 }
 
 /// Parameters from JSON values.
+/// Whether a ContextQL query has a writing clause.
+fn writes(query: &ast::Query) -> bool {
+    query.parts.iter().flat_map(|p| p.clauses.iter()).any(|c| {
+        matches!(
+            c,
+            ast::Clause::Create(_)
+                | ast::Clause::Set(_)
+                | ast::Clause::Delete(_)
+                | ast::Clause::Merge(_)
+                | ast::Clause::Remove(_)
+        )
+    })
+}
+
 fn json_params(params: &HashMap<String, serde_json::Value>) -> Result<Params> {
     params
         .iter()

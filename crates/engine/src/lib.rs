@@ -32,6 +32,7 @@ mod views;
 mod write;
 
 pub use cache::{DEFAULT_CACHE_BYTES, HotTierStats, SNAPSHOTS_PER_TABLE};
+pub use contextdb_planner::Params;
 pub use database::{
     DEFAULT_SNAPSHOT_RETENTION, Database, DbConfig, LoadPhase, StorageKind, repair_log,
 };
@@ -82,6 +83,18 @@ impl StatementResult {
             )),
         }
     }
+}
+
+/// What a statement would return and which parameters it takes, known before it runs.
+#[derive(Debug, Clone)]
+pub struct Description {
+    pub language: Language,
+    /// The columns of its rows; empty when they are known only once it has run (a write, a
+    /// DDL statement, a ContextQL query whose plan needs its parameters' values).
+    pub columns: SchemaRef,
+    /// Its parameters in order (`$1, $2, ...`, then by name), with the type the plan expects
+    /// (`Null` when any type does); empty when unknown.
+    pub parameters: SchemaRef,
 }
 
 /// What a statement returns, as a stream of batches. The schema is known before the first

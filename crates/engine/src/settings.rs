@@ -14,7 +14,8 @@ use datafusion::logical_expr::registry::FunctionRegistry;
 
 use crate::database::Database;
 use crate::error::{Error, Result};
-use crate::{QueryStream, StatementResult};
+use crate::{Description, QueryStream, StatementResult};
+use contextdb_planner::Params;
 
 /// The most options one session may set (each is applied to every SQL statement it runs).
 pub const MAX_SESSION_SETTINGS: usize = 256;
@@ -181,6 +182,19 @@ impl Session {
         params: &HashMap<String, serde_json::Value>,
     ) -> Result<Vec<StatementResult>> {
         self.db.execute_in(text, params, &self.settings).await
+    }
+
+    /// Runs one statement with typed parameter values (`"1"`, `"2"`, ... by position and
+    /// names), as a client binding Arrow values sends them, and streams its rows.
+    pub async fn query_typed(&self, statement: &str, params: &Params) -> Result<QueryStream> {
+        self.db
+            .query_typed_in(statement, params, &self.settings)
+            .await
+    }
+
+    /// What `statement` returns and which parameters it takes, without running it.
+    pub async fn describe(&self, statement: &str) -> Result<Description> {
+        self.db.describe_in(statement, &self.settings).await
     }
 
     /// Runs one statement and streams its rows (see `Database::query`).

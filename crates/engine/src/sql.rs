@@ -15,13 +15,12 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider,
 };
-use datafusion::common::{Constraint, SchemaReference, TableReference};
+use datafusion::common::{Constraint, ParamValues, SchemaReference, TableReference};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, Statement, WriteOp};
 use datafusion::prelude::SessionContext;
 use iceberg::{Catalog, NamespaceIdent};
 
-use crate::QueryStream;
 use crate::StatementResult;
 use crate::database::{Database, message, rows_affected};
 use crate::error::{Error, Result};
@@ -35,6 +34,8 @@ use crate::schema::{
 use crate::session::DEFAULT_CATALOG;
 use crate::settings::Settings;
 use crate::write::{TableEdits, commit_edits, commit_edits_creating};
+use crate::{Description, QueryStream};
+use contextdb_planner::Params;
 use contextdb_storage::table_io;
 
 fn first_word(text: &str) -> String {
@@ -315,9 +316,10 @@ fn snapshots_table(snapshot: &Snapshot) -> Result<MemTable> {
 pub async fn execute(
     db: &Database,
     text: &str,
+    params: &Params,
     settings: &std::sync::Mutex<Settings>,
 ) -> Result<QueryStream> {
-    let ctx_and_plan = plan(db, text, settings).await?;
+    let ctx_and_plan = plan(db, text, params, settings).await?;
     match ctx_and_plan {
         Planned::Done(result) => Ok(result.into_stream()),
         Planned::Query(query) => {
@@ -328,31 +330,22 @@ pub async fn execute(
     }
 }
 
-/// A SQL statement that has run (DDL, DML), or a query to stream.
-enum Planned {
-    Done(StatementResult),
-    /// Boxed: a session is large, and most statements never build this variant.
-    Query(Box<(SessionContext, LogicalPlan)>),
+/// What a SQL statement is planned with: the statement's snapshot and a DataFusion session
+/// over it, with the session's settings and the catalog's views.
+struct Planning {
+    snapshot: Arc<Snapshot>,
+    schemas: Arc<SqlSchemas>,
+    outbox: Arc<StatementWrites>,
+    ctx: SessionContext,
+    views: HashMap<String, String>,
 }
 
-async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) -> Result<Planned> {
-    let writes = matches!(
-        first_word(text).as_str(),
-        // EXECUTE may run a prepared write.
-        "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "DROP" | "TRUNCATE" | "EXECUTE"
-    );
-    let _guard = if writes {
-        Some(db.write_lock.lock().await)
-    } else {
-        None
-    };
+async fn planning(db: &Database, settings: &std::sync::Mutex<Settings>) -> Result<Planning> {
     // Tables are loaded when a plan needs their rows: a scan reads the hot tier or the data
     // files, a write loads the table it changes.
     let snapshot = db.snapshot_unloaded(None).await?;
     let schemas = Arc::new(db.sql_schemas().await?);
     let outbox = Arc::new(StatementWrites::default());
-    let time_zone = time_zone_statement(text);
-    let text = time_zone.as_deref().unwrap_or(text);
     let current = settings.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let ctx = sql_context(db, &snapshot, &schemas, &outbox, &current)?;
     let views = crate::views::views(db).await?;
@@ -363,6 +356,89 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
             .ok_or_else(|| Error::internal("the session has no graph schema"))?;
         crate::views::register(&ctx, &schema, &views).await?;
     }
+    Ok(Planning {
+        snapshot,
+        schemas,
+        outbox,
+        ctx,
+        views,
+    })
+}
+
+/// The columns a SQL statement returns and the parameters it takes, from its plan, without
+/// running it. Statements other than queries describe no columns (what they return is known
+/// once they have run).
+pub(crate) async fn describe(
+    db: &Database,
+    text: &str,
+    settings: &std::sync::Mutex<Settings>,
+) -> Result<Description> {
+    let time_zone = time_zone_statement(text);
+    let text = time_zone.as_deref().unwrap_or(text);
+    let ctx = planning(db, settings).await?.ctx;
+    let plan = ctx.state().create_logical_plan(text).await?;
+    let columns = match &plan {
+        LogicalPlan::Statement(_) | LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) => {
+            Arc::new(Schema::empty())
+        }
+        query => Arc::new(query.schema().as_arrow().clone()),
+    };
+    let mut parameters: Vec<(String, Option<DataType>)> =
+        plan.get_parameter_types()?.into_iter().collect();
+    // `$1, $2, ...` in their order, then names alphabetically.
+    parameters.sort_by_cached_key(|(name, _)| {
+        let name = name.trim_start_matches('$').to_string();
+        (name.parse::<u64>().unwrap_or(u64::MAX), name)
+    });
+    let parameters = parameters
+        .into_iter()
+        .map(|(name, ty)| {
+            Field::new(
+                name.trim_start_matches('$'),
+                ty.unwrap_or(DataType::Null),
+                true,
+            )
+        })
+        .collect::<Vec<_>>();
+    Ok(Description {
+        language: Language::Sql,
+        columns,
+        parameters: Arc::new(Schema::new(parameters)),
+    })
+}
+
+/// A SQL statement that has run (DDL, DML), or a query to stream.
+enum Planned {
+    Done(StatementResult),
+    /// Boxed: a session is large, and most statements never build this variant.
+    Query(Box<(SessionContext, LogicalPlan)>),
+}
+
+async fn plan(
+    db: &Database,
+    text: &str,
+    params: &Params,
+    settings: &std::sync::Mutex<Settings>,
+) -> Result<Planned> {
+    let writes = matches!(
+        first_word(text).as_str(),
+        // EXECUTE may run a prepared write.
+        "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "DROP" | "TRUNCATE" | "EXECUTE"
+    );
+    let _guard = if writes {
+        Some(db.write_lock.lock().await)
+    } else {
+        None
+    };
+    let time_zone = time_zone_statement(text);
+    let text = time_zone.as_deref().unwrap_or(text);
+    let Planning {
+        snapshot,
+        schemas,
+        outbox,
+        ctx,
+        views,
+    } = planning(db, settings).await?;
     let plan = ctx.state().create_logical_plan(text).await?;
     let plan = match plan {
         // The session keeps the statement's text; DataFusion checks it now and binds it at
@@ -404,6 +480,14 @@ async fn plan(db: &Database, text: &str, settings: &std::sync::Mutex<Settings>) 
             }
             return Ok(Planned::Done(message(Language::Sql, "deallocated")));
         }
+        // Bound parameters: `$1` by position and `$name` by name, as in ContextQL (a
+        // client binding by position sends both keys).
+        other if !params.is_empty() => other.with_param_values(ParamValues::Map(
+            params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect(),
+        ))?,
         other => other,
     };
     let done = match plan {

@@ -441,3 +441,112 @@ async fn settings_belong_to_their_session() {
         s
     });
 }
+
+/// Typed parameters reach SQL and ContextQL alike, `$1` by position and `$name` by name; a
+/// statement is described (its columns and parameters) without running it.
+#[tokio::test]
+async fn typed_parameters_bind_in_both_languages_and_statements_describe_without_running() {
+    use contextdb_engine::{Language, Params, Session};
+    use datafusion::common::ScalarValue;
+    let db = Database::open(DbConfig::memory()).await.unwrap();
+    let session = Session::new(db.clone());
+    session
+        .execute(
+            "CREATE NODE TABLE P (id BIGINT PRIMARY KEY, name VARCHAR);
+             CREATE (:P {id: 1, name: 'a'}), (:P {id: 2, name: 'b'}), (:P {id: 3, name: 'c'})",
+        )
+        .await
+        .unwrap();
+    let params: Params = [
+        ("1".to_string(), ScalarValue::Int64(Some(2))),
+        ("who".to_string(), ScalarValue::Utf8(Some("c".into()))),
+    ]
+    .into();
+    let names = |text: &'static str| {
+        let session = &session;
+        let params = &params;
+        async move {
+            let result = session
+                .query_typed(text, params)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let mut names = Vec::new();
+            for batch in &result.batches {
+                let column = batch.column(0).as_string::<i32>();
+                names.extend((0..batch.num_rows()).map(|i| column.value(i).to_string()));
+            }
+            names
+        }
+    };
+    assert_eq!(
+        names("SELECT name FROM P WHERE id >= $1 ORDER BY id").await,
+        ["b", "c"]
+    );
+    assert_eq!(names("SELECT name FROM P WHERE name = $who").await, ["c"]);
+    assert_eq!(
+        names("MATCH (p:P) WHERE p.id >= $1 RETURN p.name ORDER BY p.id").await,
+        ["b", "c"]
+    );
+    // A write binds too (DataFusion's VALUES takes positional placeholders only).
+    let written = session
+        .query_typed("INSERT INTO P VALUES ($1 + 10, 'd')", &params)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(written.rows_affected, Some(1));
+
+    let sql = session
+        .describe("SELECT id, name FROM P WHERE id = $1 AND name = $2")
+        .await
+        .unwrap();
+    assert_eq!(sql.language, Language::Sql);
+    let columns: Vec<_> = sql
+        .columns
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(columns, ["id", "name"]);
+    let parameters: Vec<_> = sql
+        .parameters
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    assert_eq!(
+        parameters,
+        [
+            ("1".to_string(), DataType::Int64),
+            ("2".to_string(), DataType::Utf8)
+        ]
+    );
+    let cql = session
+        .describe("MATCH (p:P) RETURN p.name AS name")
+        .await
+        .unwrap();
+    assert_eq!(cql.language, Language::ContextQL);
+    assert_eq!(cql.columns.field(0).name(), "name");
+    // A query that needs its parameters' values, and a write, describe no columns; neither ran.
+    for text in [
+        "MATCH (p:P) WHERE p.name = $n RETURN p.name",
+        "CREATE (:P {id: 9, name: 'z'})",
+        "DELETE FROM P",
+    ] {
+        let described = session.describe(text).await.unwrap();
+        assert!(described.columns.fields().is_empty(), "{text}");
+    }
+    assert_eq!(
+        ints(&db, "SELECT count(*) FROM P").await,
+        [Some(4)],
+        "describing ran nothing"
+    );
+    // What does not parse or plan is an error at once.
+    assert!(session.describe("SELEC 1").await.is_err());
+    assert!(session.describe("SELECT nope FROM P").await.is_err());
+    db.shutdown().await;
+}
