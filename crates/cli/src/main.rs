@@ -19,8 +19,6 @@ const DEFAULT_DATA_DIR: &str = "./contextdb-data";
 const HISTORY_FILE_NAME: &str = ".contextdb_history";
 const EXIT_STATEMENT_FAILED: u8 = 1;
 const PROGRESS_TICK: std::time::Duration = std::time::Duration::from_millis(100);
-/// The same code clap uses for a bad command line.
-const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -49,11 +47,61 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
-    /// Serve Arrow Flight SQL (not yet available).
-    Serve {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<String>,
-    },
+    /// Serve the database over Arrow Flight SQL (ContextQL and SQL), with `/health` and
+    /// `/metrics` over HTTP. Settings come from a TOML file, then `CONTEXTDB_*` variables,
+    /// then flags, each overriding the one before (docs/server.md).
+    #[command(after_long_help = serve_settings_help())]
+    Serve(ServeArgs),
+    /// Print the Argon2 hash of a password read from standard input (one line), for a
+    /// `[[users]]` entry of the server's configuration file.
+    HashPassword,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (also CONTEXTDB_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory holding the database [default: contextdb-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Flight SQL listener [default: 127.0.0.1:50051]; port 0 picks a free one.
+    #[arg(long, value_name = "HOST:PORT")]
+    flight_addr: Option<String>,
+    /// HTTP listener for /health and /metrics [default: 127.0.0.1:8077].
+    #[arg(long, value_name = "HOST:PORT")]
+    http_addr: Option<String>,
+    /// A user who may connect (repeat for more); replaces the file's and environment's users.
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    users: Vec<String>,
+    /// Bind a non-loopback address although no user is configured.
+    #[arg(long)]
+    allow_remote_without_users: bool,
+    /// PEM certificate chain: serve Flight SQL over TLS (with --tls-key).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Statements running at once; one more fails with RESOURCE_EXHAUSTED [default: 16].
+    #[arg(long, value_name = "N")]
+    max_concurrent_statements: Option<usize>,
+    /// Log lines as `text` or `json` [default: text]; RUST_LOG filters them (default info).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// Every server setting with its TOML key, variable, flag and default.
+fn serve_settings_help() -> String {
+    let mut text = String::from("Settings (TOML key / environment variable / flag, default):\n");
+    for (key, var, flag, default, what) in contextdb_server::config::SETTINGS {
+        text.push_str(&format!(
+            "  {key} / {var} / {flag}  [{default}]\n      {what}\n"
+        ));
+    }
+    text
 }
 
 /// Engine settings shared by every command that opens a database.
@@ -176,13 +224,85 @@ fn parse_param(text: &str) -> Result<(String, serde_json::Value), String> {
     Ok((name.to_owned(), value))
 }
 
+fn hash_password() -> Result<(), Failure> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::Message(format!("cannot read the password: {e}")))?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(Failure::Message(
+            "no password on standard input (one line)".into(),
+        ));
+    }
+    let hash = contextdb_server::auth::hash_password(password).map_err(Failure::Message)?;
+    println!("{hash}");
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let flags = contextdb_server::Flags {
+        config: args.config,
+        data_dir: args.data_dir,
+        flight_addr: args.flight_addr,
+        http_addr: args.http_addr,
+        users: args.users,
+        allow_remote_without_users: args.allow_remote_without_users,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        max_concurrent_statements: args.max_concurrent_statements,
+        log_format: args.log_format,
+    };
+    let config = contextdb_server::ServerConfig::resolve(&flags, &|name| std::env::var(name).ok())
+        .map_err(|e| Failure::Message(format!("contextdb serve: {e}")))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // The catalog's Raft library logs its elections at info; they are not news here.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        contextdb_server::LogFormat::Json => logs.json().init(),
+        contextdb_server::LogFormat::Text => logs.with_ansi(false).init(),
+    }
+    let tls = config.tls.is_some();
+    let engine = args.engine;
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    };
+    contextdb_server::serve(
+        config,
+        move |db| engine.apply(db),
+        move |bound| {
+            // Scripts wait for this line to know the server is up and where.
+            let scheme = if tls { "grpc+tls" } else { "grpc" };
+            println!(
+                "contextdb serve: flight {scheme}://{} http http://{}",
+                bound.flight, bound.http
+            );
+            let _ = std::io::stdout().flush();
+        },
+        shutdown,
+    )
+    .await
+    .map_err(|e| Failure::Message(format!("contextdb serve: {e}")))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve { .. } => {
-            eprintln!("contextdb serve: not yet available");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Command::Serve(args) => with_runtime(|runtime| runtime.block_on(serve(args))),
+        Command::HashPassword => hash_password(),
         Command::Shell(args) => with_runtime(|runtime| shell(runtime, args)),
         Command::Load(args) => with_runtime(|runtime| runtime.block_on(load(args))),
         Command::RepairLog { data_dir } => match contextdb_engine::repair_log(&data_dir) {

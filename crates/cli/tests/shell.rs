@@ -147,9 +147,12 @@ fn usage_errors_exit_with_2() {
         "",
     );
     assert_eq!(bad_param.status.code(), Some(2));
-    let serve = contextdb(dir.path(), &["serve"], "");
+    let serve = contextdb(dir.path(), &["serve", "--bogus"], "");
     assert_eq!(serve.status.code(), Some(2));
-    assert!(text(&serve.stderr).contains("not yet available"));
+    // A setting clap accepts but the server cannot use names where it came from.
+    let serve = contextdb(dir.path(), &["serve", "--flight-addr", "nowhere"], "");
+    assert_eq!(serve.status.code(), Some(1));
+    assert!(text(&serve.stderr).contains("--flight-addr: `nowhere`"));
 }
 
 #[test]

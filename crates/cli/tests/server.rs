@@ -1,0 +1,489 @@
+//! `contextdb serve` end to end: a real server process and the Arrow Flight SQL client of
+//! arrow-flight (the Python and Java clients are tested in `tests/clients/`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{
+    CommandGetDbSchemas, CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetTables,
+    CommandGetXdbcTypeInfo, ProstMessageExt, SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{Action, CancelFlightInfoRequest, FlightInfo, Ticket};
+use futures::TryStreamExt;
+use prost::Message;
+use tonic::transport::Channel;
+
+/// How long the server may take to open its database and bind.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Server {
+    child: Child,
+    flight: String,
+    http: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, log: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_contextdb"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).expect("log file"))
+            .spawn()
+            .expect("start contextdb serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
+            panic!(
+                "the server did not start: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        });
+        // contextdb serve: flight grpc://127.0.0.1:PORT http http://127.0.0.1:PORT
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            words.get(..3),
+            Some(&["contextdb", "serve:", "flight"][..]),
+            "{line}"
+        );
+        Server {
+            child,
+            flight: words[3].replace("grpc://", "http://"),
+            http: words[5].trim_start_matches("http://").to_string(),
+        }
+    }
+
+    async fn client(&self) -> FlightSqlServiceClient<Channel> {
+        let channel = Channel::from_shared(self.flight.clone())
+            .expect("a URL")
+            .connect()
+            .await
+            .expect("connect to the server");
+        FlightSqlServiceClient::new(channel)
+    }
+
+    /// `GET path` over HTTP: the status code and the body.
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.http).expect("connect to HTTP");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send the request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .expect("read the response");
+        let code = response[9..12].parse().expect("a status code");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (code, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The rows behind a FlightInfo.
+async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Vec<RecordBatch> {
+    let mut batches = Vec::new();
+    for endpoint in info.endpoint {
+        let ticket = endpoint.ticket.expect("a ticket");
+        let stream = client.do_get(ticket).await.expect("do_get");
+        batches.extend(stream.try_collect::<Vec<_>>().await.expect("the batches"));
+    }
+    batches
+}
+
+async fn query(client: &mut FlightSqlServiceClient<Channel>, text: &str) -> Vec<RecordBatch> {
+    let info = client
+        .execute(text.to_string(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    let announced = info
+        .clone()
+        .try_decode_schema()
+        .expect("the FlightInfo's schema");
+    let batches = fetch(client, info).await;
+    if let Some(first) = batches.first() {
+        assert_eq!(
+            *first.schema(),
+            announced,
+            "the stream's schema is the announced one"
+        );
+    }
+    batches
+}
+
+fn strings(batches: &[RecordBatch], column: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = arrow::compute::cast(b.column(column), &DataType::Utf8).expect("cast");
+        let c = c.as_string::<i32>();
+        out.extend((0..c.len()).map(|i| c.value(i).to_string()));
+    }
+    out
+}
+
+/// The error, with its gRPC code's name (`Unauthenticated`, `InvalidArgument`, ...).
+fn error_of<T: std::fmt::Debug, E: std::fmt::Debug>(result: Result<T, E>) -> String {
+    format!("{:?}", result.expect_err("an error"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flight_sql_client_runs_both_languages_prepared_statements_and_metadata() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
+    let server = Server::start(
+        &dir.path().join("db"),
+        &log,
+        &["--user", "ada:secret", "--max-concurrent-statements", "2"],
+    );
+
+    // Credentials first.
+    let mut client = server.client().await;
+    let refused = error_of(client.execute("SELECT 1".into(), None).await);
+    assert!(refused.contains("Unauthenticated"), "{refused}");
+    let refused = error_of(client.handshake("ada", "wrong").await);
+    // The client writes the code's description here, not its name.
+    assert!(
+        refused.contains("invalid user name or password"),
+        "{refused}"
+    );
+    client.set_token("made-up".into());
+    let refused = error_of(client.execute("SELECT 1".into(), None).await);
+    assert!(refused.contains("Unauthenticated"), "{refused}");
+    client.clear_token();
+    client.handshake("ada", "secret").await.expect("handshake");
+    assert!(client.token().is_some());
+
+    // Writes in both languages, with row counts.
+    for ddl in [
+        "CREATE NODE TABLE Person (id BIGINT PRIMARY KEY, name VARCHAR)",
+        "CREATE EDGE TABLE KNOWS (FROM Person TO Person)",
+    ] {
+        assert_eq!(client.execute_update(ddl.into(), None).await.expect(ddl), 0);
+    }
+    client
+        .execute_update(
+            "CREATE (:Person {id: 1, name: 'Ada'}), (:Person {id: 2, name: 'Alan'})".into(),
+            None,
+        )
+        .await
+        .expect("create");
+    let inserted = client
+        .execute_update("INSERT INTO Person VALUES (3, 'Grace')".into(), None)
+        .await
+        .expect("insert");
+    assert_eq!(inserted, 1);
+    client
+        .execute_update(
+            "MATCH (a:Person {id: 1}), (b:Person {id: 2}) CREATE (a)-[:KNOWS]->(b)".into(),
+            None,
+        )
+        .await
+        .expect("create an edge");
+
+    // Queries in both languages.
+    let rows = query(&mut client, "SELECT id, name FROM main.Person ORDER BY id").await;
+    assert_eq!(strings(&rows, 1), ["Ada", "Alan", "Grace"]);
+    let rows = query(
+        &mut client,
+        "MATCH (a:Person)-[:KNOWS]->(b:Person) RETURN a.name AS a, b.name AS b",
+    )
+    .await;
+    assert_eq!(
+        (strings(&rows, 0), strings(&rows, 1)),
+        (vec!["Ada".to_string()], vec!["Alan".to_string()])
+    );
+
+    // Prepared statements, reused with new parameters.
+    let mut sql = client
+        .prepare("SELECT name FROM Person WHERE id = $1".into(), None)
+        .await
+        .expect("prepare SQL");
+    let parameters = sql.parameter_schema().unwrap().clone();
+    assert_eq!(parameters.fields().len(), 1);
+    assert_eq!(parameters.field(0).data_type(), &DataType::Int64);
+    assert_eq!(sql.dataset_schema().unwrap().field(0).name(), "name");
+    for (id, name) in [(2, "Alan"), (3, "Grace")] {
+        let batch = RecordBatch::try_new(
+            Arc::new(parameters.clone()),
+            vec![Arc::new(Int64Array::from(vec![id]))],
+        )
+        .unwrap();
+        sql.set_parameters(batch).unwrap();
+        let info = sql.execute().await.expect("execute prepared SQL");
+        assert_eq!(strings(&fetch(&mut client, info).await, 0), [name]);
+    }
+    sql.close().await.expect("close");
+
+    let mut cql = client
+        .prepare(
+            "MATCH (p:Person) WHERE p.id = $id RETURN p.name AS name".into(),
+            None,
+        )
+        .await
+        .expect("prepare ContextQL");
+    let by_name = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    cql.set_parameters(
+        RecordBatch::try_new(by_name, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap(),
+    )
+    .unwrap();
+    let info = cql.execute().await.expect("execute prepared ContextQL");
+    assert_eq!(strings(&fetch(&mut client, info).await, 0), ["Ada"]);
+
+    let mut insert = client
+        .prepare("INSERT INTO Person VALUES ($1, $2)".into(), None)
+        .await
+        .expect("prepare an insert");
+    let two = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+    ]));
+    insert
+        .set_parameters(
+            RecordBatch::try_new(
+                two,
+                vec![
+                    Arc::new(Int64Array::from(vec![4, 5])),
+                    Arc::new(StringArray::from(vec!["Barbara", "Edsger"])),
+                ],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(insert.execute_update().await.expect("prepared insert"), 2);
+    let rows = query(&mut client, "MATCH (p:Person) RETURN count(*) AS n").await;
+    assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), 5);
+
+    // Metadata: tables with their kinds and schemas, keys, server information.
+    let info = client
+        .get_tables(CommandGetTables {
+            catalog: None,
+            db_schema_filter_pattern: Some("main".into()),
+            table_name_filter_pattern: None,
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .expect("get_tables");
+    let tables = fetch(&mut client, info).await;
+    let names = strings(&tables, 2);
+    let types = strings(&tables, 3);
+    assert_eq!(names, ["KNOWS", "Person"]);
+    assert_eq!(types, ["EDGE TABLE", "NODE TABLE"]);
+    let info = client
+        .get_primary_keys(CommandGetPrimaryKeys {
+            catalog: None,
+            db_schema: None,
+            table: "Person".into(),
+        })
+        .await
+        .expect("get_primary_keys");
+    assert_eq!(strings(&fetch(&mut client, info).await, 3), ["id"]);
+    let info = client
+        .get_imported_keys(CommandGetImportedKeys {
+            catalog: None,
+            db_schema: None,
+            table: "KNOWS".into(),
+        })
+        .await
+        .expect("get_imported_keys");
+    let keys = fetch(&mut client, info).await;
+    assert_eq!(strings(&keys, 2), ["Person", "Person"]);
+    assert_eq!(strings(&keys, 7), ["dst", "src"]);
+    let info = client
+        .get_sql_info(vec![SqlInfo::FlightSqlServerName])
+        .await
+        .expect("get_sql_info");
+    assert_eq!(fetch(&mut client, info).await[0].num_rows(), 1);
+    let info = client.get_catalogs().await.expect("get_catalogs");
+    assert_eq!(strings(&fetch(&mut client, info).await, 0), ["contextdb"]);
+    let info = client
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: None,
+            db_schema_filter_pattern: None,
+        })
+        .await
+        .expect("get_db_schemas");
+    assert_eq!(strings(&fetch(&mut client, info).await, 1), ["main"]);
+    let info = client.get_table_types().await.expect("get_table_types");
+    assert_eq!(fetch(&mut client, info).await[0].num_rows(), 4);
+    let info = client
+        .get_xdbc_type_info(CommandGetXdbcTypeInfo { data_type: None })
+        .await
+        .expect("get_xdbc_type_info");
+    assert!(fetch(&mut client, info).await[0].num_rows() > 5);
+
+    // Errors say whose fault, with the position; the server keeps answering.
+    let syntax = error_of(
+        client
+            .execute("MATCH (p:Person RETURN p".into(), None)
+            .await,
+    );
+    assert!(
+        syntax.contains("InvalidArgument") && syntax.contains("at 1:"),
+        "{syntax}"
+    );
+    let missing = error_of(client.execute("SELECT * FROM nope".into(), None).await);
+    assert!(missing.contains("NotFound"), "{missing}");
+    let garbage = client.do_get(Ticket::new(b"garbage".to_vec())).await;
+    assert!(garbage.is_err());
+    let unknown = TicketStatementQuery {
+        statement_handle: uuid_bytes(),
+    };
+    let unknown = client
+        .do_get(Ticket::new(unknown.as_any().encode_to_vec()))
+        .await;
+    assert!(format!("{:?}", unknown.err()).contains("NotFound"));
+
+    // Two statements planned and not fetched hold both permits: a third is refused.
+    let first = client
+        .execute("SELECT 1".into(), None)
+        .await
+        .expect("first");
+    let second = client
+        .execute("SELECT 2".into(), None)
+        .await
+        .expect("second");
+    let over = error_of(client.execute("SELECT 3".into(), None).await);
+    assert!(over.contains("ResourceExhausted"), "{over}");
+    // Cancelling one frees its permit; its ticket then has no result.
+    let cancel = CancelFlightInfoRequest {
+        info: Some(second.clone()),
+    };
+    let mut flight = client.inner().clone();
+    let mut action = tonic::Request::new(Action::new("CancelFlightInfo", cancel.encode_to_vec()));
+    action.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", client.token().unwrap())
+            .parse()
+            .unwrap(),
+    );
+    flight.do_action(action).await.expect("cancel");
+    let gone = client
+        .do_get(second.endpoint[0].ticket.clone().unwrap())
+        .await;
+    assert!(format!("{:?}", gone.err()).contains("NotFound"));
+    assert_eq!(strings(&fetch(&mut client, first).await, 0), ["1"]);
+    assert_eq!(strings(&query(&mut client, "SELECT 4").await, 0), ["4"]);
+
+    // Health and metrics over HTTP.
+    let (code, health) = server.get("/health");
+    assert_eq!(code, 200);
+    let health: serde_json::Value = serde_json::from_str(&health).expect("JSON");
+    assert_eq!(health["status"], "ok");
+    assert!(health["catalog_version"].as_u64().unwrap() > 0);
+    let (code, metrics) = server.get("/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics
+            .contains("contextdb_statements_total{language=\"sql\",kind=\"query\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("contextdb_statements_total{language=\"contextql\""));
+    assert!(metrics.contains("contextdb_rows_streamed_total"));
+    assert_eq!(server.get("/nothing").0, 404);
+
+    // SIGTERM: the server drains and exits cleanly; each statement left one log line.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = wait(&mut server.child, Duration::from_secs(60));
+    assert!(status.success(), "exit status {status}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("shutting down"), "{logged}");
+    assert!(
+        logged.contains("statement=SELECT id, name FROM main.Person ORDER BY id"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains("outcome=\"error\"") || logged.contains("outcome=error"),
+        "{logged}"
+    );
+}
+
+fn uuid_bytes() -> bytes::Bytes {
+    bytes::Bytes::from(vec![7u8; 16])
+}
+
+fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Without users the server still hands out tokens (a session keeps its settings) and takes
+/// calls without one; it refuses to bind beyond loopback unless told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_server_takes_anyone_and_keeps_a_session_s_settings() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
+    let server = Server::start(&dir.path().join("db"), &log, &[]);
+    let mut anonymous = server.client().await;
+    assert_eq!(
+        strings(&query(&mut anonymous, "RETURN 1 AS one").await, 0),
+        ["1"]
+    );
+    let mut client = server.client().await;
+    client
+        .handshake("anyone", "anything")
+        .await
+        .expect("handshake");
+    client
+        .execute_update("SET datafusion.execution.batch_size = 100".into(), None)
+        .await
+        .expect("SET");
+    let shown = query(&mut client, "SHOW datafusion.execution.batch_size").await;
+    assert_eq!(strings(&shown, 1), ["100"]);
+    let shown = query(&mut anonymous, "SHOW datafusion.execution.batch_size").await;
+    assert_eq!(strings(&shown, 1), ["8192"]);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("no user is configured"), "{logged}");
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_contextdb"))
+        .args(["serve", "--flight-addr", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .output()
+        .expect("run contextdb serve");
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--allow-remote-without-users"), "{stderr}");
+}
