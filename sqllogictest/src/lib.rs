@@ -3,10 +3,6 @@
 //! Both run every file or scenario against a fresh in-memory [`Database`], each on its own
 //! thread with a time limit ([`isolate`]), so one hang or panic cannot stall or end the run.
 
-// The TCK's scenario future nests the engine's statement futures (routing, SQL planning with
-// parameters) deeper than rustc's default layout query depth of 128.
-#![recursion_limit = "256"]
-
 pub mod df_normalize;
 pub mod isolate;
 pub mod tck;

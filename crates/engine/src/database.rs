@@ -507,7 +507,9 @@ impl Database {
         }
         // Each statement is parsed once: routing hands over the ContextQL it parsed.
         match route::parse(text)? {
-            route::Routed::Sql => crate::sql::execute(self, text, params, settings).await,
+            // Boxed: SQL planning nests deep futures, and callers' futures (a test runner's
+            // scenario) would otherwise exceed rustc's layout depth.
+            route::Routed::Sql => Box::pin(crate::sql::execute(self, text, params, settings)).await,
             route::Routed::ContextQL(statement) => {
                 let cache_as = key.map(|k| (version, k));
                 self.execute_contextql(text, &statement, params, cache_as)
