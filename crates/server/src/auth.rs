@@ -143,10 +143,7 @@ impl Auth {
                 "no bearer token: authenticate with a handshake first",
             ));
         };
-        let value = value
-            .to_str()
-            .map_err(|_| Status::unauthenticated("the authorization header is not text"))?;
-        let Some(token) = strip_scheme(value, "Bearer") else {
+        let Some(token) = strip_scheme(text(value)?, "Bearer") else {
             return Err(Status::unauthenticated(
                 "the authorization header must hold `Bearer <token>` from the handshake",
             ));
@@ -167,6 +164,12 @@ impl Auth {
 /// A valid hash no password matches, verified for unknown user names.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Wv+6ioLm7P6nWR4BcG4aodqyOPVQbT1+qjh3ReQuhk";
 
+fn text(value: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>) -> Result<&str, Status> {
+    value
+        .to_str()
+        .map_err(|_| Status::unauthenticated("the authorization header is not text"))
+}
+
 fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     let (given, rest) = value.split_once(' ')?;
     given.eq_ignore_ascii_case(scheme).then_some(rest)
@@ -176,10 +179,7 @@ fn basic_credentials(metadata: &MetadataMap) -> Result<Option<(String, String)>,
     let Some(value) = metadata.get("authorization") else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| Status::unauthenticated("the authorization header is not text"))?;
-    let Some(encoded) = strip_scheme(value, "Basic") else {
+    let Some(encoded) = strip_scheme(text(value)?, "Basic") else {
         return Err(Status::unauthenticated(
             "the handshake takes `authorization: Basic <base64 of name:password>`",
         ));

@@ -562,6 +562,46 @@ impl Service {
         Ok(cancelled)
     }
 
+    /// The FlightInfo of a metadata command: its result's columns, and the command itself as
+    /// the ticket (DoGet decodes it and answers from the catalog as it is then).
+    fn metadata_info(
+        &self,
+        request: Request<FlightDescriptor>,
+        schema: &Schema,
+        command: &impl ProstMessageExt,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.session(&request)?;
+        flight_info(
+            schema,
+            command.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn tables(&self) -> Result<Vec<contextdb_engine::TableDescription>, Status> {
+        self.state
+            .db
+            .describe_tables()
+            .await
+            .map_err(|e| status(&e))
+    }
+
+    /// The edge tables' foreign keys that `keep` selects, as a DoGet stream.
+    async fn keys<T>(
+        &self,
+        request: &Request<T>,
+        keep: impl Fn(&metadata::ForeignKey) -> bool,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.session(request)?;
+        let keys: Vec<_> = metadata::foreign_keys(&self.tables().await?)
+            .into_iter()
+            .filter(|k| keep(k))
+            .collect();
+        Ok(batch_stream(
+            metadata::keys_batch(&keys).map_err(arrow_status)?,
+        ))
+    }
+
     pub fn gauges(&self) -> Gauges {
         Gauges {
             open_sessions: self.state.auth.open_sessions(),
@@ -836,13 +876,7 @@ impl FlightSqlService for Service {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
-        let schema = query.into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.metadata_info(request, &query.into_builder().schema(), &query)
     }
 
     async fn do_get_catalogs(
@@ -861,13 +895,7 @@ impl FlightSqlService for Service {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
-        let schema = query.clone().into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.metadata_info(request, &query.clone().into_builder().schema(), &query)
     }
 
     async fn do_get_schemas(
@@ -888,13 +916,7 @@ impl FlightSqlService for Service {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
-        let schema = query.clone().into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.metadata_info(request, &query.clone().into_builder().schema(), &query)
     }
 
     async fn do_get_tables(
@@ -904,13 +926,7 @@ impl FlightSqlService for Service {
     ) -> Result<Response<DoGetStream>, Status> {
         self.session(&request)?;
         let mut builder = query.into_builder();
-        for table in self
-            .state
-            .db
-            .describe_tables()
-            .await
-            .map_err(|e| status(&e))?
-        {
+        for table in self.tables().await? {
             builder
                 .append(
                     contextdb_engine::DEFAULT_CATALOG,
@@ -929,13 +945,7 @@ impl FlightSqlService for Service {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
-        let schema = query.into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.metadata_info(request, &query.into_builder().schema(), &query)
     }
 
     async fn do_get_table_types(
@@ -956,13 +966,8 @@ impl FlightSqlService for Service {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
         let schema = query.clone().into_builder(metadata::sql_info()).schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.metadata_info(request, &schema, &query)
     }
 
     async fn do_get_sql_info(
@@ -971,11 +976,8 @@ impl FlightSqlService for Service {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.session(&request)?;
-        let batch = query
-            .into_builder(metadata::sql_info())
-            .build()
-            .map_err(arrow_status)?;
-        Ok(batch_stream(batch))
+        let builder = query.into_builder(metadata::sql_info());
+        Ok(batch_stream(builder.build().map_err(arrow_status)?))
     }
 
     async fn get_flight_info_xdbc_type_info(
@@ -983,13 +985,8 @@ impl FlightSqlService for Service {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
         let schema = query.into_builder(metadata::xdbc_types()).schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.metadata_info(request, &schema, &query)
     }
 
     async fn do_get_xdbc_type_info(
@@ -998,11 +995,8 @@ impl FlightSqlService for Service {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.session(&request)?;
-        let batch = query
-            .into_builder(metadata::xdbc_types())
-            .build()
-            .map_err(arrow_status)?;
-        Ok(batch_stream(batch))
+        let builder = query.into_builder(metadata::xdbc_types());
+        Ok(batch_stream(builder.build().map_err(arrow_status)?))
     }
 
     async fn get_flight_info_primary_keys(
@@ -1010,12 +1004,7 @@ impl FlightSqlService for Service {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
-        flight_info(
-            &metadata::primary_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.metadata_info(request, &metadata::primary_keys_schema(), &query)
     }
 
     async fn do_get_primary_keys(
@@ -1024,13 +1013,7 @@ impl FlightSqlService for Service {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.session(&request)?;
-        let tables = self
-            .state
-            .db
-            .describe_tables()
-            .await
-            .map_err(|e| status(&e))?;
-        let batch = metadata::primary_keys(&tables, &query).map_err(arrow_status)?;
+        let batch = metadata::primary_keys(&self.tables().await?, &query).map_err(arrow_status)?;
         Ok(batch_stream(batch))
     }
 
@@ -1039,12 +1022,7 @@ impl FlightSqlService for Service {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
-        flight_info(
-            &metadata::keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.metadata_info(request, &metadata::keys_schema(), &query)
     }
 
     async fn do_get_imported_keys(
@@ -1052,26 +1030,9 @@ impl FlightSqlService for Service {
         query: CommandGetImportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
-        let tables = self
-            .state
-            .db
-            .describe_tables()
+        let (catalog, schema) = (query.catalog.as_deref(), query.db_schema.as_deref());
+        self.keys(&request, |k| k.matches_fk(catalog, schema, &query.table))
             .await
-            .map_err(|e| status(&e))?;
-        let keys = metadata::foreign_keys(&tables)
-            .into_iter()
-            .filter(|k| {
-                k.matches_fk(
-                    query.catalog.as_deref(),
-                    query.db_schema.as_deref(),
-                    &query.table,
-                )
-            })
-            .collect::<Vec<_>>();
-        Ok(batch_stream(
-            metadata::keys_batch(&keys).map_err(arrow_status)?,
-        ))
     }
 
     async fn get_flight_info_exported_keys(
@@ -1079,12 +1040,7 @@ impl FlightSqlService for Service {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
-        flight_info(
-            &metadata::keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.metadata_info(request, &metadata::keys_schema(), &query)
     }
 
     async fn do_get_exported_keys(
@@ -1092,26 +1048,9 @@ impl FlightSqlService for Service {
         query: CommandGetExportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
-        let tables = self
-            .state
-            .db
-            .describe_tables()
+        let (catalog, schema) = (query.catalog.as_deref(), query.db_schema.as_deref());
+        self.keys(&request, |k| k.matches_pk(catalog, schema, &query.table))
             .await
-            .map_err(|e| status(&e))?;
-        let keys = metadata::foreign_keys(&tables)
-            .into_iter()
-            .filter(|k| {
-                k.matches_pk(
-                    query.catalog.as_deref(),
-                    query.db_schema.as_deref(),
-                    &query.table,
-                )
-            })
-            .collect::<Vec<_>>();
-        Ok(batch_stream(
-            metadata::keys_batch(&keys).map_err(arrow_status)?,
-        ))
     }
 
     async fn get_flight_info_cross_reference(
@@ -1119,43 +1058,26 @@ impl FlightSqlService for Service {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
-        flight_info(
-            &metadata::keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.metadata_info(request, &metadata::keys_schema(), &query)
     }
 
     async fn do_get_cross_reference(
         &self,
-        query: CommandGetCrossReference,
+        q: CommandGetCrossReference,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
-        let tables = self
-            .state
-            .db
-            .describe_tables()
-            .await
-            .map_err(|e| status(&e))?;
-        let keys = metadata::foreign_keys(&tables)
-            .into_iter()
-            .filter(|k| {
-                k.matches_pk(
-                    query.pk_catalog.as_deref(),
-                    query.pk_db_schema.as_deref(),
-                    &query.pk_table,
-                ) && k.matches_fk(
-                    query.fk_catalog.as_deref(),
-                    query.fk_db_schema.as_deref(),
-                    &query.fk_table,
-                )
-            })
-            .collect::<Vec<_>>();
-        Ok(batch_stream(
-            metadata::keys_batch(&keys).map_err(arrow_status)?,
-        ))
+        self.keys(&request, |k| {
+            k.matches_pk(
+                q.pk_catalog.as_deref(),
+                q.pk_db_schema.as_deref(),
+                &q.pk_table,
+            ) && k.matches_fk(
+                q.fk_catalog.as_deref(),
+                q.fk_db_schema.as_deref(),
+                &q.fk_table,
+            )
+        })
+        .await
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
