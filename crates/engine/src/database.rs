@@ -468,14 +468,13 @@ impl Database {
             columns: Arc::new(Schema::empty()),
             parameters: Arc::new(Schema::empty()),
         };
-        let query = match route::parse(statement)? {
+        match route::parse(statement)? {
             route::Routed::Sql => return crate::sql::describe(self, statement, settings).await,
             route::Routed::ContextQL(parsed) => match parsed.body {
-                StatementBody::Query(query) if !writes(&query) => query,
+                StatementBody::Query(query) if !writes(&query) => {}
                 _ => return Ok(nothing()),
             },
-        };
-        drop(query);
+        }
         match self.run(statement, &Params::new(), settings).await {
             Ok(stream) => Ok(Description {
                 columns: stream.schema(),
