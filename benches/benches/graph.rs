@@ -16,11 +16,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 const START_NODE: &str = "MATCH (b:Package {name: 'libc6'}) RETURN count(*)";
 
 fn graph(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = contextdb_benches::runtime();
     let (db, load_time) = runtime.block_on(load(DbConfig::memory()));
     println!(
         "load: whole Debian graph in {:.1} s",

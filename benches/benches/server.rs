@@ -61,11 +61,7 @@ fn median_of(runs: usize, mut f: impl FnMut()) -> Duration {
 }
 
 fn server(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = contextdb_benches::runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let (db, load_time) = runtime.block_on(load(DbConfig::local(dir.path())));
     println!(

@@ -106,11 +106,7 @@ async fn scores(
 }
 
 fn vector_search(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = contextdb_benches::runtime();
     let (db, load_time) = runtime.block_on(load(DbConfig::memory()));
     println!(
         "load: whole Debian graph in {:.1} s",

@@ -158,11 +158,7 @@ async fn cold_scan(
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = contextdb_benches::runtime();
     let pairs = env_count("BENCH_WRITE_PAIRS", 1000);
     let keep_dir = std::env::var_os("BENCH_MANY_DIR").map(std::path::PathBuf::from);
     let commits = env_count("BENCH_COMMITS", 10_000);

@@ -47,6 +47,15 @@ pub fn load_script() -> String {
         .replace("__DATA__", &data_dir().display().to_string())
 }
 
+/// The runtime every benchmark runs on: two worker threads, as the machine has two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// Opens an in-memory database with the whole graph; returns it and the load time.
 pub async fn load(config: DbConfig) -> (Arc<Database>, Duration) {
     let db = Database::open(config.with_file_root(data_dir()))
