@@ -19,18 +19,21 @@ use crate::error::{Error, Result};
 use crate::graph_source::Snapshot;
 use crate::route::Language;
 use crate::schema::{
-    GENERATED_KEY, PROP_VECTOR_INDEX_PREFIX, TableInfo, TableKind, ast_type, iceberg_schema,
-    iceberg_type,
+    GENERATED_KEY, PROP_VECTOR_INDEX_PREFIX, TableInfo, TableKind, ast_type, display_key,
+    iceberg_schema, iceberg_type,
 };
 use contextdb_planner::SchemaNeed;
 use contextdb_planner::nodes::UNLABELED;
 
 /// Rows per bulk-load write (each write rolls its own data files).
 pub const LOAD_CHUNK_ROWS: usize = 1 << 20;
+/// Bytes of batches a bulk load holds in memory before it writes them (wide rows, such as
+/// embeddings, reach this before [`LOAD_CHUNK_ROWS`]).
+pub const LOAD_CHUNK_BYTES: usize = 256 << 20;
 /// Rows per batch read from a Parquet or CSV file.
 pub const LOAD_BATCH_ROWS: usize = 8192;
 
-fn check_name(name: &ast::Ident) -> Result<()> {
+pub(crate) fn check_name(name: &ast::Ident) -> Result<()> {
     if name.name.starts_with("__") || name.name.contains('.') {
         return Err(Error::plan(format!(
             "invalid name `{}`: names may not start with `__` or contain `.`",
@@ -557,6 +560,43 @@ pub async fn load_file(
     snapshot.load([name]).await?;
     let data = snapshot
         .get(name)
+        .ok_or_else(|| Error::plan(format!("table `{name}` does not exist")))?;
+    let (reader, total) = read_file(path, &data.schema())?;
+    let source = path.display().to_string();
+    let batches = futures::stream::iter(reader);
+    append_stream(
+        db,
+        &snapshot,
+        name,
+        &source,
+        batches,
+        total,
+        Vec::new(),
+        progress,
+    )
+    .await
+}
+
+/// Appends `batches` to table `name` of `snapshot` (loaded) in one commit, which also creates
+/// the tables `created` (staged, `stage`); the batches are written to data files as they
+/// come, at most [`LOAD_CHUNK_ROWS`] rows or [`LOAD_CHUNK_BYTES`] at a time held in memory.
+/// A batch may lack columns (null, or the column's default) but may not have columns the
+/// table lacks. `source` names the input in messages; `total` is its rows when known (0).
+/// The caller holds the write lock.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn append_stream(
+    db: &Database,
+    snapshot: &Snapshot,
+    name: &str,
+    source: &str,
+    mut batches: impl futures::Stream<Item = Result<RecordBatch>> + Unpin,
+    total: u64,
+    created: Vec<StagedTable>,
+    progress: &(dyn Fn(crate::LoadPhase, u64, u64) + Send + Sync),
+) -> Result<u64> {
+    use futures::StreamExt;
+    let data = snapshot
+        .get(name)
         .ok_or_else(|| Error::plan(format!("table `{name}` does not exist")))?
         .clone();
     let table = snapshot
@@ -564,7 +604,6 @@ pub async fn load_file(
         .get(name)
         .expect("listed with its data")
         .clone();
-    let (reader, total) = read_file(path, &data.schema())?;
     let storage_schema = table_io::arrow_schema(&table)?;
     let user_schema = data.schema();
     let table_columns: HashSet<&str> = user_schema
@@ -581,8 +620,9 @@ pub async fn load_file(
     let mut added = Vec::new();
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0;
+    let mut pending_bytes = 0;
     let mut done = 0u64;
-    for batch in reader {
+    while let Some(batch) = batches.next().await {
         let batch = batch?;
         if let Some(extra) = batch
             .schema()
@@ -591,14 +631,15 @@ pub async fn load_file(
             .find(|f| !table_columns.contains(f.name().as_str()))
         {
             return Err(Error::execution(format!(
-                "{}: column `{}` is not in table `{name}`",
-                path.display(),
-                extra.name()
+                "{source}: column `{}` is not in table `{}`",
+                extra.name(),
+                display_key(name)
             )));
         }
         let ids = row_ids.take(batch.num_rows())?;
         let batch = table_io::with_row_ids(&batch, std::sync::Arc::new(ids))?;
-        let batch = table_io::conform_batch(&batch, &storage_schema)?;
+        let batch = table_io::conform_batch(&batch, &storage_schema)
+            .map_err(|e| Error::execution(format!("{source}: {e}")))?;
         if let (Some((stored, added)), Some(pk)) = (&mut keys, &data.info.primary_key) {
             let column = batch
                 .column_by_name(pk)
@@ -609,45 +650,47 @@ pub async fn load_file(
                 })?;
                 if stored.get(&key).is_some() || !added.insert(key.clone()) {
                     return Err(Error::execution(format!(
-                        "duplicate primary key {key:?} in `{name}`"
+                        "duplicate primary key {key:?} in `{}`",
+                        display_key(name)
                     )));
                 }
             }
         }
         done += batch.num_rows() as u64;
         pending_rows += batch.num_rows();
+        pending_bytes += batch.get_array_memory_size();
         pending.push(batch);
-        if pending_rows >= LOAD_CHUNK_ROWS {
+        if pending_rows >= LOAD_CHUNK_ROWS || pending_bytes >= LOAD_CHUNK_BYTES {
             added.extend(table_io::write_data_files(&table, &pending).await?);
             pending.clear();
             pending_rows = 0;
+            pending_bytes = 0;
         }
         progress(crate::LoadPhase::Reading, done, total.max(done));
     }
     added.extend(table_io::write_data_files(&table, &pending).await?);
-    if added.is_empty() {
-        return Ok(0);
-    }
-    let (requirements, updates) = table_io::produce_snapshot(
-        &table,
-        DataChange {
-            added,
-            removed: Default::default(),
-            next_row: row_ids.advanced(),
-            rewrite: false,
-            replaced: Vec::new(),
-        },
-        table_io::commit_timestamp_ms(snapshot.current.values()),
-    )
-    .await?;
-    let change = TableChange {
-        ident: db.ident(name),
-        requirements,
-        updates,
-    };
-    let indexing = |done, total| progress(crate::LoadPhase::Indexing, done, total);
-    db.commit_reporting(Vec::new(), vec![change], &indexing)
+    let mut changes = Vec::new();
+    if !added.is_empty() {
+        let (requirements, updates) = table_io::produce_snapshot(
+            &table,
+            DataChange {
+                added,
+                removed: Default::default(),
+                next_row: row_ids.advanced(),
+                rewrite: false,
+                replaced: Vec::new(),
+            },
+            table_io::commit_timestamp_ms(snapshot.current.values()),
+        )
         .await?;
+        changes.push(TableChange {
+            ident: db.ident(name),
+            requirements,
+            updates,
+        });
+    }
+    let indexing = |done, total| progress(crate::LoadPhase::Indexing, done, total);
+    db.commit_reporting(created, changes, &indexing).await?;
     Ok(done)
 }
 

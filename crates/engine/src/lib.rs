@@ -17,6 +17,7 @@ mod database;
 mod ddl;
 pub mod files;
 mod graph_source;
+mod ingest;
 mod maintenance;
 mod plan_cache;
 mod predicate;
@@ -37,7 +38,9 @@ pub use contextdb_planner::Params;
 pub use database::{
     DEFAULT_SNAPSHOT_RETENTION, Database, DbConfig, LoadPhase, StorageKind, repair_log,
 };
+pub use ddl::{LOAD_CHUNK_BYTES, LOAD_CHUNK_ROWS};
 pub use error::{Error, ErrorKind, Result};
+pub use ingest::{IfExists, IfMissing, Ingest, NewTable};
 pub use maintenance::EXPIRE_BATCH_SNAPSHOTS;
 pub use plan_cache::{PLAN_CACHE_ENTRIES, PLAN_CACHE_MAX_TEXT};
 pub use route::{Language, route};

@@ -260,6 +260,30 @@ pub fn presented_type(declared: &DataType, stored: &ast::DataType) -> Option<Dat
     castable.then(|| declared.clone())
 }
 
+/// A column of a table being created: name, type, and whether it is required (not null).
+pub type StoredColumn = (String, ast::DataType, bool);
+
+/// The stored columns of a table created from Arrow `schema` (CREATE TABLE AS, bulk ingest):
+/// each column's stored type, and whether it is required (declared non-null, or the
+/// primary key). Vector columns and the Arrow types columns are presented as go into `info`.
+pub fn stored_columns(schema: &Schema, info: &mut TableInfo) -> Result<Vec<StoredColumn>> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let t = ast_type(f.data_type())?;
+            if let ast::DataType::Vector(d) = t {
+                info.vectors.insert(f.name().clone(), d as i32);
+            }
+            if let Some(declared) = presented_type(f.data_type(), &t) {
+                info.declared.insert(f.name().clone(), declared);
+            }
+            let required = !f.is_nullable() || info.primary_key.as_deref() == Some(f.name());
+            Ok((f.name().clone(), t, required))
+        })
+        .collect()
+}
+
 /// `t` with nested fields reduced to name and type (no metadata, all nullable).
 fn loose(t: &DataType) -> DataType {
     let field = |f: &Field| Arc::new(Field::new(f.name(), loose(f.data_type()), true));

@@ -28,8 +28,7 @@ use crate::graph_source::Snapshot;
 use crate::provider::{SnapshotTable, StatementWrites, assigned_values, check_deletable};
 use crate::route::Language;
 use crate::schema::{
-    DEFAULT_GRAPH, TableInfo, TableKind, ast_type, check_sql_name, display_key, presented_type,
-    split_key, table_key,
+    DEFAULT_GRAPH, TableInfo, TableKind, check_sql_name, display_key, split_key, table_key,
 };
 use crate::session::DEFAULT_CATALOG;
 use crate::settings::Settings;
@@ -552,22 +551,7 @@ async fn plan(
                     info.primary_key = Some(schema.field(*i).name().clone());
                 }
             }
-            let columns = schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    let t = ast_type(f.data_type())?;
-                    if let contextql::ast::DataType::Vector(d) = t {
-                        info.vectors.insert(f.name().clone(), d as i32);
-                    }
-                    if let Some(declared) = presented_type(f.data_type(), &t) {
-                        info.declared.insert(f.name().clone(), declared);
-                    }
-                    let required =
-                        !f.is_nullable() || info.primary_key.as_deref() == Some(f.name());
-                    Ok((f.name().clone(), t, required))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let columns = crate::schema::stored_columns(&schema, &mut info)?;
             let defaults = column_defaults(&c.column_defaults, &columns)?;
             // The query runs before anything is written, and the table is created in the
             // commit of its first rows: a failed CREATE TABLE AS leaves nothing behind.

@@ -550,3 +550,252 @@ async fn typed_parameters_bind_in_both_languages_and_statements_describe_without
     assert!(session.describe("SELECT nope FROM P").await.is_err());
     db.shutdown().await;
 }
+
+/// Batches of `(id, name)` rows for ingest.
+fn people(ids: &[i64]) -> (arrow::datatypes::SchemaRef, arrow::array::RecordBatch) {
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let names: Vec<String> = ids.iter().map(|i| format!("p{i}")).collect();
+    let batch = arrow::array::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(ids.to_vec())),
+            Arc::new(StringArray::from(names)),
+        ],
+    )
+    .unwrap();
+    (schema, batch)
+}
+
+fn ingest_of(
+    table: &str,
+    if_exists: contextdb_engine::IfExists,
+    if_missing: contextdb_engine::IfMissing,
+    new_table: Option<contextdb_engine::NewTable>,
+) -> contextdb_engine::Ingest {
+    contextdb_engine::Ingest {
+        schema: None,
+        table: table.to_string(),
+        if_exists,
+        if_missing,
+        new_table,
+    }
+}
+
+#[tokio::test]
+async fn ingest_creates_appends_and_replaces_node_edge_and_sql_tables_in_one_commit() {
+    use contextdb_engine::{Error, IfExists, IfMissing, NewTable};
+    use futures::stream;
+    let db = Database::open(DbConfig::memory()).await.unwrap();
+    let ok = |b: &arrow::array::RecordBatch| Ok::<_, Error>(b.clone());
+
+    // A new node table, keyed as asked, created with its rows in one commit.
+    let (schema, batch) = people(&[1, 2, 3]);
+    let node = ingest_of(
+        "Person",
+        IfExists::Fail,
+        IfMissing::Create,
+        Some(NewTable::Node {
+            primary_key: "id".into(),
+        }),
+    );
+    let rows = db
+        .ingest(&node, schema.clone(), stream::iter([ok(&batch)]))
+        .await
+        .unwrap();
+    assert_eq!(rows, 3);
+    // A creation whose rows fail leaves no table behind.
+    let e = db
+        .ingest(
+            &ingest_of("Ghost", IfExists::Fail, IfMissing::Create, None),
+            schema.clone(),
+            stream::iter([ok(&batch), Err(Error::execution("the client went away"))]),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("went away"), "{e}");
+    assert!(
+        db.execute("SELECT * FROM Ghost").await.is_err(),
+        "no table `Ghost`"
+    );
+    // Mode create refuses a table that exists; mode append refuses one that does not.
+    let e = db
+        .ingest(&node, schema.clone(), stream::iter([ok(&batch)]))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("already exists"), "{e}");
+    let e = db
+        .ingest(
+            &ingest_of("Nobody", IfExists::Append, IfMissing::Fail, None),
+            schema.clone(),
+            stream::iter([ok(&batch)]),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("does not exist"), "{e}");
+
+    // An edge table between its node tables: src and dst take the key's type.
+    use arrow::array::Int32Array;
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+    let knows = Arc::new(Schema::new(vec![
+        Field::new("src", DataType::Int32, false),
+        Field::new("dst", DataType::Int32, false),
+        Field::new("since", DataType::Int32, true),
+    ]));
+    let edges = arrow::array::RecordBatch::try_new(
+        knows.clone(),
+        vec![
+            Arc::new(Int32Array::from(vec![1, 2])),
+            Arc::new(Int32Array::from(vec![2, 3])),
+            Arc::new(Int32Array::from(vec![2020, 2021])),
+        ],
+    )
+    .unwrap();
+    let edge = ingest_of(
+        "KNOWS",
+        IfExists::Append,
+        IfMissing::Create,
+        Some(NewTable::Edge {
+            from: "Person".into(),
+            to: "Person".into(),
+        }),
+    );
+    db.ingest(&edge, knows.clone(), stream::iter([ok(&edges)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ints(
+            &db,
+            "MATCH (a:Person {id: 1})-[:KNOWS]->(b)-[:KNOWS]->(c) RETURN c.id"
+        )
+        .await,
+        vec![Some(3)]
+    );
+
+    // create_append appends to what exists; a duplicate key anywhere in the request commits
+    // nothing, even after good batches.
+    let append = ingest_of("Person", IfExists::Append, IfMissing::Create, None);
+    let (_, more) = people(&[4, 5]);
+    let (_, dup) = people(&[6, 1]);
+    let version = db.catalog_version();
+    let e = db
+        .ingest(&append, schema.clone(), stream::iter([ok(&more), ok(&dup)]))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("duplicate primary key"), "{e}");
+    assert_eq!(db.catalog_version(), version, "nothing committed");
+    // A failing input stream commits nothing either.
+    let e = db
+        .ingest(
+            &append,
+            schema.clone(),
+            stream::iter([ok(&more), Err(Error::execution("the client went away"))]),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("went away"), "{e}");
+    assert_eq!(
+        ints(&db, "SELECT count(*) FROM Person").await,
+        vec![Some(3)]
+    );
+    db.ingest(&append, schema.clone(), stream::iter([ok(&more)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ints(&db, "SELECT count(*) FROM Person").await,
+        vec![Some(5)]
+    );
+
+    // Replace keeps a node table a node table (the edges still reach it) with only the new
+    // rows, in one commit.
+    let replace = ingest_of("Person", IfExists::Replace, IfMissing::Create, None);
+    let (_, fresh) = people(&[2, 3, 9]);
+    db.ingest(&replace, schema.clone(), stream::iter([ok(&fresh)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ints(&db, "MATCH (p:Person) RETURN p.id ORDER BY p.id").await,
+        vec![Some(2), Some(3), Some(9)]
+    );
+    assert_eq!(
+        ints(&db, "MATCH (:Person {id: 2})-[:KNOWS]->(b) RETURN b.id").await,
+        vec![Some(3)]
+    );
+    let e = db
+        .ingest(
+            &ingest_of(
+                "Person",
+                IfExists::Replace,
+                IfMissing::Create,
+                Some(NewTable::Table { primary_key: None }),
+            ),
+            schema.clone(),
+            stream::iter([ok(&fresh)]),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("must be a node table"), "{e}");
+
+    // A SQL table by default; a column the table lacks is refused with its name.
+    let plain = ingest_of("scores", IfExists::Fail, IfMissing::Create, None);
+    db.ingest(&plain, schema.clone(), stream::iter([ok(&batch)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ints(&db, "SELECT sum(id) FROM main.scores").await,
+        vec![Some(6)]
+    );
+    let e = db
+        .ingest(
+            &ingest_of("scores", IfExists::Append, IfMissing::Fail, None),
+            knows.clone(),
+            stream::iter([ok(&edges)]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("column `src` is not in table `scores`"),
+        "{e}"
+    );
+    // Node tables need a key of a key type; edge tables need node tables at both ends.
+    let e = db
+        .ingest(
+            &ingest_of(
+                "Bad",
+                IfExists::Fail,
+                IfMissing::Create,
+                Some(NewTable::Node {
+                    primary_key: "missing".into(),
+                }),
+            ),
+            schema.clone(),
+            stream::iter([ok(&batch)]),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("no column `missing`"), "{e}");
+    let e = db
+        .ingest(
+            &ingest_of(
+                "LIKES",
+                IfExists::Fail,
+                IfMissing::Create,
+                Some(NewTable::Edge {
+                    from: "Person".into(),
+                    to: "scores".into(),
+                }),
+            ),
+            knows,
+            stream::iter([ok(&edges)]),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("`scores` is not a node table"), "{e}");
+    db.shutdown().await;
+}

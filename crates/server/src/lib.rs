@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod config;
 mod http;
+mod ingest;
 mod metadata;
 mod metrics;
 mod service;

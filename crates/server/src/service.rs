@@ -23,8 +23,9 @@ use arrow_flight::sql::{
     CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
     CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes,
     CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
-    CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
-    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
 };
 use arrow_flight::{
     Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
@@ -707,6 +708,68 @@ impl FlightSqlService for Service {
         let (session, user) = self.session(&request)?;
         self.update(&session, user, &command.query, &[], "update")
             .await
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        command: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let (_, user) = self.session(&request)?;
+        let target = crate::ingest::target(&command, request.metadata())?;
+        let text = format!(
+            "ingest into {}{} (if exists: {:?}, if missing: {:?})",
+            target
+                .schema
+                .as_deref()
+                .map(|s| format!("{s}."))
+                .unwrap_or_default(),
+            target.table,
+            target.if_exists,
+            target.if_missing
+        );
+        let mut tracked = self.track(&text, user, "ingest")?;
+        tracked.language = "arrow";
+        let messages = request
+            .into_inner()
+            .try_filter(|data| futures::future::ready(!data.data_header.is_empty()))
+            .map_err(FlightError::from);
+        let mut batches = FlightRecordBatchStream::new_from_flight_data(messages);
+        let bad_input = |e: FlightError| {
+            contextdb_engine::Error::execution(format!("the ingested batches: {e}"))
+        };
+        let first = match batches.next().await.transpose() {
+            Ok(first) => first,
+            Err(e) => {
+                let e = bad_input(e);
+                tracked.finish(Outcome::Error, Some(&e.to_string()));
+                return Err(status(&e));
+            }
+        };
+        let Some(schema) = first
+            .as_ref()
+            .map(|b| b.schema())
+            .or_else(|| batches.schema().cloned())
+        else {
+            tracked.finish(Outcome::Error, Some("no schema"));
+            return Err(Status::invalid_argument(
+                "the ingest sent no schema and no batches",
+            ));
+        };
+        let input = futures::stream::iter(first.map(Ok)).chain(batches.map_err(bad_input));
+        match self.state.db.ingest(&target, schema, input).await {
+            Ok(rows) => {
+                self.state.metrics.wrote(rows);
+                tracked.rows = rows;
+                tracked.committed = true;
+                tracked.finish(Outcome::Ok, None);
+                Ok(rows.min(i64::MAX as u64) as i64)
+            }
+            Err(e) => {
+                tracked.finish(Outcome::Error, Some(&e.to_string()));
+                Err(status(&e))
+            }
+        }
     }
 
     async fn do_action_create_prepared_statement(

@@ -222,6 +222,116 @@ def test_pyarrow_flight_raw_commands(server):
     assert client.do_get(info.endpoints[0].ticket, with_token).read_all().num_rows == len(PEOPLE)
 
 
+# The Debian graph (../shared/data/debian): node tables keyed by `id`, edge tables `src`/`dst`.
+DEBIAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../../shared/data/debian")
+DEBIAN_NODES = {"Package": "package", "Maintainer": "maintainer", "Tag": "tag", "Section": "section"}
+DEBIAN_EDGES = {
+    "DEPENDS": ("depends", "Package", "Package"),
+    "RECOMMENDS": ("recommends", "Package", "Package"),
+    "SUGGESTS": ("suggests", "Package", "Package"),
+    "MAINTAINS": ("maintains", "Maintainer", "Package"),
+    "TAGGED": ("tagged", "Package", "Tag"),
+    "IN_SECTION": ("in_section", "Package", "Section"),
+}
+HEADER = "adbc.flight.sql.rpc.call_header."
+
+
+def ingest(conn, name, table, mode, **kind):
+    """adbc_ingest of `table`, with ContextDB's table kind options as request headers. The
+    batches are cut to 8192 rows: the Go driver sends at most 16 MiB in one message."""
+    table = pa.Table.from_batches(table.to_batches(max_chunksize=8192), table.schema)
+    with conn.cursor() as cur:
+        cur.adbc_statement.set_options(
+            **{HEADER + "x-contextdb-" + k.replace("_", "-"): v for k, v in kind.items()}
+        )
+        return cur.adbc_ingest(name, table, mode=mode)
+
+
+def test_adbc_ingests_the_debian_graph(server):
+    import pyarrow.parquet as pq
+
+    files = {}
+    with adbc(server) as conn:
+        for label, file in DEBIAN_NODES.items():
+            files[label] = pq.read_table(os.path.join(DEBIAN, file + ".parquet"))
+            rows = ingest(conn, label, files[label], "create", kind="node", primary_key="id")
+            assert rows == files[label].num_rows, (label, rows)
+        for rel, (file, source, target) in DEBIAN_EDGES.items():
+            files[rel] = pq.read_table(os.path.join(DEBIAN, file + ".parquet"))
+            rows = ingest(conn, rel, files[rel], "create_append", kind="edge", **{"from": source, "to": target})
+            assert rows == files[rel].num_rows, (rel, rows)
+
+        # Independent answers, from the files.
+        package = dict(zip(files["Package"]["id"].to_pylist(), files["Package"]["name"].to_pylist()))
+        ids_named = lambda name: {i for i, n in package.items() if n == name}
+        depends = list(zip(files["DEPENDS"]["src"].to_pylist(), files["DEPENDS"]["dst"].to_pylist()))
+        section = dict(zip(files["Section"]["id"].to_pylist(), files["Section"]["name"].to_pylist()))
+        in_section = dict(zip(files["IN_SECTION"]["src"].to_pylist(), files["IN_SECTION"]["dst"].to_pylist()))
+        maintainer = dict(zip(files["Maintainer"]["id"].to_pylist(), files["Maintainer"]["name"].to_pylist()))
+        maintains = list(zip(files["MAINTAINS"]["src"].to_pylist(), files["MAINTAINS"]["dst"].to_pylist()))
+
+        with conn.cursor() as cur:
+            for label in list(DEBIAN_NODES) + list(DEBIAN_EDGES):
+                cur.execute(f"SELECT count(*) FROM main.{label}")
+                assert cur.fetchone()[0] == files[label].num_rows, label
+            # ContextQL patterns with bound parameters.
+            for name in ("libssl3", "python3", "libc6"):
+                target = ids_named(name)
+                expected = len({a for a, b in depends if b in target})
+                cur.execute(
+                    "MATCH (p:Package)-[:DEPENDS]->(q:Package {name: $1}) RETURN count(DISTINCT p.id)",
+                    parameters=(name,),
+                )
+                assert cur.fetchone()[0] == expected, name
+            start = ids_named("curl")
+            hop1 = {b for a, b in depends if a in start}
+            hop2 = {b for a, b in depends if a in hop1}
+            cur.execute(
+                "MATCH (a:Package {name: $1})-[:DEPENDS]->(:Package)-[:DEPENDS]->(c:Package) "
+                "RETURN DISTINCT c.name AS name ORDER BY name",
+                parameters=("curl",),
+            )
+            assert [r[0] for r in cur.fetchall()] == sorted({package[c] for c in hop2})
+            wanted = "python"
+            counts = {}
+            for m, p in maintains:
+                if section.get(in_section.get(p)) == wanted:
+                    counts[maintainer[m]] = counts.get(maintainer[m], 0) + 1
+            top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+            cur.execute(
+                "MATCH (m:Maintainer)-[:MAINTAINS]->(p:Package)-[:IN_SECTION]->(s:Section {name: $1}) "
+                "RETURN m.name AS maintainer, count(*) AS n ORDER BY n DESC, maintainer LIMIT 5",
+                parameters=(wanted,),
+            )
+            assert cur.fetchall() == top
+            # SQL joins over the same tables.
+            per_section = {}
+            for p, s in in_section.items():
+                per_section[section[s]] = per_section.get(section[s], 0) + 1
+            top = sorted(per_section.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+            cur.execute(
+                "SELECT s.name, count(*) AS n FROM main.Package p "
+                "JOIN main.IN_SECTION e ON e.src = p.id JOIN main.Section s ON s.id = e.dst "
+                "GROUP BY s.name ORDER BY n DESC, s.name LIMIT 10"
+            )
+            assert cur.fetchall() == top
+            # The embeddings arrive as they left.
+            first = files["Package"].slice(0, 1).to_pylist()[0]
+            cur.execute("SELECT embedding FROM main.Package WHERE id = $1", parameters=(first["id"],))
+            assert cur.fetch_arrow_table()["embedding"].to_pylist()[0] == first["embedding"]
+
+        # Mode create refuses a table that exists; replace swaps its rows in one commit.
+        try:
+            ingest(conn, "Section", files["Section"], "create", kind="node", primary_key="id")
+            raise AssertionError("mode create replaced a table")
+        except adbc_driver_manager.Error as e:
+            assert "already exists" in str(e), str(e)
+        assert ingest(conn, "Section", files["Section"].slice(0, 10), "replace") == 10
+        with conn.cursor() as cur:
+            cur.execute("MATCH (s:Section) RETURN count(*)")
+            assert cur.fetchone()[0] == 10
+
+
 def test_http_health_and_metrics(server):
     with urllib.request.urlopen(f"{server.http}/health", timeout=10) as r:
         health = json.load(r)
