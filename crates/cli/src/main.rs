@@ -111,6 +111,11 @@ struct EngineArgs {
     /// Past it the tier evicts; a statement that alone needs more fails with a resource error.
     #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_bytes)]
     cache_size: usize,
+    /// Memory one statement's sorts, aggregations and joins may hold, e.g. `512MiB`, `2GiB`.
+    /// Past it a sort spills to disk, and a join or aggregation fails with a resource error
+    /// while other statements go on.
+    #[arg(long, value_name = "SIZE", default_value = "2GiB", value_parser = parse_bytes)]
+    statement_memory: usize,
     /// How long a replaced snapshot stays readable by time travel before `VACUUM` may expire it
     /// and remove its files, e.g. `7d`, `12h`, `30m`, `0s`.
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
@@ -123,6 +128,7 @@ struct EngineArgs {
 impl EngineArgs {
     fn apply(&self, mut config: DbConfig) -> DbConfig {
         config.cache_bytes = self.cache_size;
+        config.statement_memory_bytes = self.statement_memory;
         config.snapshot_retention = self.snapshot_retention;
         config.auto_compact = !self.no_auto_compact;
         config

@@ -159,7 +159,14 @@ async fn a_flight_sql_client_runs_both_languages_prepared_statements_and_metadat
     let server = Server::start(
         &dir.path().join("db"),
         &log,
-        &["--user", "ada:secret", "--max-concurrent-statements", "2"],
+        &[
+            "--user",
+            "ada:secret",
+            "--max-concurrent-statements",
+            "2",
+            "--statement-memory",
+            "16MiB",
+        ],
     );
 
     // Credentials first.
@@ -359,6 +366,22 @@ async fn a_flight_sql_client_runs_both_languages_prepared_statements_and_metadat
         .do_get(Ticket::new(unknown.as_any().encode_to_vec()))
         .await;
     assert!(format!("{:?}", unknown.err()).contains("NotFound"));
+    // A statement over its memory limit fails as it runs; the next one answers.
+    let big = "SELECT count(*) FROM generate_series(1, 3000000) a \
+               JOIN generate_series(1, 3000000) b ON a.value = b.value";
+    let info = client.execute(big.into(), None).await.expect("planned");
+    let over = match client
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+    {
+        Ok(stream) => format!("{:?}", stream.try_collect::<Vec<_>>().await.err()),
+        Err(e) => format!("{e:?}"),
+    };
+    assert!(
+        over.contains("ResourceExhausted") && over.contains("--statement-memory"),
+        "{over}"
+    );
+    assert_eq!(strings(&query(&mut client, "SELECT 5").await, 0), ["5"]);
 
     // Two statements planned and not fetched hold both permits: a third is refused.
     let first = client

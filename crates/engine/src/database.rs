@@ -65,7 +65,15 @@ pub struct DbConfig {
     pub snapshot_retention: std::time::Duration,
     /// Whether a commit that leaves many small data files compacts them right away.
     pub auto_compact: bool,
+    /// Memory each statement's sorts, aggregations and joins may hold (a DataFusion memory
+    /// pool per statement); past it a sort spills to disk and the others fail with a
+    /// resource error, while other statements go on. Table data is the hot tier's
+    /// (`cache_bytes`), not counted here.
+    pub statement_memory_bytes: usize,
 }
+
+/// The default memory of one statement's operators: 2 GiB.
+pub const DEFAULT_STATEMENT_MEMORY_BYTES: usize = 2 << 30;
 
 /// The default snapshot retention: 7 days.
 pub const DEFAULT_SNAPSHOT_RETENTION: std::time::Duration =
@@ -80,6 +88,7 @@ impl DbConfig {
             file_roots: Vec::new(),
             snapshot_retention: DEFAULT_SNAPSHOT_RETENTION,
             auto_compact: true,
+            statement_memory_bytes: DEFAULT_STATEMENT_MEMORY_BYTES,
         }
     }
 
@@ -91,6 +100,7 @@ impl DbConfig {
             file_roots: Vec::new(),
             snapshot_retention: DEFAULT_SNAPSHOT_RETENTION,
             auto_compact: true,
+            statement_memory_bytes: DEFAULT_STATEMENT_MEMORY_BYTES,
         }
     }
 
@@ -190,7 +200,7 @@ impl Database {
             vector_indexes: Arc::new(crate::vector_index::VectorIndexes::new(
                 warehouse.store.clone(),
             )),
-            sessions: Sessions::new(),
+            sessions: Sessions::new(config.statement_memory_bytes),
             plans: PlanCache::default(),
             write_lock: Mutex::new(()),
             store: warehouse.store.clone(),
@@ -501,7 +511,8 @@ impl Database {
             && let Some(cached) = self.plans.get(version, key)
         {
             let plan = datafusion::physical_plan::execution_plan::reset_plan_states(cached.plan)?;
-            let stream = datafusion::physical_plan::execute_stream(plan, cached.task)?;
+            let task = self.sessions.statement_task(&cached.task)?;
+            let stream = datafusion::physical_plan::execute_stream(plan, task)?;
             return Ok(QueryStream::rows(Language::ContextQL, stream));
         }
         // Each statement is parsed once: routing hands over the ContextQL it parsed.

@@ -157,9 +157,12 @@ impl From<datafusion::error::DataFusionError> for Error {
             _ => ErrorKind::Execution,
         };
         let message = match e {
-            D::Plan(m) | D::Execution(m) | D::NotImplemented(m) | D::ResourcesExhausted(m) => {
-                m.clone()
-            }
+            D::Plan(m) | D::Execution(m) | D::NotImplemented(m) => m.clone(),
+            // DataFusion's memory pools: the statement's own (`statement_memory_bytes`).
+            D::ResourcesExhausted(m) => format!(
+                "{m} (the statement is over its memory limit, `--statement-memory`; \
+                 other statements go on)"
+            ),
             other => other.to_string(),
         };
         Error {

@@ -6,6 +6,8 @@
 //! what is its own: its snapshot (carried by the plan's graph nodes), its parameters (already
 //! literals in the plan) and its start time (for `now()`).
 
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -18,6 +20,8 @@ use datafusion::common::alias::AliasGenerator;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::context::SessionState;
+use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::registry::FunctionRegistry;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
@@ -81,6 +85,9 @@ impl Shared {
 pub(crate) struct Sessions {
     parallel: Shared,
     serial: Shared,
+    /// Bytes each statement's operators (sorts, aggregations, joins) may hold
+    /// (`DbConfig::statement_memory_bytes`).
+    statement_memory: usize,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -113,11 +120,42 @@ impl OptimizerConfig for StatementConfig<'_> {
 }
 
 impl Sessions {
-    pub(crate) fn new() -> Sessions {
+    pub(crate) fn new(statement_memory: usize) -> Sessions {
         Sessions {
             parallel: Shared::new(None),
             serial: Shared::new(Some(1)),
+            statement_memory,
         }
+    }
+
+    /// A runtime of the statement's own: the shared one's disk manager, caches and object
+    /// stores, with a memory pool of `statement_memory` bytes, so one statement's sorts and
+    /// joins fail (or spill) at its limit while the others go on.
+    fn statement_runtime(&self) -> Result<Arc<RuntimeEnv>> {
+        let pool = TrackConsumersPool::new(
+            GreedyMemoryPool::new(self.statement_memory),
+            NonZeroUsize::new(3).expect("3 is not 0"),
+        );
+        Ok(
+            RuntimeEnvBuilder::from_runtime_env(self.parallel.state.runtime_env())
+                .with_memory_pool(Arc::new(pool))
+                .build_arc()?,
+        )
+    }
+
+    /// The task context one run of a plan gets: `template`'s options and a runtime of its
+    /// own ([`Sessions::statement_runtime`]). Functions are bound in the physical plan, so the
+    /// context carries none (copying the registry would cost more than a point query).
+    pub(crate) fn statement_task(&self, template: &TaskContext) -> Result<Arc<TaskContext>> {
+        Ok(Arc::new(TaskContext::new(
+            None,
+            template.session_id(),
+            template.session_config().clone(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            self.statement_runtime()?,
+        )))
     }
 
     fn pick(&self, plan: &LogicalPlan) -> &Shared {
@@ -149,7 +187,7 @@ impl Sessions {
             .query_planner()
             .create_physical_plan(&optimized, state)
             .await?;
-        Ok((physical, shared.task.clone()))
+        Ok((physical, self.statement_task(&shared.task)?))
     }
 
     /// Runs a plan to completion (write blocks, which the sink consumes whole).
@@ -179,21 +217,24 @@ impl Sessions {
         let options = state.config_options().clone();
         state.execution_props_mut().mark_start_execution(options);
         let physical = state.create_physical_plan(&explain).await?;
-        Ok(execute_stream(
-            physical,
-            Arc::new(TaskContext::from(&state)),
-        )?)
+        let task = self.statement_task(&TaskContext::from(&state))?;
+        Ok(execute_stream(physical, task)?)
     }
 
     /// A session state of the statement's own, for SQL: the shared state's functions and
     /// options with `catalogs` as its tables (DataFusion's SQL planner resolves names through
     /// the session's catalog list, which must not be shared between statements).
-    pub(crate) fn sql_state(&self, catalogs: Arc<MemoryCatalogProviderList>) -> SessionState {
-        let mut state = self.parallel.state.clone();
+    pub(crate) fn sql_state(
+        &self,
+        catalogs: Arc<MemoryCatalogProviderList>,
+    ) -> Result<SessionState> {
+        let mut state = SessionStateBuilder::new_from_existing(self.parallel.state.clone())
+            .with_runtime_env(self.statement_runtime()?)
+            .build();
         state.register_catalog_list(catalogs as Arc<dyn CatalogProviderList>);
         let options = state.config_options().clone();
         state.execution_props_mut().mark_start_execution(options);
-        state
+        Ok(state)
     }
 }
 

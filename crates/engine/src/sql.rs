@@ -139,7 +139,7 @@ pub(crate) fn sql_context(
     }
     let catalogs = Arc::new(MemoryCatalogProviderList::new());
     catalogs.register_catalog(DEFAULT_CATALOG.to_string(), catalog);
-    let mut state = db.sessions.sql_state(catalogs);
+    let mut state = db.sessions.sql_state(catalogs)?;
     settings.apply(&mut state)?;
     let ctx = SessionContext::new_with_state(state);
     ctx.register_udtf(

@@ -144,6 +144,42 @@ async fn a_statement_over_the_memory_budget_fails_and_the_database_goes_on() {
 }
 
 #[tokio::test]
+async fn a_statement_over_its_memory_limit_fails_alone() {
+    let config = DbConfig {
+        statement_memory_bytes: 8 << 20,
+        ..DbConfig::memory()
+    };
+    let db = Database::open(config).await.unwrap();
+    // A hash join's build side and a distinct count each need far more than 8 MiB.
+    let join = "SELECT count(*) FROM generate_series(1, 3000000) a \
+                JOIN generate_series(1, 3000000) b ON a.value = b.value";
+    let distinct = "UNWIND range(1, 3000000) AS x RETURN count(DISTINCT x)";
+    let small = "UNWIND range(1, 1000) AS x RETURN count(DISTINCT x)";
+    for text in [join, distinct] {
+        // Run beside a small statement: it fails alone, the other answers.
+        let (big, other) = tokio::join!(db.execute(text), db.execute(small));
+        let e = big.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Resource, "{text}: {e}");
+        assert!(e.message.contains("--statement-memory"), "{e}");
+        let other = other.unwrap();
+        assert_eq!(
+            other[0].batches[0]
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .value(0),
+            1000
+        );
+    }
+    // Each statement has a limit of its own: the pool of a failed one is gone.
+    assert_eq!(count(&db, small).await, 1000);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM generate_series(1, 100000)").await,
+        100000
+    );
+    db.shutdown().await;
+}
+
+#[tokio::test]
 async fn results_stream_batch_by_batch_with_the_schema_first() {
     let db = Database::open(DbConfig::memory()).await.unwrap();
     db.execute(
