@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use contextdb_cli::format::{self, OutputFormat};
+use contextdb_cli::remote::{Remote, RemoteStream};
 use contextdb_cli::status;
 use contextdb_engine::route;
 use contextdb_engine::{Database, DbConfig, LoadPhase, StatementResult};
@@ -200,6 +201,16 @@ struct ShellArgs {
     /// several; without any, the current directory.
     #[arg(long = "file-root", value_name = "DIR")]
     file_roots: Vec<PathBuf>,
+    /// Send the statements to a `contextdb serve` at this address (`grpc://HOST:PORT`, or
+    /// `grpc+tls://HOST:PORT`) instead of opening a data directory.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["data_dir", "file_roots"])]
+    url: Option<String>,
+    /// With --url: the user to sign in as; the password is read from CONTEXTDB_PASSWORD.
+    #[arg(long, value_name = "NAME", requires = "url")]
+    user: Option<String>,
+    /// With a grpc+tls:// --url: a PEM certificate to trust besides the system's.
+    #[arg(long, value_name = "FILE", requires = "url")]
+    tls_ca: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -339,10 +350,11 @@ fn with_runtime(
     command(&runtime)
 }
 
-/// Why one statement of a script failed: the engine refused it, or its output could not be
-/// written.
+/// Why one statement of a script failed: the engine refused it, the server did (its
+/// message), or its output could not be written.
 enum StatementFailure {
     Engine(contextdb_engine::Error),
+    Remote(String),
     Output(Failure),
 }
 
@@ -377,22 +389,50 @@ async fn open(
 }
 
 fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Failure> {
-    let file_roots = if args.file_roots.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
-        args.file_roots
-    };
-    let db = runtime.block_on(open(&args.data_dir, &args.engine, file_roots))?;
     let params: HashMap<String, serde_json::Value> = args.params.into_iter().collect();
+    let (backend, db, place) = match &args.url {
+        Some(url) => {
+            let password = match &args.user {
+                Some(_) => Some(std::env::var("CONTEXTDB_PASSWORD").map_err(|_| {
+                    Failure::Message(
+                        "--user needs the password in the environment variable CONTEXTDB_PASSWORD"
+                            .into(),
+                    )
+                })?),
+                None => None,
+            };
+            let user = args.user.as_deref().zip(password.as_deref());
+            let remote = runtime
+                .block_on(Remote::connect(url, user, args.tls_ca.as_deref()))
+                .map_err(Failure::Message)?;
+            (Backend::Remote(remote), None, url.clone())
+        }
+        None => {
+            let file_roots = if args.file_roots.is_empty() {
+                vec![PathBuf::from(".")]
+            } else {
+                args.file_roots
+            };
+            let db = runtime.block_on(open(&args.data_dir, &args.engine, file_roots))?;
+            let session = contextdb_engine::Session::new(db.clone());
+            let place = args.data_dir.display().to_string();
+            (Backend::Embedded(session), Some(db), place)
+        }
+    };
     let mut session = Session {
-        db: contextdb_engine::Session::new(db.clone()),
+        backend,
         params,
         format: args.format,
     };
     let outcome = if let Some(text) = args.command {
         runtime.block_on(session.run_script(&text))
     } else if std::io::stdin().is_terminal() {
-        repl(runtime, &mut session, &args.data_dir)
+        // The history stays on this machine: in the data directory, or the current one.
+        let history = match &db {
+            Some(_) => args.data_dir.join(HISTORY_FILE_NAME),
+            None => PathBuf::from(HISTORY_FILE_NAME),
+        };
+        repl(runtime, &mut session, &place, &history)
     } else {
         let mut text = String::new();
         match std::io::stdin().read_to_string(&mut text) {
@@ -400,13 +440,75 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Failu
             Err(e) => Err(Failure::Message(format!("cannot read standard input: {e}"))),
         }
     };
-    runtime.block_on(db.shutdown());
+    if let Some(db) = db {
+        runtime.block_on(db.shutdown());
+    }
     outcome
 }
 
-struct Session {
+/// Where the shell's statements run.
+enum Backend {
     /// The engine session: `SET` holds for the statements after it.
-    db: contextdb_engine::Session,
+    Embedded(contextdb_engine::Session),
+    /// A server's session (its token): `SET` holds there the same way.
+    Remote(Remote),
+}
+
+/// One statement's rows, from either backend.
+enum Rows {
+    Embedded(contextdb_engine::QueryStream),
+    Remote(RemoteStream),
+}
+
+impl Rows {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        match self {
+            Rows::Embedded(s) => s.schema(),
+            Rows::Remote(s) => s.schema.clone(),
+        }
+    }
+
+    /// Whether the rows are a write's or DDL statement's report, printed as a status line.
+    fn is_report(&self) -> bool {
+        match self {
+            Rows::Embedded(s) => s.rows_affected.is_some(),
+            Rows::Remote(s) => {
+                let schema = &s.schema;
+                schema.fields().is_empty()
+                    || (schema.fields().len() == 1
+                        && [status::ROWS_AFFECTED_COLUMN, status::STATUS_COLUMN]
+                            .contains(&schema.field(0).name().as_str()))
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<arrow::array::RecordBatch>, StatementFailure> {
+        match self {
+            Rows::Embedded(s) => Ok(s.next().await?),
+            Rows::Remote(s) => s.next().await.map_err(StatementFailure::Remote),
+        }
+    }
+
+    async fn collect(self) -> Result<StatementResult, StatementFailure> {
+        match self {
+            Rows::Embedded(s) => Ok(s.collect().await?),
+            Rows::Remote(s) => {
+                let mut result = s.collect().await.map_err(StatementFailure::Remote)?;
+                // A DDL statement's report reads as one on the server's side too.
+                if result.rows_affected.is_none()
+                    && result.schema.fields().len() == 1
+                    && result.schema.field(0).name() == status::STATUS_COLUMN
+                {
+                    result.rows_affected = Some(0);
+                }
+                Ok(result)
+            }
+        }
+    }
+}
+
+struct Session {
+    backend: Backend,
     params: HashMap<String, serde_json::Value>,
     format: OutputFormat,
 }
@@ -422,6 +524,11 @@ impl Session {
                     eprintln!("{}", e.moved_to(text, piece.offset));
                     return Err(Failure::Reported);
                 }
+                Err(StatementFailure::Remote(message)) => {
+                    // The server's positions count from the start of the statement.
+                    eprintln!("{message}");
+                    return Err(Failure::Reported);
+                }
                 Err(StatementFailure::Output(failure)) => return Err(failure),
             }
         }
@@ -431,14 +538,22 @@ impl Session {
     /// Runs one statement. A query's rows in csv or json are printed batch by batch as the
     /// engine produces them; a table needs every row for its column widths, so it waits.
     async fn run_statement(&self, text: &str) -> Result<(), StatementFailure> {
-        let mut stream = self.db.query(text, &self.params).await?;
-        if stream.rows_affected.is_some() || self.format == OutputFormat::Table {
-            let result = stream.collect().await?;
+        let mut rows = match &self.backend {
+            Backend::Embedded(db) => Rows::Embedded(db.query(text, &self.params).await?),
+            Backend::Remote(remote) => Rows::Remote(
+                remote
+                    .query(text, &self.params)
+                    .await
+                    .map_err(StatementFailure::Remote)?,
+            ),
+        };
+        if rows.is_report() || self.format == OutputFormat::Table {
+            let result = rows.collect().await?;
             return Ok(self.print(&result)?);
         }
-        let schema = stream.schema();
+        let schema = rows.schema();
         let mut header = self.format == OutputFormat::Csv;
-        while let Some(batch) = stream.next().await? {
+        while let Some(batch) = rows.next().await? {
             let rows = format::batch_rows(&[batch])
                 .map_err(|e| Failure::Message(format!("cannot format the result: {e}")))?;
             let text = match self.format {
@@ -499,17 +614,16 @@ Statements end with `;` and may span several lines. Each statement is routed to 
 fn repl(
     runtime: &tokio::runtime::Runtime,
     session: &mut Session,
-    data_dir: &Path,
+    place: &str,
+    history: &Path,
 ) -> Result<(), Failure> {
     let mut editor = rustyline::DefaultEditor::new()
         .map_err(|e| Failure::Message(format!("cannot start the line editor: {e}")))?;
-    let history = data_dir.join(HISTORY_FILE_NAME);
     // A missing history file is normal on the first run.
-    let _ = editor.load_history(&history);
+    let _ = editor.load_history(history);
     println!(
-        "ContextDB {} on {}. Statements end with `;`; .help for help.",
+        "ContextDB {} on {place}. Statements end with `;`; .help for help.",
         env!("CARGO_PKG_VERSION"),
-        data_dir.display()
     );
     let mut buffer = String::new();
     loop {
@@ -554,7 +668,7 @@ fn repl(
             buffer.clear();
         }
     }
-    if let Err(e) = editor.save_history(&history) {
+    if let Err(e) = editor.save_history(history) {
         eprintln!("cannot save history to {}: {e}", history.display());
     }
     Ok(())

@@ -431,6 +431,54 @@ async fn a_flight_sql_client_runs_both_languages_prepared_statements_and_metadat
     assert!(metrics.contains("contextdb_rows_streamed_total"));
     assert_eq!(server.get("/nothing").0, 404);
 
+    // The shell over Flight SQL: the embedded shell's statements, parameters and formats.
+    let url = server.flight.replace("http://", "grpc://");
+    let (ok, out, err) = shell(
+        &url,
+        "secret",
+        &[
+            "--format",
+            "csv",
+            "--param",
+            "k=2",
+            "-c",
+            "CREATE NODE TABLE Shell (id BIGINT PRIMARY KEY, name VARCHAR); \
+             INSERT INTO Shell VALUES (1, 'a'), (2, 'b'); \
+             MATCH (s:Shell) WHERE s.id = $k RETURN s.name AS name",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "name\nb\n");
+    assert!(
+        err.contains("OK, node table created") && err.contains("OK, 2 rows affected"),
+        "{err}"
+    );
+    let (ok, out, err) = shell(
+        &url,
+        "secret",
+        &[
+            "--format",
+            "json",
+            "-c",
+            "SELECT id, name FROM main.Shell ORDER BY id",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "{\"id\":1,\"name\":\"a\"}\n{\"id\":2,\"name\":\"b\"}\n"
+    );
+    let (ok, out, _) = shell(
+        &url,
+        "secret",
+        &["-c", "MATCH (s:Shell) RETURN count(*) AS n"],
+    );
+    assert!(ok && out.contains('n') && out.contains('2'), "{out}");
+    let (ok, _, err) = shell(&url, "secret", &["-c", "MATCH (s:Shell RETURN s"]);
+    assert!(!ok && err.contains("at 1:"), "{err}");
+    let (ok, _, err) = shell(&url, "wrong", &["-c", "SELECT 1"]);
+    assert!(!ok && err.contains("cannot sign in"), "{err}");
+
     // SIGTERM: the server drains and exits cleanly; each statement left one log line.
     let mut server = server;
     let pid = server.child.id().to_string();
@@ -453,6 +501,156 @@ async fn a_flight_sql_client_runs_both_languages_prepared_statements_and_metadat
         logged.contains("outcome=\"error\"") || logged.contains("outcome=error"),
         "{logged}"
     );
+}
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (the TLS test makes its certificates with it)");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn tls_serves_the_shell_with_a_certificate_from_the_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    // A CA and a server certificate for 127.0.0.1 that it signed.
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=ContextDB test CA",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "server.pem",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    std::fs::write(
+        d.join("server.toml"),
+        format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\n",
+            d.join("server.pem"),
+            d.join("server.key")
+        ),
+    )
+    .unwrap();
+    let config = d.join("server.toml");
+    let server = Server::start(
+        &d.join("db"),
+        &d.join("server.log"),
+        &["--config", config.to_str().unwrap()],
+    );
+    // It prints its address as grpc+tls://HOST:PORT.
+    assert!(
+        server.flight.starts_with("grpc+tls://"),
+        "{}",
+        server.flight
+    );
+    let address = server.flight.trim_start_matches("grpc+tls://").to_string();
+    let run = |url: &str, ca: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_contextdb"));
+        command.args([
+            "shell",
+            "--url",
+            url,
+            "--format",
+            "csv",
+            "-c",
+            "SELECT 1 AS one",
+        ]);
+        if let Some(ca) = ca {
+            command.arg("--tls-ca").arg(ca);
+        }
+        let output = command
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the shell");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&format!("grpc+tls://{address}"), Some(&d.join("ca.pem")));
+    assert!(ok, "{err}");
+    assert_eq!(out, "one\n1\n");
+    // Without the CA the certificate is not trusted; plain text gets no answer.
+    let (ok, _, err) = run(&format!("grpc+tls://{address}"), None);
+    assert!(!ok, "an untrusted certificate was accepted");
+    assert!(!err.is_empty());
+    let (ok, _, _) = run(&format!("grpc://{address}"), None);
+    assert!(!ok, "plain text reached a TLS server");
+}
+
+/// `contextdb shell --url URL --user ada` with `password`: success, stdout and stderr.
+fn shell(url: &str, password: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_contextdb"))
+        .args(["shell", "--url", url, "--user", "ada"])
+        .args(args)
+        .env("CONTEXTDB_PASSWORD", password)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run contextdb shell");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 fn uuid_bytes() -> bytes::Bytes {

@@ -904,7 +904,7 @@ fn json_params(params: &HashMap<String, serde_json::Value>) -> Result<Params> {
 }
 
 /// A parameter value from JSON.
-pub(crate) fn json_scalar(v: &serde_json::Value) -> Result<ScalarValue> {
+pub fn json_scalar(v: &serde_json::Value) -> Result<ScalarValue> {
     use serde_json::Value;
     Ok(match v {
         Value::Null => ScalarValue::Null,

@@ -37,7 +37,7 @@ pub use cache::{DEFAULT_CACHE_BYTES, HotTierStats, SNAPSHOTS_PER_TABLE};
 pub use contextdb_planner::Params;
 pub use database::{
     DEFAULT_SNAPSHOT_RETENTION, DEFAULT_STATEMENT_MEMORY_BYTES, Database, DbConfig, LoadPhase,
-    StorageKind, repair_log,
+    StorageKind, json_scalar, repair_log,
 };
 pub use ddl::{LOAD_CHUNK_BYTES, LOAD_CHUNK_ROWS};
 pub use error::{Error, ErrorKind, Result};
