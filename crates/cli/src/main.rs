@@ -90,6 +90,10 @@ struct ServeArgs {
     /// Log lines as `text` or `json` [default: text]; RUST_LOG filters them (default info).
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
+    /// A directory on the server under which `COPY ... FROM/TO` may read and write files.
+    /// Repeat for several; without any, COPY is refused (clients send data by bulk ingest).
+    #[arg(long = "file-root", value_name = "DIR")]
+    file_roots: Vec<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -284,6 +288,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     let tls = config.tls.is_some();
     let engine = args.engine;
+    let file_roots = args.file_roots;
     let shutdown = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -299,7 +304,11 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     };
     contextdb_server::serve(
         config,
-        move |db| engine.apply(db),
+        move |db| {
+            let mut db = engine.apply(db);
+            db.file_roots = file_roots;
+            db
+        },
         move |bound| {
             // Scripts wait for this line to know the server is up and where.
             let scheme = if tls { "grpc+tls" } else { "grpc" };

@@ -383,6 +383,16 @@ async fn a_flight_sql_client_runs_both_languages_prepared_statements_and_metadat
     );
     assert_eq!(strings(&query(&mut client, "SELECT 5").await, 0), ["5"]);
 
+    // Writes commit at GetFlightInfo and give their permit back at once: reports nobody
+    // fetches (ADBC's DB-API leaves a DDL statement's unread) block no one.
+    for text in [
+        "CREATE TABLE unfetched (a INT)",
+        "INSERT INTO unfetched VALUES (1)",
+        "INSERT INTO unfetched VALUES (2)",
+        "MATCH (p:Person {id: 1}) SET p.seen = true",
+    ] {
+        client.execute(text.into(), None).await.expect(text);
+    }
     // Two statements planned and not fetched hold both permits: a third is refused.
     let first = client
         .execute("SELECT 1".into(), None)

@@ -109,7 +109,9 @@ struct Tracked {
     /// A write that has committed: dropping its result unread does not undo it.
     committed: bool,
     cancel: Arc<AtomicBool>,
-    _permit: OwnedSemaphorePermit,
+    /// Held while the statement runs; a committed write gives it back at once (what is left
+    /// is its report, which clients often never fetch).
+    permit: Option<OwnedSemaphorePermit>,
     done: bool,
 }
 
@@ -369,7 +371,7 @@ impl Service {
             rows: 0,
             committed: false,
             cancel: Arc::new(AtomicBool::new(false)),
-            _permit: permit,
+            permit: Some(permit),
             done: false,
         })
     }
@@ -410,6 +412,7 @@ impl Service {
             self.state.metrics.wrote(rows);
             tracked.rows = rows;
             tracked.committed = true;
+            tracked.permit = None;
         }
         if streams.len() == 1 {
             return Ok(streams.pop().expect("one stream"));
@@ -447,6 +450,18 @@ impl Service {
         {
             let mut pending = self.state.pending.lock().unwrap_or_else(|p| p.into_inner());
             pending.retain(|_, p| p.created.elapsed() < PENDING_RESULT_TTL);
+            if pending.len() >= MAX_PENDING_RESULTS {
+                // Committed writes' reports go first: their statements are done, and clients
+                // (ADBC's DB-API among them) often never fetch them.
+                let oldest = pending
+                    .iter()
+                    .filter(|(_, p)| p.tracked.committed)
+                    .min_by_key(|(_, p)| p.created)
+                    .map(|(handle, _)| *handle);
+                if let Some(handle) = oldest {
+                    pending.remove(&handle);
+                }
+            }
             if pending.len() >= MAX_PENDING_RESULTS {
                 return Err(Status::resource_exhausted(format!(
                     "{MAX_PENDING_RESULTS} results are waiting to be fetched \

@@ -102,6 +102,9 @@ class FlightSqlJdbcTest {
                 "--user", USER + ":" + PASSWORD)
             .redirectError(log.toFile())
             .start();
+    // A test JVM that dies leaves no server behind.
+    Process started = server;
+    Runtime.getRuntime().addShutdownHook(new Thread(started::destroyForcibly));
     BufferedReader out =
         new BufferedReader(new InputStreamReader(server.getInputStream(), StandardCharsets.UTF_8));
     String line = CompletableFuture.supplyAsync(() -> readLine(out))
@@ -134,6 +137,12 @@ class FlightSqlJdbcTest {
       assertEquals(0, s.executeUpdate("CREATE EDGE TABLE KNOWS (FROM Person TO Person, since INT)"));
       assertEquals(0, s.executeUpdate("CREATE EDGE TABLE LIVES_IN (FROM Person TO City)"));
       assertEquals(0, s.executeUpdate("CREATE TABLE t (a INT, b VARCHAR)"));
+      // The same with DataFusion's string type names meaning Utf8, not Utf8View (this
+      // connection's session only).
+      assertEquals(0, s.executeUpdate(
+          "SET datafusion.sql_parser.map_string_types_to_utf8view = false"));
+      assertEquals(0, s.executeUpdate("CREATE TABLE notes (id INT, body VARCHAR)"));
+      assertEquals(2, s.executeUpdate("INSERT INTO notes VALUES (1, 'first'), (2, 'second')"));
 
       String people = Arrays.stream(PEOPLE)
           .map(p -> String.format("(%d, '%s', %d)", p[0], p[1], p[2]))
@@ -175,7 +184,13 @@ class FlightSqlJdbcTest {
     boolean exited = server.waitFor(60, TimeUnit.SECONDS);
     String tail = Files.readString(log);
     tail = tail.substring(Math.max(0, tail.length() - 20_000));
-    System.out.println("server log (" + log + "):\n" + tail);
+    System.out.println("server log:\n" + tail);
+    if (!exited) {
+      server.destroyForcibly();
+    }
+    try (var files = Files.walk(dataDir)) {
+      files.sorted(Comparator.reverseOrder()).map(Path::toFile).forEach(File::delete);
+    }
     assertTrue(exited, "the server did not stop within 60 s of SIGTERM");
     assertEquals(0, server.exitValue(), "the server's exit code on SIGTERM");
   }
@@ -271,27 +286,22 @@ class FlightSqlJdbcTest {
   }
 
   @Test
-  void refusesAWrongPasswordAndNoPassword() {
+  void refusesAWrongPasswordAndNoPassword() throws SQLException {
     Properties wrong = new Properties();
     wrong.setProperty("user", USER);
     wrong.setProperty("password", "wrong");
-    SQLException e = assertThrows(SQLException.class, () -> {
-      try (Connection c = DriverManager.getConnection(url(), wrong);
-          Statement s = c.createStatement()) {
-        s.executeQuery("SELECT 1").close();
-      }
-    });
     // The handshake fails as the connection opens (gRPC UNAUTHENTICATED).
+    SQLException e = assertThrows(SQLException.class,
+        () -> DriverManager.getConnection(url(), wrong).close());
     assertTrue(messages(e).contains("UNAUTHENTICATED"), messages(e));
     assertTrue(messages(e).contains("invalid user name or password"), messages(e));
-    SQLException none = assertThrows(SQLException.class, () -> {
-      try (Connection c = DriverManager.getConnection(url());
-          Statement s = c.createStatement()) {
-        s.executeQuery("SELECT 1").close();
-      }
-    });
-    // Without credentials the driver makes no handshake; the first call has no token.
-    assertTrue(messages(none).contains("no bearer token"), messages(none));
+    // Without credentials the driver makes no handshake: the connection opens, and its first
+    // call has no token.
+    try (Connection c = DriverManager.getConnection(url()); Statement s = c.createStatement()) {
+      SQLException none =
+          assertThrows(SQLException.class, () -> s.executeQuery("SELECT 1").close());
+      assertTrue(messages(none).contains("no bearer token"), messages(none));
+    }
   }
 
   // ---------------------------------------------------------------- 2. what DBeaver reads
@@ -375,16 +385,17 @@ class FlightSqlJdbcTest {
     NODE_TABLES.forEach(t -> expected.put("main." + t, "NODE TABLE"));
     EDGE_TABLES.forEach(t -> expected.put("main." + t, "EDGE TABLE"));
     expected.put("main.t", "TABLE");
+    expected.put("main.notes", "TABLE");
     assertEquals(expected, all);
 
     assertEquals(new TreeSet<>(EDGE_TABLES), new TreeSet<>(strings(
         md.getTables("contextdb", "main", "%", new String[] {"EDGE TABLE"}), "TABLE_NAME")));
     assertEquals(new TreeSet<>(NODE_TABLES), new TreeSet<>(strings(
         md.getTables("contextdb", "main", null, new String[] {"NODE TABLE"}), "TABLE_NAME")));
-    assertEquals(Set.of("Person", "t"), new TreeSet<>(strings(
-        md.getTables(null, "main", "%", new String[] {"NODE TABLE", "TABLE"}), "TABLE_NAME"))
-        .stream().filter(n -> n.equals("Person") || n.equals("t"))
-        .collect(Collectors.toCollection(TreeSet::new)));
+    Set<String> nodesAndTables = new TreeSet<>(NODE_TABLES);
+    nodesAndTables.addAll(List.of("t", "notes"));
+    assertEquals(nodesAndTables, new TreeSet<>(strings(
+        md.getTables(null, "main", "%", new String[] {"NODE TABLE", "TABLE"}), "TABLE_NAME")));
     assertEquals(List.of("Person"), strings(md.getTables(null, null, "Pers_n", null), "TABLE_NAME"));
     assertEquals(List.of(), strings(md.getTables(null, null, "%", new String[] {"VIEW"}),
         "TABLE_NAME"));
@@ -434,7 +445,7 @@ class FlightSqlJdbcTest {
     Set<String> tables = new TreeSet<>(strings(md.getColumns(null, null, "%", "%"), "TABLE_NAME"));
     Set<String> expected = new TreeSet<>(NODE_TABLES);
     expected.addAll(EDGE_TABLES);
-    expected.add("t");
+    expected.addAll(List.of("t", "notes"));
     assertEquals(expected, tables);
   }
 
@@ -449,7 +460,7 @@ class FlightSqlJdbcTest {
               "TABLE_CAT", "TABLE_SCHEM", "TABLE_NAME", "COLUMN_NAME", "KEY_SEQ", "PK_NAME"),
           k.getKey());
     }
-    for (String table : List.of("KNOWS", "LIVES_IN", "t")) {
+    for (String table : List.of("KNOWS", "LIVES_IN", "t", "notes")) {
       assertEquals(List.of(), rows(md.getPrimaryKeys("contextdb", "main", table), "COLUMN_NAME"),
           table);
     }
@@ -579,6 +590,10 @@ class FlightSqlJdbcTest {
       // Statement.execute, as DBeaver's SQL editor runs statements.
       assertTrue(s.execute("MATCH (p:Person) RETURN count(*) AS n"));
       assertEquals(List.of(row((long) PEOPLE.length)), rows(s.getResultSet(), "n"));
+      // DBeaver's data view: SELECT * with at most N rows (setMaxRows).
+      s.setMaxRows(2);
+      assertEquals(List.of(row(1L, 2L, 2012), row(1L, 3L, 2013)), rows(s.executeQuery(
+          "SELECT * FROM main.KNOWS ORDER BY src, dst"), "src", "dst", "since"));
     }
   }
 
@@ -611,6 +626,23 @@ class FlightSqlJdbcTest {
         assertEquals(Types.VARCHAR, rs.getMetaData().getColumnType(2));
         assertEquals(List.of(row(1000, "thousand")), rows(rs, "a", "b"));
       }
+    }
+  }
+
+  /** A SQL table made after `SET datafusion.sql_parser.map_string_types_to_utf8view =
+   * false` has Utf8 strings, which the driver reads (in every session). */
+  @Test
+  void sqlTableDeclaredWithUtf8StringsIsReadable() throws SQLException {
+    DatabaseMetaData md = conn.getMetaData();
+    assertEquals(String.format("1 id %d INTEGER, 2 body %d VARCHAR", Types.INTEGER,
+        Types.VARCHAR), columns(md, "notes"));
+    try (Statement s = conn.createStatement()) {
+      assertEquals(List.of(row(1, "first"), row(2, "second")),
+          rows(s.executeQuery("SELECT id, body FROM notes ORDER BY id"), "id", "body"));
+    }
+    try (PreparedStatement ps = conn.prepareStatement("SELECT id FROM notes WHERE body = $1")) {
+      ps.setString(1, "second");
+      assertEquals(List.of(row(2)), rows(ps.executeQuery(), "id"));
     }
   }
 
@@ -682,13 +714,19 @@ class FlightSqlJdbcTest {
     }
   }
 
-  /** ContextQL with `$1`: the parameter schema of CreatePreparedStatement gives the driver
-   * its parameter count and types. */
+  /** ContextQL with `$1`. The driver knows a statement's parameters only from the
+   * parameter_schema of CreatePreparedStatement: their count (setLong(1, ..) on a statement
+   * with none fails with "parameter ordinal 1 out of range") and their Arrow types, which
+   * decide how it encodes the values it binds. */
+  static final String PARAMETER_SCHEMA =
+      "the parameters in CreatePreparedStatement's parameter_schema";
+
   @Test
   void preparedContextQLQueryReusedWithNewParameters() throws SQLException {
     try (PreparedStatement ps = conn.prepareStatement(
         "MATCH (a:Person {id: $1})-[:KNOWS]->(b:Person) RETURN b.id AS id ORDER BY id")) {
-      assertEquals(1, ps.getParameterMetaData().getParameterCount());
+      assertEquals(1, ps.getParameterMetaData().getParameterCount(), PARAMETER_SCHEMA);
+      assertEquals(Types.BIGINT, ps.getParameterMetaData().getParameterType(1));
       for (Object[] p : PEOPLE) {
         long person = (Long) p[0];
         List<List<Object>> expected = new ArrayList<>();
@@ -703,6 +741,8 @@ class FlightSqlJdbcTest {
     }
     try (PreparedStatement ps = conn.prepareStatement(
         "MATCH (p:Person)-[:LIVES_IN]->(c:City {name: $1}) RETURN p.name AS name ORDER BY name")) {
+      assertEquals(1, ps.getParameterMetaData().getParameterCount(), PARAMETER_SCHEMA);
+      assertEquals(Types.VARCHAR, ps.getParameterMetaData().getParameterType(1));
       ps.setString(1, "London");
       assertEquals(List.of(row("Ada"), row("Alan")), rows(ps.executeQuery(), "name"));
       ps.setString(1, "Paris");
@@ -713,7 +753,9 @@ class FlightSqlJdbcTest {
   @Test
   void preparedContextQLUpdateReusedWithNewParameters() throws SQLException {
     try (PreparedStatement ps = conn.prepareStatement("CREATE (:Tag {id: $1, label: $2})")) {
-      assertEquals(2, ps.getParameterMetaData().getParameterCount());
+      assertEquals(2, ps.getParameterMetaData().getParameterCount(), PARAMETER_SCHEMA);
+      assertEquals(Types.INTEGER, ps.getParameterMetaData().getParameterType(1));
+      assertEquals(Types.VARCHAR, ps.getParameterMetaData().getParameterType(2));
       for (int id = 100; id < 103; id++) {
         ps.setInt(1, id);
         ps.setString(2, "tag" + id);
