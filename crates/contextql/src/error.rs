@@ -90,7 +90,7 @@ fn locate(text: &str, offset: usize) -> (usize, usize, &str) {
 }
 
 /// The line and a caret under `column`; long lines are cut to a window around the column.
-fn snippet(line_text: &str, column: usize) -> String {
+pub fn snippet(line_text: &str, column: usize) -> String {
     let chars: Vec<char> = line_text.chars().collect();
     let col0 = column - 1;
     let (from, to) = if chars.len() <= MAX_SNIPPET_CHARS {

@@ -11,4 +11,5 @@ mod error;
 mod lex;
 mod parser;
 
+pub use error::snippet;
 pub use parser::{MAX_EXPRESSION_DEPTH, MAX_NESTING_DEPTH, ParseError, parse, parse_statement};

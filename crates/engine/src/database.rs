@@ -479,21 +479,44 @@ impl Database {
             parameters: Arc::new(Schema::empty()),
         };
         match route::parse(statement)? {
-            route::Routed::Sql => return crate::sql::describe(self, statement, settings).await,
-            route::Routed::ContextQL(parsed) => match parsed.body {
-                StatementBody::Query(query) if !writes(&query) => {}
-                _ => return Ok(nothing()),
-            },
-        }
-        match self.run(statement, &Params::new(), settings).await {
-            Ok(stream) => Ok(Description {
-                columns: stream.schema(),
-                ..nothing()
-            }),
-            // The plan needs the values (a vector to search, a LIMIT): the columns are known
-            // once they are bound.
-            Err(e) if e.message.contains("missing parameter $") => Ok(nothing()),
-            Err(e) => Err(e),
+            route::Routed::Sql => {
+                return crate::sql::describe(self, statement, settings)
+                    .await
+                    .map_err(|e| e.located_in(statement));
+            }
+            route::Routed::ContextQL(parsed) => {
+                let snapshot = self.snapshot_unloaded(None).await?;
+                let parameters = crate::parameters::parameter_schema(&parsed, &snapshot);
+                let described = Description {
+                    parameters: parameters.clone(),
+                    ..nothing()
+                };
+                match parsed.body {
+                    StatementBody::Query(query) if !writes(&query) => {}
+                    _ => return Ok(described),
+                }
+                // Planned with a stand-in for each parameter (zero, or a typed null where a
+                // type has no zero; a LIMIT takes no null): the columns do not depend on the
+                // values, and the stream is never polled.
+                let mut nulls = Params::new();
+                for field in parameters.fields() {
+                    let t = field.data_type();
+                    let stand_in = ScalarValue::new_zero(t)
+                        .or_else(|_| ScalarValue::try_from(t))
+                        .unwrap_or(ScalarValue::Null);
+                    nulls.insert(field.name().clone(), stand_in);
+                }
+                match self.run(statement, &nulls, settings).await {
+                    Ok(stream) => Ok(Description {
+                        columns: stream.schema(),
+                        ..described
+                    }),
+                    // The plan needs the values (a vector to search, a LIMIT): the columns
+                    // are known once they are bound.
+                    Err(_) if !nulls.is_empty() => Ok(described),
+                    Err(e) => Err(e),
+                }
+            }
         }
     }
 
@@ -519,7 +542,9 @@ impl Database {
         match route::parse(text)? {
             // Boxed: SQL planning nests deep futures, and callers' futures (a test runner's
             // scenario) would otherwise exceed rustc's layout depth.
-            route::Routed::Sql => Box::pin(crate::sql::execute(self, text, params, settings)).await,
+            route::Routed::Sql => Box::pin(crate::sql::execute(self, text, params, settings))
+                .await
+                .map_err(|e| e.located_in(text)),
             route::Routed::ContextQL(statement) => {
                 let cache_as = key.map(|k| (version, k));
                 self.execute_contextql(text, &statement, params, cache_as)

@@ -78,6 +78,42 @@ impl Error {
 
     /// The error of a statement that starts at byte `offset` of `script`, with its position
     /// counted from the start of the script.
+    /// A SQL syntax error located in `text`, its statement: sqlparser's "at Line: L, Column:
+    /// C" becomes the error's position (the end of the text when the input ended too soon),
+    /// with the line and a caret under it, as ContextQL's syntax errors have.
+    pub(crate) fn located_in(mut self, text: &str) -> Self {
+        if self.kind != ErrorKind::Syntax || self.detail.is_some() {
+            return self;
+        }
+        if self.position.is_none() {
+            if let Some(at) = self.message.rfind(" at Line: ") {
+                let rest = &self.message[at + " at Line: ".len()..];
+                let mut parts = rest.splitn(2, ", Column: ");
+                let line = parts.next().and_then(|l| l.trim().parse::<usize>().ok());
+                let column = parts.next().and_then(|c| {
+                    let digits: String = c.chars().take_while(char::is_ascii_digit).collect();
+                    digits.parse::<usize>().ok()
+                });
+                if let (Some(line), Some(column)) = (line, column) {
+                    self.position = Some((line, column));
+                    let tail = rest.find(['"', ')']).map_or("", |i| &rest[i..]);
+                    self.message = format!("{}{tail}", &self.message[..at]);
+                }
+            } else if self.message.contains("found: EOF") {
+                let line = text.lines().count().max(1);
+                let column = text.lines().last().map_or(0, |l| l.chars().count()) + 1;
+                self.position = Some((line, column));
+            }
+        }
+        if let Some((line, column)) = self.position
+            && let Some(line_text) = text.lines().nth(line - 1)
+            && column >= 1
+        {
+            self.detail = Some(contextql::snippet(line_text, column));
+        }
+        self
+    }
+
     pub fn moved_to(mut self, script: &str, offset: usize) -> Self {
         if let Some(p) = self.position {
             self.position = Some(crate::route::script_position(script, offset, p));
@@ -175,5 +211,39 @@ impl From<datafusion::error::DataFusionError> for Error {
 impl From<arrow::error::ArrowError> for Error {
     fn from(e: arrow::error::ArrowError) -> Self {
         Error::execution(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_syntax_errors_get_their_position_and_a_caret() {
+        let text = "SELECT a\nFROM t WHERE = 1";
+        let e = Error::new(
+            ErrorKind::Syntax,
+            "SQL error: ParserError(\"Expected: an expression, found: = at Line: 2, Column: 14\")",
+        )
+        .located_in(text);
+        assert_eq!(e.position, Some((2, 14)));
+        assert_eq!(
+            e.message,
+            "SQL error: ParserError(\"Expected: an expression, found: =\")"
+        );
+        assert_eq!(
+            e.detail.as_deref(),
+            Some("FROM t WHERE = 1\n             ^")
+        );
+        // The input ended too soon: the position is the end of the text.
+        let e = Error::new(
+            ErrorKind::Syntax,
+            "SQL error: ParserError(\"Expected: an expression, found: EOF\")",
+        )
+        .located_in("SELECT 1 +");
+        assert_eq!(e.position, Some((1, 11)));
+        // Other errors are left alone.
+        let e = Error::plan("at Line: 1, Column: 2").located_in("x");
+        assert_eq!(e.position, None);
     }
 }

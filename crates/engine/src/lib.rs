@@ -19,6 +19,7 @@ pub mod files;
 mod graph_source;
 mod ingest;
 mod maintenance;
+mod parameters;
 mod plan_cache;
 mod predicate;
 mod provider;

@@ -531,9 +531,48 @@ async fn typed_parameters_bind_in_both_languages_and_statements_describe_without
         .unwrap();
     assert_eq!(cql.language, Language::ContextQL);
     assert_eq!(cql.columns.field(0).name(), "name");
-    // A query that needs its parameters' values, and a write, describe no columns; neither ran.
+    // ContextQL parameters take the type of the property they meet, in order: `$1, $2, ...`
+    // then named ones; one met nowhere typed is VARCHAR. A query's columns are known without
+    // the values.
+    let types = |d: &contextdb_engine::Description| -> Vec<(String, DataType)> {
+        d.parameters
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect()
+    };
+    let cql = session
+        .describe(
+            "MATCH (p:P {id: $1}) WHERE p.name = $n OR $2 > p.id \
+             RETURN p.name AS name, $free AS free LIMIT $k",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        types(&cql),
+        [
+            ("1".to_string(), DataType::Int64),
+            ("2".to_string(), DataType::Int64),
+            ("n".to_string(), DataType::Utf8),
+            ("free".to_string(), DataType::Utf8),
+            ("k".to_string(), DataType::Int64),
+        ]
+    );
+    assert_eq!(cql.columns.field(0).name(), "name");
+    let write = session
+        .describe("MATCH (p:P {id: $1}) SET p.name = $2")
+        .await
+        .unwrap();
+    assert_eq!(
+        types(&write),
+        [
+            ("1".to_string(), DataType::Int64),
+            ("2".to_string(), DataType::Utf8)
+        ]
+    );
+    // Writes describe no columns; nothing ran.
     for text in [
-        "MATCH (p:P) WHERE p.name = $n RETURN p.name",
+        "MATCH (p:P {id: $1}) SET p.name = $2",
         "CREATE (:P {id: 9, name: 'z'})",
         "DELETE FROM P",
     ] {

@@ -17,6 +17,7 @@ mod metadata;
 mod metrics;
 mod service;
 mod status;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;

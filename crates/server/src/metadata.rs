@@ -1,6 +1,7 @@
 //! Catalog metadata in the shapes the Flight SQL spec gives: server information (GetSqlInfo),
 //! type information, primary keys and the foreign keys of edge tables.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt8Array};
@@ -11,7 +12,7 @@ use arrow_flight::sql::metadata::{
 };
 use arrow_flight::sql::{
     CommandGetPrimaryKeys, Nullable, Searchable, SqlInfo, SqlNullOrdering,
-    SqlSupportedCaseSensitivity, SqlSupportedTransaction, XdbcDataType,
+    SqlOuterJoinsSupportLevel, SqlSupportedCaseSensitivity, SqlSupportedTransaction, XdbcDataType,
 };
 use contextdb_engine::{DEFAULT_CATALOG, TableDescription, TableType};
 
@@ -145,7 +146,9 @@ pub fn sql_info() -> &'static SqlInfoData {
         b.append(SqlInfo::SqlDdlCatalog, false);
         b.append(SqlInfo::SqlDdlSchema, true);
         b.append(SqlInfo::SqlDdlTable, true);
-        // Unquoted names are folded to lower case; quoted ones are kept as written.
+        // Names are case-sensitive and kept as written, quoted or not (the engine turns off
+        // DataFusion's folding). Flight SQL has no such value; lower case makes JDBC clients
+        // (DBeaver) quote every name not in lower case, which then matches exactly.
         b.append(
             SqlInfo::SqlIdentifierCase,
             SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32,
@@ -193,6 +196,55 @@ pub fn sql_info() -> &'static SqlInfoData {
         b.append(SqlInfo::SqlMaxColumnNameLength, 0i64);
         b.append(SqlInfo::SqlMaxTableNameLength, 0i64);
         b.append(SqlInfo::SqlMaxStatementLength, 0i64);
+        // The JDBC driver unboxes these when asked (DBeaver asks on connect): an absent one
+        // is a NullPointerException in the client. Bitmasks set bit n for enum value n; 0
+        // for a length or count means "no limit known".
+        b.append(SqlInfo::SqlSupportsConvert, HashMap::<i32, Vec<i32>>::new());
+        // GROUP BY unrelated columns and beyond the SELECT list.
+        b.append(SqlInfo::SqlSupportedGroupBy, 0b11i32);
+        // Minimum and core SQL grammar; ANSI-92 entry and intermediate levels.
+        b.append(SqlInfo::SqlSupportedGrammar, 0b011i32);
+        b.append(SqlInfo::SqlAnsi92SupportedLevel, 0b011i32);
+        b.append(
+            SqlInfo::SqlOuterJoinsSupportLevel,
+            SqlOuterJoinsSupportLevel::SqlFullOuterJoins as i32,
+        );
+        b.append(SqlInfo::SqlSchemasSupportedActions, 0i32);
+        b.append(SqlInfo::SqlCatalogsSupportedActions, 0i32);
+        b.append(SqlInfo::SqlSupportedPositionedCommands, 0i32);
+        // Subqueries in comparisons, EXISTS, IN and quantified comparisons.
+        b.append(SqlInfo::SqlSupportedSubqueries, 0b1111i32);
+        // UNION and UNION ALL.
+        b.append(SqlInfo::SqlSupportedUnions, 0b11i32);
+        b.append(SqlInfo::SqlSupportedTransactionsIsolationLevels, 0i32);
+        // Forward-only result sets (SqlSupportedResultSetType 1).
+        b.append(SqlInfo::SqlSupportedResultSetTypes, 1i32 << 1);
+        for unlimited in [
+            SqlInfo::SqlMaxBinaryLiteralLength,
+            SqlInfo::SqlMaxCharLiteralLength,
+            SqlInfo::SqlMaxColumnsInGroupBy,
+            SqlInfo::SqlMaxColumnsInIndex,
+            SqlInfo::SqlMaxColumnsInOrderBy,
+            SqlInfo::SqlMaxColumnsInSelect,
+            SqlInfo::SqlMaxColumnsInTable,
+            SqlInfo::SqlMaxConnections,
+            SqlInfo::SqlMaxCursorNameLength,
+            SqlInfo::SqlMaxIndexLength,
+            SqlInfo::SqlDbSchemaNameLength,
+            SqlInfo::SqlMaxProcedureNameLength,
+            SqlInfo::SqlMaxCatalogNameLength,
+            SqlInfo::SqlMaxRowSize,
+            SqlInfo::SqlMaxStatements,
+            SqlInfo::SqlMaxTablesInSelect,
+            SqlInfo::SqlMaxUsernameLength,
+        ] {
+            b.append(unlimited, 0i64);
+        }
+        b.append(SqlInfo::SqlMaxRowSizeIncludesBlobs, false);
+        b.append(SqlInfo::SqlDataDefinitionCausesTransactionCommit, false);
+        b.append(SqlInfo::SqlDataDefinitionsInTransactionsIgnored, false);
+        // The spec says int32, but the JDBC driver reads it as a Long: TRANSACTION_NONE.
+        b.append(SqlInfo::SqlDefaultTransactionIsolation, 0i64);
         b.build().expect("the server information is well-formed")
     })
 }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::Schema;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -46,6 +46,7 @@ use crate::auth::Auth;
 use crate::metadata;
 use crate::metrics::{Gauges, Metrics, Outcome};
 use crate::status::status;
+use crate::wire::{wire_batch, wire_schema};
 
 /// Results planned by GetFlightInfo and not yet fetched with DoGet.
 pub const MAX_PENDING_RESULTS: usize = 1024;
@@ -170,9 +171,11 @@ impl Drop for Tracked {
     }
 }
 
-/// A result stream on its way to the client: counts what it sends, stops when cancelled.
+/// A result stream on its way to the client: counts what it sends, stops when cancelled,
+/// and sends view types as plain ones (`schema`, the [`wire_schema`] of the stream's).
 struct Streamed {
     inner: SendableRecordBatchStream,
+    schema: SchemaRef,
     tracked: Tracked,
 }
 
@@ -191,6 +194,16 @@ impl Stream for Streamed {
         }
         match self.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(batch))) => {
+                let batch = match wire_batch(batch, &self.schema) {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let e = format!("the result's view types: {e}");
+                        self.tracked.finish(Outcome::Error, Some(&e));
+                        return Poll::Ready(Some(Err(FlightError::Tonic(Box::new(
+                            Status::internal(e),
+                        )))));
+                    }
+                };
                 let rows = batch.num_rows() as u64;
                 // A write's log line counts the rows it wrote, not the row of its count.
                 if !self.tracked.committed {
@@ -241,8 +254,9 @@ fn routed(text: &str) -> &'static str {
 }
 
 /// An Arrow schema as the IPC message Flight SQL carries in prepared statement results.
-fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
-    let message: IpcMessage = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+fn schema_bytes(schema: &SchemaRef) -> Result<bytes::Bytes, Status> {
+    let schema = wire_schema(schema);
+    let message: IpcMessage = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
         .try_into()
         .map_err(|e: arrow::error::ArrowError| Status::internal(format!("schema: {e}")))?;
     Ok(message.0)
@@ -485,7 +499,11 @@ impl Service {
         let ticket = TicketStatementQuery {
             statement_handle: handle.as_bytes().to_vec().into(),
         };
-        flight_info(&schema, ticket.as_any().encode_to_vec(), descriptor)
+        flight_info(
+            &wire_schema(&schema),
+            ticket.as_any().encode_to_vec(),
+            descriptor,
+        )
     }
 
     /// Runs `text` to its end and returns the rows it wrote (0 for a statement that writes
@@ -703,9 +721,10 @@ impl FlightSqlService for Service {
                      (PENDING_RESULT_TTL)",
                 )
             })?;
-        let schema = pending.stream.schema();
+        let schema = wire_schema(&pending.stream.schema());
         let streamed = Streamed {
             inner: pending.stream.stream,
+            schema: schema.clone(),
             tracked: pending.tracked,
         };
         let stream = FlightDataEncoderBuilder::new()
@@ -1011,7 +1030,7 @@ impl FlightSqlService for Service {
                     &table.schema,
                     &table.name,
                     table.table_type.as_str(),
-                    &table.columns,
+                    &wire_schema(&table.columns),
                 )
                 .map_err(arrow_status)?;
         }
