@@ -709,6 +709,44 @@ async fn an_open_server_takes_anyone_and_keeps_a_session_s_settings() {
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("no user is configured"), "{logged}");
 
+    // A query being streamed stops with CANCELLED once cancelled; the server goes on.
+    let info = client
+        .execute(
+            "SELECT value FROM generate_series(1, 100000000)".into(),
+            None,
+        )
+        .await
+        .expect("planned");
+    let mut stream = client
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .expect("streaming");
+    let first = stream.try_next().await.expect("a first batch");
+    assert!(first.is_some_and(|b| b.num_rows() > 0));
+    let cancel = CancelFlightInfoRequest { info: Some(info) };
+    let mut flight = client.inner().clone();
+    flight
+        .do_action(tonic::Request::new(Action::new(
+            "CancelFlightInfo",
+            cancel.encode_to_vec(),
+        )))
+        .await
+        .expect("cancel");
+    let mut streamed = 0usize;
+    let ended = loop {
+        match stream.try_next().await {
+            Ok(Some(batch)) => streamed += batch.num_rows(),
+            Ok(None) => break "the stream ended".to_string(),
+            Err(e) => break format!("{e:?}"),
+        }
+    };
+    assert!(
+        ended.contains("Cancelled"),
+        "{ended} after {streamed} more rows"
+    );
+    assert!(streamed < 100_000_000 - 8192, "{streamed}");
+    assert_eq!(strings(&query(&mut client, "SELECT 6").await, 0), ["6"]);
+
     let refused = Command::new(env!("CARGO_BIN_EXE_contextdb"))
         .args(["serve", "--flight-addr", "0.0.0.0:0", "--data-dir"])
         .arg(dir.path().join("other"))
