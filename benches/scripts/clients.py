@@ -19,22 +19,16 @@ import threading
 import time
 
 import adbc_driver_flightsql.dbapi as flight_sql
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "../.."))
-DEBIAN = os.path.abspath(os.path.join(ROOT, "../shared/data/debian"))
-NODES = {"Package": "package", "Maintainer": "maintainer", "Tag": "tag", "Section": "section"}
-EDGES = {
-    "DEPENDS": ("depends", "Package", "Package"),
-    "RECOMMENDS": ("recommends", "Package", "Package"),
-    "SUGGESTS": ("suggests", "Package", "Package"),
-    "MAINTAINS": ("maintains", "Maintainer", "Package"),
-    "TAGGED": ("tagged", "Package", "Tag"),
-    "IN_SECTION": ("in_section", "Package", "Section"),
-}
-HEADER = "adbc.flight.sql.rpc.call_header.x-contextdb-"
+# The client suite's Debian tables and its adbc_ingest with ContextDB's table options.
+sys.path.insert(0, os.path.join(ROOT, "tests/clients/python"))
+from test_clients import DEBIAN, DEBIAN_EDGES as EDGES, DEBIAN_NODES as NODES, ingest  # noqa: E402
+
+DEBIAN = os.path.abspath(DEBIAN)
+
 ROUND_TRIPS = int(os.environ.get("ROUND_TRIPS", "300"))
 
 
@@ -84,18 +78,13 @@ def load_with_ingest(server):
         for label, file in list(NODES.items()) + [(r, f) for r, (f, _, _) in EDGES.items()]:
             t = time.perf_counter()
             table = pq.read_table(os.path.join(DEBIAN, file + ".parquet"))
-            # The Go driver under ADBC sends at most 16 MiB per message.
-            table = pa.Table.from_batches(table.to_batches(max_chunksize=8192), table.schema)
             read += time.perf_counter() - t
             rows += table.num_rows
             if label in NODES:
-                options = {"kind": "node", "primary-key": "id"}
+                ingest(conn, label, table, "create", kind="node", primary_key="id")
             else:
                 _, source, target = EDGES[label]
-                options = {"kind": "edge", "from": source, "to": target}
-            with conn.cursor() as cur:
-                cur.adbc_statement.set_options(**{HEADER + k: v for k, v in options.items()})
-                cur.adbc_ingest(label, table, mode="create")
+                ingest(conn, label, table, "create", kind="edge", **{"from": source, "to": target})
         return time.perf_counter() - start, read, rows
 
 
@@ -144,10 +133,10 @@ def main():
                 server.stop()
         print(f"round {r + 1}: COPY {copies[-1]:.2f} s, adbc_ingest {ingests[-1]:.2f} s "
               f"(of which reading Parquet {reads[-1]:.2f} s)")
-    copy, ingest = statistics.median(copies), statistics.median(ingests)
-    print(f"Debian graph (10 tables, {rows:,} rows): COPY {copy:.2f} s, adbc_ingest {ingest:.2f} s "
+    copy, ingested = statistics.median(copies), statistics.median(ingests)
+    print(f"Debian graph (10 tables, {rows:,} rows): COPY {copy:.2f} s, adbc_ingest {ingested:.2f} s "
           f"(reading Parquet in the client {statistics.median(reads):.2f} s), "
-          f"ingest/COPY {ingest / copy:.2f}x (medians of {rounds} rounds)")
+          f"ingest/COPY {ingested / copy:.2f}x (medians of {rounds} rounds)")
     for name, (median, p99) in latency.items():
         print(f"{name}: median {median * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms "
               f"({ROUND_TRIPS} round trips through ADBC DB-API)")

@@ -612,9 +612,9 @@ fn tls_serves_the_shell_with_a_certificate_from_the_config() {
         server.flight
     );
     let address = server.flight.trim_start_matches("grpc+tls://").to_string();
+    let ca = d.join("ca.pem");
     let run = |url: &str, ca: Option<&Path>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_contextdb"));
-        command.args([
+        let mut args = vec![
             "shell",
             "--url",
             url,
@@ -622,21 +622,13 @@ fn tls_serves_the_shell_with_a_certificate_from_the_config() {
             "csv",
             "-c",
             "SELECT 1 AS one",
-        ]);
+        ];
         if let Some(ca) = ca {
-            command.arg("--tls-ca").arg(ca);
+            args.extend(["--tls-ca", ca.to_str().unwrap()]);
         }
-        let output = command
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the shell");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        contextdb(&args, &[])
     };
-    let (ok, out, err) = run(&format!("grpc+tls://{address}"), Some(&d.join("ca.pem")));
+    let (ok, out, err) = run(&format!("grpc+tls://{address}"), Some(&ca));
     assert!(ok, "{err}");
     assert_eq!(out, "one\n1\n");
     // Without the CA the certificate is not trusted; plain text gets no answer.
@@ -647,20 +639,26 @@ fn tls_serves_the_shell_with_a_certificate_from_the_config() {
     assert!(!ok, "plain text reached a TLS server");
 }
 
-/// `contextdb shell --url URL --user ada` with `password`: success, stdout and stderr.
-fn shell(url: &str, password: &str, args: &[&str]) -> (bool, String, String) {
+/// `contextdb ARGS` with `env` set: success, stdout and stderr.
+fn contextdb(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_contextdb"))
-        .args(["shell", "--url", url, "--user", "ada"])
         .args(args)
-        .env("CONTEXTDB_PASSWORD", password)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
-        .expect("run contextdb shell");
+        .expect("run contextdb");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// `contextdb shell --url URL --user ada ARGS` with `password`.
+fn shell(url: &str, password: &str, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["shell", "--url", url, "--user", "ada"];
+    all.extend(args);
+    contextdb(&all, &[("CONTEXTDB_PASSWORD", password)])
 }
 
 fn uuid_bytes() -> bytes::Bytes {
