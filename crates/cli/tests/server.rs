@@ -245,6 +245,35 @@ async fn a_flight_sql_client_runs_both_languages_prepared_statements_and_metadat
         let info = sql.execute().await.expect("execute prepared SQL");
         assert_eq!(strings(&fetch(&mut client, info).await, 0), [name]);
     }
+    // Parameters of the wrong shape are refused; the statement is still there.
+    let two = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Int64, false),
+        Field::new("b", DataType::Int64, false),
+    ]));
+    let wrong = RecordBatch::try_new(
+        two,
+        vec![
+            Arc::new(Int64Array::from(vec![1])),
+            Arc::new(Int64Array::from(vec![2])),
+        ],
+    )
+    .unwrap();
+    sql.set_parameters(wrong).unwrap();
+    let refused = error_of(sql.execute().await);
+    assert!(
+        refused.contains("InvalidArgument") && refused.contains("takes 1 parameters"),
+        "{refused}"
+    );
+    sql.set_parameters(
+        RecordBatch::try_new(
+            Arc::new(parameters.clone()),
+            vec![Arc::new(Int64Array::from(vec![1]))],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let info = sql.execute().await.expect("execute after a refusal");
+    assert_eq!(strings(&fetch(&mut client, info).await, 0), ["Ada"]);
     sql.close().await.expect("close");
 
     let mut cql = client
@@ -359,6 +388,13 @@ async fn a_flight_sql_client_runs_both_languages_prepared_statements_and_metadat
     assert!(missing.contains("NotFound"), "{missing}");
     let garbage = client.do_get(Ticket::new(b"garbage".to_vec())).await;
     assert!(garbage.is_err());
+    // A well-typed command whose message does not decode.
+    let malformed = arrow_flight::sql::Any {
+        type_url: "type.googleapis.com/arrow.flight.protocol.sql.TicketStatementQuery".into(),
+        value: vec![0xff, 0xff, 0xff].into(),
+    };
+    let malformed = client.do_get(Ticket::new(malformed.encode_to_vec())).await;
+    assert!(malformed.is_err());
     let unknown = TicketStatementQuery {
         statement_handle: uuid_bytes(),
     };
