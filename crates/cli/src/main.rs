@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use contextdb_cli::format::{self, OutputFormat};
-use contextdb_cli::remote::{Remote, RemoteStream};
+use contextdb_cli::remote::{self, Remote, RemoteStream};
 use contextdb_cli::status;
 use contextdb_engine::route;
 use contextdb_engine::{Database, DbConfig, LoadPhase, StatementResult};
@@ -481,13 +481,7 @@ impl Rows {
     fn is_report(&self) -> bool {
         match self {
             Rows::Embedded(s) => s.rows_affected.is_some(),
-            Rows::Remote(s) => {
-                let schema = &s.schema;
-                schema.fields().is_empty()
-                    || (schema.fields().len() == 1
-                        && [status::ROWS_AFFECTED_COLUMN, status::STATUS_COLUMN]
-                            .contains(&schema.field(0).name().as_str()))
-            }
+            Rows::Remote(s) => s.rows_affected().is_some(),
         }
     }
 
@@ -501,17 +495,7 @@ impl Rows {
     async fn collect(self) -> Result<StatementResult, StatementFailure> {
         match self {
             Rows::Embedded(s) => Ok(s.collect().await?),
-            Rows::Remote(s) => {
-                let mut result = s.collect().await.map_err(StatementFailure::Remote)?;
-                // A DDL statement's report reads as one on the server's side too.
-                if result.rows_affected.is_none()
-                    && result.schema.fields().len() == 1
-                    && result.schema.field(0).name() == status::STATUS_COLUMN
-                {
-                    result.rows_affected = Some(0);
-                }
-                Ok(result)
-            }
+            Rows::Remote(s) => s.collect().await.map_err(StatementFailure::Remote),
         }
     }
 }
@@ -534,8 +518,7 @@ impl Session {
                     return Err(Failure::Reported);
                 }
                 Err(StatementFailure::Remote(message)) => {
-                    // The server's positions count from the start of the statement.
-                    eprintln!("{message}");
+                    eprintln!("{}", remote::moved_to(&message, text, piece.offset));
                     return Err(Failure::Reported);
                 }
                 Err(StatementFailure::Output(failure)) => return Err(failure),

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow_flight::FlightInfo;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
@@ -45,14 +45,22 @@ impl RemoteStream {
         Ok(None)
     }
 
-    /// Every batch, as the embedded shell's result: a write's report (one `rows_affected`
-    /// column) gives its row count.
+    /// The rows a write wrote, as the server announces them in the result's schema (None: a
+    /// query).
+    pub fn rows_affected(&self) -> Option<u64> {
+        self.schema
+            .metadata()
+            .get(contextdb_server::ROWS_AFFECTED_METADATA)
+            .and_then(|rows| rows.parse().ok())
+    }
+
+    /// Every batch, as the embedded shell's result.
     pub async fn collect(mut self) -> Result<StatementResult, String> {
+        let rows_affected = self.rows_affected();
         let mut batches = Vec::new();
         while let Some(batch) = self.next().await? {
             batches.push(batch);
         }
-        let rows_affected = rows_affected(&self.schema, &batches);
         Ok(StatementResult {
             language: self.language,
             schema: self.schema,
@@ -62,22 +70,27 @@ impl RemoteStream {
     }
 }
 
-/// The rows a write reports (its one `rows_affected` column, or DataFusion's `count`), or
-/// None for a query's own rows.
-fn rows_affected(schema: &Schema, batches: &[RecordBatch]) -> Option<u64> {
-    let [field] = schema.fields().as_ref() else {
-        return None;
+/// A server's error message (`<kind> at LINE:COLUMN: ...`) for the statement at byte `offset`
+/// of `script`, its position counted from the start of the script as the embedded shell
+/// counts it.
+pub fn moved_to(message: &str, script: &str, offset: usize) -> String {
+    let Some((kind, rest)) = message.split_once(" at ") else {
+        return message.to_string();
     };
-    if field.name() != crate::status::ROWS_AFFECTED_COLUMN {
-        return None;
+    let Some((position, tail)) = rest.split_once(": ") else {
+        return message.to_string();
+    };
+    let Some((line, column)) = position.split_once(':') else {
+        return message.to_string();
+    };
+    match (line.parse::<usize>(), column.parse::<usize>()) {
+        (Ok(line), Ok(column)) if !kind.contains(' ') || kind.ends_with("error") => {
+            let (line, column) =
+                contextdb_engine::route::script_position(script, offset, (line, column));
+            format!("{kind} at line {line}, column {column}: {tail}")
+        }
+        _ => message.to_string(),
     }
-    let mut total = 0u64;
-    for batch in batches {
-        let column = arrow::compute::cast(batch.column(0), &DataType::UInt64).ok()?;
-        let values = column.as_primitive::<arrow::datatypes::UInt64Type>();
-        total += values.iter().flatten().sum::<u64>();
-    }
-    Some(total)
 }
 
 /// The text of a Flight error: the server's message (which starts with the error's kind and
@@ -161,11 +174,17 @@ impl Remote {
                 .await
                 .map_err(|e| flight_message(&e))?
         } else {
-            let batch = parameter_batch(params)?;
             let mut prepared = client
                 .prepare(text.to_string(), None)
                 .await
                 .map_err(|e| flight_message(&e))?;
+            // Only the parameters the statement takes, as the embedded shell ignores others
+            // (a statement that declares none gets them all).
+            let declared: Vec<String> = prepared
+                .parameter_schema()
+                .map(|s| s.fields().iter().map(|f| f.name().clone()).collect())
+                .unwrap_or_default();
+            let batch = parameter_batch(params, &declared)?;
             prepared
                 .set_parameters(batch)
                 .map_err(|e| flight_message(&e))?;
@@ -213,8 +232,14 @@ async fn fetch(
 
 /// One parameter row: a column per parameter, named as the parameter, typed as the embedded
 /// shell types the same JSON.
-fn parameter_batch(params: &HashMap<String, serde_json::Value>) -> Result<RecordBatch, String> {
-    let mut names: Vec<&String> = params.keys().collect();
+fn parameter_batch(
+    params: &HashMap<String, serde_json::Value>,
+    declared: &[String],
+) -> Result<RecordBatch, String> {
+    let mut names: Vec<&String> = params
+        .keys()
+        .filter(|name| declared.is_empty() || declared.contains(name))
+        .collect();
     names.sort();
     let mut fields = Vec::with_capacity(names.len());
     let mut columns = Vec::with_capacity(names.len());
@@ -247,6 +272,7 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::datatypes::DataType;
 
     #[test]
     fn parameters_are_one_typed_row_and_write_reports_give_their_count() {
@@ -255,7 +281,7 @@ mod tests {
             ("k".to_string(), serde_json::json!(5)),
             ("v".to_string(), serde_json::json!([0.5, 1])),
         ]);
-        let batch = parameter_batch(&params).unwrap();
+        let batch = parameter_batch(&params, &[]).unwrap();
         assert_eq!(batch.num_rows(), 1);
         let schema = batch.schema();
         let types: Vec<(&str, &DataType)> = schema
@@ -267,19 +293,16 @@ mod tests {
         assert_eq!(types[1], ("name", &DataType::Utf8));
         assert!(matches!(types[2].1, DataType::List(_)), "{types:?}");
 
-        let report = std::sync::Arc::new(Schema::new(vec![Field::new(
-            crate::status::ROWS_AFFECTED_COLUMN,
-            DataType::Int64,
-            false,
-        )]));
-        let batch = RecordBatch::try_new(
-            report.clone(),
-            vec![std::sync::Arc::new(arrow::array::Int64Array::from(vec![3]))],
-        )
-        .unwrap();
-        assert_eq!(rows_affected(&report, &[batch]), Some(3));
-        let rows = Schema::new(vec![Field::new("n", DataType::Int64, false)]);
-        assert_eq!(rows_affected(&rows, &[]), None);
+        // Only the declared ones, when the statement declares them.
+        let only = parameter_batch(&params, &["name".to_string()]).unwrap();
+        assert_eq!(only.num_columns(), 1);
+        // Positions move to the script, as the embedded shell prints them.
+        let script = "SELECT 1;\nMATCH (p RETURN p";
+        assert_eq!(
+            moved_to("syntax error at 1:10: expected )", script, 10),
+            "syntax error at line 2, column 10: expected )"
+        );
+        assert_eq!(moved_to("no position here", script, 10), "no position here");
         let refused = futures::executor::block_on(Remote::connect("http://x:1", None, None));
         assert!(refused.err().unwrap().contains("grpc://HOST:PORT"));
     }

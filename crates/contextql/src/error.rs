@@ -92,7 +92,8 @@ fn locate(text: &str, offset: usize) -> (usize, usize, &str) {
 /// The line and a caret under `column`; long lines are cut to a window around the column.
 pub fn snippet(line_text: &str, column: usize) -> String {
     let chars: Vec<char> = line_text.chars().collect();
-    let col0 = column - 1;
+    // At most one past the line's end, whatever the caller says.
+    let col0 = column.saturating_sub(1).min(chars.len());
     let (from, to) = if chars.len() <= MAX_SNIPPET_CHARS {
         (0, chars.len())
     } else {

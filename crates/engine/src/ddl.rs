@@ -612,9 +612,10 @@ pub(crate) async fn append_stream(
         .map(|f| f.name().as_str())
         .collect();
     // Keys already stored, and those this load adds: a duplicate of either is refused.
-    let mut keys = match data.info.kind {
-        TableKind::Node => Some((data.key_index()?, HashSet::new())),
-        _ => None,
+    // A node table's key, and a SQL table's PRIMARY KEY, as INSERT checks it.
+    let mut keys = match data.info.primary_key {
+        Some(_) => Some((data.key_index()?, HashSet::new())),
+        None => None,
     };
     let mut row_ids = table_io::RowIds::of(&table)?;
     let mut added = Vec::new();
@@ -658,7 +659,13 @@ pub(crate) async fn append_stream(
         }
         done += batch.num_rows() as u64;
         pending_rows += batch.num_rows();
-        pending_bytes += batch.get_array_memory_size();
+        // The rows' own bytes: a batch decoded from one IPC message shares its buffer, which
+        // `get_array_memory_size` would count once per column.
+        pending_bytes += batch
+            .columns()
+            .iter()
+            .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+            .sum::<usize>();
         pending.push(batch);
         if pending_rows >= LOAD_CHUNK_ROWS || pending_bytes >= LOAD_CHUNK_BYTES {
             added.extend(table_io::write_data_files(&table, &pending).await?);

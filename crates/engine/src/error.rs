@@ -86,30 +86,36 @@ impl Error {
             return self;
         }
         if self.position.is_none() {
-            if let Some(at) = self.message.rfind(" at Line: ") {
-                let rest = &self.message[at + " at Line: ".len()..];
-                let mut parts = rest.splitn(2, ", Column: ");
-                let line = parts.next().and_then(|l| l.trim().parse::<usize>().ok());
-                let column = parts.next().and_then(|c| {
-                    let digits: String = c.chars().take_while(char::is_ascii_digit).collect();
-                    digits.parse::<usize>().ok()
-                });
-                if let (Some(line), Some(column)) = (line, column) {
-                    self.position = Some((line, column));
-                    let tail = rest.find(['"', ')']).map_or("", |i| &rest[i..]);
-                    self.message = format!("{}{tail}", &self.message[..at]);
-                }
+            if let Some((at, line, column)) = sqlparser_location(&self.message) {
+                self.position = Some((line, column));
+                let tail = if self.message.ends_with("\")") {
+                    "\")"
+                } else {
+                    ""
+                };
+                self.message = format!("{}{tail}", &self.message[..at]);
             } else if self.message.contains("found: EOF") {
                 let line = text.lines().count().max(1);
                 let column = text.lines().last().map_or(0, |l| l.chars().count()) + 1;
                 self.position = Some((line, column));
             }
         }
-        if let Some((line, column)) = self.position
-            && let Some(line_text) = text.lines().nth(line - 1)
-            && column >= 1
-        {
-            self.detail = Some(contextql::snippet(line_text, column));
+        // A position must lie in the text (a message may quote user text that looks like
+        // one): on a line of it, at most one past its last character.
+        match self.position {
+            Some((line, column))
+                if line >= 1
+                    && column >= 1
+                    && text
+                        .lines()
+                        .nth(line - 1)
+                        .is_some_and(|l| column <= l.chars().count() + 1) =>
+            {
+                let line_text = text.lines().nth(line - 1).expect("checked above");
+                self.detail = Some(contextql::snippet(line_text, column));
+            }
+            Some(_) if self.detail.is_none() => self.position = None,
+            _ => {}
         }
         self
     }
@@ -120,6 +126,18 @@ impl Error {
         }
         self
     }
+}
+
+/// sqlparser's location at the very end of its message (`... at Line: L, Column: C` then
+/// nothing, or the `")` of DataFusion's wrapping): where it starts, and the line and column.
+/// Only the end is read, so user text quoted earlier in the message cannot pose as one.
+fn sqlparser_location(message: &str) -> Option<(usize, usize, usize)> {
+    let body = message.strip_suffix("\")").unwrap_or(message);
+    let at = body.rfind(" at Line: ")?;
+    let (line, column) = body[at + " at Line: ".len()..].split_once(", Column: ")?;
+    let line = line.parse::<usize>().ok()?;
+    let column = column.parse::<usize>().ok()?;
+    Some((at, line, column))
 }
 
 impl Error {
@@ -244,6 +262,20 @@ mod tests {
         assert_eq!(e.position, Some((1, 11)));
         // Other errors are left alone.
         let e = Error::plan("at Line: 1, Column: 2").located_in("x");
+        assert_eq!(e.position, None);
+        // User text quoted in a message does not pose as a position, and a position off the
+        // text is dropped.
+        let quoted = "SQL error: ParserError(\"duplicate alias \\\"x at Line: 1, Column: \
+                      999999999999\\\"\")";
+        let e = Error::new(ErrorKind::Syntax, quoted).located_in("SELECT 1");
+        assert_eq!(e.position, None);
+        let e = Error::new(
+            ErrorKind::Syntax,
+            "SQL error: ParserError(\"x at Line: 1, Column: 999999999999\")",
+        )
+        .located_in("SELECT 1");
+        assert_eq!((e.position, e.detail), (None, None));
+        let e = Error::new(ErrorKind::Syntax, "x at Line: 0, Column: 1").located_in("SELECT 1");
         assert_eq!(e.position, None);
     }
 }

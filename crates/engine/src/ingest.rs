@@ -111,19 +111,35 @@ impl Database {
                     },
                 };
                 let new_table = target.new_table.clone().unwrap_or(kept);
-                if info.kind == TableKind::Node
-                    && !matches!(new_table, NewTable::Node { .. })
-                    && let Some(edge) = snapshot.tables.values().find(|t| {
-                        t.info.kind == TableKind::Edge
-                            && (t.info.from.as_deref() == Some(&key)
-                                || t.info.to.as_deref() == Some(&key))
-                    })
-                {
-                    return Err(Error::plan(format!(
-                        "edge table `{}` connects node table `{shown}`; a replacement must be \
-                         a node table too",
-                        edge.info.name
-                    )));
+                let edge = snapshot.tables.values().find(|t| {
+                    t.info.kind == TableKind::Edge
+                        && (t.info.from.as_deref() == Some(&key)
+                            || t.info.to.as_deref() == Some(&key))
+                });
+                if let Some(edge) = edge {
+                    // The edges store this table's keys: the replacement keeps their type.
+                    let key_type = |t: &arrow::datatypes::Schema, pk: &str| {
+                        t.field_with_name(pk)
+                            .ok()
+                            .and_then(|f| ast_type(f.data_type()).ok())
+                    };
+                    let old = key_type(
+                        &snapshot.tables[&key].schema,
+                        info.primary_key.as_deref().unwrap_or_default(),
+                    );
+                    let same = match &new_table {
+                        NewTable::Node { primary_key } => {
+                            old.is_some() && key_type(&input, primary_key) == old
+                        }
+                        _ => false,
+                    };
+                    if !same {
+                        return Err(Error::plan(format!(
+                            "edge table `{}` connects node table `{shown}`; a replacement must \
+                             be a node table keyed by a column of the same type",
+                            edge.info.name
+                        )));
+                    }
                 }
                 (Some(new_table), true)
             }

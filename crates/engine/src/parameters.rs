@@ -12,7 +12,7 @@
 //! A parameter met nowhere of those is VARCHAR. Parameters are listed in the order they first
 //! appear: `$1, $2, ...` by number, then named ones.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -76,15 +76,16 @@ fn labels(clauses: &[Clause]) -> HashMap<String, String> {
 
 #[derive(Default)]
 struct Found {
-    /// Parameter names in the order first met.
+    /// Parameter names in the order first met, and as a set (a statement may hold many).
     order: Vec<String>,
+    seen: HashSet<String>,
     types: HashMap<String, DataType>,
     labels: HashMap<String, String>,
 }
 
 impl Found {
     fn met(&mut self, name: &str, t: Option<DataType>) {
-        if !self.order.iter().any(|n| n == name) {
+        if self.seen.insert(name.to_string()) {
             self.order.push(name.to_string());
         }
         if let Some(t) = t {

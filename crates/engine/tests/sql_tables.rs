@@ -780,6 +780,38 @@ async fn ingest_creates_appends_and_replaces_node_edge_and_sql_tables_in_one_com
         .await
         .unwrap_err();
     assert!(e.message.contains("must be a node table"), "{e}");
+    // ... keyed by a column of the key's type: the edges store the keys.
+    let e = db
+        .ingest(
+            &ingest_of(
+                "Person",
+                IfExists::Replace,
+                IfMissing::Create,
+                Some(NewTable::Node {
+                    primary_key: "name".into(),
+                }),
+            ),
+            schema.clone(),
+            stream::iter([ok(&fresh)]),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("of the same type"), "{e}");
+    // A SQL table's PRIMARY KEY holds for ingest as for INSERT.
+    let keyed = ingest_of(
+        "keyed",
+        IfExists::Append,
+        IfMissing::Create,
+        Some(NewTable::Table {
+            primary_key: Some("id".into()),
+        }),
+    );
+    let (_, ones) = people(&[1, 1]);
+    let e = db
+        .ingest(&keyed, schema.clone(), stream::iter([ok(&ones)]))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("duplicate primary key"), "{e}");
 
     // A SQL table by default; a column the table lacks is refused with its name.
     let plain = ingest_of("scores", IfExists::Fail, IfMissing::Create, None);

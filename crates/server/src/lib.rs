@@ -31,7 +31,8 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use config::{ConfigError, Flags, LogFormat, ServerConfig, User};
 pub use service::{
-    MAX_BOUND_ROWS, MAX_PENDING_RESULTS, MAX_PREPARED_STATEMENTS, PENDING_RESULT_TTL, PREPARED_IDLE,
+    INGEST_IDLE, MAX_BOUND_ROWS, MAX_PENDING_RESULTS, MAX_PREPARED_STATEMENTS, PENDING_RESULT_TTL,
+    PREPARED_IDLE, ROWS_AFFECTED_METADATA,
 };
 
 /// Largest gRPC message accepted or sent (a parameter batch, an ingested batch, a result

@@ -58,6 +58,10 @@ pub const MAX_PREPARED_STATEMENTS: usize = 4096;
 pub const PREPARED_IDLE: Duration = Duration::from_secs(60 * 60);
 /// Parameter rows one DoPut may bind (each runs the statement once).
 pub const MAX_BOUND_ROWS: usize = 65_536;
+/// Schema metadata of a write's result: the rows it wrote (see [`announced`]).
+pub const ROWS_AFFECTED_METADATA: &str = "contextdb.rows_affected";
+/// How long an ingest may wait for its next batch: it holds the database's write lock.
+pub const INGEST_IDLE: Duration = Duration::from_secs(60);
 /// Characters of a statement's text written to its log line.
 pub const LOGGED_STATEMENT_CHARS: usize = 500;
 
@@ -276,6 +280,21 @@ fn flight_info(
     Ok(Response::new(info))
 }
 
+/// The schema a statement's result is announced and streamed with: its [`wire_schema`], and
+/// for a write the rows it wrote in [`ROWS_AFFECTED_METADATA`], so a client tells a write's
+/// report (or its `RETURN` rows) from a query's rows without guessing from column names.
+fn announced(stream: &QueryStream) -> SchemaRef {
+    let schema = wire_schema(&stream.schema());
+    match stream.rows_affected {
+        None => schema,
+        Some(rows) => {
+            let mut metadata = schema.metadata().clone();
+            metadata.insert(ROWS_AFFECTED_METADATA.to_string(), rows.to_string());
+            Arc::new(Schema::new_with_metadata(schema.fields().clone(), metadata))
+        }
+    }
+}
+
 /// One batch as a DoGet stream.
 fn batch_stream(batch: RecordBatch) -> Response<DoGetStream> {
     let schema = batch.schema();
@@ -459,7 +478,7 @@ impl Service {
         tracked: Tracked,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = stream.schema();
+        let schema = announced(&stream);
         let handle = tracked.handle;
         {
             let mut pending = self.state.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -499,11 +518,7 @@ impl Service {
         let ticket = TicketStatementQuery {
             statement_handle: handle.as_bytes().to_vec().into(),
         };
-        flight_info(
-            &wire_schema(&schema),
-            ticket.as_any().encode_to_vec(),
-            descriptor,
-        )
+        flight_info(&schema, ticket.as_any().encode_to_vec(), descriptor)
     }
 
     /// Runs `text` to its end and returns the rows it wrote (0 for a statement that writes
@@ -721,7 +736,7 @@ impl FlightSqlService for Service {
                      (PENDING_RESULT_TTL)",
                 )
             })?;
-        let schema = wire_schema(&pending.stream.schema());
+        let schema = announced(&pending.stream);
         let streamed = Streamed {
             inner: pending.stream.stream,
             schema: schema.clone(),
@@ -790,7 +805,26 @@ impl FlightSqlService for Service {
                 "the ingest sent no schema and no batches",
             ));
         };
-        let input = futures::stream::iter(first.map(Ok)).chain(batches.map_err(bad_input));
+        // The engine holds the write lock while it reads: a client that stops sending must
+        // not hold it past INGEST_IDLE.
+        let rest = futures::stream::unfold(batches, |mut batches| async move {
+            match tokio::time::timeout(INGEST_IDLE, batches.next()).await {
+                Ok(Some(batch)) => Some((batch.map_err(bad_input), batches)),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(contextdb_engine::Error::new(
+                        contextdb_engine::ErrorKind::Resource,
+                        format!(
+                            "the ingest sent no batch for {} s (INGEST_IDLE); nothing was \
+                             committed",
+                            INGEST_IDLE.as_secs()
+                        ),
+                    )),
+                    batches,
+                )),
+            }
+        });
+        let input = futures::stream::iter(first.map(Ok)).chain(Box::pin(rest));
         match self.state.db.ingest(&target, schema, input).await {
             Ok(rows) => {
                 self.state.metrics.wrote(rows);
