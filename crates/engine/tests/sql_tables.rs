@@ -611,6 +611,18 @@ fn people(ids: &[i64]) -> (arrow::datatypes::SchemaRef, arrow::array::RecordBatc
     (schema, batch)
 }
 
+/// The error of an ingest that must fail.
+async fn refused(
+    db: &Database,
+    target: &contextdb_engine::Ingest,
+    schema: arrow::datatypes::SchemaRef,
+    batches: impl futures::Stream<Item = contextdb_engine::Result<arrow::array::RecordBatch>>
+    + Unpin
+    + Send,
+) -> contextdb_engine::Error {
+    db.ingest(target, schema, batches).await.unwrap_err()
+}
+
 fn ingest_of(
     table: &str,
     if_exists: contextdb_engine::IfExists,
@@ -649,33 +661,28 @@ async fn ingest_creates_appends_and_replaces_node_edge_and_sql_tables_in_one_com
         .unwrap();
     assert_eq!(rows, 3);
     // A creation whose rows fail leaves no table behind.
-    let e = db
-        .ingest(
-            &ingest_of("Ghost", IfExists::Fail, IfMissing::Create, None),
-            schema.clone(),
-            stream::iter([ok(&batch), Err(Error::execution("the client went away"))]),
-        )
-        .await
-        .unwrap_err();
+    let e = refused(
+        &db,
+        &ingest_of("Ghost", IfExists::Fail, IfMissing::Create, None),
+        schema.clone(),
+        stream::iter([ok(&batch), Err(Error::execution("the client went away"))]),
+    )
+    .await;
     assert!(e.message.contains("went away"), "{e}");
     assert!(
         db.execute("SELECT * FROM Ghost").await.is_err(),
         "no table `Ghost`"
     );
     // Mode create refuses a table that exists; mode append refuses one that does not.
-    let e = db
-        .ingest(&node, schema.clone(), stream::iter([ok(&batch)]))
-        .await
-        .unwrap_err();
+    let e = refused(&db, &node, schema.clone(), stream::iter([ok(&batch)])).await;
     assert!(e.message.contains("already exists"), "{e}");
-    let e = db
-        .ingest(
-            &ingest_of("Nobody", IfExists::Append, IfMissing::Fail, None),
-            schema.clone(),
-            stream::iter([ok(&batch)]),
-        )
-        .await
-        .unwrap_err();
+    let e = refused(
+        &db,
+        &ingest_of("Nobody", IfExists::Append, IfMissing::Fail, None),
+        schema.clone(),
+        stream::iter([ok(&batch)]),
+    )
+    .await;
     assert!(e.message.contains("does not exist"), "{e}");
 
     // An edge table between its node tables: src and dst take the key's type.
@@ -723,21 +730,23 @@ async fn ingest_creates_appends_and_replaces_node_edge_and_sql_tables_in_one_com
     let (_, more) = people(&[4, 5]);
     let (_, dup) = people(&[6, 1]);
     let version = db.catalog_version();
-    let e = db
-        .ingest(&append, schema.clone(), stream::iter([ok(&more), ok(&dup)]))
-        .await
-        .unwrap_err();
+    let e = refused(
+        &db,
+        &append,
+        schema.clone(),
+        stream::iter([ok(&more), ok(&dup)]),
+    )
+    .await;
     assert!(e.message.contains("duplicate primary key"), "{e}");
     assert_eq!(db.catalog_version(), version, "nothing committed");
     // A failing input stream commits nothing either.
-    let e = db
-        .ingest(
-            &append,
-            schema.clone(),
-            stream::iter([ok(&more), Err(Error::execution("the client went away"))]),
-        )
-        .await
-        .unwrap_err();
+    let e = refused(
+        &db,
+        &append,
+        schema.clone(),
+        stream::iter([ok(&more), Err(Error::execution("the client went away"))]),
+    )
+    .await;
     assert!(e.message.contains("went away"), "{e}");
     assert_eq!(
         ints(&db, "SELECT count(*) FROM Person").await,
@@ -766,36 +775,34 @@ async fn ingest_creates_appends_and_replaces_node_edge_and_sql_tables_in_one_com
         ints(&db, "MATCH (:Person {id: 2})-[:KNOWS]->(b) RETURN b.id").await,
         vec![Some(3)]
     );
-    let e = db
-        .ingest(
-            &ingest_of(
-                "Person",
-                IfExists::Replace,
-                IfMissing::Create,
-                Some(NewTable::Table { primary_key: None }),
-            ),
-            schema.clone(),
-            stream::iter([ok(&fresh)]),
-        )
-        .await
-        .unwrap_err();
+    let e = refused(
+        &db,
+        &ingest_of(
+            "Person",
+            IfExists::Replace,
+            IfMissing::Create,
+            Some(NewTable::Table { primary_key: None }),
+        ),
+        schema.clone(),
+        stream::iter([ok(&fresh)]),
+    )
+    .await;
     assert!(e.message.contains("must be a node table"), "{e}");
     // ... keyed by a column of the key's type: the edges store the keys.
-    let e = db
-        .ingest(
-            &ingest_of(
-                "Person",
-                IfExists::Replace,
-                IfMissing::Create,
-                Some(NewTable::Node {
-                    primary_key: "name".into(),
-                }),
-            ),
-            schema.clone(),
-            stream::iter([ok(&fresh)]),
-        )
-        .await
-        .unwrap_err();
+    let e = refused(
+        &db,
+        &ingest_of(
+            "Person",
+            IfExists::Replace,
+            IfMissing::Create,
+            Some(NewTable::Node {
+                primary_key: "name".into(),
+            }),
+        ),
+        schema.clone(),
+        stream::iter([ok(&fresh)]),
+    )
+    .await;
     assert!(e.message.contains("of the same type"), "{e}");
     // A SQL table's PRIMARY KEY holds for ingest as for INSERT.
     let keyed = ingest_of(
@@ -807,10 +814,7 @@ async fn ingest_creates_appends_and_replaces_node_edge_and_sql_tables_in_one_com
         }),
     );
     let (_, ones) = people(&[1, 1]);
-    let e = db
-        .ingest(&keyed, schema.clone(), stream::iter([ok(&ones)]))
-        .await
-        .unwrap_err();
+    let e = refused(&db, &keyed, schema.clone(), stream::iter([ok(&ones)])).await;
     assert!(e.message.contains("duplicate primary key"), "{e}");
 
     // A SQL table by default; a column the table lacks is refused with its name.
@@ -822,51 +826,48 @@ async fn ingest_creates_appends_and_replaces_node_edge_and_sql_tables_in_one_com
         ints(&db, "SELECT sum(id) FROM main.scores").await,
         vec![Some(6)]
     );
-    let e = db
-        .ingest(
-            &ingest_of("scores", IfExists::Append, IfMissing::Fail, None),
-            knows.clone(),
-            stream::iter([ok(&edges)]),
-        )
-        .await
-        .unwrap_err();
+    let e = refused(
+        &db,
+        &ingest_of("scores", IfExists::Append, IfMissing::Fail, None),
+        knows.clone(),
+        stream::iter([ok(&edges)]),
+    )
+    .await;
     assert!(
         e.message.contains("column `src` is not in table `scores`"),
         "{e}"
     );
     // Node tables need a key of a key type; edge tables need node tables at both ends.
-    let e = db
-        .ingest(
-            &ingest_of(
-                "Bad",
-                IfExists::Fail,
-                IfMissing::Create,
-                Some(NewTable::Node {
-                    primary_key: "missing".into(),
-                }),
-            ),
-            schema.clone(),
-            stream::iter([ok(&batch)]),
-        )
-        .await
-        .unwrap_err();
+    let e = refused(
+        &db,
+        &ingest_of(
+            "Bad",
+            IfExists::Fail,
+            IfMissing::Create,
+            Some(NewTable::Node {
+                primary_key: "missing".into(),
+            }),
+        ),
+        schema.clone(),
+        stream::iter([ok(&batch)]),
+    )
+    .await;
     assert!(e.message.contains("no column `missing`"), "{e}");
-    let e = db
-        .ingest(
-            &ingest_of(
-                "LIKES",
-                IfExists::Fail,
-                IfMissing::Create,
-                Some(NewTable::Edge {
-                    from: "Person".into(),
-                    to: "scores".into(),
-                }),
-            ),
-            knows,
-            stream::iter([ok(&edges)]),
-        )
-        .await
-        .unwrap_err();
+    let e = refused(
+        &db,
+        &ingest_of(
+            "LIKES",
+            IfExists::Fail,
+            IfMissing::Create,
+            Some(NewTable::Edge {
+                from: "Person".into(),
+                to: "scores".into(),
+            }),
+        ),
+        knows,
+        stream::iter([ok(&edges)]),
+    )
+    .await;
     assert!(e.message.contains("`scores` is not a node table"), "{e}");
     db.shutdown().await;
 }
