@@ -775,48 +775,6 @@ async fn ingest_creates_appends_and_replaces_node_edge_and_sql_tables_in_one_com
         ints(&db, "MATCH (:Person {id: 2})-[:KNOWS]->(b) RETURN b.id").await,
         vec![Some(3)]
     );
-    let e = refused(
-        &db,
-        &ingest_of(
-            "Person",
-            IfExists::Replace,
-            IfMissing::Create,
-            Some(NewTable::Table { primary_key: None }),
-        ),
-        schema.clone(),
-        stream::iter([ok(&fresh)]),
-    )
-    .await;
-    assert!(e.message.contains("must be a node table"), "{e}");
-    // ... keyed by a column of the key's type: the edges store the keys.
-    let e = refused(
-        &db,
-        &ingest_of(
-            "Person",
-            IfExists::Replace,
-            IfMissing::Create,
-            Some(NewTable::Node {
-                primary_key: "name".into(),
-            }),
-        ),
-        schema.clone(),
-        stream::iter([ok(&fresh)]),
-    )
-    .await;
-    assert!(e.message.contains("of the same type"), "{e}");
-    // A SQL table's PRIMARY KEY holds for ingest as for INSERT.
-    let keyed = ingest_of(
-        "keyed",
-        IfExists::Append,
-        IfMissing::Create,
-        Some(NewTable::Table {
-            primary_key: Some("id".into()),
-        }),
-    );
-    let (_, ones) = people(&[1, 1]);
-    let e = refused(&db, &keyed, schema.clone(), stream::iter([ok(&ones)])).await;
-    assert!(e.message.contains("duplicate primary key"), "{e}");
-
     // A SQL table by default; a column the table lacks is refused with its name.
     let plain = ingest_of("scores", IfExists::Fail, IfMissing::Create, None);
     db.ingest(&plain, schema.clone(), stream::iter([ok(&batch)]))
@@ -826,48 +784,44 @@ async fn ingest_creates_appends_and_replaces_node_edge_and_sql_tables_in_one_com
         ints(&db, "SELECT sum(id) FROM main.scores").await,
         vec![Some(6)]
     );
-    let e = refused(
-        &db,
-        &ingest_of("scores", IfExists::Append, IfMissing::Fail, None),
-        knows.clone(),
-        stream::iter([ok(&edges)]),
-    )
-    .await;
-    assert!(
-        e.message.contains("column `src` is not in table `scores`"),
-        "{e}"
+    // What an ingest refuses, and says why; none of it commits. Replacing a node table that
+    // edges connect keeps it a node table keyed by a column of the same type (the edges store
+    // the keys); a SQL table's PRIMARY KEY holds as for INSERT; a node table needs its key
+    // column, an edge table node tables at both ends.
+    let (_, ones) = people(&[1, 1]);
+    let node = |pk: &str| {
+        Some(NewTable::Node {
+            primary_key: pk.into(),
+        })
+    };
+    let keyed = Some(NewTable::Table {
+        primary_key: Some("id".into()),
+    });
+    let likes = Some(NewTable::Edge {
+        from: "Person".into(),
+        to: "scores".into(),
+    });
+    let (replace, append, fail, create) = (
+        IfExists::Replace,
+        IfExists::Append,
+        IfExists::Fail,
+        IfMissing::Create,
     );
-    // Node tables need a key of a key type; edge tables need node tables at both ends.
-    let e = refused(
-        &db,
-        &ingest_of(
-            "Bad",
-            IfExists::Fail,
-            IfMissing::Create,
-            Some(NewTable::Node {
-                primary_key: "missing".into(),
-            }),
-        ),
-        schema.clone(),
-        stream::iter([ok(&batch)]),
-    )
-    .await;
-    assert!(e.message.contains("no column `missing`"), "{e}");
-    let e = refused(
-        &db,
-        &ingest_of(
-            "LIKES",
-            IfExists::Fail,
-            IfMissing::Create,
-            Some(NewTable::Edge {
-                from: "Person".into(),
-                to: "scores".into(),
-            }),
-        ),
-        knows,
-        stream::iter([ok(&edges)]),
-    )
-    .await;
-    assert!(e.message.contains("`scores` is not a node table"), "{e}");
+    let table = Some(NewTable::Table { primary_key: None });
+    #[rustfmt::skip]
+    let cases = [
+        ("Person", replace, create, table, &schema, &fresh, "must be a node table"),
+        ("Person", replace, create, node("name"), &schema, &fresh, "of the same type"),
+        ("keyed", append, create, keyed, &schema, &ones, "duplicate primary key"),
+        ("scores", append, IfMissing::Fail, None, &knows, &edges,
+         "column `src` is not in table `scores`"),
+        ("Bad", fail, create, node("missing"), &schema, &batch, "no column `missing`"),
+        ("LIKES", fail, create, likes, &knows, &edges, "`scores` is not a node table"),
+    ];
+    for (name, if_exists, if_missing, new_table, schema, batch, says) in cases {
+        let target = ingest_of(name, if_exists, if_missing, new_table);
+        let e = refused(&db, &target, schema.clone(), stream::iter([ok(batch)])).await;
+        assert!(e.message.contains(says), "{name}: {e}");
+    }
     db.shutdown().await;
 }
