@@ -534,7 +534,7 @@ impl Database {
             && let Some(cached) = self.plans.get(version, key)
         {
             let plan = datafusion::physical_plan::execution_plan::reset_plan_states(cached.plan)?;
-            let task = self.sessions.statement_task(&cached.task)?;
+            let task = Sessions::statement_task(&cached.task, self.sessions.statement_runtime()?);
             let stream = datafusion::physical_plan::execute_stream(plan, task)?;
             return Ok(QueryStream::rows(Language::ContextQL, stream));
         }
@@ -689,7 +689,8 @@ impl Database {
             return Ok(QueryStream::rows(Language::ContextQL, stream));
         }
         if lowered.blocks.is_empty() {
-            let (plan, task) = self.sessions.physical_plan(&lowered.plan).await?;
+            let runtime = self.sessions.statement_runtime()?;
+            let (plan, task) = self.sessions.physical_plan(&lowered.plan, &runtime).await?;
             if let Some((version, key)) = cache_as
                 && crate::plan_cache::replannable(&lowered.plan)
             {
@@ -705,13 +706,15 @@ impl Database {
         // Each write block runs on the rows the one before it left; what the query returns
         // is computed before the commit, so a failed commit returns nothing.
         let mut sink = write::Sink::new(&snapshot);
+        // One memory pool for the whole statement: its blocks and what it returns.
+        let memory = self.sessions.statement_runtime()?;
         for block in lowered.blocks {
-            let (schema, batches) = self.sessions.collect(&block.plan).await?;
+            let (schema, batches) = self.sessions.collect(&block.plan, &memory).await?;
             let rows = sink.apply(&block.writes, &schema, &batches)?;
             block.output.fill(vec![rows]);
         }
         let returned = match lowered.returning {
-            Some(plan) => Some(self.sessions.collect(&plan).await?),
+            Some(plan) => Some(self.sessions.collect(&plan, &memory).await?),
             None => None,
         };
         let written = sink.commit(self, staged).await?;

@@ -130,8 +130,9 @@ impl Sessions {
 
     /// A runtime of the statement's own: the shared one's disk manager, caches and object
     /// stores, with a memory pool of `statement_memory` bytes, so one statement's sorts and
-    /// joins fail (or spill) at its limit while the others go on.
-    fn statement_runtime(&self) -> Result<Arc<RuntimeEnv>> {
+    /// joins fail (or spill) at its limit while the others go on. Every plan a statement
+    /// runs (each write block and what it returns) runs in this one runtime.
+    pub(crate) fn statement_runtime(&self) -> Result<Arc<RuntimeEnv>> {
         let pool = TrackConsumersPool::new(
             GreedyMemoryPool::new(self.statement_memory),
             NonZeroUsize::new(3).expect("3 is not 0"),
@@ -143,19 +144,22 @@ impl Sessions {
         )
     }
 
-    /// The task context one run of a plan gets: `template`'s options and a runtime of its
-    /// own ([`Sessions::statement_runtime`]). Functions are bound in the physical plan, so the
-    /// context carries none (copying the registry would cost more than a point query).
-    pub(crate) fn statement_task(&self, template: &TaskContext) -> Result<Arc<TaskContext>> {
-        Ok(Arc::new(TaskContext::new(
+    /// The task context one run of a plan gets: `template`'s options and the statement's
+    /// runtime ([`Sessions::statement_runtime`]). Functions are bound in the physical plan,
+    /// so the context carries none (copying the registry would cost more than a point query).
+    pub(crate) fn statement_task(
+        template: &TaskContext,
+        runtime: Arc<RuntimeEnv>,
+    ) -> Arc<TaskContext> {
+        Arc::new(TaskContext::new(
             None,
             template.session_id(),
             template.session_config().clone(),
             HashMap::new(),
             HashMap::new(),
             HashMap::new(),
-            self.statement_runtime()?,
-        )))
+            runtime,
+        ))
     }
 
     fn pick(&self, plan: &LogicalPlan) -> &Shared {
@@ -166,10 +170,12 @@ impl Sessions {
         }
     }
 
-    /// Optimizes and plans a ContextQL plan on the shared session its size calls for.
+    /// Optimizes and plans a ContextQL plan on the shared session its size calls for, to run
+    /// in the statement's `runtime`.
     pub(crate) async fn physical_plan(
         &self,
         plan: &LogicalPlan,
+        runtime: &Arc<RuntimeEnv>,
     ) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)> {
         let shared = self.pick(plan);
         let state = &shared.state;
@@ -187,16 +193,21 @@ impl Sessions {
             .query_planner()
             .create_physical_plan(&optimized, state)
             .await?;
-        Ok((physical, self.statement_task(&shared.task)?))
+        Ok((
+            physical,
+            Self::statement_task(&shared.task, runtime.clone()),
+        ))
     }
 
-    /// Runs a plan to completion (write blocks, which the sink consumes whole).
+    /// Runs a plan to completion (write blocks, which the sink consumes whole) in the
+    /// statement's `runtime`.
     pub(crate) async fn collect(
         &self,
         plan: &LogicalPlan,
+        runtime: &Arc<RuntimeEnv>,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-        let (physical, task) = self.physical_plan(plan).await?;
+        let (physical, task) = self.physical_plan(plan, runtime).await?;
         let batches = datafusion::physical_plan::collect(physical, task).await?;
         Ok((schema, batches))
     }
@@ -217,7 +228,7 @@ impl Sessions {
         let options = state.config_options().clone();
         state.execution_props_mut().mark_start_execution(options);
         let physical = state.create_physical_plan(&explain).await?;
-        let task = self.statement_task(&TaskContext::from(&state))?;
+        let task = Self::statement_task(&TaskContext::from(&state), self.statement_runtime()?);
         Ok(execute_stream(physical, task)?)
     }
 
