@@ -62,6 +62,21 @@ pub fn is_aggregate(e: &ast::Expr) -> bool {
     found
 }
 
+/// The kind of value an Arrow type holds, for openCypher's comparability: numbers, strings
+/// and booleans compare only within their kind. None: a kind this rule leaves to SQL's
+/// comparison (nulls, temporal values, lists, maps).
+fn value_kind(t: &DataType) -> Option<u8> {
+    if t.is_numeric() {
+        Some(0)
+    } else if matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        Some(1)
+    } else if *t == DataType::Boolean {
+        Some(2)
+    } else {
+        None
+    }
+}
+
 /// Visits `e` and its sub-expressions.
 pub fn walk(e: &ast::Expr, visit: &mut dyn FnMut(&ast::Expr)) {
     visit(e);
@@ -293,13 +308,32 @@ impl ExprContext<'_> {
                 let mut out: Option<Expr> = None;
                 for (op, right) in rest {
                     let right = self.convert_comparable(right)?;
-                    let cmp = match op {
-                        CompareOp::Eq => left.clone().eq(right.clone()),
-                        CompareOp::NotEq => left.clone().not_eq(right.clone()),
-                        CompareOp::Lt => left.clone().lt(right.clone()),
-                        CompareOp::LtEq => left.clone().lt_eq(right.clone()),
-                        CompareOp::Gt => left.clone().gt(right.clone()),
-                        CompareOp::GtEq => left.clone().gt_eq(right.clone()),
+                    let kinds = (
+                        self.type_of(&left).as_ref().and_then(value_kind),
+                        self.type_of(&right).as_ref().and_then(value_kind),
+                    );
+                    let cmp = match kinds {
+                        // openCypher: values of different kinds (a string and a number, a
+                        // boolean and a string) are never equal and have no order, where SQL
+                        // would convert one to the other. A null operand still gives null.
+                        (Some(a), Some(b)) if a != b => {
+                            let null = lit(ScalarValue::Boolean(None));
+                            let either_null = left.clone().is_null().or(right.clone().is_null());
+                            match op {
+                                CompareOp::Eq | CompareOp::NotEq => when(either_null, null)
+                                    .otherwise(lit(*op == CompareOp::NotEq))
+                                    .map_err(|x| err(text, e.span, format!("comparison: {x}")))?,
+                                _ => null,
+                            }
+                        }
+                        _ => match op {
+                            CompareOp::Eq => left.clone().eq(right.clone()),
+                            CompareOp::NotEq => left.clone().not_eq(right.clone()),
+                            CompareOp::Lt => left.clone().lt(right.clone()),
+                            CompareOp::LtEq => left.clone().lt_eq(right.clone()),
+                            CompareOp::Gt => left.clone().gt(right.clone()),
+                            CompareOp::GtEq => left.clone().gt_eq(right.clone()),
+                        },
                     };
                     out = Some(match out {
                         Some(prev) => prev.and(cmp),
