@@ -44,7 +44,16 @@ fn err(text: &str, span: ast::Span, message: impl Into<String>) -> PlanError {
 }
 
 pub const AGGREGATES: &[&str] = &[
-    "count", "sum", "avg", "min", "max", "collect", "stdev", "stdevp",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "collect",
+    "stdev",
+    "stdevp",
+    "percentiledisc",
+    "percentilecont",
 ];
 
 pub fn is_aggregate(e: &ast::Expr) -> bool {
@@ -539,6 +548,88 @@ impl ExprContext<'_> {
         Ok(column(&name))
     }
 
+    /// `percentileCont(x, p)` and `percentileDisc(x, p)` as openCypher (and Neo4j) define
+    /// them over a group's non-null values, `p` from 0.0 to 1.0: the continuous one
+    /// interpolates linearly at `p * (n - 1)` (a float); the discrete one is the value at
+    /// position `max(ceil(p * n), 1)` of the sorted values (of the values' type).
+    fn percentile(
+        &mut self,
+        e: &ast::Expr,
+        name: &str,
+        lower: &str,
+        args: &[ast::Expr],
+    ) -> Result<Expr, PlanError> {
+        let text = self.text;
+        if args.len() != 2 {
+            return Err(err(
+                text,
+                e.span,
+                format!("{name}() takes a value and a percentile"),
+            ));
+        }
+        if args.iter().any(is_aggregate) {
+            return Err(err(text, e.span, "aggregate functions cannot be nested"));
+        }
+        let saved = self.aggregates.take();
+        let value = self.convert(&args[0]);
+        let percentile = self.convert(&args[1]);
+        self.aggregates = saved;
+        let (value, percentile) = (value?, percentile?);
+        // The percentile is a number from 0.0 to 1.0, known when the statement is planned.
+        let percentile = match &percentile {
+            Expr::Literal(v, _) if !v.is_null() => match v.cast_to(&DataType::Float64) {
+                Ok(ScalarValue::Float64(Some(p))) if (0.0..=1.0).contains(&p) => p,
+                _ => {
+                    return Err(err(
+                        text,
+                        args[1].span,
+                        format!("{name}(): the percentile must be a number from 0.0 to 1.0"),
+                    ));
+                }
+            },
+            _ => {
+                return Err(err(
+                    text,
+                    args[1].span,
+                    format!("{name}(): the percentile must be a literal or a parameter"),
+                ));
+            }
+        };
+        let float = |x: Expr| {
+            Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(x),
+                DataType::Float64,
+            ))
+        };
+        if lower == "percentilecont" {
+            let cont = datafusion::functions_aggregate::percentile_cont::percentile_cont(
+                float(value).sort(true, false),
+                lit(percentile),
+            );
+            return self.aggregate(cont, e);
+        }
+        let collected =
+            datafusion::functions_aggregate::array_agg::array_agg_udaf().call(vec![value.clone()]);
+        let collected = match collected {
+            Expr::AggregateFunction(mut af) => {
+                af.params.filter = Some(Box::new(value.clone().is_not_null()));
+                Expr::AggregateFunction(af)
+            }
+            other => other,
+        };
+        let collected = self.aggregate(collected, e)?;
+        let n = self.aggregate(agg::count(value), e)?;
+        let position = Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(f::greatest(vec![
+                f::ceil(lit(percentile) * float(n)),
+                lit(1.0),
+            ])),
+            DataType::Int64,
+        ));
+        let sorted = nested::array_sort(collected, lit("ASC"), lit("NULLS LAST"));
+        Ok(nested::array_element(sorted, position))
+    }
+
     fn function(
         &mut self,
         e: &ast::Expr,
@@ -548,6 +639,9 @@ impl ExprContext<'_> {
     ) -> Result<Expr, PlanError> {
         let text = self.text;
         let lower = name.to_ascii_lowercase();
+        if lower == "percentiledisc" || lower == "percentilecont" {
+            return self.percentile(e, name, &lower, args);
+        }
         if AGGREGATES.contains(&lower.as_str()) {
             if args.len() != 1 {
                 return Err(err(text, e.span, format!("{name}() takes one argument")));
