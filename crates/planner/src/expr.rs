@@ -335,14 +335,30 @@ impl ExprContext<'_> {
                                 _ => null,
                             }
                         }
-                        _ => match op {
-                            CompareOp::Eq => left.clone().eq(right.clone()),
-                            CompareOp::NotEq => left.clone().not_eq(right.clone()),
-                            CompareOp::Lt => left.clone().lt(right.clone()),
-                            CompareOp::LtEq => left.clone().lt_eq(right.clone()),
-                            CompareOp::Gt => left.clone().gt(right.clone()),
-                            CompareOp::GtEq => left.clone().gt_eq(right.clone()),
-                        },
+                        _ => {
+                            let cmp = match op {
+                                CompareOp::Eq => left.clone().eq(right.clone()),
+                                CompareOp::NotEq => left.clone().not_eq(right.clone()),
+                                CompareOp::Lt => left.clone().lt(right.clone()),
+                                CompareOp::LtEq => left.clone().lt_eq(right.clone()),
+                                CompareOp::Gt => left.clone().gt(right.clone()),
+                                CompareOp::GtEq => left.clone().gt_eq(right.clone()),
+                            };
+                            // openCypher: NaN equals nothing, itself included, and is neither
+                            // less nor greater than anything; SQL orders it above every
+                            // number. A null operand still gives null (isnan of null is null).
+                            let nans: Vec<Expr> = [&left, &right]
+                                .into_iter()
+                                .filter(|x| self.type_of(x).is_some_and(|t| t.is_floating()))
+                                .map(|x| f::isnan(x.clone()))
+                                .collect();
+                            // The comparison stays a conjunct of its own, for pushdown.
+                            match nans.into_iter().reduce(Expr::or) {
+                                Some(nan) if *op == CompareOp::NotEq => cmp.or(nan),
+                                Some(nan) => cmp.and(!nan),
+                                None => cmp,
+                            }
+                        }
                     };
                     out = Some(match out {
                         Some(prev) => prev.and(cmp),
