@@ -476,9 +476,7 @@ pub async fn drop(db: &Database, d: &ast::DropObject) -> Result<StatementResult>
         for ident in db.catalog.list_tables(&db.namespace).await? {
             let other = db.catalog.load_table(&ident).await?;
             let oi = TableInfo::from_properties(ident.name(), other.metadata().properties());
-            if oi.kind == TableKind::Edge
-                && (oi.from.as_deref() == Some(name) || oi.to.as_deref() == Some(name))
-            {
+            if oi.connects(name) {
                 return Err(Error::plan(format!(
                     "edge table `{}` connects `{name}`; drop it first",
                     ident.name()
@@ -837,12 +835,11 @@ pub(crate) async fn evolve(
                 span: Default::default(),
             })?;
             let key_type = |label: &str| -> Result<ast::DataType> {
-                let slot = snapshot
+                snapshot
                     .tables
                     .get(label)
-                    .ok_or_else(|| Error::plan(format!("no node table `{label}`")))?;
-                let pk = slot.info.primary_key.clone().unwrap_or_default();
-                ast_type(slot.schema.field_with_name(&pk)?.data_type())
+                    .ok_or_else(|| Error::plan(format!("no node table `{label}`")))?
+                    .key_type()
             };
             let mut all = vec![
                 ("src".to_string(), key_type(&from)?, true),

@@ -76,8 +76,6 @@ impl Error {
         self
     }
 
-    /// The error of a statement that starts at byte `offset` of `script`, with its position
-    /// counted from the start of the script.
     /// A SQL syntax error located in `text`, its statement: sqlparser's "at Line: L, Column:
     /// C" becomes the error's position (the end of the text when the input ended too soon),
     /// with the line and a caret under it, as ContextQL's syntax errors have.
@@ -102,24 +100,19 @@ impl Error {
         }
         // A position must lie in the text (a message may quote user text that looks like
         // one): on a line of it, at most one past its last character.
-        match self.position {
-            Some((line, column))
-                if line >= 1
-                    && column >= 1
-                    && text
-                        .lines()
-                        .nth(line - 1)
-                        .is_some_and(|l| column <= l.chars().count() + 1) =>
-            {
-                let line_text = text.lines().nth(line - 1).expect("checked above");
-                self.detail = Some(contextql::snippet(line_text, column));
+        if let Some((line, column)) = self.position {
+            match line.checked_sub(1).and_then(|i| text.lines().nth(i)) {
+                Some(line_text) if column >= 1 && column <= line_text.chars().count() + 1 => {
+                    self.detail = Some(contextql::snippet(line_text, column));
+                }
+                _ => self.position = None,
             }
-            Some(_) if self.detail.is_none() => self.position = None,
-            _ => {}
         }
         self
     }
 
+    /// The error of a statement that starts at byte `offset` of `script`, with its position
+    /// counted from the start of the script.
     pub fn moved_to(mut self, script: &str, offset: usize) -> Self {
         if let Some(p) = self.position {
             self.position = Some(crate::route::script_position(script, offset, p));

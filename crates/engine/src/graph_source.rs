@@ -34,6 +34,14 @@ pub struct TableSlot {
 }
 
 impl TableSlot {
+    /// The stored type of the table's primary key (as edge tables store a node table's).
+    pub fn key_type(&self) -> crate::Result<contextql::ast::DataType> {
+        let pk = self.info.primary_key.as_deref().ok_or_else(|| {
+            crate::Error::plan(format!("`{}` has no primary key", self.info.name))
+        })?;
+        crate::schema::ast_type(self.schema.field_with_name(pk)?.data_type())
+    }
+
     /// The loaded rows; an internal error when the statement did not load the table.
     pub fn data(&self) -> DfResult<&Arc<TableData>> {
         self.data.get().ok_or_else(|| {

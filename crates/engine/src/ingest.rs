@@ -111,25 +111,13 @@ impl Database {
                     },
                 };
                 let new_table = target.new_table.clone().unwrap_or(kept);
-                let edge = snapshot.tables.values().find(|t| {
-                    t.info.kind == TableKind::Edge
-                        && (t.info.from.as_deref() == Some(&key)
-                            || t.info.to.as_deref() == Some(&key))
-                });
-                if let Some(edge) = edge {
+                if let Some(edge) = snapshot.tables.values().find(|t| t.info.connects(&key)) {
                     // The edges store this table's keys: the replacement keeps their type.
-                    let key_type = |t: &arrow::datatypes::Schema, pk: &str| {
-                        t.field_with_name(pk)
-                            .ok()
-                            .and_then(|f| ast_type(f.data_type()).ok())
-                    };
-                    let old = key_type(
-                        &snapshot.tables[&key].schema,
-                        info.primary_key.as_deref().unwrap_or_default(),
-                    );
+                    let old = snapshot.tables[&key].key_type().ok();
                     let same = match &new_table {
                         NewTable::Node { primary_key } => {
-                            old.is_some() && key_type(&input, primary_key) == old
+                            let new = input.field_with_name(primary_key).ok();
+                            old.is_some() && new.and_then(|f| ast_type(f.data_type()).ok()) == old
                         }
                         _ => false,
                     };
@@ -258,8 +246,7 @@ impl Database {
                             "`{shown}`: `{label}` is not a node table (an edge table connects two)"
                         ))
                     })?;
-                let pk = node.info.primary_key.clone().unwrap_or_default();
-                let key_type = ast_type(node.schema.field_with_name(&pk)?.data_type())?;
+                let key_type = node.key_type()?;
                 let slot = columns
                     .iter_mut()
                     .find(|(name, ..)| name == column)

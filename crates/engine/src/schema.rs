@@ -119,6 +119,13 @@ pub struct TableInfo {
 }
 
 impl TableInfo {
+    /// Whether this is an edge table with node table `node` at either end (whose keys it
+    /// stores).
+    pub fn connects(&self, node: &str) -> bool {
+        self.kind == TableKind::Edge
+            && (self.from.as_deref() == Some(node) || self.to.as_deref() == Some(node))
+    }
+
     /// Whether `column` identifies a row to the graph and cannot be updated: the primary key,
     /// and an edge's endpoints.
     pub fn is_fixed(&self, column: &str) -> bool {

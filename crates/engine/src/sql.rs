@@ -591,11 +591,7 @@ async fn plan(
                 )));
             };
             if data.info.kind == TableKind::Node
-                && let Some(edge) = snapshot.tables.values().find(|t| {
-                    t.info.kind == TableKind::Edge
-                        && (t.info.from.as_deref() == Some(&name)
-                            || t.info.to.as_deref() == Some(&name))
-                })
+                && let Some(edge) = snapshot.tables.values().find(|t| t.info.connects(&name))
             {
                 return Err(Error::plan(format!(
                     "edge table `{}` connects `{name}`; drop it first",

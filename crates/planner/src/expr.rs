@@ -8,7 +8,7 @@ use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::functions::expr_fn as f;
 use datafusion::functions_aggregate::expr_fn as agg;
 use datafusion::functions_nested::expr_fn as nested;
-use datafusion::logical_expr::{Expr, ExprSchemable, lit, when};
+use datafusion::logical_expr::{Expr, ExprSchemable, cast, lit, when};
 use std::sync::Arc;
 
 use crate::PlanError;
@@ -83,6 +83,18 @@ fn value_kind(t: &DataType) -> Option<u8> {
         Some(2)
     } else {
         None
+    }
+}
+
+/// `array_agg(x)` over the non-null values of `x` (openCypher's `collect()` skips nulls).
+fn collect_non_null(x: Expr, distinct: bool) -> Expr {
+    match datafusion::functions_aggregate::array_agg::array_agg_udaf().call(vec![x.clone()]) {
+        Expr::AggregateFunction(mut af) => {
+            af.params.filter = Some(Box::new(x.is_not_null()));
+            af.params.distinct = distinct;
+            Expr::AggregateFunction(af)
+        }
+        other => other,
     }
 }
 
@@ -611,12 +623,7 @@ impl ExprContext<'_> {
                 ));
             }
         };
-        let float = |x: Expr| {
-            Expr::Cast(datafusion::logical_expr::Cast::new(
-                Box::new(x),
-                DataType::Float64,
-            ))
-        };
+        let float = |x: Expr| cast(x, DataType::Float64);
         if lower == "percentilecont" {
             let cont = datafusion::functions_aggregate::percentile_cont::percentile_cont(
                 float(value).sort(true, false),
@@ -624,24 +631,12 @@ impl ExprContext<'_> {
             );
             return self.aggregate(cont, e);
         }
-        let collected =
-            datafusion::functions_aggregate::array_agg::array_agg_udaf().call(vec![value.clone()]);
-        let collected = match collected {
-            Expr::AggregateFunction(mut af) => {
-                af.params.filter = Some(Box::new(value.clone().is_not_null()));
-                Expr::AggregateFunction(af)
-            }
-            other => other,
-        };
-        let collected = self.aggregate(collected, e)?;
+        let collected = self.aggregate(collect_non_null(value.clone(), false), e)?;
         let n = self.aggregate(agg::count(value), e)?;
-        let position = Expr::Cast(datafusion::logical_expr::Cast::new(
-            Box::new(f::greatest(vec![
-                f::ceil(lit(percentile) * float(n)),
-                lit(1.0),
-            ])),
+        let position = cast(
+            f::greatest(vec![f::ceil(lit(percentile) * float(n)), lit(1.0)]),
             DataType::Int64,
-        ));
+        );
         let sorted = nested::array_sort(collected, lit("ASC"), lit("NULLS LAST"));
         Ok(nested::array_element(sorted, position))
     }
@@ -694,17 +689,7 @@ impl ExprContext<'_> {
                         }
                         _ => arg,
                     };
-                    // collect() skips nulls.
-                    let collected = datafusion::functions_aggregate::array_agg::array_agg_udaf()
-                        .call(vec![arg.clone()]);
-                    let collected = match collected {
-                        Expr::AggregateFunction(mut af) => {
-                            af.params.filter = Some(Box::new(arg.is_not_null()));
-                            af.params.distinct = distinct;
-                            Expr::AggregateFunction(af)
-                        }
-                        other => other,
-                    };
+                    let collected = collect_non_null(arg, distinct);
                     // An all-null group collects to [] rather than null.
                     return self
                         .aggregate(collected, e)

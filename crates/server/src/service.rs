@@ -347,13 +347,18 @@ fn parameter_rows(batches: &[RecordBatch]) -> Result<Vec<Params>, Status> {
     Ok(rows)
 }
 
-/// The batches of a DoPut. Messages without an IPC header (the first one of a request that
-/// carries only its command) are skipped.
-async fn bound_batches(stream: PeekableFlightDataStream) -> Result<Vec<RecordBatch>, Status> {
+/// The batches of a DoPut, as they arrive. Messages without an IPC header (the first one of
+/// a request that carries only its command) are skipped.
+fn put_batches(stream: PeekableFlightDataStream) -> FlightRecordBatchStream {
     let messages = stream
         .try_filter(|data| futures::future::ready(!data.data_header.is_empty()))
         .map_err(FlightError::from);
     FlightRecordBatchStream::new_from_flight_data(messages)
+}
+
+/// The parameter batches a DoPut binds, all of them.
+async fn bound_batches(stream: PeekableFlightDataStream) -> Result<Vec<RecordBatch>, Status> {
+    put_batches(stream)
         .try_collect()
         .await
         .map_err(|e| Status::invalid_argument(format!("the bound batches: {e}")))
@@ -779,11 +784,7 @@ impl FlightSqlService for Service {
         );
         let mut tracked = self.track(&text, user, "ingest")?;
         tracked.language = "arrow";
-        let messages = request
-            .into_inner()
-            .try_filter(|data| futures::future::ready(!data.data_header.is_empty()))
-            .map_err(FlightError::from);
-        let mut batches = FlightRecordBatchStream::new_from_flight_data(messages);
+        let mut batches = put_batches(request.into_inner());
         let bad_input = |e: FlightError| {
             contextdb_engine::Error::execution(format!("the ingested batches: {e}"))
         };
