@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use contextdb_catalog::{RaftCatalog, RaftCatalogConfig, TableChange};
+use contextdb_planner::var_length::PathLimits;
 use contextdb_planner::{GraphSource, Lowering, Params};
 
 use crate::plan_cache::{CachedPlan, PlanCache, PlanKey, PlanVersion};
@@ -529,7 +530,11 @@ impl Database {
         // Read before anything is planned: a plan cached under this version read a snapshot
         // at least this new.
         let version = self.plan_version();
-        let key = PlanKey::new(text, params);
+        let limits = settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .path_limits();
+        let key = PlanKey::new(text, params, limits);
         if let Some(key) = &key
             && let Some(cached) = self.plans.get(version, key)
         {
@@ -547,7 +552,7 @@ impl Database {
                 .map_err(|e| e.located_in(text)),
             route::Routed::ContextQL(statement) => {
                 let cache_as = key.map(|k| (version, k));
-                self.execute_contextql(text, &statement, params, cache_as)
+                self.execute_contextql(text, &statement, params, limits, cache_as)
                     .await
             }
         }
@@ -558,11 +563,12 @@ impl Database {
         text: &str,
         statement: &ast::Statement,
         params: &Params,
+        limits: PathLimits,
         cache_as: Option<(PlanVersion, PlanKey)>,
     ) -> Result<QueryStream> {
         match &statement.body {
             StatementBody::Query(query) => {
-                self.run_query(text, statement, query, params, cache_as)
+                self.run_query(text, statement, query, params, limits, cache_as)
                     .await
             }
             StatementBody::Copy(c) => {
@@ -613,6 +619,7 @@ impl Database {
         statement: &ast::Statement,
         query: &ast::Query,
         params: &Params,
+        limits: PathLimits,
         cache_as: Option<(PlanVersion, PlanKey)>,
     ) -> Result<QueryStream> {
         let writes = writes(query);
@@ -639,7 +646,10 @@ impl Database {
                 .snapshot_unloaded_with(statement.at.as_ref(), staged.tables.clone())
                 .await?;
             let source: Arc<dyn GraphSource> = snapshot.clone();
-            match Lowering::new(&source, params, text).lower(query) {
+            match Lowering::new(&source, params, text)
+                .with_limits(limits)
+                .lower(query)
+            {
                 Ok(lowered) => break (snapshot, lowered),
                 Err(e) => match e.need {
                     Some(need) if writes && round < MAX_SCHEMA_ROUNDS => {

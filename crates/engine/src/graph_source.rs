@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use contextdb_graph::Adjacency;
 use contextdb_planner::nodes::{GraphExpand, NodeScan};
 use contextdb_planner::source::{Chunked, SnapshotVectorIndex};
+use contextdb_planner::var_length::VarLengthExpand;
 use contextdb_planner::vector::{AnnScan, VectorTopK};
 use contextdb_planner::{EdgeTableInfo, GraphSource, NodeTableInfo};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -210,9 +211,16 @@ impl Snapshot {
                     names.insert(scan.spec.label.clone());
                 } else if let Some(top) = any.downcast_ref::<VectorTopK>() {
                     names.insert(top.spec.label.clone());
-                } else if let Some(expand) = any.downcast_ref::<GraphExpand>() {
-                    names.extend(expand.to_labels.iter().cloned());
-                    for edge in &expand.rel_types {
+                } else if let Some((to_labels, rel_types)) = any
+                    .downcast_ref::<GraphExpand>()
+                    .map(|e| (&e.to_labels, &e.rel_types))
+                    .or_else(|| {
+                        any.downcast_ref::<VarLengthExpand>()
+                            .map(|e| (&e.to_labels, &e.rel_types))
+                    })
+                {
+                    names.extend(to_labels.iter().cloned());
+                    for edge in rel_types {
                         names.insert(edge.clone());
                         if let Some(slot) = self.tables.get(edge) {
                             names.extend(slot.info.from.iter().cloned());

@@ -19,6 +19,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_plan::ExecutionPlan;
 
 use contextdb_planner::Params;
+use contextdb_planner::var_length::PathLimits;
 
 /// Plans kept at most; past it the least recently used goes.
 pub const PLAN_CACHE_ENTRIES: usize = 256;
@@ -36,11 +37,13 @@ pub(crate) type PlanVersion = (u64, u64);
 pub(crate) struct PlanKey {
     text: String,
     params: Vec<(String, ScalarValue)>,
+    /// The session's path limits, which plans carry.
+    limits: PathLimits,
 }
 
 impl PlanKey {
     /// None for a statement too long to key by its text.
-    pub fn new(text: &str, params: &Params) -> Option<PlanKey> {
+    pub fn new(text: &str, params: &Params, limits: PathLimits) -> Option<PlanKey> {
         if text.len() > PLAN_CACHE_MAX_TEXT {
             return None;
         }
@@ -50,6 +53,7 @@ impl PlanKey {
         Some(PlanKey {
             text: text.to_string(),
             params,
+            limits,
         })
     }
 }

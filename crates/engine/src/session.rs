@@ -59,7 +59,9 @@ impl Shared {
             )
             // No scan here takes a dynamic filter, and a plan holding one could not be run
             // again from the plan cache (a reset does not clear it).
-            .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false);
+            .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false)
+            // `contextql.*`: set and shown as DataFusion's are; ContextQL reads them.
+            .with_option_extension(contextdb_planner::var_length::ContextQlOptions::default());
         if let Some(partitions) = target_partitions {
             config = config.with_target_partitions(partitions);
         }
@@ -68,6 +70,7 @@ impl Shared {
             .with_default_features()
             .with_query_planner(Arc::new(GraphQueryPlanner))
             .with_optimizer_rule(Arc::new(contextdb_planner::prune::PruneGraphColumns))
+            .with_optimizer_rule(Arc::new(contextdb_planner::var_length::ReachWhenDistinct))
             .build();
         let mut state = state;
         // The vector functions, for SQL and for ContextQL's plans alike.

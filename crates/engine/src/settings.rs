@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use datafusion::common::config::{ConfigField, ConfigOptions};
+use datafusion::common::config::{ConfigField, ConfigOptions, ExtensionOptions};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::registry::FunctionRegistry;
 
@@ -16,6 +16,7 @@ use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::{Description, QueryStream, StatementResult};
 use contextdb_planner::Params;
+use contextdb_planner::var_length::{ContextQlOptions, PathLimits};
 
 /// The most options one session may set (each is applied to every SQL statement it runs).
 pub const MAX_SESSION_SETTINGS: usize = 256;
@@ -44,18 +45,18 @@ impl Settings {
                  set per session"
             )));
         }
-        if !variable.starts_with("datafusion.") {
+        if !variable.starts_with("datafusion.") && !variable.starts_with("contextql.") {
             let mut error = Error::plan(format!(
                 "unknown setting `{variable}`: sessions set DataFusion's options \
-                 (`datafusion.*`, see SHOW ALL) and `TIME ZONE`"
+                 (`datafusion.*`, see SHOW ALL), ContextQL's (`contextql.*`) and `TIME ZONE`"
             ));
             // What DataFusion itself says of the name.
-            if let Err(e) = ConfigOptions::default().set(&variable, value) {
+            if let Err(e) = options().set(&variable, value) {
                 error.datafusion_text = Some(e.strip_backtrace());
             }
             return Err(error);
         }
-        ConfigOptions::default()
+        options()
             .set(&variable, value)
             .map_err(|e| option_error("SET", &variable, e))?;
         if !self.options.contains_key(&variable) && self.options.len() >= MAX_SESSION_SETTINGS {
@@ -66,6 +67,20 @@ impl Settings {
         }
         self.options.insert(variable, value.to_string());
         Ok(())
+    }
+
+    /// The limits of ContextQL's path patterns, from the session's `contextql.*` settings.
+    pub fn path_limits(&self) -> PathLimits {
+        let mut contextql = ContextQlOptions::default();
+        for (variable, value) in &self.options {
+            if let Some(key) = variable.strip_prefix("contextql.") {
+                // Checked when set: a value kept here is one the options accept.
+                if let Err(e) = ExtensionOptions::set(&mut contextql, key, value) {
+                    tracing::error!(error = %e, variable, "a kept setting no longer applies");
+                }
+            }
+        }
+        PathLimits::from(&contextql)
     }
 
     /// Keeps `PREPARE name ...` (its text) under `name`; a name already kept is an error, as
@@ -101,8 +116,25 @@ impl Settings {
     pub fn reset(&mut self, variable: &str) -> Result<()> {
         let variable = variable.to_ascii_lowercase();
         // Runtime settings are never set per session (see `set`): nothing to forget.
-        if !variable.starts_with("datafusion.runtime.") {
-            ConfigOptions::default()
+        if let Some(key) = variable.strip_prefix("contextql.") {
+            // DataFusion resets no extension's option: forgetting it is the reset.
+            if !ContextQlOptions::default()
+                .entries()
+                .iter()
+                .any(|e| e.key == variable)
+            {
+                return Err(Error::plan(format!(
+                    "RESET {variable}: unknown setting `{key}`; ContextQL's settings are {}",
+                    ContextQlOptions::default()
+                        .entries()
+                        .iter()
+                        .map(|e| e.key.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        } else if !variable.starts_with("datafusion.runtime.") {
+            options()
                 .reset(&variable)
                 .map_err(|e| option_error("RESET", &variable, e))?;
         }
@@ -130,6 +162,13 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// DataFusion's options with ContextQL's beside them, as a statement's session has them.
+pub(crate) fn options() -> ConfigOptions {
+    let mut options = ConfigOptions::default();
+    options.extensions.insert(ContextQlOptions::default());
+    options
 }
 
 /// DataFusion's refusal of an option name or value: a plan error that keeps DataFusion's own

@@ -23,11 +23,12 @@ use futures::StreamExt;
 
 use crate::nodes::{ExpandDirection, GraphExpand, NodeScan, ORD, WrittenRows, column_name};
 use crate::source::{Chunked, GraphSource};
+use crate::var_length::{VarLengthExpand, VarLengthExpandExec};
 
 /// Rows per batch emitted by the graph operators.
 pub const GRAPH_BATCH_ROWS: usize = 8192;
 
-fn properties(schema: SchemaRef) -> Arc<PlanProperties> {
+pub(crate) fn properties(schema: SchemaRef) -> Arc<PlanProperties> {
     Arc::new(PlanProperties::new(
         EquivalenceProperties::new(schema),
         Partitioning::UnknownPartitioning(1),
@@ -521,27 +522,12 @@ impl ExecutionPlan for GraphExpandExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
-        let mut types = Vec::with_capacity(self.node.rel_types.len());
-        for (rel_type, type_name) in self.node.rel_types.iter().zip(&self.node.type_names) {
-            types.push(EdgeSide {
-                name: type_name.clone(),
-                adjacency: self.source.adjacency(rel_type)?,
-                rows: self.source.edge_rows(rel_type)?,
-                offset: self.source.edge_offset(rel_type)?,
-            });
-        }
-        let mut targets = Vec::with_capacity(self.node.to_labels.len());
-        for label in &self.node.to_labels {
-            let rows = self.source.node_rows(label)?;
-            let offset = self.source.node_offset(label)?;
-            targets.push(NodeSide {
-                name: label.clone(),
-                end: offset + rows.num_rows() as u32,
-                offset,
-                rows,
-            });
-        }
-        targets.sort_by_key(|t| t.offset);
+        let types = EdgeSide::load(
+            self.source.as_ref(),
+            &self.node.rel_types,
+            &self.node.type_names,
+        )?;
+        let targets = NodeSide::load(self.source.as_ref(), &self.node.to_labels)?;
         let expander = Expander {
             schema: self.schema(),
             input_columns: self.input.schema().fields().len(),
@@ -594,18 +580,63 @@ struct ExpandState {
     current: Option<(RecordBatch, usize)>,
 }
 
-struct EdgeSide {
-    name: String,
-    adjacency: Arc<contextdb_graph::Adjacency>,
-    rows: Arc<Chunked>,
-    offset: u32,
+pub(crate) struct EdgeSide {
+    pub(crate) name: String,
+    pub(crate) adjacency: Arc<contextdb_graph::Adjacency>,
+    pub(crate) rows: Arc<Chunked>,
+    pub(crate) offset: u32,
 }
 
-struct NodeSide {
-    name: String,
-    offset: u32,
-    end: u32,
-    rows: Arc<Chunked>,
+impl EdgeSide {
+    /// The edge tables `tables` (of relationship types `names`) at the source's snapshot.
+    pub(crate) fn load(
+        source: &dyn GraphSource,
+        tables: &[String],
+        names: &[String],
+    ) -> Result<Vec<EdgeSide>> {
+        let mut types = Vec::with_capacity(tables.len());
+        for (table, name) in tables.iter().zip(names) {
+            types.push(EdgeSide {
+                name: name.clone(),
+                adjacency: source.adjacency(table)?,
+                rows: source.edge_rows(table)?,
+                offset: source.edge_offset(table)?,
+            });
+        }
+        Ok(types)
+    }
+}
+
+pub(crate) struct NodeSide {
+    pub(crate) name: String,
+    pub(crate) offset: u32,
+    pub(crate) end: u32,
+    pub(crate) rows: Arc<Chunked>,
+}
+
+impl NodeSide {
+    /// The node tables of `labels`, sorted by their first ordinal (see [`target_of`]).
+    pub(crate) fn load(source: &dyn GraphSource, labels: &[String]) -> Result<Vec<NodeSide>> {
+        let mut targets = Vec::with_capacity(labels.len());
+        for label in labels {
+            let rows = source.node_rows(label)?;
+            let offset = source.node_offset(label)?;
+            targets.push(NodeSide {
+                name: label.clone(),
+                end: offset + rows.num_rows() as u32,
+                offset,
+                rows,
+            });
+        }
+        targets.sort_by_key(|t| t.offset);
+        Ok(targets)
+    }
+}
+
+/// The index in `targets` (sorted by offset) of the label a global ordinal belongs to.
+pub(crate) fn target_of(targets: &[NodeSide], ordinal: u32) -> Option<usize> {
+    let i = targets.partition_point(|t| t.end <= ordinal);
+    (i < targets.len() && targets[i].offset <= ordinal).then_some(i)
 }
 
 /// One match: input row, edge type index, edge row in its table, neighbour ordinal.
@@ -629,8 +660,7 @@ struct Expander {
 impl Expander {
     /// The target label index of a global ordinal, if it is one of ours.
     fn target_of(&self, ordinal: u32) -> Option<usize> {
-        let i = self.targets.partition_point(|t| t.end <= ordinal);
-        (i < self.targets.len() && self.targets[i].offset <= ordinal).then_some(i)
+        target_of(&self.targets, ordinal)
     }
 
     /// Expands the rows of `batch` from `start` until at least [`GRAPH_BATCH_ROWS`] matches
@@ -763,7 +793,7 @@ impl Expander {
 
 /// Builds a column of `to` values, row `i` taken from table row `r` of `sources[s]` for
 /// `picks[i] = Some((s, r))`, null for None or for a source without that column.
-fn pick(
+pub(crate) fn pick(
     sources: &[(Option<Vec<ArrayRef>>, &Chunked)],
     picks: impl Iterator<Item = Option<(usize, usize)>>,
     to: &DataType,
@@ -839,6 +869,20 @@ impl ExtensionPlanner for GraphExtensionPlanner {
                 node: expand.clone(),
                 from_index,
                 source: expand.source.0.clone(),
+                properties: properties(schema),
+            })));
+        }
+        if let Some(walk) = any.downcast_ref::<VarLengthExpand>() {
+            let [input] = physical_inputs else {
+                return internal_err!("VarLengthExpand has one input");
+            };
+            let from_index = input.schema().index_of(&walk.from_column)?;
+            let schema = Arc::new(walk.schema.as_arrow().clone());
+            return Ok(Some(Arc::new(VarLengthExpandExec {
+                input: input.clone(),
+                node: walk.clone(),
+                from_index,
+                source: walk.source.0.clone(),
                 properties: properties(schema),
             })));
         }

@@ -17,6 +17,7 @@ pub mod scope;
 pub mod source;
 #[cfg(test)]
 mod tests;
+pub mod var_length;
 pub mod vector;
 
 pub use exec::GraphQueryPlanner;

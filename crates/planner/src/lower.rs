@@ -10,8 +10,11 @@ use contextql::ast::{
     self, Clause, Direction, ExprKind, MatchClause, PatternPart, Query, SingleQuery,
 };
 use datafusion::common::{Column, JoinType, ScalarValue};
+use datafusion::functions_nested::expr_fn as nested;
 use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::{Expr, Extension, LogicalPlan, LogicalPlanBuilder, lit};
+use datafusion::logical_expr::{
+    Expr, Extension, LogicalPlan, LogicalPlanBuilder, UserDefinedLogicalNode, lit, not,
+};
 
 use crate::PlanError;
 use crate::expr::{ExprContext, Params, is_aggregate};
@@ -19,6 +22,7 @@ use crate::lower_write::{Pending, WriteBlock, WrittenTables};
 use crate::nodes::{ExpandDirection, GraphExpand, LABEL, NodeScan, ORD, column_name};
 use crate::scope::{Scope, VarKind};
 use crate::source::{EdgeTableInfo, GraphSource, NodeTableInfo, SourceRef};
+use crate::var_length::{PathLimits, VarLengthExpand, ordinals_column};
 
 /// The most steps one pattern may have (a named limit on planning work).
 pub const MAX_PATTERN_STEPS: usize = 64;
@@ -72,6 +76,8 @@ pub struct Lowering<'a> {
     /// A MATCH right before a VECTOR SIMILAR TO lowered again to start at the ranked
     /// variable (its name and plan), for the search to run ANN-first through.
     pub(crate) alternate: Option<(String, LogicalPlan)>,
+    /// What variable-length walks may do (the session's `contextql.*` settings).
+    pub(crate) limits: PathLimits,
 }
 
 impl<'a> Lowering<'a> {
@@ -86,7 +92,14 @@ impl<'a> Lowering<'a> {
             anonymous: Default::default(),
             forced_start: None,
             alternate: None,
+            limits: PathLimits::default(),
         }
+    }
+
+    /// Lowering with the session's path limits (`contextql.max_hops`, ...).
+    pub fn with_limits(mut self, limits: PathLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub(crate) fn fresh(&mut self, what: &str) -> String {
@@ -243,7 +256,7 @@ impl<'a> Lowering<'a> {
         let mut state = state;
         let named = self.name_anonymous(m);
         let m = &named;
-        let mut rels: Vec<(String, Vec<String>)> = Vec::new();
+        let mut rels: Vec<BoundRel> = Vec::new();
         self.where_equalities = m.where_.as_ref().map(equalities).unwrap_or_default();
         let lowered = m
             .pattern
@@ -363,20 +376,30 @@ impl<'a> Lowering<'a> {
         .convert(e)
     }
 
-    fn rel_uniqueness(
-        &mut self,
-        state: State,
-        rels: &[(String, Vec<String>)],
-    ) -> Result<State, PlanError> {
+    fn rel_uniqueness(&mut self, state: State, rels: &[BoundRel]) -> Result<State, PlanError> {
         let mut predicate: Option<Expr> = None;
-        for (i, (a, ta)) in rels.iter().enumerate() {
-            for (b, tb) in &rels[i + 1..] {
-                // Relationship ordinals are global, so comparing them is enough.
+        for (i, (a, ta, a_list)) in rels.iter().enumerate() {
+            for (b, tb, b_list) in &rels[i + 1..] {
+                // Relationship ordinals are global, so comparing them is enough; a
+                // variable-length relationship shares none of its list with another.
                 if ta.iter().any(|t| tb.contains(t)) {
-                    let ne = column(&column_name(a, ORD)).not_eq(column(&column_name(b, ORD)));
+                    let ords = |var: &str, list: bool| {
+                        column(&if list {
+                            ordinals_column(var)
+                        } else {
+                            column_name(var, ORD)
+                        })
+                    };
+                    let (x, y) = (ords(a, *a_list), ords(b, *b_list));
+                    let distinct = match (a_list, b_list) {
+                        (false, false) => x.not_eq(y),
+                        (true, false) => not(nested::array_has(x, y)),
+                        (false, true) => not(nested::array_has(y, x)),
+                        (true, true) => not(nested::array_has_any(x, y)),
+                    };
                     predicate = Some(match predicate {
-                        Some(p) => p.and(ne),
-                        None => ne,
+                        Some(p) => p.and(distinct),
+                        None => distinct,
                     });
                 }
             }
@@ -552,12 +575,6 @@ impl<'a> Lowering<'a> {
         let all_types = self.source.edge_tables();
         let mut types: Vec<Vec<EdgeTableInfo>> = Vec::with_capacity(el.chain.len());
         for (rel, _) in &el.chain {
-            if rel.length.is_some() {
-                return Err(self.err(
-                    rel.span,
-                    "variable-length relationships are not supported yet",
-                ));
-            }
             if let Some(v) = &rel.variable
                 && scope.get(&v.name).is_some()
             {
@@ -623,7 +640,7 @@ impl<'a> Lowering<'a> {
         &mut self,
         state: State,
         part: &PatternPart,
-        rels: &mut Vec<(String, Vec<String>)>,
+        rels: &mut Vec<BoundRel>,
     ) -> Result<State, PlanError> {
         if part.kind != ast::PatternKind::Plain {
             return Err(self.err(part.span, "shortestPath is not supported yet"));
@@ -850,8 +867,9 @@ impl<'a> Lowering<'a> {
     }
 }
 
-/// A relationship variable and its candidate types (for relationship uniqueness).
-type BoundRel = (String, Vec<String>);
+/// A relationship variable, its candidate types and whether it is a variable-length list (for
+/// relationship uniqueness).
+pub(crate) type BoundRel = (String, Vec<String>, bool);
 
 /// Candidate labels of the nodes and types of the relationships of one chain.
 pub(crate) struct ChainLabels {
@@ -984,35 +1002,66 @@ impl Lowering<'_> {
             (Some(_), _) | (None, None) => self.fresh("n"),
             (None, Some(v)) => v.name.clone(),
         };
-        let expand = GraphExpand::try_new(
-            SourceRef(self.source.clone()),
-            state.plan,
-            from_var,
-            &edges,
-            direction,
-            &rel_var,
-            &to_var,
-            &to_tables,
-            optional,
-        )?;
         let rel_types: Vec<String> = edges.iter().map(|e| e.table.clone()).collect();
+        let (plan, rel_kind, list) = match rel.length {
+            None => {
+                let expand = GraphExpand::try_new(
+                    SourceRef(self.source.clone()),
+                    state.plan,
+                    from_var,
+                    &edges,
+                    direction,
+                    &rel_var,
+                    &to_var,
+                    &to_tables,
+                    optional,
+                )?;
+                let kind = VarKind::Rel {
+                    types: rel_types.clone(),
+                };
+                (
+                    Arc::new(expand) as Arc<dyn UserDefinedLogicalNode>,
+                    kind,
+                    false,
+                )
+            }
+            Some((min, max)) => {
+                let hops = |n: u64| {
+                    u32::try_from(n).map_err(|_| {
+                        self.err(rel.span, format!("relationship length {n} is out of range"))
+                    })
+                };
+                let length = (hops(min.unwrap_or(1))?, max.map(hops).transpose()?);
+                let hop_properties = self.hop_properties(rel)?;
+                let walk = VarLengthExpand::try_new(
+                    SourceRef(self.source.clone()),
+                    state.plan,
+                    from_var,
+                    &edges,
+                    direction,
+                    length,
+                    self.limits,
+                    hop_properties,
+                    &rel_var,
+                    &to_var,
+                    &to_tables,
+                )?;
+                (
+                    Arc::new(walk) as Arc<dyn UserDefinedLogicalNode>,
+                    VarKind::Value,
+                    true,
+                )
+            }
+        };
         let mut scope = state.scope;
-        scope.bind(
-            &rel_var,
-            VarKind::Rel {
-                types: rel_types.clone(),
-            },
-            self.hidden(&rel.variable),
-        );
+        scope.bind(&rel_var, rel_kind, self.hidden(&rel.variable));
         scope.bind(
             &to_var,
             self.node_kind(&labels.labels[to_i]),
             self.hidden(&to_node.variable) || to_bound.is_some(),
         );
         let mut state = State {
-            plan: LogicalPlan::Extension(Extension {
-                node: Arc::new(expand),
-            }),
+            plan: LogicalPlan::Extension(Extension { node: plan }),
             scope,
             unit: false,
         };
@@ -1025,7 +1074,37 @@ impl Lowering<'_> {
         } else {
             state = self.node_properties(state, &to_var, to_node)?;
         }
-        state = self.inline_properties(state, &rel_var, rel.properties.as_ref())?;
-        Ok((state, reached, (rel_var, rel_types)))
+        if !list {
+            state = self.inline_properties(state, &rel_var, rel.properties.as_ref())?;
+        }
+        Ok((state, reached, (rel_var, rel_types, list)))
+    }
+
+    /// The inline properties of a variable-length relationship, which every hop must have:
+    /// constants (literals or parameters), checked as the walk takes each relationship.
+    fn hop_properties(
+        &self,
+        rel: &ast::RelPattern,
+    ) -> Result<Vec<(String, ScalarValue)>, PlanError> {
+        let Some(props) = &rel.properties else {
+            return Ok(vec![]);
+        };
+        let ExprKind::Map(entries) = &props.kind else {
+            return Err(self.err(props.span, "pattern properties must be a map literal"));
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            match self.convert_constant(value) {
+                Ok(Expr::Literal(v, _)) => out.push((key.clone(), v)),
+                _ => {
+                    return Err(self.err(
+                        value.span,
+                        "a property of a variable-length relationship must be a literal or a \
+                         parameter (every hop is checked against it)",
+                    ));
+                }
+            }
+        }
+        Ok(out)
     }
 }

@@ -16,6 +16,7 @@ use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Projection};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 use crate::nodes::{GraphExpand, NodeScan, ORD, column_name, df_schema};
+use crate::var_length::VarLengthExpand;
 use crate::vector::{AnnScan, DISTANCE, SIMILARITY_SCORE, VectorTopK};
 
 #[derive(Debug, Default)]
@@ -121,34 +122,62 @@ fn prune(plan: &LogicalPlan, required: &HashSet<String>) -> Result<Option<Logica
             node: Arc::new(pruned),
         })));
     }
+    if let Some(walk) = node.as_any().downcast_ref::<VarLengthExpand>() {
+        let Some((input, own)) =
+            prune_expansion(&walk.input, &walk.from_column, walk.own_fields(), required)?
+        else {
+            return Ok(None);
+        };
+        return Ok(Some(LogicalPlan::Extension(Extension {
+            node: Arc::new(walk.with_input(input, own)?),
+        })));
+    }
     let Some(expand) = node.as_any().downcast_ref::<GraphExpand>() else {
         return Ok(None);
     };
-    let input_schema = expand.input.schema();
-    let input_width = input_schema.fields().len();
-    let own: Vec<FieldRef> = expand
-        .own_fields()
-        .iter()
-        .filter(|f| required.contains(f.name()))
-        .cloned()
-        .collect();
-    // The input passes on what is required and what the expansion starts from.
-    let wanted: Vec<Expr> = input_schema
-        .fields()
-        .iter()
-        .filter(|f| required.contains(f.name()) || f.name() == &expand.from_column)
-        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
-        .collect();
-    if wanted.len() == input_width && own.len() == width - input_width {
+    let Some((input, own)) = prune_expansion(
+        &expand.input,
+        &expand.from_column,
+        expand.own_fields(),
+        required,
+    )?
+    else {
         return Ok(None);
-    }
-    let input = if wanted.len() < input_width {
-        LogicalPlan::Projection(Projection::try_new(wanted, Arc::new(expand.input.clone()))?)
-    } else {
-        expand.input.clone()
     };
     let pruned = expand.with_input(input, own)?;
     Ok(Some(LogicalPlan::Extension(Extension {
         node: Arc::new(pruned),
     })))
+}
+
+/// An expansion's input and own columns cut to the `required` ones (None: nothing to cut):
+/// the input passes on what is required and what the expansion starts from.
+fn prune_expansion(
+    input: &LogicalPlan,
+    from_column: &str,
+    own_fields: &[FieldRef],
+    required: &HashSet<String>,
+) -> Result<Option<(LogicalPlan, Vec<FieldRef>)>> {
+    let input_schema = input.schema();
+    let input_width = input_schema.fields().len();
+    let own: Vec<FieldRef> = own_fields
+        .iter()
+        .filter(|f| required.contains(f.name()))
+        .cloned()
+        .collect();
+    let wanted: Vec<Expr> = input_schema
+        .fields()
+        .iter()
+        .filter(|f| required.contains(f.name()) || f.name() == from_column)
+        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+        .collect();
+    if wanted.len() == input_width && own.len() == own_fields.len() {
+        return Ok(None);
+    }
+    let input = if wanted.len() < input_width {
+        LogicalPlan::Projection(Projection::try_new(wanted, Arc::new(input.clone()))?)
+    } else {
+        input.clone()
+    };
+    Ok(Some((input, own)))
 }

@@ -184,6 +184,7 @@ fn optimized(text: &str) -> String {
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_optimizer_rule(Arc::new(crate::prune::PruneGraphColumns))
+        .with_optimizer_rule(Arc::new(crate::var_length::ReachWhenDistinct))
         .build();
     format!("{}", state.optimize(&plan).unwrap().display_indent())
 }

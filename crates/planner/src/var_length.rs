@@ -1,0 +1,1141 @@
+//! Variable-length relationship patterns (`-[:T*1..3]->`): the [`VarLengthExpand`] node, its
+//! operator, the rule that lets it visit each node once when only distinct end nodes are read
+//! ([`ReachWhenDistinct`]), and the limits that keep a walk from running away
+//! ([`ContextQlOptions`]).
+//!
+//! openCypher matches trails: no relationship twice in one match, nodes may repeat. The
+//! operator walks the edge tables' `Csr`s depth first, one trail per output row, and streams
+//! them out a batch at a time; the stack is as deep as the longest trail, never wider than
+//! one node's neighbours per level.
+
+use std::any::Any;
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, ListArray, RecordBatch, StringArray, StructArray, UInt32Array,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::compute::take;
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, SchemaRef};
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{
+    DFSchemaRef, DataFusionError, Result, ScalarValue, internal_err, plan_err,
+};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{
+    Aggregate, Distinct, Expr, Extension, LogicalPlan, UserDefinedLogicalNodeCore,
+};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::StreamExt;
+
+use crate::exec::{EdgeSide, GRAPH_BATCH_ROWS, NodeSide, pick, target_of};
+use crate::nodes::{
+    ExpandDirection, GraphExpand, ID, LABEL, ORD, TYPE, column_name, df_schema, node_fields,
+    rel_fields, rel_table_column,
+};
+use crate::source::{Chunked, EdgeTableInfo, GraphSource, NodeTableInfo, SourceRef};
+
+/// Default of `contextql.max_hops`.
+pub const DEFAULT_MAX_HOPS: u64 = 32;
+/// Default of `contextql.max_expand_rows`.
+pub const DEFAULT_MAX_EXPAND_ROWS: u64 = 100_000_000;
+
+/// ContextQL's settings: `SET contextql.<name> = <value>` holds for the session's statements
+/// after it (`docs/paths.md`). A DataFusion config extension, so SET, RESET, SHOW and
+/// `information_schema.df_settings` know them; written out rather than by DataFusion's macro,
+/// whose entries lack the `contextql.` prefix that SHOW looks them up by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextQlOptions {
+    /// Hops an unbounded variable-length pattern (`*`, `*2..`) may take.
+    pub max_hops: u64,
+    /// Rows one variable-length expansion may produce in one statement.
+    pub max_expand_rows: u64,
+}
+
+impl Default for ContextQlOptions {
+    fn default() -> Self {
+        ContextQlOptions {
+            max_hops: DEFAULT_MAX_HOPS,
+            max_expand_rows: DEFAULT_MAX_EXPAND_ROWS,
+        }
+    }
+}
+
+const MAX_HOPS_DOC: &str = "Hops an unbounded variable-length pattern (`*`, `*2..`) may take; a \
+     walk that could go further fails with an error naming this setting, rather than hang.";
+const MAX_EXPAND_ROWS_DOC: &str = "Rows one variable-length expansion may produce in one \
+     statement; past it the statement fails with an error naming this setting.";
+
+impl ExtensionOptions for ContextQlOptions {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+    fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let field = match key {
+            "max_hops" => &mut self.max_hops,
+            "max_expand_rows" => &mut self.max_expand_rows,
+            _ => {
+                return Err(DataFusionError::Configuration(format!(
+                    "unknown setting `contextql.{key}`; ContextQL's settings are \
+                     contextql.max_hops and contextql.max_expand_rows"
+                )));
+            }
+        };
+        let parsed: u64 = value.trim().parse().map_err(|_| {
+            DataFusionError::Configuration(format!(
+                "contextql.{key} takes a whole number of at least 1, not `{value}`"
+            ))
+        })?;
+        if parsed == 0 {
+            return Err(DataFusionError::Configuration(format!(
+                "contextql.{key} takes a whole number of at least 1, not 0"
+            )));
+        }
+        *field = parsed;
+        Ok(())
+    }
+    fn entries(&self) -> Vec<ConfigEntry> {
+        vec![
+            ConfigEntry {
+                key: "contextql.max_hops".into(),
+                value: Some(self.max_hops.to_string()),
+                description: MAX_HOPS_DOC,
+            },
+            ConfigEntry {
+                key: "contextql.max_expand_rows".into(),
+                value: Some(self.max_expand_rows.to_string()),
+                description: MAX_EXPAND_ROWS_DOC,
+            },
+        ]
+    }
+}
+
+impl ConfigExtension for ContextQlOptions {
+    const PREFIX: &'static str = "contextql";
+}
+
+/// What a statement's walks may do (from [`ContextQlOptions`], fixed when it is planned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
+pub struct PathLimits {
+    pub max_hops: u32,
+    pub max_rows: u64,
+}
+
+impl Default for PathLimits {
+    fn default() -> Self {
+        PathLimits::from(&ContextQlOptions::default())
+    }
+}
+
+impl From<&ContextQlOptions> for PathLimits {
+    fn from(o: &ContextQlOptions) -> Self {
+        PathLimits {
+            max_hops: o.max_hops.min(u32::MAX as u64) as u32,
+            max_rows: o.max_expand_rows,
+        }
+    }
+}
+
+/// How a [`VarLengthExpand`] walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
+pub enum Walk {
+    /// Every trail, one row each: what the pattern means.
+    Trails,
+    /// Each end node once per input row, found breadth first with each node visited once
+    /// (Neo4j's pruning var-length expand). Only where the rows above read distinct end nodes
+    /// (see [`ReachWhenDistinct`]).
+    Reach,
+}
+
+/// The column of a variable-length relationship variable `r` holding its relationships'
+/// global ordinals (for relationship uniqueness); the variable's own column `r` holds the
+/// relationships as a list of structs.
+pub fn ordinals_column(rel_var: &str) -> String {
+    column_name(rel_var, "__ords")
+}
+
+/// For each input row, one output row per trail of `min..=max` relationships of
+/// `rel_types` from the node in `from_column` to a node of `to_labels`, with the list of the
+/// trail's relationships and the end node's columns appended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VarLengthExpand {
+    pub input: LogicalPlan,
+    pub from_column: String,
+    pub rel_types: Vec<String>,
+    pub type_names: Vec<String>,
+    pub direction: ExpandDirection,
+    pub min: u32,
+    /// None: unbounded, up to `limits.max_hops` (past it, an error).
+    pub max: Option<u32>,
+    pub limits: PathLimits,
+    /// Every relationship of a trail has these property values (`[:T* {k: v}]`).
+    pub hop_properties: Vec<(String, ScalarValue)>,
+    pub walk: Walk,
+    pub rel_var: String,
+    pub to_var: String,
+    pub to_labels: Vec<String>,
+    pub schema: DFSchemaRef,
+    pub source: SourceRef,
+}
+
+/// The struct fields of one relationship of a list, as `entity_struct` builds a single one:
+/// `_id`, `_type`, then the tables' columns (`_src`, `_dst` and properties).
+fn rel_struct_fields(rel_var: &str, edges: &[EdgeTableInfo]) -> Fields {
+    let prefix = format!("{rel_var}.");
+    let mut fields = vec![
+        Field::new("_id", DataType::Int64, true),
+        Field::new("_type", DataType::Utf8, true),
+    ];
+    for f in rel_fields(rel_var, edges, true) {
+        let name = f.name().strip_prefix(&prefix).unwrap_or(f.name());
+        if name == ORD
+            || name == ID
+            || name == TYPE
+            || (name.starts_with('_') && name != "_src" && name != "_dst")
+        {
+            continue;
+        }
+        fields.push(Field::new(name, f.data_type().clone(), true));
+    }
+    fields.into()
+}
+
+impl VarLengthExpand {
+    #[allow(clippy::too_many_arguments)]
+    pub fn try_new(
+        source: SourceRef,
+        input: LogicalPlan,
+        from_var: &str,
+        edges: &[EdgeTableInfo],
+        direction: ExpandDirection,
+        (min, max): (u32, Option<u32>),
+        limits: PathLimits,
+        hop_properties: Vec<(String, ScalarValue)>,
+        rel_var: &str,
+        to_var: &str,
+        to_tables: &[NodeTableInfo],
+    ) -> Result<Self> {
+        let from_column = column_name(from_var, ORD);
+        if input
+            .schema()
+            .index_of_column_by_name(None, &from_column)
+            .is_none()
+        {
+            return plan_err!("VarLengthExpand input has no column {from_column}");
+        }
+        let item = Field::new_struct("item", rel_struct_fields(rel_var, edges), true);
+        let mut own = vec![
+            Field::new(
+                ordinals_column(rel_var),
+                DataType::List(Arc::new(Field::new("item", DataType::UInt32, true))),
+                false,
+            ),
+            Field::new(rel_var, DataType::List(Arc::new(item)), false),
+        ];
+        own.extend(node_fields(to_var, to_tables, false));
+        let schema = after_input(input.schema(), own.into_iter().map(Arc::new))?;
+        Ok(VarLengthExpand {
+            input,
+            from_column,
+            rel_types: edges.iter().map(|e| e.table.clone()).collect(),
+            type_names: edges.iter().map(|e| e.rel_type.clone()).collect(),
+            direction,
+            min,
+            max,
+            limits,
+            hop_properties,
+            walk: Walk::Trails,
+            rel_var: rel_var.to_string(),
+            to_var: to_var.to_string(),
+            to_labels: to_tables.iter().map(|t| t.label.clone()).collect(),
+            schema,
+            source,
+        })
+    }
+
+    /// The columns this node adds after its input's.
+    pub fn own_fields(&self) -> &[FieldRef] {
+        &self.schema.fields()[self.input.schema().fields().len()..]
+    }
+
+    /// This expansion over another input, adding the `own` columns (a subset of its own).
+    pub fn with_input(&self, input: LogicalPlan, own: Vec<FieldRef>) -> Result<Self> {
+        let schema = if Arc::ptr_eq(input.schema(), self.input.schema())
+            && own.as_slice() == self.own_fields()
+        {
+            self.schema.clone()
+        } else {
+            after_input(input.schema(), own)?
+        };
+        Ok(VarLengthExpand {
+            input,
+            schema,
+            ..self.clone()
+        })
+    }
+
+    /// Whether the rows above read the trail (its relationships), not only where it ends.
+    fn reads_trail(&self) -> bool {
+        let list = ordinals_column(&self.rel_var);
+        self.own_fields()
+            .iter()
+            .any(|f| f.name() == &self.rel_var || f.name() == &list)
+    }
+
+    /// Whether a breadth-first walk that visits each node once finds the same end nodes as
+    /// the trails: with at most one hop required, every node other than the start that a walk
+    /// reaches, a shortest walk reaches, and a shortest walk is a trail. The start itself is
+    /// reached again only over a cycle; directed, the shortest such cycle is a trail, but
+    /// undirected a walk may go out and back over one relationship, so there the start must
+    /// be a zero-hop match.
+    fn may_reach(&self) -> bool {
+        self.min == 0 || (self.min == 1 && self.direction != ExpandDirection::Both)
+    }
+}
+
+fn after_input(
+    input: &DFSchemaRef,
+    own: impl IntoIterator<Item = FieldRef>,
+) -> Result<DFSchemaRef> {
+    let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(own.into_iter().map(|f| f.as_ref().clone()));
+    df_schema(fields)
+}
+
+impl PartialOrd for VarLengthExpand {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        (
+            &self.from_column,
+            &self.rel_types,
+            &self.rel_var,
+            &self.to_var,
+        )
+            .partial_cmp(&(
+                &other.from_column,
+                &other.rel_types,
+                &other.rel_var,
+                &other.to_var,
+            ))
+    }
+}
+
+impl UserDefinedLogicalNodeCore for VarLengthExpand {
+    fn name(&self) -> &str {
+        "VarLengthExpand"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let from = self.from_column.trim_end_matches(".__ord");
+        let (l, r) = match self.direction {
+            ExpandDirection::Out => ("-", "->"),
+            ExpandDirection::In => ("<-", "-"),
+            ExpandDirection::Both => ("-", "-"),
+        };
+        let max = match self.max {
+            Some(max) => max.to_string(),
+            None => String::new(),
+        };
+        write!(
+            f,
+            "VarLengthExpand: ({from}){l}[{}:{}*{}..{max}]{r}({}:{}) walk={} columns=[{}]",
+            self.rel_var,
+            self.type_names.join("|"),
+            self.min,
+            self.to_var,
+            self.to_labels.join("|"),
+            match self.walk {
+                Walk::Trails => "trails",
+                Walk::Reach => "reach (breadth-first, each node once)",
+            },
+            self.own_fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+        for (property, value) in &self.hop_properties {
+            write!(f, " every {property} = {value}")?;
+        }
+        Ok(())
+    }
+    fn with_exprs_and_inputs(
+        &self,
+        exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> Result<Self> {
+        if !exprs.is_empty() || inputs.len() != 1 {
+            return plan_err!("VarLengthExpand takes exactly one input and no expressions");
+        }
+        self.with_input(inputs.remove(0), self.own_fields().to_vec())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The optimizer rule
+// ---------------------------------------------------------------------------------------------
+
+/// Where the rows of a variable-length expansion reach only a DISTINCT, or an aggregation
+/// whose results do not depend on how often a row comes (grouping keys, `count(DISTINCT ..)`,
+/// `min`, `max`), and nothing reads the trails themselves, the expansion visits each node once
+/// ([`Walk::Reach`]) instead of enumerating trails: on a dense graph that is the difference
+/// between millions of rows and thousands. Runs after the column pruning, which drops the
+/// trail columns nothing reads.
+#[derive(Debug, Default)]
+pub struct ReachWhenDistinct;
+
+impl OptimizerRule for ReachWhenDistinct {
+    fn name(&self) -> &str {
+        "reach_when_distinct"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        plan.transform_down(|node| {
+            let input = match &node {
+                LogicalPlan::Distinct(Distinct::All(input)) => input.as_ref(),
+                LogicalPlan::Aggregate(aggregate) if repeats_do_not_count(aggregate) => {
+                    aggregate.input.as_ref()
+                }
+                _ => return Ok(Transformed::no(node)),
+            };
+            match reach_below(input)? {
+                None => Ok(Transformed::no(node)),
+                Some(input) => Ok(Transformed::yes(
+                    node.with_new_exprs(node.expressions(), vec![input])?,
+                )),
+            }
+        })
+    }
+}
+
+/// Whether the aggregation's result is the same with each input row once as with repeats.
+fn repeats_do_not_count(aggregate: &Aggregate) -> bool {
+    aggregate.aggr_expr.iter().all(|e| {
+        let mut e = e;
+        while let Expr::Alias(alias) = e {
+            e = alias.expr.as_ref();
+        }
+        match e {
+            Expr::AggregateFunction(f) => {
+                f.params.distinct || matches!(f.func.name(), "min" | "max" | "bool_and" | "bool_or")
+            }
+            _ => false,
+        }
+    })
+}
+
+/// `plan` with its variable-length expansions walking [`Walk::Reach`] where they may, looking
+/// down through operators that pass rows on one by one (a repeat above stays a repeat below).
+fn reach_below(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    let input = match plan {
+        LogicalPlan::Projection(p) => p.input.as_ref(),
+        LogicalPlan::Filter(f) => f.input.as_ref(),
+        LogicalPlan::SubqueryAlias(s) => s.input.as_ref(),
+        LogicalPlan::Sort(s) if s.fetch.is_none() => s.input.as_ref(),
+        LogicalPlan::Extension(ext) => {
+            let any = ext.node.as_any();
+            if let Some(expand) = any.downcast_ref::<GraphExpand>() {
+                &expand.input
+            } else if let Some(walk) = any.downcast_ref::<VarLengthExpand>() {
+                let below = reach_below(&walk.input)?;
+                let becomes_reach =
+                    walk.walk == Walk::Trails && !walk.reads_trail() && walk.may_reach();
+                if below.is_none() && !becomes_reach {
+                    return Ok(None);
+                }
+                let input = below.unwrap_or_else(|| walk.input.clone());
+                let mut walked = walk.with_input(input, walk.own_fields().to_vec())?;
+                if becomes_reach {
+                    walked.walk = Walk::Reach;
+                }
+                return Ok(Some(LogicalPlan::Extension(Extension {
+                    node: Arc::new(walked),
+                })));
+            } else {
+                return Ok(None);
+            }
+        }
+        _ => return Ok(None),
+    };
+    match reach_below(input)? {
+        None => Ok(None),
+        Some(input) => Ok(Some(plan.with_new_exprs(plan.expressions(), vec![input])?)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator
+// ---------------------------------------------------------------------------------------------
+
+/// Runs a [`VarLengthExpand`].
+#[derive(Debug)]
+pub struct VarLengthExpandExec {
+    pub(crate) input: Arc<dyn ExecutionPlan>,
+    pub(crate) node: VarLengthExpand,
+    pub(crate) from_index: usize,
+    pub(crate) source: Arc<dyn GraphSource>,
+    pub(crate) properties: Arc<PlanProperties>,
+}
+
+impl DisplayAs for VarLengthExpandExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "VarLengthExpandExec: ")?;
+        UserDefinedLogicalNodeCore::fmt_for_explain(&self.node, f)
+    }
+}
+
+impl ExecutionPlan for VarLengthExpandExec {
+    fn name(&self) -> &str {
+        "VarLengthExpandExec"
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+    fn required_input_distribution(&self) -> Vec<datafusion::physical_plan::Distribution> {
+        // One partition: the row limit counts the whole expansion.
+        vec![datafusion::physical_plan::Distribution::SinglePartition]
+    }
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return internal_err!("VarLengthExpandExec takes one child");
+        }
+        Ok(Arc::new(VarLengthExpandExec {
+            input: children.remove(0),
+            node: self.node.clone(),
+            from_index: self.from_index,
+            source: self.source.clone(),
+            properties: self.properties.clone(),
+        }))
+    }
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        let node = &self.node;
+        let types = EdgeSide::load(self.source.as_ref(), &node.rel_types, &node.type_names)?;
+        let masks = types
+            .iter()
+            .map(|side| hop_mask(&side.rows, &node.hop_properties))
+            .collect::<Result<Vec<_>>>()?;
+        let targets = NodeSide::load(self.source.as_ref(), &node.to_labels)?;
+        let item_fields = match self
+            .schema()
+            .field_with_name(&node.rel_var)
+            .map(|f| f.data_type().clone())
+        {
+            Ok(DataType::List(item)) => match item.data_type() {
+                DataType::Struct(fields) => Some((item.clone(), fields.clone())),
+                _ => return internal_err!("a relationship list holds structs"),
+            },
+            _ => None,
+        };
+        let walker = Walker {
+            schema: self.schema(),
+            input_columns: self.input.schema().fields().len(),
+            rel_var: node.rel_var.clone(),
+            ordinals: ordinals_column(&node.rel_var),
+            node_prefix: format!("{}.", node.to_var),
+            item_fields,
+            from_index: self.from_index,
+            direction: node.direction,
+            min: node.min,
+            max: node.max.unwrap_or(node.limits.max_hops),
+            unbounded: node.max.is_none(),
+            limits: node.limits,
+            walk: node.walk,
+            types,
+            masks,
+            targets,
+            produced: 0,
+            stamps: Vec::new(),
+            epoch: 0,
+            scratch: Vec::new(),
+        };
+        let state = WalkState {
+            input,
+            walker,
+            current: None,
+        };
+        let stream = futures::stream::unfold(state, |mut state| async move {
+            loop {
+                if let Some(mut current) = state.current.take() {
+                    match state.walker.fill(&mut current) {
+                        Err(e) => return Some((Err(e), state)),
+                        Ok(hits) => {
+                            let batch = current.batch.clone();
+                            if !current.finished() {
+                                state.current = Some(current);
+                            }
+                            if hits.len() > 0 {
+                                return Some((state.walker.emit(&batch, &hits), state));
+                            }
+                            continue;
+                        }
+                    }
+                }
+                match state.input.next().await {
+                    None => return None,
+                    Some(Err(e)) => return Some((Err(e), state)),
+                    Some(Ok(batch)) => match Current::new(batch, state.walker.from_index) {
+                        Ok(current) => state.current = Some(current),
+                        Err(e) => return Some((Err(e), state)),
+                    },
+                }
+            }
+        });
+        let schema: SchemaRef = self.schema();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+}
+
+/// Which edge rows of one table every hop may take (None: all).
+fn hop_mask(rows: &Chunked, properties: &[(String, ScalarValue)]) -> Result<Option<Vec<bool>>> {
+    if properties.is_empty() {
+        return Ok(None);
+    }
+    let mut mask = vec![true; rows.num_rows()];
+    for (property, value) in properties {
+        let Some(chunks) = rows.column(rel_table_column(property)) else {
+            mask.fill(false);
+            break;
+        };
+        let mut at = 0;
+        for chunk in chunks {
+            let len = chunk.len();
+            let part = &mut mask[at..at + len];
+            at += len;
+            match comparable(value, chunk.data_type()) {
+                None => part.fill(false),
+                Some(value) => {
+                    let equal = arrow::compute::kernels::cmp::eq(
+                        &chunk,
+                        &arrow::array::Scalar::new(value.to_array()?),
+                    )?;
+                    for (i, keep) in part.iter_mut().enumerate() {
+                        *keep &= equal.is_valid(i) && equal.value(i);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Some(mask))
+}
+
+/// `value` as a `to` scalar, if a property of that type can equal it (openCypher: a null
+/// equals nothing, and values of different kinds are never equal).
+fn comparable(value: &ScalarValue, to: &DataType) -> Option<ScalarValue> {
+    let from = value.data_type();
+    let kind = |t: &DataType| {
+        if t.is_numeric() {
+            0
+        } else if matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+            1
+        } else if *t == DataType::Boolean {
+            2
+        } else {
+            3
+        }
+    };
+    if value.is_null() || kind(&from) != kind(to) {
+        return None;
+    }
+    value.cast_to(to).ok()
+}
+
+/// Where the walk of one input batch is.
+struct Current {
+    batch: RecordBatch,
+    from: UInt32Array,
+    /// The next input row to start from.
+    row: usize,
+    /// The walk from the row before `row`, if it was left with more to give.
+    search: Option<Search>,
+}
+
+impl Current {
+    fn new(batch: RecordBatch, from_index: usize) -> Result<Current> {
+        let from = batch
+            .column(from_index)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .ok_or_else(|| {
+                DataFusionError::Internal("VarLengthExpand source column is not UInt32".into())
+            })?
+            .clone();
+        Ok(Current {
+            batch,
+            from,
+            row: 0,
+            search: None,
+        })
+    }
+
+    fn finished(&self) -> bool {
+        self.search.is_none() && self.row >= self.batch.num_rows()
+    }
+}
+
+/// One input row's walk, left where the output batch filled up.
+enum Search {
+    /// Depth first: `frames[..depth + 1]` hold each level's neighbours and the next to take;
+    /// `path` the relationships taken, one per level below the top.
+    Trails {
+        row: u32,
+        frames: Vec<Frame>,
+        depth: usize,
+        path: Vec<(u16, u32)>,
+    },
+    /// Breadth first: the end nodes found, and how many went out.
+    Reach {
+        row: u32,
+        found: Vec<u32>,
+        sent: usize,
+    },
+}
+
+#[derive(Default)]
+struct Frame {
+    /// (neighbour, edge type index, edge row).
+    steps: Vec<(u32, u16, u32)>,
+    next: usize,
+}
+
+/// The rows of one output batch: input row, end node and the range of `edges` (type index,
+/// edge row) that is its trail.
+#[derive(Default)]
+struct Hits {
+    rows: Vec<u32>,
+    ends: Vec<u32>,
+    offsets: Vec<i32>,
+    edges: Vec<(u16, u32)>,
+}
+
+impl Hits {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+struct WalkState {
+    input: SendableRecordBatchStream,
+    walker: Walker,
+    current: Option<Current>,
+}
+
+struct Walker {
+    schema: SchemaRef,
+    input_columns: usize,
+    rel_var: String,
+    ordinals: String,
+    node_prefix: String,
+    /// The relationship struct's field and fields, when the list is read.
+    item_fields: Option<(FieldRef, Fields)>,
+    from_index: usize,
+    direction: ExpandDirection,
+    min: u32,
+    max: u32,
+    unbounded: bool,
+    limits: PathLimits,
+    walk: Walk,
+    types: Vec<EdgeSide>,
+    masks: Vec<Option<Vec<bool>>>,
+    targets: Vec<NodeSide>,
+    /// Rows produced so far (against `limits.max_rows`).
+    produced: u64,
+    /// Breadth first: `stamps[n] == epoch` marks node `n` seen from the current start.
+    stamps: Vec<u32>,
+    epoch: u32,
+    scratch: Vec<(u32, u16, u32)>,
+}
+
+impl Walker {
+    /// The edges the walk may take from `node`: (neighbour, type index, edge row).
+    fn neighbours(&self, node: u32, out: &mut Vec<(u32, u16, u32)>) {
+        out.clear();
+        for (t, side) in self.types.iter().enumerate() {
+            let mask = self.masks[t].as_deref();
+            let mut push = |n: u32, e: u32| {
+                if mask.is_none_or(|m| m[e as usize]) {
+                    out.push((n, t as u16, e));
+                }
+            };
+            match self.direction {
+                ExpandDirection::Out => side.adjacency.for_each_out(node, &mut push),
+                ExpandDirection::In => side.adjacency.for_each_in(node, &mut push),
+                ExpandDirection::Both => {
+                    side.adjacency.for_each_out(node, &mut push);
+                    // A self-loop was already taken going out.
+                    side.adjacency.for_each_in(node, |n, e| {
+                        if n != node {
+                            push(n, e)
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn is_target(&self, node: u32) -> bool {
+        target_of(&self.targets, node).is_some()
+    }
+
+    fn count(&mut self) -> Result<()> {
+        self.produced += 1;
+        if self.produced > self.limits.max_rows {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "a variable-length pattern produced more than {} rows \
+                 (contextql.max_expand_rows); narrow the pattern, bound its length, read \
+                 distinct end nodes, or SET contextql.max_expand_rows to a larger value",
+                self.limits.max_rows
+            )));
+        }
+        Ok(())
+    }
+
+    fn too_deep(&self) -> DataFusionError {
+        DataFusionError::ResourcesExhausted(format!(
+            "an unbounded variable-length pattern walked {} hops and could go further \
+             (contextql.max_hops); give it an upper bound (`*..n`) or SET contextql.max_hops \
+             to a larger value",
+            self.limits.max_hops
+        ))
+    }
+
+    /// Walks from the rows of `current` until an output batch is full or the batch ends.
+    fn fill(&mut self, current: &mut Current) -> Result<Hits> {
+        let mut hits = Hits {
+            offsets: vec![0],
+            ..Hits::default()
+        };
+        while hits.len() < GRAPH_BATCH_ROWS {
+            let search = match current.search.take() {
+                Some(search) => search,
+                None => {
+                    if current.row >= current.batch.num_rows() {
+                        break;
+                    }
+                    let row = current.row;
+                    current.row += 1;
+                    if !current.from.is_valid(row) {
+                        continue;
+                    }
+                    self.start(row as u32, current.from.value(row), &mut hits)?
+                }
+            };
+            current.search = self.resume(search, &mut hits)?;
+        }
+        Ok(hits)
+    }
+
+    fn push(&mut self, hits: &mut Hits, row: u32, end: u32, path: &[(u16, u32)]) -> Result<()> {
+        self.count()?;
+        hits.rows.push(row);
+        hits.ends.push(end);
+        hits.edges.extend_from_slice(path);
+        hits.offsets.push(hits.edges.len() as i32);
+        Ok(())
+    }
+
+    /// Begins the walk from `start` for input row `row`.
+    fn start(&mut self, row: u32, start: u32, hits: &mut Hits) -> Result<Search> {
+        match self.walk {
+            Walk::Trails => {
+                if self.min == 0 && self.is_target(start) {
+                    self.push(hits, row, start, &[])?;
+                }
+                let mut frames = vec![Frame::default()];
+                self.neighbours(start, &mut frames[0].steps);
+                if self.max == 0 {
+                    frames[0].steps.clear();
+                }
+                Ok(Search::Trails {
+                    row,
+                    frames,
+                    depth: 0,
+                    path: Vec::new(),
+                })
+            }
+            Walk::Reach => Ok(Search::Reach {
+                row,
+                found: self.reach(start)?,
+                sent: 0,
+            }),
+        }
+    }
+
+    /// Every node a trail of `min..=max` hops from `start` ends at, each once (see
+    /// [`VarLengthExpand::may_reach`] for when that equals the trails' ends).
+    fn reach(&mut self, start: u32) -> Result<Vec<u32>> {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.stamps.fill(0);
+            self.epoch = 1;
+        }
+        let epoch = self.epoch;
+        let mut found = Vec::new();
+        let mut start_found = false;
+        if self.min == 0 && self.is_target(start) {
+            found.push(start);
+            start_found = true;
+        }
+        self.mark(start);
+        let mut frontier = vec![start];
+        let mut next = Vec::new();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut depth = 0;
+        while !frontier.is_empty() && depth < self.max {
+            depth += 1;
+            for &node in &frontier {
+                self.neighbours(node, &mut scratch);
+                for &(n, _, _) in &scratch {
+                    if n == start {
+                        if !start_found && self.is_target(n) {
+                            found.push(n);
+                        }
+                        start_found = true;
+                        continue;
+                    }
+                    if self.stamps.get(n as usize) == Some(&epoch) {
+                        continue;
+                    }
+                    self.mark(n);
+                    next.push(n);
+                    if self.is_target(n) {
+                        found.push(n);
+                    }
+                }
+            }
+            std::mem::swap(&mut frontier, &mut next);
+            next.clear();
+        }
+        // Unbounded and stopped at the limit: fail if the walk had anywhere left to go.
+        if self.unbounded && depth == self.max && !frontier.is_empty() {
+            for &node in &frontier {
+                self.neighbours(node, &mut scratch);
+                if scratch.iter().any(|&(n, _, _)| {
+                    (n == start && !start_found) || self.stamps.get(n as usize) != Some(&epoch)
+                }) {
+                    self.scratch = scratch;
+                    return Err(self.too_deep());
+                }
+            }
+        }
+        self.scratch = scratch;
+        Ok(found)
+    }
+
+    fn mark(&mut self, node: u32) {
+        let i = node as usize;
+        if i >= self.stamps.len() {
+            self.stamps.resize(i + 1, 0);
+        }
+        self.stamps[i] = self.epoch;
+    }
+
+    /// Goes on with `search` until the batch is full (then returns it to resume) or it ends.
+    fn resume(&mut self, search: Search, hits: &mut Hits) -> Result<Option<Search>> {
+        match search {
+            Search::Reach {
+                row,
+                found,
+                mut sent,
+            } => {
+                while sent < found.len() && hits.len() < GRAPH_BATCH_ROWS {
+                    self.push(hits, row, found[sent], &[])?;
+                    sent += 1;
+                }
+                Ok((sent < found.len()).then_some(Search::Reach { row, found, sent }))
+            }
+            Search::Trails {
+                row,
+                mut frames,
+                mut depth,
+                mut path,
+            } => loop {
+                if hits.len() >= GRAPH_BATCH_ROWS {
+                    return Ok(Some(Search::Trails {
+                        row,
+                        frames,
+                        depth,
+                        path,
+                    }));
+                }
+                let frame = &mut frames[depth];
+                if frame.next == frame.steps.len() {
+                    if depth == 0 {
+                        return Ok(None);
+                    }
+                    depth -= 1;
+                    path.pop();
+                    continue;
+                }
+                let (node, t, e) = frame.steps[frame.next];
+                frame.next += 1;
+                if path.contains(&(t, e)) {
+                    continue;
+                }
+                path.push((t, e));
+                let hops = path.len() as u32;
+                if hops >= self.min && self.is_target(node) {
+                    self.push(hits, row, node, &path)?;
+                }
+                if hops < self.max {
+                    depth += 1;
+                    if frames.len() == depth {
+                        frames.push(Frame::default());
+                    }
+                    let mut steps = std::mem::take(&mut frames[depth].steps);
+                    self.neighbours(node, &mut steps);
+                    frames[depth] = Frame { steps, next: 0 };
+                } else {
+                    if self.unbounded {
+                        let mut scratch = std::mem::take(&mut self.scratch);
+                        self.neighbours(node, &mut scratch);
+                        let more = scratch.iter().any(|&(_, t, e)| !path.contains(&(t, e)));
+                        self.scratch = scratch;
+                        if more {
+                            return Err(self.too_deep());
+                        }
+                    }
+                    path.pop();
+                }
+            },
+        }
+    }
+
+    fn emit(&self, batch: &RecordBatch, hits: &Hits) -> Result<RecordBatch> {
+        let rows = UInt32Array::from(hits.rows.clone());
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for column in batch.columns() {
+            columns.push(take(column.as_ref(), &rows, None)?);
+        }
+        let offsets = OffsetBuffer::new(hits.offsets.clone().into());
+        for field in &self.schema.fields()[self.input_columns..] {
+            let name = field.name();
+            let column: ArrayRef = if name == &self.ordinals {
+                let values = UInt32Array::from_iter_values(
+                    hits.edges
+                        .iter()
+                        .map(|&(t, e)| self.types[t as usize].offset + e),
+                );
+                Arc::new(ListArray::try_new(
+                    Arc::new(Field::new("item", DataType::UInt32, true)),
+                    offsets.clone(),
+                    Arc::new(values),
+                    None,
+                )?)
+            } else if name == &self.rel_var {
+                let Some((item, fields)) = &self.item_fields else {
+                    return internal_err!("relationship list fields are missing");
+                };
+                let values = self.relationships(&hits.edges, fields)?;
+                Arc::new(ListArray::try_new(
+                    item.clone(),
+                    offsets.clone(),
+                    values,
+                    None,
+                )?)
+            } else if let Some(p) = name.strip_prefix(&self.node_prefix) {
+                match p {
+                    ORD => Arc::new(UInt32Array::from(hits.ends.clone())),
+                    LABEL => Arc::new(StringArray::from_iter(hits.ends.iter().map(|&n| {
+                        target_of(&self.targets, n).map(|i| self.targets[i].name.as_str())
+                    }))),
+                    p => {
+                        let sources: Vec<_> = self
+                            .targets
+                            .iter()
+                            .map(|side| (side.rows.column(p), side.rows.as_ref()))
+                            .collect();
+                        let picks = hits.ends.iter().map(|&n| {
+                            let i = target_of(&self.targets, n)?;
+                            Some((i, (n - self.targets[i].offset) as usize))
+                        });
+                        pick(&sources, picks, field.data_type())?
+                    }
+                }
+            } else {
+                return internal_err!(
+                    "VarLengthExpand column {name} is neither the relationships' nor the end node's"
+                );
+            };
+            columns.push(column);
+        }
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(hits.len())),
+        )?)
+    }
+
+    /// The relationships `edges` as structs of `fields`.
+    fn relationships(&self, edges: &[(u16, u32)], fields: &Fields) -> Result<ArrayRef> {
+        let mut children: Vec<ArrayRef> = Vec::with_capacity(fields.len());
+        for field in fields {
+            let column: ArrayRef = match field.name().as_str() {
+                "_type" => Arc::new(StringArray::from_iter_values(
+                    edges
+                        .iter()
+                        .map(|&(t, _)| self.types[t as usize].name.as_str()),
+                )),
+                name => {
+                    let table_column = if name == "_id" {
+                        ID
+                    } else {
+                        rel_table_column(name)
+                    };
+                    let sources: Vec<_> = self
+                        .types
+                        .iter()
+                        .map(|side| (side.rows.column(table_column), side.rows.as_ref()))
+                        .collect();
+                    let picks = edges.iter().map(|&(t, e)| Some((t as usize, e as usize)));
+                    pick(&sources, picks, field.data_type())?
+                }
+            };
+            children.push(column);
+        }
+        Ok(Arc::new(StructArray::try_new(
+            fields.clone(),
+            children,
+            None,
+        )?))
+    }
+}
