@@ -204,6 +204,8 @@ async fn debian_graph_loads_and_answers_match() {
         max
     );
 
+    variable_length_answers_match(&db, &src, &dst, &by_name).await;
+
     // Vector search, exact, against cosine similarities computed here from the files: the
     // whole graph, a section (a filter keeping few rows) and dependents of libssl3 (a graph
     // constraint, one row per DEPENDS edge).
@@ -285,6 +287,85 @@ async fn debian_graph_loads_and_answers_match() {
         }
         let recall = total / queries.len() as f64;
         assert!(recall >= 0.95, "{text}: recall@10 {recall}");
+    }
+}
+
+/// Variable-length patterns (issue 10) against walks computed here over the DEPENDS rows: the
+/// distinct packages that reach a target in 1..2 and 1..3 hops, for libc6 (tens of thousands
+/// of dependents) and a package with few, and the number of trails (no edge twice) for the
+/// latter.
+async fn variable_length_answers_match(
+    db: &Database,
+    src: &[i64],
+    dst: &[i64],
+    by_name: &HashMap<&str, i64>,
+) {
+    let mut into: HashMap<i64, Vec<(usize, i64)>> = HashMap::new();
+    for (row, (s, d)) in src.iter().zip(dst).enumerate() {
+        into.entry(*d).or_default().push((row, *s));
+    }
+    // The packages with a walk of exactly k hops to `target`, for k = 1..=hops, united.
+    let reaching = |target: i64, hops: usize| -> HashSet<i64> {
+        let mut all = HashSet::new();
+        let mut level: HashSet<i64> = HashSet::from([target]);
+        for _ in 0..hops {
+            level = level
+                .iter()
+                .flat_map(|n| into.get(n).into_iter().flatten().map(|(_, s)| *s))
+                .collect();
+            all.extend(level.iter().copied());
+        }
+        all
+    };
+    // Trails of 1..=hops edges ending at `target`, counted by walking them back.
+    fn trails(
+        into: &HashMap<i64, Vec<(usize, i64)>>,
+        node: i64,
+        used: &mut Vec<usize>,
+        hops: usize,
+    ) -> i64 {
+        let mut count = 0;
+        for (row, s) in into.get(&node).into_iter().flatten() {
+            if used.contains(row) {
+                continue;
+            }
+            count += 1;
+            if used.len() + 1 < hops {
+                used.push(*row);
+                count += trails(into, *s, used, hops);
+                used.pop();
+            }
+        }
+        count
+    }
+    // A package with a few dependents, some of them with dependents of their own.
+    let mut few: Vec<(&str, i64)> = by_name
+        .iter()
+        .filter(|(_, id)| {
+            let n = into.get(id).map_or(0, |v| v.len());
+            (3..=6).contains(&n) && reaching(**id, 3).len() > n
+        })
+        .map(|(name, id)| (*name, *id))
+        .collect();
+    few.sort();
+    let (small, small_id) = few[0];
+    for (name, id) in [("libc6", by_name["libc6"]), (small, small_id)] {
+        for hops in [2, 3] {
+            let expected = reaching(id, hops).len() as i64;
+            let text = format!(
+                "MATCH (a:Package)-[:DEPENDS*1..{hops}]->(:Package {{name: '{name}'}}) \
+                 RETURN count(DISTINCT a)"
+            );
+            assert_eq!(scalar(db, &text).await, expected, "{text}");
+        }
+    }
+    assert!(reaching(by_name["libc6"], 3).len() > 10_000);
+    for hops in [2, 3] {
+        let expected = trails(&into, small_id, &mut Vec::new(), hops);
+        let text = format!(
+            "MATCH (a:Package)-[:DEPENDS*1..{hops}]->(:Package {{name: '{small}'}}) RETURN count(*)"
+        );
+        assert_eq!(scalar(db, &text).await, expected, "{text}");
     }
 }
 
