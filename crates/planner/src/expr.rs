@@ -278,6 +278,16 @@ impl ExprContext<'_> {
                 } else {
                     let base = self.convert(base)?;
                     match self.type_of(&base) {
+                        Some(t) if is_path(&t) => {
+                            return Err(err(
+                                text,
+                                e.span,
+                                format!(
+                                    "type mismatch: a path has no properties (`{key}`); \
+                                     read them from nodes(p) or relationships(p)"
+                                ),
+                            ));
+                        }
                         // A map without the key reads as null, as a node without the property.
                         Some(DataType::Struct(fields)) if fields.find(key).is_none() => {
                             lit(ScalarValue::Null)
@@ -725,12 +735,47 @@ impl ExprContext<'_> {
         match lower.as_str() {
             "id" | "labels" | "type" | "keys" | "properties" => {
                 arity(1)?;
-                let ExprKind::Variable(v) = &args[0].kind else {
-                    return Err(err(
-                        text,
-                        args[0].span,
-                        format!("{name}() needs a variable"),
-                    ));
+                let entity_var = match &args[0].kind {
+                    ExprKind::Variable(v)
+                        if matches!(
+                            self.scope.get(v),
+                            Some(VarKind::Node { .. } | VarKind::Rel { .. })
+                        ) =>
+                    {
+                        Some(v)
+                    }
+                    _ => None,
+                };
+                let Some(v) = entity_var else {
+                    // A node or relationship value (a path's, a list's item): its struct.
+                    let x = self.convert(&args[0])?;
+                    let field = match lower.as_str() {
+                        "id" => "_id",
+                        "type" => "_type",
+                        "labels" => "_label",
+                        _ => "",
+                    };
+                    return match self.type_of(&x) {
+                        Some(DataType::Null) => Ok(lit(ScalarValue::Null)),
+                        Some(DataType::Struct(fields)) if fields.find(field).is_some() => {
+                            let value = f::get_field(x, field);
+                            Ok(if field == "_label" {
+                                let empty = nested::array_remove_all(
+                                    nested::make_array(vec![lit(UNLABELED)]),
+                                    lit(UNLABELED),
+                                );
+                                when(value.clone().is_null(), empty)
+                                    .otherwise(nested::make_array(vec![value]))?
+                            } else {
+                                value
+                            })
+                        }
+                        _ => Err(err(
+                            text,
+                            args[0].span,
+                            format!("type mismatch: {name}() of this value"),
+                        )),
+                    };
                 };
                 let kind = self.scope.get(v).cloned();
                 let ord = column(&column_name(v, ORD));
@@ -835,10 +880,30 @@ impl ExprContext<'_> {
                 arity(2)?;
                 nested::string_to_array(next(), next(), lit(ScalarValue::Utf8(None)))
             }
+            "nodes" | "relationships" => {
+                arity(1)?;
+                let x = next();
+                match self.type_of(&x) {
+                    Some(t) if is_path(&t) => f::get_field(x, lower.as_str()),
+                    Some(DataType::Null) => lit(ScalarValue::Null),
+                    _ => {
+                        return Err(err(
+                            text,
+                            args[0].span,
+                            format!("type mismatch: {name}() takes a path"),
+                        ));
+                    }
+                }
+            }
             "size" | "length" => {
                 arity(1)?;
                 let x = next();
                 match self.type_of(&x) {
+                    // The length of a path is its number of relationships.
+                    Some(t) if is_path(&t) => cast(
+                        nested::cardinality(f::get_field(x, "relationships")),
+                        DataType::Int64,
+                    ),
                     Some(
                         DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..),
                     ) => cast(nested::cardinality(x), DataType::Int64),
@@ -959,4 +1024,19 @@ impl ExprContext<'_> {
 /// A field for a scalar parameter value, used when a parameter's type is needed up front.
 pub fn scalar_field(name: &str, value: &ScalarValue) -> Arc<Field> {
     Arc::new(Field::new(name, value.data_type(), true))
+}
+
+/// Whether a value of type `t` is a path (see `lower_paths.rs`): a struct of exactly a
+/// `nodes` and a `relationships` list.
+pub(crate) fn is_path(t: &DataType) -> bool {
+    match t {
+        DataType::Struct(fields) => {
+            fields.len() == 2
+                && fields
+                    .iter()
+                    .zip(["nodes", "relationships"])
+                    .all(|(f, name)| f.name() == name && matches!(f.data_type(), DataType::List(_)))
+        }
+        _ => false,
+    }
 }

@@ -8,6 +8,7 @@
 pub mod exec;
 pub mod expr;
 pub mod lower;
+mod lower_paths;
 mod lower_project;
 mod lower_vector;
 pub mod lower_write;

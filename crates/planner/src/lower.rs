@@ -18,16 +18,17 @@ use datafusion::logical_expr::{
 
 use crate::PlanError;
 use crate::expr::{ExprContext, Params, is_aggregate};
+use crate::lower_paths::{PathFields, endpoint_labels};
 use crate::lower_write::{Pending, WriteBlock, WrittenTables};
 use crate::nodes::{ExpandDirection, GraphExpand, LABEL, NodeScan, ORD, column_name};
 use crate::scope::{Scope, VarKind};
 use crate::source::{EdgeTableInfo, GraphSource, NodeTableInfo, SourceRef};
-use crate::var_length::{PathLimits, VarLengthExpand, ordinals_column};
+use crate::var_length::{PathLimits, TrailShape, VarLengthExpand, ordinals_column};
 
 /// The most steps one pattern may have (a named limit on planning work).
 pub const MAX_PATTERN_STEPS: usize = 64;
 
-fn column(name: &str) -> Expr {
+pub(crate) fn column(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
 
@@ -78,6 +79,8 @@ pub struct Lowering<'a> {
     pub(crate) alternate: Option<(String, LogicalPlan)>,
     /// What variable-length walks may do (the session's `contextql.*` settings).
     pub(crate) limits: PathLimits,
+    /// While lowering a named path: the struct fields of its nodes and relationships.
+    pub(crate) path: Option<PathFields>,
 }
 
 impl<'a> Lowering<'a> {
@@ -93,6 +96,7 @@ impl<'a> Lowering<'a> {
             forced_start: None,
             alternate: None,
             limits: PathLimits::default(),
+            path: None,
         }
     }
 
@@ -618,7 +622,7 @@ impl<'a> Lowering<'a> {
         Ok(ChainLabels { labels, types })
     }
 
-    fn node_tables(&self, labels: &[String]) -> Vec<NodeTableInfo> {
+    pub(crate) fn node_tables(&self, labels: &[String]) -> Vec<NodeTableInfo> {
         labels
             .iter()
             .filter_map(|l| self.source.node_table(l))
@@ -645,11 +649,17 @@ impl<'a> Lowering<'a> {
         if part.kind != ast::PatternKind::Plain {
             return Err(self.err(part.span, "shortestPath is not supported yet"));
         }
-        if let Some(v) = &part.variable {
-            return Err(self.err(v.span, "named paths are not supported yet"));
+        if let Some(v) = &part.variable
+            && state.scope.get(&v.name).is_some()
+        {
+            return Err(self.err(v.span, format!("variable `{}` already declared", v.name)));
         }
         let el = &part.element;
         let labels = self.resolve_labels(&state.scope, part)?;
+        self.path = part
+            .variable
+            .as_ref()
+            .map(|_| self.path_fields(&labels, part));
         let nodes: Vec<&ast::NodePattern> = std::iter::once(&el.start)
             .chain(el.chain.iter().map(|(_, n)| n))
             .collect();
@@ -714,12 +724,18 @@ impl<'a> Lowering<'a> {
             self.cross(state, scanned)?
         };
         state = self.node_properties(state, &start_var, nodes[start])?;
-        // Walk right from the start, then left.
+        // Walk right from the start, then left; note each position's node and relationship
+        // for a named path.
+        let mut node_vars = vec![String::new(); nodes.len()];
+        let mut rel_vars: Vec<Option<BoundRel>> = vec![None; el.chain.len()];
+        node_vars[start] = start_var.clone();
         let mut from = start_var.clone();
         for step in start..el.chain.len() {
             let (next, to, rel) =
                 self.expand_step(state, part, &labels, step, true, false, &from)?;
             (state, from) = (next, to);
+            node_vars[step + 1] = from.clone();
+            rel_vars[step] = Some(rel.clone());
             rels.push(rel);
         }
         let mut from = start_var;
@@ -727,9 +743,21 @@ impl<'a> Lowering<'a> {
             let (next, to, rel) =
                 self.expand_step(state, part, &labels, step, false, false, &from)?;
             (state, from) = (next, to);
+            node_vars[step] = from.clone();
+            rel_vars[step] = Some(rel.clone());
             rels.push(rel);
         }
-        Ok(state)
+        match (&part.variable, self.path.take()) {
+            (Some(var), Some(fields)) => {
+                let steps: Vec<(BoundRel, String)> = rel_vars
+                    .into_iter()
+                    .zip(&node_vars[1..])
+                    .map(|(rel, node)| (rel.expect("every step expanded"), node.clone()))
+                    .collect();
+                self.bind_path(state, &var.name, &node_vars[0], &steps, &fields)
+            }
+            _ => Ok(state),
+        }
     }
 
     /// An inline property of a scanned node, or a WHERE equality or IN list on it, whose
@@ -1033,6 +1061,14 @@ impl Lowering<'_> {
                 };
                 let length = (hops(min.unwrap_or(1))?, max.map(hops).transpose()?);
                 let hop_properties = self.hop_properties(rel)?;
+                let shape = TrailShape {
+                    between: self
+                        .path
+                        .as_ref()
+                        .map(|p| (endpoint_labels(&edges), p.nodes.clone())),
+                    relationship: self.path.as_ref().map(|p| p.relationships.clone()),
+                    reversed: !rightwards,
+                };
                 let walk = VarLengthExpand::try_new(
                     SourceRef(self.source.clone()),
                     state.plan,
@@ -1045,6 +1081,7 @@ impl Lowering<'_> {
                     &rel_var,
                     &to_var,
                     &to_tables,
+                    shape,
                 )?;
                 (
                     Arc::new(walk) as Arc<dyn UserDefinedLogicalNode>,

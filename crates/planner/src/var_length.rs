@@ -165,6 +165,25 @@ pub fn ordinals_column(rel_var: &str) -> String {
     column_name(rel_var, "__ords")
 }
 
+/// The column of a variable-length relationship in a named path holding the nodes between its
+/// ends, in the order written (a list of node structs).
+pub fn between_column(rel_var: &str) -> String {
+    column_name(rel_var, "__nodes")
+}
+
+/// What a variable-length expansion hands on besides its end node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TrailShape {
+    /// In a named path: the labels a node between the ends may have, and the struct fields
+    /// of the path's nodes (the column [`between_column`]).
+    pub between: Option<(Vec<String>, Fields)>,
+    /// The struct fields of the relationships (a named path's, shared by all its steps);
+    /// None: the walk's own tables'.
+    pub relationship: Option<Fields>,
+    /// The pattern is walked from its right end: the lists are reversed to the written order.
+    pub reversed: bool,
+}
+
 /// For each input row, one output row per trail of `min..=max` relationships of
 /// `rel_types` from the node in `from_column` to a node of `to_labels`, with the list of the
 /// trail's relationships and the end node's columns appended.
@@ -185,13 +204,14 @@ pub struct VarLengthExpand {
     pub rel_var: String,
     pub to_var: String,
     pub to_labels: Vec<String>,
+    pub shape: TrailShape,
     pub schema: DFSchemaRef,
     pub source: SourceRef,
 }
 
 /// The struct fields of one relationship of a list, as `entity_struct` builds a single one:
 /// `_id`, `_type`, then the tables' columns (`_src`, `_dst` and properties).
-fn rel_struct_fields(rel_var: &str, edges: &[EdgeTableInfo]) -> Fields {
+pub(crate) fn rel_struct_fields(rel_var: &str, edges: &[EdgeTableInfo]) -> Fields {
     let prefix = format!("{rel_var}.");
     let mut fields = vec![
         Field::new("_id", DataType::Int64, true),
@@ -225,6 +245,7 @@ impl VarLengthExpand {
         rel_var: &str,
         to_var: &str,
         to_tables: &[NodeTableInfo],
+        shape: TrailShape,
     ) -> Result<Self> {
         let from_column = column_name(from_var, ORD);
         if input
@@ -234,7 +255,11 @@ impl VarLengthExpand {
         {
             return plan_err!("VarLengthExpand input has no column {from_column}");
         }
-        let item = Field::new_struct("item", rel_struct_fields(rel_var, edges), true);
+        let relationship = shape
+            .relationship
+            .clone()
+            .unwrap_or_else(|| rel_struct_fields(rel_var, edges));
+        let item = Field::new_struct("item", relationship, true);
         let mut own = vec![
             Field::new(
                 ordinals_column(rel_var),
@@ -243,6 +268,13 @@ impl VarLengthExpand {
             ),
             Field::new(rel_var, DataType::List(Arc::new(item)), false),
         ];
+        if let Some((_, fields)) = &shape.between {
+            own.push(Field::new(
+                between_column(rel_var),
+                DataType::List(Arc::new(Field::new_struct("item", fields.clone(), true))),
+                false,
+            ));
+        }
         own.extend(node_fields(to_var, to_tables, false));
         let schema = after_input(input.schema(), own.into_iter().map(Arc::new))?;
         Ok(VarLengthExpand {
@@ -259,6 +291,7 @@ impl VarLengthExpand {
             rel_var: rel_var.to_string(),
             to_var: to_var.to_string(),
             to_labels: to_tables.iter().map(|t| t.label.clone()).collect(),
+            shape,
             schema,
             source,
         })
@@ -287,10 +320,13 @@ impl VarLengthExpand {
 
     /// Whether the rows above read the trail (its relationships), not only where it ends.
     fn reads_trail(&self) -> bool {
-        let list = ordinals_column(&self.rel_var);
+        let (list, between) = (
+            ordinals_column(&self.rel_var),
+            between_column(&self.rel_var),
+        );
         self.own_fields()
             .iter()
-            .any(|f| f.name() == &self.rel_var || f.name() == &list)
+            .any(|f| f.name() == &self.rel_var || f.name() == &list || f.name() == &between)
     }
 
     /// Whether a breadth-first walk that visits each node once finds the same end nodes as
@@ -555,6 +591,25 @@ impl ExecutionPlan for VarLengthExpandExec {
             .map(|side| hop_mask(&side.rows, &node.hop_properties))
             .collect::<Result<Vec<_>>>()?;
         let targets = NodeSide::load(self.source.as_ref(), &node.to_labels)?;
+        let between_field = self
+            .schema()
+            .field_with_name(&between_column(&node.rel_var))
+            .ok()
+            .cloned();
+        let between = match (&node.shape.between, between_field) {
+            (Some((labels, _)), Some(field)) => match field.data_type() {
+                DataType::List(item) => match item.data_type() {
+                    DataType::Struct(fields) => Some(Between {
+                        item: item.clone(),
+                        fields: fields.clone(),
+                        sides: NodeSide::load(self.source.as_ref(), labels)?,
+                    }),
+                    _ => return internal_err!("a node list holds structs"),
+                },
+                _ => return internal_err!("a node list is a list"),
+            },
+            _ => None,
+        };
         let item_fields = match self
             .schema()
             .field_with_name(&node.rel_var)
@@ -571,6 +626,9 @@ impl ExecutionPlan for VarLengthExpandExec {
             input_columns: self.input.schema().fields().len(),
             rel_var: node.rel_var.clone(),
             ordinals: ordinals_column(&node.rel_var),
+            between_name: between_column(&node.rel_var),
+            between,
+            reversed: node.shape.reversed,
             node_prefix: format!("{}.", node.to_var),
             item_fields,
             from_index: self.from_index,
@@ -721,6 +779,8 @@ enum Search {
         frames: Vec<Frame>,
         depth: usize,
         path: Vec<(u16, u32)>,
+        /// The node each relationship of `path` reaches.
+        nodes: Vec<u32>,
     },
     /// Breadth first: the end nodes found, and how many went out.
     Reach {
@@ -745,6 +805,15 @@ struct Hits {
     ends: Vec<u32>,
     offsets: Vec<i32>,
     edges: Vec<(u16, u32)>,
+    /// The node each edge reaches (same offsets).
+    nodes: Vec<u32>,
+}
+
+/// The nodes between a trail's ends, for a named path.
+struct Between {
+    item: FieldRef,
+    fields: Fields,
+    sides: Vec<NodeSide>,
 }
 
 impl Hits {
@@ -764,6 +833,9 @@ struct Walker {
     input_columns: usize,
     rel_var: String,
     ordinals: String,
+    between_name: String,
+    between: Option<Between>,
+    reversed: bool,
     node_prefix: String,
     /// The relationship struct's field and fields, when the list is read.
     item_fields: Option<(FieldRef, Fields)>,
@@ -864,11 +936,19 @@ impl Walker {
         Ok(hits)
     }
 
-    fn push(&mut self, hits: &mut Hits, row: u32, end: u32, path: &[(u16, u32)]) -> Result<()> {
+    fn push(
+        &mut self,
+        hits: &mut Hits,
+        row: u32,
+        end: u32,
+        path: &[(u16, u32)],
+        nodes: &[u32],
+    ) -> Result<()> {
         self.count()?;
         hits.rows.push(row);
         hits.ends.push(end);
         hits.edges.extend_from_slice(path);
+        hits.nodes.extend_from_slice(nodes);
         hits.offsets.push(hits.edges.len() as i32);
         Ok(())
     }
@@ -878,7 +958,7 @@ impl Walker {
         match self.walk {
             Walk::Trails => {
                 if self.min == 0 && self.is_target(start) {
-                    self.push(hits, row, start, &[])?;
+                    self.push(hits, row, start, &[], &[])?;
                 }
                 let mut frames = vec![Frame::default()];
                 self.neighbours(start, &mut frames[0].steps);
@@ -890,6 +970,7 @@ impl Walker {
                     frames,
                     depth: 0,
                     path: Vec::new(),
+                    nodes: Vec::new(),
                 })
             }
             Walk::Reach => Ok(Search::Reach {
@@ -978,7 +1059,7 @@ impl Walker {
                 mut sent,
             } => {
                 while sent < found.len() && hits.len() < GRAPH_BATCH_ROWS {
-                    self.push(hits, row, found[sent], &[])?;
+                    self.push(hits, row, found[sent], &[], &[])?;
                     sent += 1;
                 }
                 Ok((sent < found.len()).then_some(Search::Reach { row, found, sent }))
@@ -988,6 +1069,7 @@ impl Walker {
                 mut frames,
                 mut depth,
                 mut path,
+                mut nodes,
             } => loop {
                 if hits.len() >= GRAPH_BATCH_ROWS {
                     return Ok(Some(Search::Trails {
@@ -995,6 +1077,7 @@ impl Walker {
                         frames,
                         depth,
                         path,
+                        nodes,
                     }));
                 }
                 let frame = &mut frames[depth];
@@ -1004,6 +1087,7 @@ impl Walker {
                     }
                     depth -= 1;
                     path.pop();
+                    nodes.pop();
                     continue;
                 }
                 let (node, t, e) = frame.steps[frame.next];
@@ -1012,9 +1096,10 @@ impl Walker {
                     continue;
                 }
                 path.push((t, e));
+                nodes.push(node);
                 let hops = path.len() as u32;
                 if hops >= self.min && self.is_target(node) {
-                    self.push(hits, row, node, &path)?;
+                    self.push(hits, row, node, &path, &nodes)?;
                 }
                 if hops < self.max {
                     depth += 1;
@@ -1035,6 +1120,7 @@ impl Walker {
                         }
                     }
                     path.pop();
+                    nodes.pop();
                 }
             },
         }
@@ -1047,11 +1133,25 @@ impl Walker {
             columns.push(take(column.as_ref(), &rows, None)?);
         }
         let offsets = OffsetBuffer::new(hits.offsets.clone().into());
+        // Each trail in the order written (walked from the pattern's right end, reversed).
+        let edges: Vec<(u16, u32)> = if self.reversed {
+            hits.offsets
+                .windows(2)
+                .flat_map(|w| {
+                    hits.edges[w[0] as usize..w[1] as usize]
+                        .iter()
+                        .rev()
+                        .copied()
+                })
+                .collect()
+        } else {
+            hits.edges.clone()
+        };
         for field in &self.schema.fields()[self.input_columns..] {
             let name = field.name();
             let column: ArrayRef = if name == &self.ordinals {
                 let values = UInt32Array::from_iter_values(
-                    hits.edges
+                    edges
                         .iter()
                         .map(|&(t, e)| self.types[t as usize].offset + e),
                 );
@@ -1065,13 +1165,18 @@ impl Walker {
                 let Some((item, fields)) = &self.item_fields else {
                     return internal_err!("relationship list fields are missing");
                 };
-                let values = self.relationships(&hits.edges, fields)?;
+                let values = self.relationships(&edges, fields)?;
                 Arc::new(ListArray::try_new(
                     item.clone(),
                     offsets.clone(),
                     values,
                     None,
                 )?)
+            } else if name == &self.between_name {
+                let Some(between) = &self.between else {
+                    return internal_err!("the nodes of a trail were not asked for");
+                };
+                self.between_nodes(hits, between)?
             } else if let Some(p) = name.strip_prefix(&self.node_prefix) {
                 match p {
                     ORD => Arc::new(UInt32Array::from(hits.ends.clone())),
@@ -1103,6 +1208,55 @@ impl Walker {
             columns,
             &arrow::array::RecordBatchOptions::new().with_row_count(Some(hits.len())),
         )?)
+    }
+
+    /// The nodes strictly between each trail's ends, in the order written.
+    fn between_nodes(&self, hits: &Hits, between: &Between) -> Result<ArrayRef> {
+        let mut ordinals: Vec<u32> = Vec::with_capacity(hits.nodes.len());
+        let mut offsets: Vec<i32> = Vec::with_capacity(hits.offsets.len());
+        offsets.push(0);
+        for w in hits.offsets.windows(2) {
+            // The nodes each edge reaches, less the last (the end node).
+            let reached = &hits.nodes[w[0] as usize..w[1] as usize];
+            let inner = &reached[..reached.len().saturating_sub(1)];
+            if self.reversed {
+                ordinals.extend(inner.iter().rev());
+            } else {
+                ordinals.extend(inner);
+            }
+            offsets.push(ordinals.len() as i32);
+        }
+        let sides = &between.sides;
+        let mut children: Vec<ArrayRef> = Vec::with_capacity(between.fields.len());
+        for field in &between.fields {
+            let column: ArrayRef = match field.name().as_str() {
+                "_label" => Arc::new(StringArray::from_iter(ordinals.iter().map(|&n| {
+                    target_of(sides, n)
+                        .map(|i| sides[i].name.as_str())
+                        .filter(|l| *l != crate::nodes::UNLABELED)
+                }))),
+                name => {
+                    let table_column = if name == "_id" { ID } else { name };
+                    let sources: Vec<_> = sides
+                        .iter()
+                        .map(|side| (side.rows.column(table_column), side.rows.as_ref()))
+                        .collect();
+                    let picks = ordinals.iter().map(|&n| {
+                        let i = target_of(sides, n)?;
+                        Some((i, (n - sides[i].offset) as usize))
+                    });
+                    pick(&sources, picks, field.data_type())?
+                }
+            };
+            children.push(column);
+        }
+        let values = StructArray::try_new(between.fields.clone(), children, None)?;
+        Ok(Arc::new(ListArray::try_new(
+            between.item.clone(),
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(values),
+            None,
+        )?))
     }
 
     /// The relationships `edges` as structs of `fields`.

@@ -1,0 +1,173 @@
+//! Named paths: `p = (a)-[..]->(b)` binds `p` to a path value, a struct of a `nodes` list
+//! and a `relationships` list (DESIGN.md), in the order the pattern is written. The value is
+//! built from the pattern's columns once the pattern is matched; `length(p)`, `nodes(p)` and
+//! `relationships(p)` read it (see `expr.rs`). Nodes of different labels and relationships of
+//! different types share one struct type per path: the union of their properties, null where
+//! one has none (a missing property reads as null in openCypher).
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Fields};
+use contextql::ast::PatternPart;
+use datafusion::common::ScalarValue;
+use datafusion::functions::expr_fn as f;
+use datafusion::functions_nested::expr_fn as nested;
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlanBuilder, cast, lit, when};
+
+use crate::PlanError;
+use crate::lower::{BoundRel, ChainLabels, Lowering, State, column};
+use crate::nodes::{ID, LABEL, ORD, TYPE, UNLABELED, column_name, node_fields};
+use crate::scope::VarKind;
+use crate::source::EdgeTableInfo;
+use crate::var_length::{between_column, rel_struct_fields};
+
+/// The struct fields of one named path's nodes and relationships.
+#[derive(Debug, Clone)]
+pub(crate) struct PathFields {
+    pub(crate) nodes: Fields,
+    pub(crate) relationships: Fields,
+}
+
+/// The labels at either end of the edge tables: what a node inside a walk over them may be.
+pub(crate) fn endpoint_labels(edges: &[EdgeTableInfo]) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::new();
+    for e in edges {
+        for l in [&e.from, &e.to] {
+            if !labels.contains(l) {
+                labels.push(l.clone());
+            }
+        }
+    }
+    labels
+}
+
+/// A list of `fields` structs, as a path's lists hold them.
+fn list_of(fields: &Fields) -> DataType {
+    DataType::List(Arc::new(Field::new_struct("item", fields.clone(), true)))
+}
+
+impl Lowering<'_> {
+    /// The struct fields a named path over `part` gives its nodes and relationships.
+    pub(crate) fn path_fields(&self, labels: &ChainLabels, part: &PatternPart) -> PathFields {
+        let mut node_labels: Vec<String> = Vec::new();
+        let mut add = |l: &String| {
+            if !node_labels.contains(l) {
+                node_labels.push(l.clone());
+            }
+        };
+        labels.labels.iter().flatten().for_each(&mut add);
+        let mut edges: Vec<EdgeTableInfo> = Vec::new();
+        for (i, (rel, _)) in part.element.chain.iter().enumerate() {
+            if rel.length.is_some() {
+                endpoint_labels(&labels.types[i]).iter().for_each(&mut add);
+            }
+            for e in &labels.types[i] {
+                if !edges.iter().any(|x| x.table == e.table) {
+                    edges.push(e.clone());
+                }
+            }
+        }
+        let mut nodes = vec![
+            Field::new("_id", DataType::Int64, true),
+            Field::new("_label", DataType::Utf8, true),
+        ];
+        for field in node_fields("n", &self.node_tables(&node_labels), true) {
+            let name = &field.name()["n.".len()..];
+            if !name.starts_with('_') {
+                nodes.push(Field::new(name, field.data_type().clone(), true));
+            }
+        }
+        PathFields {
+            nodes: nodes.into(),
+            relationships: rel_struct_fields("r", &edges),
+        }
+    }
+
+    /// Binds `var` to the path from node `first` over `steps` (each a relationship and the
+    /// node it reaches, in the order written), as a column of the rows.
+    pub(crate) fn bind_path(
+        &mut self,
+        state: State,
+        var: &str,
+        first: &str,
+        steps: &[(BoundRel, String)],
+        fields: &PathFields,
+    ) -> Result<State, PlanError> {
+        let schema = state.plan.schema().clone();
+        let has = |name: &str| schema.index_of_column_by_name(None, name).is_some();
+        // One entity's struct in the path's layout: its own columns, typed nulls for the rest.
+        let entity = |var: &str, fields: &Fields| -> Result<Expr, PlanError> {
+            let mut args = Vec::with_capacity(2 * fields.len());
+            for field in fields.iter() {
+                let name = field.name().as_str();
+                let value = match name {
+                    "_id" => column(&column_name(var, ID)),
+                    "_label" => {
+                        let label = column(&column_name(var, LABEL));
+                        when(
+                            label.clone().eq(lit(UNLABELED)),
+                            lit(ScalarValue::Utf8(None)),
+                        )
+                        .otherwise(label)?
+                    }
+                    "_type" => column(&column_name(var, TYPE)),
+                    _ if has(&column_name(var, name)) => {
+                        cast(column(&column_name(var, name)), field.data_type().clone())
+                    }
+                    _ => lit(ScalarValue::try_from(field.data_type())?),
+                };
+                args.push(lit(name));
+                args.push(value);
+            }
+            Ok(nested::make_array(vec![f::named_struct(args)]))
+        };
+        let (node_list, rel_list) = (list_of(&fields.nodes), list_of(&fields.relationships));
+        let mut nodes = vec![cast(entity(first, &fields.nodes)?, node_list.clone())];
+        let mut relationships = Vec::with_capacity(steps.len());
+        for ((rel, _, list), node) in steps {
+            if *list {
+                relationships.push(cast(column(rel), rel_list.clone()));
+                nodes.push(cast(column(&between_column(rel)), node_list.clone()));
+            } else {
+                relationships.push(cast(entity(rel, &fields.relationships)?, rel_list.clone()));
+            }
+            nodes.push(cast(entity(node, &fields.nodes)?, node_list.clone()));
+        }
+        let concat = |mut parts: Vec<Expr>, item: &Fields| -> Expr {
+            match parts.len() {
+                // `p = (a)`: one node and no relationships.
+                0 => lit(ScalarValue::List(ScalarValue::new_list_nullable(
+                    &[],
+                    &DataType::Struct(item.clone()),
+                ))),
+                1 => parts.remove(0),
+                _ => nested::array_concat(parts),
+            }
+        };
+        let value = f::named_struct(vec![
+            lit("nodes"),
+            concat(nodes, &fields.nodes),
+            lit("relationships"),
+            concat(relationships, &fields.relationships),
+        ]);
+        // An unmatched OPTIONAL node makes no path.
+        let value = when(
+            column(&column_name(first, ORD)).is_null(),
+            lit(ScalarValue::Null),
+        )
+        .otherwise(value)?;
+        let _ = value.get_type(&schema)?;
+        let mut exprs: Vec<Expr> = schema.fields().iter().map(|f| column(f.name())).collect();
+        exprs.push(value.alias(var));
+        let plan = LogicalPlanBuilder::from(state.plan)
+            .project(exprs)?
+            .build()?;
+        let mut scope = state.scope;
+        scope.bind(var, VarKind::Value, false);
+        Ok(State {
+            plan,
+            scope,
+            ..state
+        })
+    }
+}
