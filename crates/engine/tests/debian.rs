@@ -360,6 +360,7 @@ async fn variable_length_answers_match(
         }
     }
     assert!(reaching(by_name["libc6"], 3).len() > 10_000);
+    shortest_paths_match(db, src, dst, by_name).await;
     for hops in [2, 3] {
         let expected = trails(&into, small_id, &mut Vec::new(), hops);
         let text = format!(
@@ -367,6 +368,84 @@ async fn variable_length_answers_match(
         );
         assert_eq!(scalar(db, &text).await, expected, "{text}");
     }
+}
+
+/// Shortest path lengths (issue 10) against breadth-first searches over the DEPENDS rows:
+/// from 20 packages spread over the ids to the farthest package each reaches within 6 hops,
+/// from vim to libc6 (tens of thousands of dependents), and a pair with no path.
+async fn shortest_paths_match(
+    db: &Database,
+    src: &[i64],
+    dst: &[i64],
+    by_name: &HashMap<&str, i64>,
+) {
+    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (s, d) in src.iter().zip(dst) {
+        out.entry(*s).or_default().push(*d);
+    }
+    let distances = |from: i64| -> HashMap<i64, usize> {
+        let mut seen = HashMap::from([(from, 0)]);
+        let mut frontier = vec![from];
+        let mut depth = 0;
+        while !frontier.is_empty() {
+            depth += 1;
+            let mut next = Vec::new();
+            for n in frontier {
+                for d in out.get(&n).into_iter().flatten() {
+                    if !seen.contains_key(d) {
+                        seen.insert(*d, depth);
+                        next.push(*d);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        seen
+    };
+    let length = |a: i64, b: i64| {
+        format!(
+            "MATCH p = shortestPath((a:Package {{id: {a}}})-[:DEPENDS*]->(b:Package {{id: {b}}})) \
+             RETURN length(p)"
+        )
+    };
+    let mut sources: Vec<i64> = out.keys().copied().collect();
+    sources.sort();
+    let step = sources.len() / 20;
+    let mut checked = 0;
+    for from in sources.iter().step_by(step).take(20) {
+        let reach = distances(*from);
+        // The farthest within 6 hops, the smallest id among equals.
+        let Some((to, hops)) = reach
+            .iter()
+            .filter(|(_, d)| **d <= 6)
+            .map(|(n, d)| (*n, *d))
+            .max_by_key(|(n, d)| (*d, -n))
+        else {
+            continue;
+        };
+        if hops == 0 {
+            continue;
+        }
+        assert_eq!(
+            scalar(db, &length(*from, to)).await,
+            hops as i64,
+            "{from} -> {to}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} pairs had a path");
+    let (vim, libc6) = (by_name["vim"], by_name["libc6"]);
+    assert_eq!(
+        scalar(db, &length(vim, libc6)).await,
+        distances(vim)[&libc6] as i64
+    );
+    // libc6 depends on nothing that reaches vim.
+    assert!(!distances(libc6).contains_key(&vim));
+    let none = db.execute(&length(libc6, vim)).await.unwrap();
+    assert_eq!(
+        none[0].batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+        0
+    );
 }
 
 /// Runs a top-10 search and checks each row qualifies and carries its own score; returns its

@@ -898,6 +898,16 @@ impl ExprContext<'_> {
             "size" | "length" => {
                 arity(1)?;
                 let x = next();
+                // A path the pattern named: its length is a column of its own.
+                if let ExprKind::Variable(v) = &args[0].kind
+                    && is_path(&self.type_of(&x).unwrap_or(DataType::Null))
+                    && self
+                        .schema
+                        .index_of_column_by_name(None, &crate::lower_paths::length_column(v))
+                        .is_some()
+                {
+                    return Ok(column(&crate::lower_paths::length_column(v)));
+                }
                 match self.type_of(&x) {
                     // The length of a path is its number of relationships.
                     Some(t) if is_path(&t) => cast(

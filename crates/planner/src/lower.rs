@@ -23,7 +23,7 @@ use crate::lower_write::{Pending, WriteBlock, WrittenTables};
 use crate::nodes::{ExpandDirection, GraphExpand, LABEL, NodeScan, ORD, column_name};
 use crate::scope::{Scope, VarKind};
 use crate::source::{EdgeTableInfo, GraphSource, NodeTableInfo, SourceRef};
-use crate::var_length::{PathLimits, TrailShape, VarLengthExpand, ordinals_column};
+use crate::var_length::{PathLimits, TrailShape, VarLengthExpand, Walk, ordinals_column};
 
 /// The most steps one pattern may have (a named limit on planning work).
 pub const MAX_PATTERN_STEPS: usize = 64;
@@ -81,6 +81,8 @@ pub struct Lowering<'a> {
     pub(crate) limits: PathLimits,
     /// While lowering a named path: the struct fields of its nodes and relationships.
     pub(crate) path: Option<PathFields>,
+    /// While lowering `shortestPath` (false) or `allShortestPaths` (true).
+    shortest: Option<bool>,
 }
 
 impl<'a> Lowering<'a> {
@@ -97,6 +99,7 @@ impl<'a> Lowering<'a> {
             alternate: None,
             limits: PathLimits::default(),
             path: None,
+            shortest: None,
         }
     }
 
@@ -646,9 +649,27 @@ impl<'a> Lowering<'a> {
         part: &PatternPart,
         rels: &mut Vec<BoundRel>,
     ) -> Result<State, PlanError> {
-        if part.kind != ast::PatternKind::Plain {
-            return Err(self.err(part.span, "shortestPath is not supported yet"));
-        }
+        let shortest = match part.kind {
+            ast::PatternKind::Plain => None,
+            kind => {
+                let chain = &part.element.chain;
+                if chain.len() != 1 {
+                    return Err(self.err(
+                        part.span,
+                        "shortestPath and allShortestPaths take a pattern of one relationship",
+                    ));
+                }
+                if let Some((Some(min), _)) = chain[0].0.length
+                    && min > 1
+                {
+                    return Err(self.err(
+                        chain[0].0.span,
+                        "a shortest path has a minimum length of 0 or 1",
+                    ));
+                }
+                Some(kind == ast::PatternKind::AllShortestPaths)
+            }
+        };
         if let Some(v) = &part.variable
             && state.scope.get(&v.name).is_some()
         {
@@ -704,26 +725,20 @@ impl<'a> Lowering<'a> {
                 state
             }
         } else {
-            let tables = self.node_tables(&labels.labels[start]);
-            let mut scan = NodeScan::try_new(SourceRef(self.source.clone()), &start_var, &tables)?;
-            scan.lookup = self.scan_lookup(nodes[start]);
-            let scan = LogicalPlan::Extension(Extension {
-                node: Arc::new(scan),
-            });
-            let mut scope = Scope::default();
-            scope.bind(
-                &start_var,
-                self.node_kind(&labels.labels[start]),
-                self.hidden(&nodes[start].variable),
-            );
-            let scanned = State {
-                plan: scan,
-                scope,
-                unit: false,
-            };
-            self.cross(state, scanned)?
+            self.scan_node(state, &start_var, &labels.labels[start], nodes[start])?
         };
         state = self.node_properties(state, &start_var, nodes[start])?;
+        // A shortest path searches between two nodes: the other end is found first too.
+        if shortest.is_some() {
+            let end = 1 - start;
+            if let Some(v) = &nodes[end].variable
+                && state.scope.get(&v.name).is_none()
+            {
+                state = self.scan_node(state, &v.name, &labels.labels[end], nodes[end])?;
+                state = self.node_properties(state, &v.name, nodes[end])?;
+            }
+        }
+        self.shortest = shortest;
         // Walk right from the start, then left; note each position's node and relationship
         // for a named path.
         let mut node_vars = vec![String::new(); nodes.len()];
@@ -747,6 +762,7 @@ impl<'a> Lowering<'a> {
             rel_vars[step] = Some(rel.clone());
             rels.push(rel);
         }
+        self.shortest = None;
         match (&part.variable, self.path.take()) {
             (Some(var), Some(fields)) => {
                 let steps: Vec<(BoundRel, String)> = rel_vars
@@ -758,6 +774,31 @@ impl<'a> Lowering<'a> {
             }
             _ => Ok(state),
         }
+    }
+
+    /// `state` crossed with every node of `labels` (those an index finds by the node's inline
+    /// properties or WHERE equalities, if any), bound to `var`.
+    fn scan_node(
+        &mut self,
+        state: State,
+        var: &str,
+        labels: &[String],
+        node: &ast::NodePattern,
+    ) -> Result<State, PlanError> {
+        let tables = self.node_tables(labels);
+        let mut scan = NodeScan::try_new(SourceRef(self.source.clone()), var, &tables)?;
+        scan.lookup = self.scan_lookup(node);
+        let scan = LogicalPlan::Extension(Extension {
+            node: Arc::new(scan),
+        });
+        let mut scope = Scope::default();
+        scope.bind(var, self.node_kind(labels), self.hidden(&node.variable));
+        let scanned = State {
+            plan: scan,
+            scope,
+            unit: false,
+        };
+        self.cross(state, scanned)
     }
 
     /// An inline property of a scanned node, or a WHERE equality or IN list on it, whose
@@ -1031,7 +1072,8 @@ impl Lowering<'_> {
             (None, Some(v)) => v.name.clone(),
         };
         let rel_types: Vec<String> = edges.iter().map(|e| e.table.clone()).collect();
-        let (plan, rel_kind, list) = match rel.length {
+        let length = rel.length.or(self.shortest.map(|_| (Some(1), Some(1))));
+        let (plan, rel_kind, list) = match length {
             None => {
                 let expand = GraphExpand::try_new(
                     SourceRef(self.source.clone()),
@@ -1083,6 +1125,15 @@ impl Lowering<'_> {
                     &to_tables,
                     shape,
                 )?;
+                let mut walk = walk;
+                if let Some(all) = self.shortest {
+                    walk.walk = if all {
+                        Walk::AllShortest
+                    } else {
+                        Walk::Shortest
+                    };
+                    walk.target = to_bound.as_ref().map(|b| column_name(b, ORD));
+                }
                 (
                     Arc::new(walk) as Arc<dyn UserDefinedLogicalNode>,
                     VarKind::Value,

@@ -19,7 +19,7 @@ use crate::lower::{BoundRel, ChainLabels, Lowering, State, column};
 use crate::nodes::{ID, LABEL, ORD, TYPE, UNLABELED, column_name, node_fields};
 use crate::scope::VarKind;
 use crate::source::EdgeTableInfo;
-use crate::var_length::{between_column, rel_struct_fields};
+use crate::var_length::{between_column, ordinals_column, rel_struct_fields};
 
 /// The struct fields of one named path's nodes and relationships.
 #[derive(Debug, Clone)]
@@ -39,6 +39,11 @@ pub(crate) fn endpoint_labels(edges: &[EdgeTableInfo]) -> Vec<String> {
         }
     }
     labels
+}
+
+/// The column beside a named path `p` holding its length.
+pub(crate) fn length_column(path: &str) -> String {
+    column_name(path, "__length")
 }
 
 /// A list of `fields` structs, as a path's lists hold them.
@@ -157,8 +162,24 @@ impl Lowering<'_> {
         )
         .otherwise(value)?;
         let _ = value.get_type(&schema)?;
+        // Its length beside it, so `length(p)` builds no lists.
+        let length = steps
+            .iter()
+            .map(|((rel, _, list), _)| {
+                if *list {
+                    cast(
+                        nested::cardinality(column(&ordinals_column(rel))),
+                        DataType::Int64,
+                    )
+                } else {
+                    lit(1i64)
+                }
+            })
+            .reduce(|a, b| a + b)
+            .unwrap_or(lit(0i64));
         let mut exprs: Vec<Expr> = schema.fields().iter().map(|f| column(f.name())).collect();
         exprs.push(value.alias(var));
+        exprs.push(length.alias(length_column(var)));
         let plan = LogicalPlanBuilder::from(state.plan)
             .project(exprs)?
             .build()?;

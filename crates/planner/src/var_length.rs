@@ -156,6 +156,11 @@ pub enum Walk {
     /// (Neo4j's pruning var-length expand). Only where the rows above read distinct end nodes
     /// (see [`ReachWhenDistinct`]).
     Reach,
+    /// `shortestPath`: one shortest trail to the node in `target`, by a breadth-first search
+    /// from both ends.
+    Shortest,
+    /// `allShortestPaths`: every shortest trail to the node in `target`.
+    AllShortest,
 }
 
 /// The column of a variable-length relationship variable `r` holding its relationships'
@@ -201,6 +206,8 @@ pub struct VarLengthExpand {
     /// Every relationship of a trail has these property values (`[:T* {k: v}]`).
     pub hop_properties: Vec<(String, ScalarValue)>,
     pub walk: Walk,
+    /// For the shortest walks: the column of the node the path must end at.
+    pub target: Option<String>,
     pub rel_var: String,
     pub to_var: String,
     pub to_labels: Vec<String>,
@@ -288,6 +295,7 @@ impl VarLengthExpand {
             limits,
             hop_properties,
             walk: Walk::Trails,
+            target: None,
             rel_var: rel_var.to_string(),
             to_var: to_var.to_string(),
             to_labels: to_tables.iter().map(|t| t.label.clone()).collect(),
@@ -401,6 +409,8 @@ impl UserDefinedLogicalNodeCore for VarLengthExpand {
             match self.walk {
                 Walk::Trails => "trails",
                 Walk::Reach => "reach (breadth-first, each node once)",
+                Walk::Shortest => "shortest (breadth-first from both ends)",
+                Walk::AllShortest => "all shortest (breadth-first)",
             },
             self.own_fields()
                 .iter()
@@ -408,6 +418,9 @@ impl UserDefinedLogicalNodeCore for VarLengthExpand {
                 .collect::<Vec<_>>()
                 .join(", ")
         )?;
+        if let Some(target) = &self.target {
+            write!(f, " to {}", target.trim_end_matches(".__ord"))?;
+        }
         for (property, value) in &self.hop_properties {
             write!(f, " every {property} = {value}")?;
         }
@@ -621,7 +634,12 @@ impl ExecutionPlan for VarLengthExpandExec {
             },
             _ => None,
         };
+        let target_index = match &node.target {
+            Some(column) => Some(self.input.schema().index_of(column)?),
+            None => None,
+        };
         let walker = Walker {
+            target_index,
             schema: self.schema(),
             input_columns: self.input.schema().fields().len(),
             rel_var: node.rel_var.clone(),
@@ -634,7 +652,11 @@ impl ExecutionPlan for VarLengthExpandExec {
             from_index: self.from_index,
             direction: node.direction,
             min: node.min,
-            max: node.max.unwrap_or(node.limits.max_hops),
+            // A shortest walk ends with the graph: it visits each node at most once.
+            max: node.max.unwrap_or(match node.walk {
+                Walk::Shortest | Walk::AllShortest => u32::MAX,
+                _ => node.limits.max_hops,
+            }),
             unbounded: node.max.is_none(),
             limits: node.limits,
             walk: node.walk,
@@ -671,7 +693,11 @@ impl ExecutionPlan for VarLengthExpandExec {
                 match state.input.next().await {
                     None => return None,
                     Some(Err(e)) => return Some((Err(e), state)),
-                    Some(Ok(batch)) => match Current::new(batch, state.walker.from_index) {
+                    Some(Ok(batch)) => match Current::new(
+                        batch,
+                        state.walker.from_index,
+                        state.walker.target_index,
+                    ) {
                         Ok(current) => state.current = Some(current),
                         Err(e) => return Some((Err(e), state)),
                     },
@@ -741,6 +767,8 @@ fn comparable(value: &ScalarValue, to: &DataType) -> Option<ScalarValue> {
 struct Current {
     batch: RecordBatch,
     from: UInt32Array,
+    /// The node each row's shortest walk ends at.
+    to: Option<UInt32Array>,
     /// The next input row to start from.
     row: usize,
     /// The walk from the row before `row`, if it was left with more to give.
@@ -748,18 +776,23 @@ struct Current {
 }
 
 impl Current {
-    fn new(batch: RecordBatch, from_index: usize) -> Result<Current> {
-        let from = batch
-            .column(from_index)
-            .as_any()
-            .downcast_ref::<UInt32Array>()
-            .ok_or_else(|| {
-                DataFusionError::Internal("VarLengthExpand source column is not UInt32".into())
-            })?
-            .clone();
+    fn new(batch: RecordBatch, from_index: usize, to_index: Option<usize>) -> Result<Current> {
+        let ordinals = |i: usize| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .cloned()
+                .ok_or_else(|| {
+                    DataFusionError::Internal("VarLengthExpand node column is not UInt32".into())
+                })
+        };
+        let from = ordinals(from_index)?;
+        let to = to_index.map(ordinals).transpose()?;
         Ok(Current {
             batch,
             from,
+            to,
             row: 0,
             search: None,
         })
@@ -788,7 +821,21 @@ enum Search {
         found: Vec<u32>,
         sent: usize,
     },
+    /// Shortest walks: the trails found (relationships and the node each reaches), and how
+    /// many went out.
+    Found {
+        row: u32,
+        end: u32,
+        trails: Vec<Trail>,
+        sent: usize,
+    },
 }
+
+/// One trail: its relationships (type index, edge row) and the node each reaches.
+type Trail = (Vec<(u16, u32)>, Vec<u32>);
+
+/// One edge of a walk: the node at its other end, its type index and its edge row.
+type Step = (u32, u16, u32);
 
 #[derive(Default)]
 struct Frame {
@@ -829,6 +876,8 @@ struct WalkState {
 }
 
 struct Walker {
+    /// The input column of the node a shortest walk ends at.
+    target_index: Option<usize>,
     schema: SchemaRef,
     input_columns: usize,
     rel_var: String,
@@ -860,6 +909,16 @@ struct Walker {
 impl Walker {
     /// The edges the walk may take from `node`: (neighbour, type index, edge row).
     fn neighbours(&self, node: u32, out: &mut Vec<(u32, u16, u32)>) {
+        self.neighbours_along(node, self.direction, out)
+    }
+
+    /// The edges from `node` in `direction`.
+    fn neighbours_along(
+        &self,
+        node: u32,
+        direction: ExpandDirection,
+        out: &mut Vec<(u32, u16, u32)>,
+    ) {
         out.clear();
         for (t, side) in self.types.iter().enumerate() {
             let mask = self.masks[t].as_deref();
@@ -868,7 +927,7 @@ impl Walker {
                     out.push((n, t as u16, e));
                 }
             };
-            match self.direction {
+            match direction {
                 ExpandDirection::Out => side.adjacency.for_each_out(node, &mut push),
                 ExpandDirection::In => side.adjacency.for_each_in(node, &mut push),
                 ExpandDirection::Both => {
@@ -891,12 +950,7 @@ impl Walker {
     fn count(&mut self) -> Result<()> {
         self.produced += 1;
         if self.produced > self.limits.max_rows {
-            return Err(DataFusionError::ResourcesExhausted(format!(
-                "a variable-length pattern produced more than {} rows \
-                 (contextql.max_expand_rows); narrow the pattern, bound its length, read \
-                 distinct end nodes, or SET contextql.max_expand_rows to a larger value",
-                self.limits.max_rows
-            )));
+            return Err(self.too_many());
         }
         Ok(())
     }
@@ -928,7 +982,12 @@ impl Walker {
                     if !current.from.is_valid(row) {
                         continue;
                     }
-                    self.start(row as u32, current.from.value(row), &mut hits)?
+                    let from = current.from.value(row);
+                    match &current.to {
+                        Some(to) if !to.is_valid(row) => continue,
+                        Some(to) => self.shortest(row as u32, from, to.value(row))?,
+                        None => self.start(row as u32, from, &mut hits)?,
+                    }
                 }
             };
             current.search = self.resume(search, &mut hits)?;
@@ -978,7 +1037,197 @@ impl Walker {
                 found: self.reach(start)?,
                 sent: 0,
             }),
+            Walk::Shortest | Walk::AllShortest => {
+                internal_err!("a shortest walk without the node it ends at")
+            }
         }
+    }
+
+    /// The shortest trails of `min..=max` hops from `start` to `end` (one, or all of them).
+    fn shortest(&mut self, row: u32, start: u32, end: u32) -> Result<Search> {
+        let mut trails = Vec::new();
+        if start == end {
+            // A path of no relationships, where the pattern allows one; openCypher's shortest
+            // path never goes round a cycle back to where it began.
+            if self.min == 0 && self.is_target(end) {
+                trails.push((vec![], vec![]));
+            }
+        } else if self.is_target(end) {
+            trails = match self.walk {
+                Walk::AllShortest => self.all_shortest(start, end)?,
+                _ => self.one_shortest(start, end)?.into_iter().collect(),
+            };
+            trails.retain(|(edges, _)| edges.len() as u32 >= self.min);
+        }
+        Ok(Search::Found {
+            row,
+            end,
+            trails,
+            sent: 0,
+        })
+    }
+
+    /// The edges from `node` in the walk's direction (`forward`) or against it.
+    fn steps(&self, node: u32, forward: bool, out: &mut Vec<(u32, u16, u32)>) {
+        if forward {
+            return self.neighbours(node, out);
+        }
+        let reverse = match self.direction {
+            ExpandDirection::Out => ExpandDirection::In,
+            ExpandDirection::In => ExpandDirection::Out,
+            ExpandDirection::Both => ExpandDirection::Both,
+        };
+        self.neighbours_along(node, reverse, out);
+    }
+
+    /// One shortest trail from `start` to `end`, searched breadth first from both ends a
+    /// level at a time, always on the side whose frontier is smaller: on a graph where a few
+    /// nodes have tens of thousands of neighbours, the search stays on the thin side.
+    fn one_shortest(&mut self, start: u32, end: u32) -> Result<Option<Trail>> {
+        use std::collections::HashMap;
+        // node -> (previous node, type, edge, depth); the ends have no previous node.
+        type Seen = HashMap<u32, (u32, u16, u32, u32)>;
+        let mut seen: [Seen; 2] = [HashMap::new(), HashMap::new()];
+        seen[0].insert(start, (u32::MAX, 0, 0, 0));
+        seen[1].insert(end, (u32::MAX, 0, 0, 0));
+        let mut frontiers = [vec![start], vec![end]];
+        let mut depths = [0u32, 0u32];
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut found: Option<(u32, u32)> = None; // (meeting node, total length)
+        while found.is_none()
+            && !frontiers[0].is_empty()
+            && !frontiers[1].is_empty()
+            && depths[0] + depths[1] < self.max
+        {
+            let side = usize::from(frontiers[1].len() < frontiers[0].len());
+            let other = 1 - side;
+            let mut next = Vec::new();
+            for &node in &frontiers[side] {
+                self.steps(node, side == 0, &mut scratch);
+                for &(n, t, e) in &scratch {
+                    if seen[side].contains_key(&n) {
+                        continue;
+                    }
+                    seen[side].insert(n, (node, t, e, depths[side] + 1));
+                    next.push(n);
+                    if let Some(&(_, _, _, d)) = seen[other].get(&n) {
+                        let length = depths[side] + 1 + d;
+                        if found.is_none_or(|(_, best)| length < best) {
+                            found = Some((n, length));
+                        }
+                    }
+                }
+            }
+            self.count_frontier(next.len())?;
+            depths[side] += 1;
+            frontiers[side] = next;
+        }
+        self.scratch = scratch;
+        let Some((meeting, length)) = found else {
+            return Ok(None);
+        };
+        if length > self.max {
+            return Ok(None);
+        }
+        // Back from the meeting node to the start, then on from it to the end.
+        let mut edges = Vec::new();
+        let mut nodes = Vec::new();
+        let mut at = meeting;
+        while at != start {
+            let (previous, t, e, _) = seen[0][&at];
+            edges.push((t, e));
+            nodes.push(at);
+            at = previous;
+        }
+        edges.reverse();
+        nodes.reverse();
+        let mut at = meeting;
+        while at != end {
+            let (next, t, e, _) = seen[1][&at];
+            edges.push((t, e));
+            nodes.push(next);
+            at = next;
+        }
+        Ok(Some((edges, nodes)))
+    }
+
+    /// Every shortest trail from `start` to `end`: a breadth-first search from `start` that
+    /// keeps every edge by which a node is first reached at its depth, up to the depth `end`
+    /// is found at, then each way back from `end`.
+    fn all_shortest(&mut self, start: u32, end: u32) -> Result<Vec<Trail>> {
+        use std::collections::HashMap;
+        // node -> (depth, every (previous node, type, edge) at one less depth)
+        let mut seen: HashMap<u32, (u32, Vec<Step>)> = HashMap::new();
+        seen.insert(start, (0, vec![]));
+        let mut frontier = vec![start];
+        let mut depth = 0;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        while !frontier.is_empty() && !seen.contains_key(&end) && depth < self.max {
+            depth += 1;
+            let mut next = Vec::new();
+            for &node in &frontier {
+                self.neighbours(node, &mut scratch);
+                for &(n, t, e) in &scratch {
+                    match seen.get_mut(&n) {
+                        Some((d, previous)) if *d == depth => previous.push((node, t, e)),
+                        Some(_) => {}
+                        None => {
+                            seen.insert(n, (depth, vec![(node, t, e)]));
+                            next.push(n);
+                        }
+                    }
+                }
+            }
+            self.count_frontier(next.len())?;
+            frontier = next;
+        }
+        self.scratch = scratch;
+        if !seen.contains_key(&end) {
+            return Ok(vec![]);
+        }
+        // Each way back from the end, depth first.
+        let mut trails = Vec::new();
+        // (node, the trail back from the end so far)
+        let mut stack: Vec<(u32, Trail)> = vec![(end, (vec![], vec![]))];
+        while let Some((node, (edges, nodes))) = stack.pop() {
+            if node == start {
+                let (mut edges, mut nodes) = (edges, nodes);
+                edges.reverse();
+                nodes.reverse();
+                trails.push((edges, nodes));
+                if trails.len() as u64 > self.limits.max_rows {
+                    return Err(self.too_many());
+                }
+                continue;
+            }
+            for &(previous, t, e) in &seen[&node].1 {
+                let mut edges = edges.clone();
+                edges.push((t, e));
+                let mut nodes = nodes.clone();
+                nodes.push(node);
+                stack.push((previous, (edges, nodes)));
+            }
+        }
+        Ok(trails)
+    }
+
+    /// A frontier of `n` nodes more, against the row limit (a breadth-first search holds
+    /// at most every node once, but a limit keeps one search from taking all the memory a
+    /// statement may have).
+    fn count_frontier(&self, n: usize) -> Result<()> {
+        if n as u64 > self.limits.max_rows {
+            return Err(self.too_many());
+        }
+        Ok(())
+    }
+
+    fn too_many(&self) -> DataFusionError {
+        DataFusionError::ResourcesExhausted(format!(
+            "a variable-length pattern produced more than {} rows \
+             (contextql.max_expand_rows); narrow the pattern, bound its length, read \
+             distinct end nodes, or SET contextql.max_expand_rows to a larger value",
+            self.limits.max_rows
+        ))
     }
 
     /// Every node a trail of `min..=max` hops from `start` ends at, each once (see
@@ -1063,6 +1312,24 @@ impl Walker {
                     sent += 1;
                 }
                 Ok((sent < found.len()).then_some(Search::Reach { row, found, sent }))
+            }
+            Search::Found {
+                row,
+                end,
+                trails,
+                mut sent,
+            } => {
+                while sent < trails.len() && hits.len() < GRAPH_BATCH_ROWS {
+                    let (edges, nodes) = &trails[sent];
+                    self.push(hits, row, end, edges, nodes)?;
+                    sent += 1;
+                }
+                Ok((sent < trails.len()).then_some(Search::Found {
+                    row,
+                    end,
+                    trails,
+                    sent,
+                }))
             }
             Search::Trails {
                 row,
