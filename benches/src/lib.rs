@@ -70,6 +70,9 @@ pub async fn load(config: DbConfig) -> (Arc<Database>, Duration) {
 pub struct Baseline {
     pub adjacency: Adjacency,
     pub libc6: u32,
+    /// Each package's id and name, by row position.
+    pub ids: Vec<i64>,
+    pub names: Vec<String>,
 }
 
 impl Baseline {
@@ -83,6 +86,7 @@ impl Baseline {
             .collect();
         let mut libc6 = None;
         let mut row = 0u32;
+        let mut all_names = Vec::with_capacity(ids.len());
         for b in &packages {
             let names =
                 arrow::compute::cast(b.column_by_name("name").expect("name"), &DataType::Utf8)
@@ -92,6 +96,7 @@ impl Baseline {
                 if names.value(i) == "libc6" {
                     libc6 = Some(row);
                 }
+                all_names.push(names.value(i).to_string());
                 row += 1;
             }
         }
@@ -104,6 +109,8 @@ impl Baseline {
         Baseline {
             adjacency: Adjacency::build(&pairs).expect("fits"),
             libc6: libc6.expect("libc6 is in the data set"),
+            ids,
+            names: all_names,
         }
     }
 

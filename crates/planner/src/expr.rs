@@ -12,6 +12,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable, cast, lit, when};
 use std::sync::Arc;
 
 use crate::PlanError;
+use crate::lambda::{LambdaKind, ListLambda};
 use crate::nodes::{ID, LABEL, ORD, TYPE, UNLABELED, column_name};
 use crate::scope::{Scope, VarKind};
 
@@ -479,16 +480,132 @@ impl ExprContext<'_> {
                 };
                 nested::array_slice(list, from, to, None)
             }
-            ExprKind::ListComprehension { .. }
-            | ExprKind::Quantifier { .. }
-            | ExprKind::PatternPredicate(_) => {
+            ExprKind::ListComprehension {
+                variable,
+                list,
+                predicate,
+                projection,
+            } => self.lambda(
+                LambdaKind::Comprehension,
+                variable,
+                list,
+                predicate.as_deref(),
+                projection.as_deref(),
+            )?,
+            ExprKind::Quantifier {
+                kind,
+                variable,
+                list,
+                predicate,
+            } => {
+                let kind = match kind {
+                    ast::Quantifier::All => LambdaKind::All,
+                    ast::Quantifier::Any => LambdaKind::Any,
+                    ast::Quantifier::None => LambdaKind::None,
+                    ast::Quantifier::Single => LambdaKind::Single,
+                };
+                self.lambda(kind, variable, list, Some(predicate), None)?
+            }
+            ExprKind::PatternPredicate(_) => {
                 return Err(err(
                     text,
                     e.span,
-                    "list comprehensions, quantifiers and pattern predicates are not supported yet",
+                    "pattern predicates are not supported yet",
                 ));
             }
         })
+    }
+
+    /// A list comprehension or quantifier: `variable` ranges over the elements of `list`
+    /// in `predicate` and `projection`, beside the variables in scope (it hides one of the
+    /// same name).
+    fn lambda(
+        &mut self,
+        kind: LambdaKind,
+        variable: &str,
+        list: &ast::Expr,
+        predicate: Option<&ast::Expr>,
+        projection: Option<&ast::Expr>,
+    ) -> Result<Expr, PlanError> {
+        let text = self.text;
+        let list_expr = self.convert(list)?;
+        let element = match self.type_of(&list_expr) {
+            Some(
+                DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _),
+            ) => item.data_type().clone(),
+            Some(DataType::Null) => {
+                return Ok(lit(match kind {
+                    LambdaKind::Comprehension => ScalarValue::Null,
+                    _ => ScalarValue::Boolean(None),
+                }));
+            }
+            _ => {
+                return Err(err(
+                    text,
+                    list.span,
+                    "type mismatch: `IN` of a list comprehension or quantifier takes a list",
+                ));
+            }
+        };
+        // The body sees the outer columns and the element as `variable`.
+        let mut fields: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != variable)
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let element_field = Field::new(variable, element, true);
+        fields.push(element_field.clone());
+        let inner =
+            DFSchema::try_from(arrow::datatypes::Schema::new(fields)).map_err(PlanError::from)?;
+        let mut scope = Scope::default();
+        for (name, var_kind) in self.scope.all() {
+            if name != variable {
+                scope.bind(name, var_kind.clone(), false);
+            }
+        }
+        scope.bind(variable, VarKind::Value, false);
+        let mut body = ExprContext {
+            scope: &scope,
+            schema: &inner,
+            params: self.params,
+            text,
+            aggregates: None,
+            depth: self.depth,
+        };
+        let predicate = predicate.map(|p| body.convert(p)).transpose()?;
+        let projection = projection.map(|p| body.convert(p)).transpose()?;
+        // The outer columns the body reads, passed to it as arguments.
+        let mut captured: Vec<String> = predicate
+            .iter()
+            .chain(&projection)
+            .flat_map(|e| e.column_refs())
+            .map(|c| c.name.clone())
+            .filter(|n| n != variable)
+            .collect();
+        captured.sort();
+        captured.dedup();
+        let captured = captured
+            .into_iter()
+            .map(|name| {
+                let field = inner
+                    .field_with_unqualified_name(&name)
+                    .map_err(PlanError::from)?
+                    .as_ref()
+                    .clone();
+                Ok((column(&name), field))
+            })
+            .collect::<Result<Vec<_>, PlanError>>()?;
+        Ok(ListLambda::call(
+            kind,
+            list_expr,
+            element_field,
+            captured,
+            predicate,
+            projection,
+            &inner,
+        )?)
     }
 
     /// Nodes and relationships compare and test for null by identity (their ordinal).

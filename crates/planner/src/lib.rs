@@ -7,6 +7,7 @@
 
 pub mod exec;
 pub mod expr;
+mod lambda;
 pub mod lower;
 mod lower_paths;
 mod lower_project;
