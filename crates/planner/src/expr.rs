@@ -33,6 +33,9 @@ pub struct ExprContext<'a> {
     pub aggregates: Option<&'a mut Vec<(Expr, String)>>,
     /// How deep [`ExprContext::convert`] is in the expression now.
     pub depth: usize,
+    /// The pattern predicates of the expression (by their position) and the boolean column
+    /// that says, per row, whether each has a match (see `Lowering::filter`).
+    pub patterns: &'a [(ast::Span, String)],
 }
 
 /// The deepest expression the planner converts. The parser accepts deeper ones
@@ -506,13 +509,17 @@ impl ExprContext<'_> {
                 };
                 self.lambda(kind, variable, list, Some(predicate), None)?
             }
-            ExprKind::PatternPredicate(_) => {
-                return Err(err(
-                    text,
-                    e.span,
-                    "pattern predicates are not supported yet",
-                ));
-            }
+            ExprKind::PatternPredicate(_) => match self.patterns.iter().find(|(s, _)| *s == e.span)
+            {
+                Some((_, name)) => column(name),
+                None => {
+                    return Err(err(
+                        text,
+                        e.span,
+                        "a pattern predicate is only supported in WHERE",
+                    ));
+                }
+            },
         })
     }
 
@@ -573,6 +580,7 @@ impl ExprContext<'_> {
             text,
             aggregates: None,
             depth: self.depth,
+            patterns: self.patterns,
         };
         let predicate = predicate.map(|p| body.convert(p)).transpose()?;
         let projection = projection.map(|p| body.convert(p)).transpose()?;

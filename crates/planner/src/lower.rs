@@ -366,9 +366,91 @@ impl<'a> Lowering<'a> {
                 "invalid use of aggregating function in WHERE",
             ));
         }
-        let e = self.convert(&state, predicate)?;
+        // Each pattern predicate becomes a column saying whether the row's pattern matches.
+        let mut found: Vec<(ast::Span, ast::PatternElement)> = Vec::new();
+        crate::expr::walk(predicate, &mut |e| {
+            if let ExprKind::PatternPredicate(element) = &e.kind {
+                found.push((e.span, (**element).clone()));
+            }
+        });
+        let mut state = state;
+        let mut patterns = Vec::with_capacity(found.len());
+        for (span, element) in found {
+            let name = self.fresh("exists");
+            state = self.exists_column(state, &name, span, element)?;
+            patterns.push((span, name));
+        }
+        let e = ExprContext {
+            scope: &state.scope,
+            schema: state.plan.schema(),
+            params: self.params,
+            text: self.text,
+            aggregates: None,
+            depth: 0,
+            patterns: &patterns,
+        }
+        .convert(predicate)?;
         let plan = LogicalPlanBuilder::from(state.plan).filter(e)?.build()?;
         Ok(State { plan, ..state })
+    }
+
+    /// `state` with a boolean column `name`: whether the pattern `element` (over the
+    /// variables bound so far) has a match from the row. The rows are numbered, the pattern
+    /// is matched from them as OPTIONAL MATCH does, and the numbers it matched from are joined
+    /// back.
+    fn exists_column(
+        &mut self,
+        state: State,
+        name: &str,
+        span: ast::Span,
+        element: ast::PatternElement,
+    ) -> Result<State, PlanError> {
+        let row = self.fresh("row");
+        let numbered = LogicalPlanBuilder::from(state.plan.clone())
+            .window(vec![row_number().alias(&row)])?
+            .build()?;
+        let base = State {
+            plan: numbered.clone(),
+            scope: state.scope.clone(),
+            unit: false,
+        };
+        let part = PatternPart {
+            variable: None,
+            kind: ast::PatternKind::Plain,
+            element,
+            span,
+        };
+        let mut rels = Vec::new();
+        let matched = self.lower_part(base, &part, &mut rels)?;
+        let matched = self.rel_uniqueness(matched, &rels)?;
+        let right_row = format!("{row}#r");
+        let right = LogicalPlanBuilder::from(matched.plan)
+            .aggregate(vec![column(&row).alias(&right_row)], Vec::<Expr>::new())?
+            .build()?;
+        let joined = LogicalPlanBuilder::from(numbered)
+            .join(
+                right,
+                JoinType::Left,
+                (vec![row.clone()], vec![right_row.clone()]),
+                None,
+            )?
+            .build()?;
+        let mut keep: Vec<Expr> = state
+            .plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| column(f.name()))
+            .collect();
+        keep.push(column(&right_row).is_not_null().alias(name));
+        let plan = LogicalPlanBuilder::from(joined).project(keep)?.build()?;
+        let mut scope = state.scope;
+        scope.bind(name, VarKind::Value, true);
+        Ok(State {
+            plan,
+            scope,
+            unit: false,
+        })
     }
 
     pub(crate) fn convert(&self, state: &State, e: &ast::Expr) -> Result<Expr, PlanError> {
@@ -379,6 +461,7 @@ impl<'a> Lowering<'a> {
             text: self.text,
             aggregates: None,
             depth: 0,
+            patterns: &[],
         }
         .convert(e)
     }

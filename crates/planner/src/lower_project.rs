@@ -196,6 +196,7 @@ impl Lowering<'_> {
                         text: self.text,
                         aggregates: Some(&mut aggregates),
                         depth: 0,
+                        patterns: &[],
                     };
                     agg_items[i] = Some(ctx.convert(e)?);
                 } else if let Some((v, _)) = entity(&state.scope, e) {
@@ -217,18 +218,36 @@ impl Lowering<'_> {
                     agg_items[i] = Some(column(&key).alias(name));
                 }
             }
-            let aggs: Vec<Expr> = aggregates
+            let mut aggs: Vec<Expr> = aggregates
                 .into_iter()
                 .map(|(e, name)| e.alias(name))
                 .collect();
-            let plan = LogicalPlanBuilder::from(state.plan)
+            // Grouping keys that read no column (a property no table has is a null
+            // constant): DataFusion drops constant keys and aggregates globally, which gives
+            // one row for no input. openCypher gives a group per distinct key, so none: count
+            // the rows and keep the group only if there were any.
+            let constant_keys =
+                !groups.is_empty() && groups.iter().all(|g| g.column_refs().is_empty());
+            let rows = "__group_rows";
+            if constant_keys {
+                aggs.push(
+                    datafusion::functions_aggregate::expr_fn::count(datafusion::logical_expr::lit(
+                        1i64,
+                    ))
+                    .alias(rows),
+                );
+            }
+            let mut builder = LogicalPlanBuilder::from(state.plan)
                 .aggregate(groups, aggs)
                 .map_err(|e| {
                     PlanError::new(format!(
                         "ambiguous aggregation expression (every non-aggregated value must be a grouping key): {e}"
                     ))
-                })?
-                .build()?;
+                })?;
+            if constant_keys {
+                builder = builder.filter(column(rows).gt(datafusion::logical_expr::lit(0i64)))?;
+            }
+            let plan = builder.build()?;
             state = State { plan, ..state };
         }
 
@@ -268,6 +287,7 @@ impl Lowering<'_> {
                     text: self.text,
                     aggregates: None,
                     depth: 0,
+                    patterns: &[],
                 };
                 ctx.entity_struct(&v)?
             } else {
