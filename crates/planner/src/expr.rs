@@ -686,6 +686,35 @@ impl ExprContext<'_> {
             ),
             BinaryOp::In => match self.type_of(&r) {
                 Some(DataType::Null) => lit(ScalarValue::Boolean(None)),
+                Some(
+                    DataType::List(item)
+                    | DataType::LargeList(item)
+                    | DataType::FixedSizeList(item, _),
+                ) if !plain_list(&r) => {
+                    // openCypher: found is true; not found is null if the value is null or
+                    // the list holds a null (it might have been equal), else false; nothing
+                    // is in an empty list, not even null.
+                    let element = Field::new("__in_element", item.data_type().clone(), true);
+                    let body =
+                        DFSchema::try_from(arrow::datatypes::Schema::new(vec![element.clone()]))
+                            .map_err(PlanError::from)?;
+                    let holds_null = ListLambda::call(
+                        LambdaKind::Any,
+                        r.clone(),
+                        element,
+                        vec![],
+                        Some(column("__in_element").is_null()),
+                        None,
+                        &body,
+                    )?;
+                    let unknown = lit(ScalarValue::Boolean(None));
+                    when(r.clone().is_null(), unknown.clone())
+                        .when(nested::cardinality(r.clone()).eq(lit(0u64)), lit(false))
+                        .when(l.clone().is_null(), unknown.clone())
+                        .when(nested::array_has(r, l), lit(true))
+                        .when(holds_null, unknown)
+                        .otherwise(lit(false))?
+                }
                 _ => nested::array_has(r, l),
             },
             BinaryOp::StartsWith => f::starts_with(l, r),
@@ -706,6 +735,14 @@ impl ExprContext<'_> {
                 "aggregate functions are only allowed in RETURN and WITH",
             ));
         };
+        if expr.is_volatile() {
+            // openCypher: an aggregate of a value that changes per call (`count(rand())`).
+            return Err(err(
+                self.text,
+                e.span,
+                "an aggregate of a non-constant expression (such as rand()) is not allowed",
+            ));
+        }
         let name = format!("__agg{}", aggregates.len());
         aggregates.push((expr, name.clone()));
         Ok(column(&name))
@@ -1171,6 +1208,30 @@ pub(crate) fn is_path(t: &DataType) -> bool {
                     .iter()
                     .zip(["nodes", "relationships"])
                     .all(|(f, name)| f.name() == name && matches!(f.data_type(), DataType::List(_)))
+        }
+        _ => false,
+    }
+}
+
+/// A literal list, not empty and without nulls: `x IN` it is what `array_has` says (null for
+/// a null `x`), so the filter keeps its plain form (`x = a OR x = b`).
+fn plain_list(e: &Expr) -> bool {
+    use arrow::array::Array;
+    match e {
+        Expr::Literal(ScalarValue::List(list), _) => {
+            list.len() == 1 && {
+                let values = list.value(0);
+                !values.is_empty() && values.null_count() == 0
+            }
+        }
+        // `[a, b]` as written: make_array of non-null literals.
+        Expr::ScalarFunction(call) => {
+            call.func.name() == "make_array"
+                && !call.args.is_empty()
+                && call
+                    .args
+                    .iter()
+                    .all(|a| matches!(a, Expr::Literal(v, _) if !v.is_null()))
         }
         _ => false,
     }
