@@ -665,17 +665,35 @@ impl<'a> Lowering<'a> {
         let all_types = self.source.edge_tables();
         let mut types: Vec<Vec<EdgeTableInfo>> = Vec::with_capacity(el.chain.len());
         for (rel, _) in &el.chain {
-            if let Some(v) = &rel.variable
-                && scope.get(&v.name).is_some()
-            {
-                return Err(self.err(v.span, format!("variable `{}` already declared", v.name)));
-            }
+            // A relationship bound before is matched again: only its own type can match.
+            let bound: Option<&Vec<String>> = match &rel.variable {
+                Some(v) => match scope.get(&v.name) {
+                    None => None,
+                    Some(VarKind::Rel { types }) if rel.length.is_none() => Some(types),
+                    Some(VarKind::Rel { .. }) => {
+                        return Err(self.err(
+                            v.span,
+                            format!(
+                                "`{}` is one relationship; a variable-length pattern binds a list",
+                                v.name
+                            ),
+                        ));
+                    }
+                    Some(_) => {
+                        return Err(
+                            self.err(v.span, format!("variable `{}` already declared", v.name))
+                        );
+                    }
+                },
+                None => None,
+            };
             types.push(
                 all_types
                     .iter()
                     .filter(|t| {
                         rel.types.is_empty() || rel.types.iter().any(|w| w.name == t.rel_type)
                     })
+                    .filter(|t| bound.is_none_or(|b| b.contains(&t.table)))
                     .cloned()
                     .collect(),
             );
@@ -1140,9 +1158,16 @@ impl Lowering<'_> {
         };
         let edges = labels.types[step].clone();
         let to_tables = self.node_tables(&labels.labels[to_i]);
-        let rel_var = match &rel.variable {
-            Some(v) => v.name.clone(),
-            None => self.fresh("r"),
+        // A relationship bound before: expand under a name of its own, then keep the rows
+        // where it is that very relationship.
+        let rel_bound = rel
+            .variable
+            .as_ref()
+            .filter(|v| state.scope.get(&v.name).is_some())
+            .map(|v| v.name.clone());
+        let rel_var = match (&rel_bound, &rel.variable) {
+            (Some(_), _) | (None, None) => self.fresh("r"),
+            (None, Some(v)) => v.name.clone(),
         };
         let to_node = nodes[to_i];
         let to_bound = to_node
@@ -1225,7 +1250,11 @@ impl Lowering<'_> {
             }
         };
         let mut scope = state.scope;
-        scope.bind(&rel_var, rel_kind, self.hidden(&rel.variable));
+        scope.bind(
+            &rel_var,
+            rel_kind,
+            self.hidden(&rel.variable) || rel_bound.is_some(),
+        );
         scope.bind(
             &to_var,
             self.node_kind(&labels.labels[to_i]),
@@ -1244,6 +1273,10 @@ impl Lowering<'_> {
             state = self.node_properties(state, &bound, to_node)?;
         } else {
             state = self.node_properties(state, &to_var, to_node)?;
+        }
+        if let Some(bound) = &rel_bound {
+            let same = column(&column_name(&rel_var, ORD)).eq(column(&column_name(bound, ORD)));
+            state.plan = LogicalPlanBuilder::from(state.plan).filter(same)?.build()?;
         }
         if !list {
             state = self.inline_properties(state, &rel_var, rel.properties.as_ref())?;
