@@ -347,7 +347,21 @@ impl ExprContext<'_> {
                         self.type_of(&left).as_ref().and_then(value_kind),
                         self.type_of(&right).as_ref().and_then(value_kind),
                     );
+                    let nested_values = [&left, &right].iter().any(|x| {
+                        self.type_of(x)
+                            .as_ref()
+                            .is_some_and(crate::equality::nested)
+                    });
                     let cmp = match kinds {
+                        // openCypher's equality of lists and maps (nulls inside, kinds).
+                        _ if nested_values && matches!(op, CompareOp::Eq | CompareOp::NotEq) => {
+                            let equal = crate::equality::cypher_equal(left.clone(), right.clone());
+                            if *op == CompareOp::Eq {
+                                equal
+                            } else {
+                                Expr::Not(Box::new(equal))
+                            }
+                        }
                         // openCypher: values of different kinds (a string and a number, a
                         // boolean and a string) are never equal and have no order, where SQL
                         // would convert one to the other. A null operand still gives null.

@@ -5,6 +5,7 @@
 //! - [`exec`]: the operators for those nodes and the query planner that plans them.
 //! - [`source::GraphSource`]: what the engine provides (schema and one snapshot of data).
 
+mod equality;
 pub mod exec;
 pub mod expr;
 mod lambda;
