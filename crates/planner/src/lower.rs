@@ -18,12 +18,14 @@ use datafusion::logical_expr::{
 
 use crate::PlanError;
 use crate::expr::{ExprContext, Params, is_aggregate};
-use crate::lower_paths::{PathFields, endpoint_labels};
+use crate::lower_paths::{PathFields, StepCondition, StepList, endpoint_labels, step_conditions};
 use crate::lower_write::{Pending, WriteBlock, WrittenTables};
 use crate::nodes::{ExpandDirection, GraphExpand, LABEL, NodeScan, ORD, column_name};
 use crate::scope::{Scope, VarKind};
 use crate::source::{EdgeTableInfo, GraphSource, NodeTableInfo, SourceRef};
-use crate::var_length::{PathLimits, TrailShape, VarLengthExpand, Walk, ordinals_column};
+use crate::var_length::{
+    PathLimits, StepFilter, TrailShape, VarLengthExpand, Walk, ordinals_column, rel_struct_fields,
+};
 
 /// The most steps one pattern may have (a named limit on planning work).
 pub const MAX_PATTERN_STEPS: usize = 64;
@@ -83,6 +85,8 @@ pub struct Lowering<'a> {
     pub(crate) path: Option<PathFields>,
     /// While lowering `shortestPath` (false) or `allShortestPaths` (true).
     shortest: Option<bool>,
+    /// The `all(..)`/`none(..)` conditions of the MATCH's WHERE on its walks' steps.
+    pub(crate) step_conditions: Vec<StepCondition>,
 }
 
 impl<'a> Lowering<'a> {
@@ -100,6 +104,7 @@ impl<'a> Lowering<'a> {
             limits: PathLimits::default(),
             path: None,
             shortest: None,
+            step_conditions: Vec::new(),
         }
     }
 
@@ -265,11 +270,13 @@ impl<'a> Lowering<'a> {
         let m = &named;
         let mut rels: Vec<BoundRel> = Vec::new();
         self.where_equalities = m.where_.as_ref().map(equalities).unwrap_or_default();
+        self.step_conditions = m.where_.as_ref().map(step_conditions).unwrap_or_default();
         let lowered = m
             .pattern
             .iter()
             .try_fold(state, |state, part| self.lower_part(state, part, &mut rels));
         self.where_equalities.clear();
+        self.step_conditions.clear();
         state = self.rel_uniqueness(lowered?, &rels)?;
         if let Some(w) = &m.where_ {
             state = self.filter(state, w)?;
@@ -1234,6 +1241,30 @@ impl Lowering<'_> {
                     shape,
                 )?;
                 let mut walk = walk;
+                // WHERE conditions on every relationship or node of the walk are checked as
+                // it steps (they stay in the WHERE too): a shortest path must be shortest
+                // among the paths that pass them, and a walk need not go where none can.
+                let relationships = walk
+                    .shape
+                    .relationship
+                    .clone()
+                    .unwrap_or_else(|| rel_struct_fields(&rel_var, &edges));
+                let mut hop_filter =
+                    self.step_filter(&StepList::Relationships(rel_var.clone()), &relationships);
+                if let Some(path) = &self.path {
+                    let from_path = self
+                        .step_filter(&StepList::Relationships(path.var.clone()), &relationships);
+                    hop_filter = match (hop_filter, from_path) {
+                        (Some(a), Some(b)) => Some(StepFilter {
+                            predicate: a.predicate.and(b.predicate),
+                            ..a
+                        }),
+                        (a, b) => a.or(b),
+                    };
+                    walk.node_filter =
+                        self.step_filter(&StepList::Nodes(path.var.clone()), &path.nodes);
+                }
+                walk.hop_filter = hop_filter;
                 if let Some(all) = self.shortest {
                     walk.walk = if all {
                         Walk::AllShortest

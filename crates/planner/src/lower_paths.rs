@@ -8,24 +8,94 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields};
-use contextql::ast::PatternPart;
+use contextql::ast::{self, ExprKind, PatternPart};
+use datafusion::common::DFSchema;
 use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::functions::expr_fn as f;
 use datafusion::functions_nested::expr_fn as nested;
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlanBuilder, cast, lit, when};
+use datafusion::optimizer::analyzer::type_coercion::TypeCoercionRewriter;
 
 use crate::PlanError;
+use crate::expr::ExprContext;
 use crate::lower::{BoundRel, ChainLabels, Lowering, State, column};
 use crate::nodes::{ID, LABEL, ORD, TYPE, UNLABELED, column_name, node_fields};
-use crate::scope::VarKind;
+use crate::scope::{Scope, VarKind};
 use crate::source::EdgeTableInfo;
-use crate::var_length::{between_column, ordinals_column, rel_struct_fields};
+use crate::var_length::{StepFilter, between_column, ordinals_column, rel_struct_fields};
 
 /// The struct fields of one named path's nodes and relationships.
 #[derive(Debug, Clone)]
 pub(crate) struct PathFields {
+    /// The path variable.
+    pub(crate) var: String,
     pub(crate) nodes: Fields,
     pub(crate) relationships: Fields,
+}
+
+/// What a `WHERE all(x IN <list> WHERE body)` (or `none`) conjunct ranges over.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StepList {
+    /// `relationships(p)` or a variable-length relationship variable.
+    Relationships(String),
+    /// `nodes(p)`.
+    Nodes(String),
+}
+
+/// A conjunct of a MATCH's WHERE that every step of a walk must satisfy: the list it ranges
+/// over, the element variable and the predicate on it (negated for `none`).
+#[derive(Debug, Clone)]
+pub(crate) struct StepCondition {
+    pub(crate) list: StepList,
+    pub(crate) variable: String,
+    pub(crate) predicate: ast::Expr,
+    pub(crate) negated: bool,
+}
+
+/// The `all(..)` / `none(..)` conjuncts of `predicate` over a path's or a relationship list's
+/// elements.
+pub(crate) fn step_conditions(predicate: &ast::Expr) -> Vec<StepCondition> {
+    let mut out = Vec::new();
+    let mut stack = vec![predicate];
+    while let Some(e) = stack.pop() {
+        match &e.kind {
+            ExprKind::Binary(ast::BinaryOp::And, a, b) => {
+                stack.push(b);
+                stack.push(a);
+            }
+            ExprKind::Quantifier {
+                kind: kind @ (ast::Quantifier::All | ast::Quantifier::None),
+                variable,
+                list,
+                predicate,
+            } => {
+                let list = match &list.kind {
+                    ExprKind::Variable(r) => Some(StepList::Relationships(r.clone())),
+                    ExprKind::Function { name, args, .. } if args.len() == 1 => {
+                        match (&args[0].kind, name.to_ascii_lowercase().as_str()) {
+                            (ExprKind::Variable(p), "relationships") => {
+                                Some(StepList::Relationships(p.clone()))
+                            }
+                            (ExprKind::Variable(p), "nodes") => Some(StepList::Nodes(p.clone())),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                if let Some(list) = list {
+                    out.push(StepCondition {
+                        list,
+                        variable: variable.clone(),
+                        predicate: (**predicate).clone(),
+                        negated: *kind == ast::Quantifier::None,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The labels at either end of the edge tables: what a node inside a walk over them may be.
@@ -41,6 +111,9 @@ pub(crate) fn endpoint_labels(edges: &[EdgeTableInfo]) -> Vec<String> {
     labels
 }
 
+/// The column a step filter reads its relationship or node from.
+const STEP_COLUMN: &str = "__step";
+
 /// The column beside a named path `p` holding its length.
 pub(crate) fn length_column(path: &str) -> String {
     column_name(path, "__length")
@@ -52,6 +125,59 @@ fn list_of(fields: &Fields) -> DataType {
 }
 
 impl Lowering<'_> {
+    /// The filter every step of a walk must pass, from the WHERE conditions over `list`, over
+    /// elements that are structs of `fields`; None when there are none or one reads more
+    /// than its element (it then stays in the WHERE alone).
+    pub(crate) fn step_filter(&self, list: &StepList, fields: &Fields) -> Option<StepFilter> {
+        let mut predicate: Option<Expr> = None;
+        for condition in self.step_conditions.iter().filter(|c| &c.list == list) {
+            let element = Field::new(&condition.variable, DataType::Struct(fields.clone()), true);
+            let schema = DFSchema::try_from(arrow::datatypes::Schema::new(vec![element])).ok()?;
+            let mut scope = Scope::default();
+            scope.bind(&condition.variable, VarKind::Value, false);
+            let converted = ExprContext {
+                scope: &scope,
+                schema: &schema,
+                params: self.params,
+                text: self.text,
+                aggregates: None,
+                depth: 0,
+                patterns: &[],
+            }
+            .convert(&condition.predicate)
+            .ok()?;
+            let converted = converted
+                .rewrite(&mut TypeCoercionRewriter::new(&schema))
+                .ok()?
+                .data;
+            // Each step passes when the body is true (all) or false (none) for it.
+            let converted = if condition.negated {
+                converted.is_false()
+            } else {
+                converted.is_true()
+            };
+            // Rename the element to one column every condition shares.
+            let converted = converted
+                .transform(|e| match e {
+                    Expr::Column(c) if c.name == condition.variable => {
+                        Ok(Transformed::yes(column(STEP_COLUMN)))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+                .ok()?
+                .data;
+            predicate = Some(match predicate {
+                Some(p) => p.and(converted),
+                None => converted,
+            });
+        }
+        predicate.map(|predicate| StepFilter {
+            column: STEP_COLUMN.to_string(),
+            predicate,
+            fields: fields.clone(),
+        })
+    }
+
     /// The struct fields a named path over `part` gives its nodes and relationships.
     pub(crate) fn path_fields(&self, labels: &ChainLabels, part: &PatternPart) -> PathFields {
         let mut node_labels: Vec<String> = Vec::new();
@@ -83,6 +209,11 @@ impl Lowering<'_> {
             }
         }
         PathFields {
+            var: part
+                .variable
+                .as_ref()
+                .map(|v| v.name.clone())
+                .unwrap_or_default(),
             nodes: nodes.into(),
             relationships: rel_struct_fields("r", &edges),
         }

@@ -29,6 +29,7 @@ use datafusion::logical_expr::{
     Aggregate, Distinct, Expr, Extension, LogicalPlan, UserDefinedLogicalNodeCore,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
@@ -205,6 +206,9 @@ pub struct VarLengthExpand {
     pub limits: PathLimits,
     /// Every relationship of a trail has these property values (`[:T* {k: v}]`).
     pub hop_properties: Vec<(String, ScalarValue)>,
+    /// Every relationship / every node a step reaches satisfies these.
+    pub hop_filter: Option<StepFilter>,
+    pub node_filter: Option<StepFilter>,
     pub walk: Walk,
     /// For the shortest walks: the column of the node the path must end at.
     pub target: Option<String>,
@@ -294,6 +298,8 @@ impl VarLengthExpand {
             max,
             limits,
             hop_properties,
+            hop_filter: None,
+            node_filter: None,
             walk: Walk::Trails,
             target: None,
             rel_var: rel_var.to_string(),
@@ -423,6 +429,12 @@ impl UserDefinedLogicalNodeCore for VarLengthExpand {
         }
         for (property, value) in &self.hop_properties {
             write!(f, " every {property} = {value}")?;
+        }
+        if let Some(filter) = &self.hop_filter {
+            write!(f, " every relationship: {}", filter.predicate)?;
+        }
+        if let Some(filter) = &self.node_filter {
+            write!(f, " every node: {}", filter.predicate)?;
         }
         Ok(())
     }
@@ -599,10 +611,46 @@ impl ExecutionPlan for VarLengthExpandExec {
         let input = self.input.execute(partition, context)?;
         let node = &self.node;
         let types = EdgeSide::load(self.source.as_ref(), &node.rel_types, &node.type_names)?;
-        let masks = types
+        let mut masks = types
             .iter()
             .map(|side| hop_mask(&side.rows, &node.hop_properties))
             .collect::<Result<Vec<_>>>()?;
+        if let Some(filter) = &node.hop_filter {
+            for (t, side) in types.iter().enumerate() {
+                let edges: Vec<(u16, u32)> = (0..side.rows.num_rows() as u32)
+                    .map(|e| (t as u16, e))
+                    .collect();
+                let passed = filter.test(relationship_structs(&types, &edges, &filter.fields)?)?;
+                masks[t] = Some(match masks[t].take() {
+                    Some(mask) => mask.iter().zip(&passed).map(|(a, b)| *a && *b).collect(),
+                    None => passed,
+                });
+            }
+        }
+        // The nodes a step may reach, by label (sorted by offset).
+        let node_masks = match &node.node_filter {
+            None => None,
+            Some(filter) => {
+                let mut labels: Vec<String> = Vec::new();
+                for edge in self.source.edge_tables() {
+                    if node.rel_types.contains(&edge.table) {
+                        for label in [edge.from, edge.to] {
+                            if !labels.contains(&label) {
+                                labels.push(label);
+                            }
+                        }
+                    }
+                }
+                let sides = NodeSide::load(self.source.as_ref(), &labels)?;
+                let mut out = Vec::with_capacity(sides.len());
+                for side in &sides {
+                    let ordinals: Vec<u32> = (side.offset..side.end).collect();
+                    let passed = filter.test(node_structs(&sides, &ordinals, &filter.fields)?)?;
+                    out.push((side.offset, side.end, passed));
+                }
+                Some(out)
+            }
+        };
         let targets = NodeSide::load(self.source.as_ref(), &node.to_labels)?;
         let between_field = self
             .schema()
@@ -662,6 +710,7 @@ impl ExecutionPlan for VarLengthExpandExec {
             walk: node.walk,
             types,
             masks,
+            node_masks,
             targets,
             produced: 0,
             stamps: Vec::new(),
@@ -897,6 +946,8 @@ struct Walker {
     walk: Walk,
     types: Vec<EdgeSide>,
     masks: Vec<Option<Vec<bool>>>,
+    /// (first ordinal, end, which pass) per label a step may reach, when nodes are filtered.
+    node_masks: Option<Vec<(u32, u32, Vec<bool>)>>,
     targets: Vec<NodeSide>,
     /// Rows produced so far (against `limits.max_rows`).
     produced: u64,
@@ -922,8 +973,17 @@ impl Walker {
         out.clear();
         for (t, side) in self.types.iter().enumerate() {
             let mask = self.masks[t].as_deref();
+            let node_ok = |n: u32| match &self.node_masks {
+                None => true,
+                Some(labels) => {
+                    let i = labels.partition_point(|(_, end, _)| *end <= n);
+                    labels
+                        .get(i)
+                        .is_some_and(|(start, _, pass)| *start <= n && pass[(n - start) as usize])
+                }
+            };
             let mut push = |n: u32, e: u32| {
-                if mask.is_none_or(|m| m[e as usize]) {
+                if mask.is_none_or(|m| m[e as usize]) && node_ok(n) {
                     out.push((n, t as u16, e));
                 }
             };
@@ -1493,70 +1553,121 @@ impl Walker {
             }
             offsets.push(ordinals.len() as i32);
         }
-        let sides = &between.sides;
-        let mut children: Vec<ArrayRef> = Vec::with_capacity(between.fields.len());
-        for field in &between.fields {
-            let column: ArrayRef = match field.name().as_str() {
-                "_label" => Arc::new(StringArray::from_iter(ordinals.iter().map(|&n| {
-                    target_of(sides, n)
-                        .map(|i| sides[i].name.as_str())
-                        .filter(|l| *l != crate::nodes::UNLABELED)
-                }))),
-                name => {
-                    let table_column = if name == "_id" { ID } else { name };
-                    let sources: Vec<_> = sides
-                        .iter()
-                        .map(|side| (side.rows.column(table_column), side.rows.as_ref()))
-                        .collect();
-                    let picks = ordinals.iter().map(|&n| {
-                        let i = target_of(sides, n)?;
-                        Some((i, (n - sides[i].offset) as usize))
-                    });
-                    pick(&sources, picks, field.data_type())?
-                }
-            };
-            children.push(column);
-        }
-        let values = StructArray::try_new(between.fields.clone(), children, None)?;
+        let values = node_structs(&between.sides, &ordinals, &between.fields)?;
         Ok(Arc::new(ListArray::try_new(
             between.item.clone(),
             OffsetBuffer::new(offsets.into()),
-            Arc::new(values),
+            values,
             None,
         )?))
     }
 
     /// The relationships `edges` as structs of `fields`.
     fn relationships(&self, edges: &[(u16, u32)], fields: &Fields) -> Result<ArrayRef> {
-        let mut children: Vec<ArrayRef> = Vec::with_capacity(fields.len());
-        for field in fields {
-            let column: ArrayRef = match field.name().as_str() {
-                "_type" => Arc::new(StringArray::from_iter_values(
-                    edges
-                        .iter()
-                        .map(|&(t, _)| self.types[t as usize].name.as_str()),
-                )),
-                name => {
-                    let table_column = if name == "_id" {
-                        ID
-                    } else {
-                        rel_table_column(name)
-                    };
-                    let sources: Vec<_> = self
-                        .types
-                        .iter()
-                        .map(|side| (side.rows.column(table_column), side.rows.as_ref()))
-                        .collect();
-                    let picks = edges.iter().map(|&(t, e)| Some((t as usize, e as usize)));
-                    pick(&sources, picks, field.data_type())?
-                }
-            };
-            children.push(column);
-        }
-        Ok(Arc::new(StructArray::try_new(
-            fields.clone(),
-            children,
-            None,
-        )?))
+        relationship_structs(&self.types, edges, fields)
+    }
+}
+
+/// The nodes `ordinals` (of the labels `sides`, sorted by offset) as structs of `fields`.
+fn node_structs(sides: &[NodeSide], ordinals: &[u32], fields: &Fields) -> Result<ArrayRef> {
+    let mut children: Vec<ArrayRef> = Vec::with_capacity(fields.len());
+    for field in fields {
+        let column: ArrayRef = match field.name().as_str() {
+            "_label" => Arc::new(StringArray::from_iter(ordinals.iter().map(|&n| {
+                target_of(sides, n)
+                    .map(|i| sides[i].name.as_str())
+                    .filter(|l| *l != crate::nodes::UNLABELED)
+            }))),
+            name => {
+                let table_column = if name == "_id" { ID } else { name };
+                let sources: Vec<_> = sides
+                    .iter()
+                    .map(|side| (side.rows.column(table_column), side.rows.as_ref()))
+                    .collect();
+                let picks = ordinals.iter().map(|&n| {
+                    let i = target_of(sides, n)?;
+                    Some((i, (n - sides[i].offset) as usize))
+                });
+                pick(&sources, picks, field.data_type())?
+            }
+        };
+        children.push(column);
+    }
+    Ok(Arc::new(StructArray::try_new(
+        fields.clone(),
+        children,
+        None,
+    )?))
+}
+
+/// The relationships `edges` (type index, edge row) as structs of `fields`.
+fn relationship_structs(
+    types: &[EdgeSide],
+    edges: &[(u16, u32)],
+    fields: &Fields,
+) -> Result<ArrayRef> {
+    let mut children: Vec<ArrayRef> = Vec::with_capacity(fields.len());
+    for field in fields {
+        let column: ArrayRef = match field.name().as_str() {
+            "_type" => Arc::new(StringArray::from_iter_values(
+                edges.iter().map(|&(t, _)| types[t as usize].name.as_str()),
+            )),
+            name => {
+                let table_column = if name == "_id" {
+                    ID
+                } else {
+                    rel_table_column(name)
+                };
+                let sources: Vec<_> = types
+                    .iter()
+                    .map(|side| (side.rows.column(table_column), side.rows.as_ref()))
+                    .collect();
+                let picks = edges.iter().map(|&(t, e)| Some((t as usize, e as usize)));
+                pick(&sources, picks, field.data_type())?
+            }
+        };
+        children.push(column);
+    }
+    Ok(Arc::new(StructArray::try_new(
+        fields.clone(),
+        children,
+        None,
+    )?))
+}
+
+/// A predicate every relationship (or every node) of a walk must satisfy, over the column
+/// `column` holding one as a struct of `fields`: from a `WHERE all(r IN relationships(p)
+/// WHERE ...)` (or `none`), checked as the walk takes each step.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StepFilter {
+    pub column: String,
+    pub predicate: Expr,
+    pub fields: Fields,
+}
+
+impl StepFilter {
+    /// Which of the `values` (structs of `self.fields`) satisfy the predicate (null: no).
+    fn test(&self, values: ArrayRef) -> Result<Vec<bool>> {
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![Field::new(
+            &self.column,
+            DataType::Struct(self.fields.clone()),
+            true,
+        )]));
+        let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
+        let predicate = create_physical_expr(
+            &self.predicate,
+            &df_schema,
+            &datafusion::execution::context::ExecutionProps::new(),
+        )?;
+        let batch = RecordBatch::try_new(schema, vec![values])?;
+        let result = predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let result = arrow::compute::cast(&result, &DataType::Boolean)?;
+        let result = result
+            .as_any()
+            .downcast_ref::<arrow::array::BooleanArray>()
+            .ok_or_else(|| DataFusionError::Internal("a step filter is not boolean".into()))?;
+        Ok((0..result.len())
+            .map(|i| result.is_valid(i) && result.value(i))
+            .collect())
     }
 }
