@@ -413,9 +413,7 @@ impl<'a> Lowering<'a> {
         element: ast::PatternElement,
     ) -> Result<State, PlanError> {
         let row = self.fresh("row");
-        let numbered = LogicalPlanBuilder::from(state.plan.clone())
-            .window(vec![row_number().alias(&row)])?
-            .build()?;
+        let numbered = number_rows(state.plan.clone(), &row)?;
         let base = State {
             plan: numbered.clone(),
             scope: state.scope.clone(),
@@ -434,14 +432,7 @@ impl<'a> Lowering<'a> {
         let right = LogicalPlanBuilder::from(matched.plan)
             .aggregate(vec![column(&row).alias(&right_row)], Vec::<Expr>::new())?
             .build()?;
-        let joined = LogicalPlanBuilder::from(numbered)
-            .join(
-                right,
-                JoinType::Left,
-                (vec![row.clone()], vec![right_row.clone()]),
-                None,
-            )?
-            .build()?;
+        let joined = join_back(numbered, right, &row, &right_row)?;
         let mut keep: Vec<Expr> = state
             .plan
             .schema()
@@ -560,9 +551,7 @@ impl<'a> Lowering<'a> {
         }
         // Number the rows so far, match from them, and join the matches back on the number.
         let row = self.fresh("row");
-        let numbered = LogicalPlanBuilder::from(state.plan.clone())
-            .window(vec![row_number().alias(&row)])?
-            .build()?;
+        let numbered = number_rows(state.plan.clone(), &row)?;
         // Never the unit plan: the row numbers must survive a pattern with no bound node.
         let base = State {
             plan: numbered.clone(),
@@ -595,14 +584,7 @@ impl<'a> Lowering<'a> {
         let right = LogicalPlanBuilder::from(matched.plan)
             .project(right_exprs)?
             .build()?;
-        let joined = LogicalPlanBuilder::from(numbered)
-            .join(
-                right,
-                JoinType::Left,
-                (vec![row.clone()], vec![right_row.clone()]),
-                None,
-            )?
-            .build()?;
+        let joined = join_back(numbered, right, &row, &right_row)?;
         let keep: Vec<Expr> = joined
             .schema()
             .fields()
@@ -1042,6 +1024,32 @@ impl<'a> Lowering<'a> {
             }),
         }
     }
+}
+
+/// `plan` with each row's number in a column `row` (to match a pattern from the rows and
+/// join what it finds back, see [`join_back`]).
+fn number_rows(plan: LogicalPlan, row: &str) -> Result<LogicalPlan, PlanError> {
+    Ok(LogicalPlanBuilder::from(plan)
+        .window(vec![row_number().alias(row)])?
+        .build()?)
+}
+
+/// The numbered rows, each with the rows of `right` whose `right_row` is its number (nulls
+/// where none is): OPTIONAL MATCH and pattern predicates match from numbered rows.
+fn join_back(
+    numbered: LogicalPlan,
+    right: LogicalPlan,
+    row: &str,
+    right_row: &str,
+) -> Result<LogicalPlan, PlanError> {
+    Ok(LogicalPlanBuilder::from(numbered)
+        .join(
+            right,
+            JoinType::Left,
+            (vec![row.to_string()], vec![right_row.to_string()]),
+            None,
+        )?
+        .build()?)
 }
 
 /// A relationship variable, its candidate types and whether it is a variable-length list (for
