@@ -40,6 +40,9 @@ pub const SERIAL_PLAN_ROWS_MAX: usize = 32 * 1024;
 /// The catalog every table lives in, as SQL names it.
 pub const DEFAULT_CATALOG: &str = "contextdb";
 
+/// DataFusion optimizer rules the sessions leave out (see `Shared::new`).
+const SPLITS_DOTTED_NAMES: [&str; 2] = ["extract_leaf_expressions", "push_down_leaf_projections"];
+
 /// One session state and the task context its plans run in.
 struct Shared {
     state: SessionState,
@@ -65,9 +68,20 @@ impl Shared {
         if let Some(partitions) = target_partitions {
             config = config.with_target_partitions(partitions);
         }
+        // DataFusion's rules, less the two that move struct field reads towards the scans:
+        // they rebuild columns from their names, and ContextQL's columns are named
+        // `var.property` (a dot in one unqualified name), which they split into a qualifier
+        // and a name and then find twice ("duplicate unqualified field name"). Nothing here
+        // reads Parquet through them (the graph's rows are in memory).
+        let rules: Vec<_> = datafusion::optimizer::Optimizer::new()
+            .rules
+            .into_iter()
+            .filter(|r| !SPLITS_DOTTED_NAMES.contains(&r.name()))
+            .collect();
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_optimizer_rules(rules)
             .with_query_planner(Arc::new(GraphQueryPlanner))
             .with_optimizer_rule(Arc::new(contextdb_planner::prune::PruneGraphColumns))
             .with_optimizer_rule(Arc::new(contextdb_planner::var_length::ReachWhenDistinct))

@@ -16,6 +16,10 @@ use datafusion::logical_expr::{Expr, ExprSchemable, Extension, LogicalPlan, Logi
 use crate::PlanError;
 use crate::SchemaNeed;
 use crate::lower::{Lowering, State};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
 use crate::nodes::{ORD, RowSlot, UNLABELED, WrittenRows, column_name, node_fields, rel_fields};
 use crate::scope::VarKind;
 use crate::source::{EdgeTableInfo, NodeTableInfo};
@@ -98,6 +102,8 @@ pub(crate) struct Pending {
     placeholders: Vec<Expr>,
     /// Elements created by CREATE in this block: (variable, kind, hidden).
     created: Vec<(String, VarKind, bool)>,
+    /// Variables whose elements this block deletes.
+    deleted: Vec<String>,
 }
 
 impl Pending {
@@ -149,6 +155,7 @@ impl Lowering<'_> {
         for (var, kind, hidden) in pending.created {
             scope.bind(&var, kind, hidden);
         }
+        let rows = deleted_properties(rows, &pending.deleted)?;
         Ok(State {
             plan: rows,
             scope,
@@ -843,6 +850,7 @@ impl Lowering<'_> {
                 target,
                 detach: d.detach,
             });
+            pending.deleted.push(v.clone());
         }
         Ok(())
     }
@@ -850,3 +858,74 @@ impl Lowering<'_> {
 
 /// Tables a statement wrote before a clause (MERGE checks it reads none of them).
 pub(crate) type WrittenTables = HashSet<String>;
+
+/// The rows after a block that deleted `deleted`: each deleted element's properties and label
+/// read as an error on any row where it was bound (openCypher's EntityNotFound), never as
+/// the values it had. Its ordinal, id and type stay readable. A column nothing reads is
+/// dropped by the optimizer, so only reading a deleted element fails.
+fn deleted_properties(rows: LogicalPlan, deleted: &[String]) -> Result<LogicalPlan, PlanError> {
+    if deleted.is_empty() {
+        return Ok(rows);
+    }
+    let mut exprs = Vec::with_capacity(rows.schema().fields().len());
+    for field in rows.schema().fields() {
+        let name = field.name();
+        let of_deleted = deleted.iter().find(|v| {
+            name.strip_prefix(v.as_str())
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|p| p != ORD && p != crate::nodes::ID && p != crate::nodes::TYPE)
+        });
+        exprs.push(match of_deleted {
+            Some(var) => ScalarUDF::new_from_impl(DeletedAccess {
+                variable: var.clone(),
+                signature: Signature::any(2, Volatility::Immutable),
+            })
+            .call(vec![
+                crate::lower::column(&column_name(var, ORD)),
+                crate::lower::column(name),
+            ])
+            .alias(name),
+            None => crate::lower::column(name),
+        });
+    }
+    Ok(LogicalPlanBuilder::from(rows).project(exprs)?.build()?)
+}
+
+/// A property of an element the statement deleted: an error where the element is bound.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DeletedAccess {
+    variable: String,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for DeletedAccess {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "deleted_entity_access"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(arg_types.get(1).cloned().unwrap_or(DataType::Null))
+    }
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let bound = match &args.args[0] {
+            ColumnarValue::Array(a) => a.len() > a.null_count(),
+            ColumnarValue::Scalar(v) => !v.is_null() && args.number_rows > 0,
+        };
+        if bound {
+            return Err(datafusion::error::DataFusionError::Execution(format!(
+                "EntityNotFound: `{}` was deleted by this statement; its properties and \
+                 labels can no longer be read (DeletedEntityAccess)",
+                self.variable
+            )));
+        }
+        Ok(args.args[1].clone())
+    }
+}
