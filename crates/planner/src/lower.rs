@@ -1173,27 +1173,11 @@ impl Lowering<'_> {
         };
         let edges = labels.types[step].clone();
         let to_tables = self.node_tables(&labels.labels[to_i]);
-        // A relationship bound before: expand under a name of its own, then keep the rows
-        // where it is that very relationship.
-        let rel_bound = rel
-            .variable
-            .as_ref()
-            .filter(|v| state.scope.get(&v.name).is_some())
-            .map(|v| v.name.clone());
-        let rel_var = match (&rel_bound, &rel.variable) {
-            (Some(_), _) | (None, None) => self.fresh("r"),
-            (None, Some(v)) => v.name.clone(),
-        };
+        // A relationship or node bound before: expand under a name of its own, then keep the
+        // rows where it is that very element.
+        let (rel_bound, rel_var) = self.expansion_name(&state.scope, &rel.variable, "r");
         let to_node = nodes[to_i];
-        let to_bound = to_node
-            .variable
-            .as_ref()
-            .filter(|v| state.scope.get(&v.name).is_some())
-            .map(|v| v.name.clone());
-        let to_var = match (&to_bound, &to_node.variable) {
-            (Some(_), _) | (None, None) => self.fresh("n"),
-            (None, Some(v)) => v.name.clone(),
-        };
+        let (to_bound, to_var) = self.expansion_name(&state.scope, &to_node.variable, "n");
         let rel_types: Vec<String> = edges.iter().map(|e| e.table.clone()).collect();
         let length = rel.length.or(self.shortest.map(|_| (Some(1), Some(1))));
         let (plan, rel_kind, list) = match length {
@@ -1321,6 +1305,22 @@ impl Lowering<'_> {
             state = self.inline_properties(state, &rel_var, rel.properties.as_ref())?;
         }
         Ok((state, reached, (rel_var, rel_types, list)))
+    }
+
+    /// The variable an expansion binds for a pattern element written as `variable`: the
+    /// element's own name, or a fresh one when it has none or is bound before (then also
+    /// that name, for the rows to be kept where both are the same element).
+    fn expansion_name(
+        &mut self,
+        scope: &Scope,
+        variable: &Option<ast::Ident>,
+        what: &str,
+    ) -> (Option<String>, String) {
+        match variable {
+            Some(v) if scope.get(&v.name).is_some() => (Some(v.name.clone()), self.fresh(what)),
+            Some(v) => (None, v.name.clone()),
+            None => (None, self.fresh(what)),
+        }
     }
 
     /// The inline properties of a variable-length relationship, which every hop must have:
