@@ -818,11 +818,14 @@ impl<'a> Lowering<'a> {
             self.scan_node(state, &start_var, &labels.labels[start], nodes[start])?
         };
         state = self.node_properties(state, &start_var, nodes[start])?;
-        // A shortest path searches between two nodes: the other end is found first too.
+        // A shortest path searches between two nodes: an end found by its properties is
+        // looked up first, and the search runs between the two; an end with no properties
+        // is every node of its labels the one search from the start reaches.
         if shortest.is_some() {
             let end = 1 - start;
             if let Some(v) = &nodes[end].variable
                 && state.scope.get(&v.name).is_none()
+                && (nodes[end].properties.is_some() || self.where_equality(nodes[end]).is_some())
             {
                 state = self.scan_node(state, &v.name, &labels.labels[end], nodes[end])?;
                 state = self.node_properties(state, &v.name, nodes[end])?;

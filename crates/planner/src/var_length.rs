@@ -870,6 +870,12 @@ enum Search {
         found: Vec<u32>,
         sent: usize,
     },
+    /// Shortest walks without a given end: the trails found, each with its end.
+    Each {
+        row: u32,
+        trails: Vec<(u32, Trail)>,
+        sent: usize,
+    },
     /// Shortest walks: the trails found (relationships and the node each reaches), and how
     /// many went out.
     Found {
@@ -1097,10 +1103,78 @@ impl Walker {
                 found: self.reach(start)?,
                 sent: 0,
             }),
-            Walk::Shortest | Walk::AllShortest => {
-                internal_err!("a shortest walk without the node it ends at")
+            Walk::Shortest | Walk::AllShortest => Ok(Search::Each {
+                row,
+                trails: self.shortest_to_each(start)?,
+                sent: 0,
+            }),
+        }
+    }
+
+    /// Without a given end: the shortest trail (or all of them) from `start` to each node of
+    /// the end's labels it reaches within `min..=max` hops, by one breadth-first search that
+    /// keeps each node's first-depth edges.
+    fn shortest_to_each(&mut self, start: u32) -> Result<Vec<(u32, Trail)>> {
+        use std::collections::HashMap;
+        let all = self.walk == Walk::AllShortest;
+        let mut seen: HashMap<u32, (u32, Vec<Step>)> = HashMap::new();
+        seen.insert(start, (0, vec![]));
+        let mut order = Vec::new();
+        let mut frontier = vec![start];
+        let mut depth = 0;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        while !frontier.is_empty() && depth < self.max {
+            depth += 1;
+            let mut next = Vec::new();
+            for &node in &frontier {
+                self.neighbours(node, &mut scratch);
+                for &(n, t, e) in &scratch {
+                    match seen.get_mut(&n) {
+                        Some((d, previous)) if *d == depth && all => previous.push((node, t, e)),
+                        Some(_) => {}
+                        None => {
+                            seen.insert(n, (depth, vec![(node, t, e)]));
+                            next.push(n);
+                            order.push(n);
+                        }
+                    }
+                }
+            }
+            self.count_frontier(next.len())?;
+            frontier = next;
+        }
+        self.scratch = scratch;
+        let mut out = Vec::new();
+        if self.min == 0 && self.is_target(start) {
+            out.push((start, (vec![], vec![])));
+        }
+        for end in order {
+            if !self.is_target(end) {
+                continue;
+            }
+            // Each way back from the end (one, for shortestPath), depth first.
+            let mut stack: Vec<(u32, Trail)> = vec![(end, (vec![], vec![]))];
+            while let Some((node, (edges, nodes))) = stack.pop() {
+                if node == start {
+                    let (mut edges, mut nodes) = (edges, nodes);
+                    edges.reverse();
+                    nodes.reverse();
+                    out.push((end, (edges, nodes)));
+                    if out.len() as u64 > self.limits.max_rows {
+                        return Err(self.too_many());
+                    }
+                    continue;
+                }
+                for &(previous, t, e) in &seen[&node].1 {
+                    let mut edges = edges.clone();
+                    edges.push((t, e));
+                    let mut nodes = nodes.clone();
+                    nodes.push(node);
+                    stack.push((previous, (edges, nodes)));
+                }
             }
         }
+        Ok(out)
     }
 
     /// The shortest trails of `min..=max` hops from `start` to `end` (one, or all of them).
@@ -1413,6 +1487,18 @@ impl Walker {
                     sent += 1;
                 }
                 Ok((sent < found.len()).then_some(Search::Reach { row, found, sent }))
+            }
+            Search::Each {
+                row,
+                trails,
+                mut sent,
+            } => {
+                while sent < trails.len() && hits.len() < GRAPH_BATCH_ROWS {
+                    let (end, (edges, nodes)) = &trails[sent];
+                    self.push(hits, row, *end, edges, nodes)?;
+                    sent += 1;
+                }
+                Ok((sent < trails.len()).then_some(Search::Each { row, trails, sent }))
             }
             Search::Found {
                 row,
