@@ -78,7 +78,7 @@ pub fn is_aggregate(e: &ast::Expr) -> bool {
 /// The kind of value an Arrow type holds, for openCypher's comparability: numbers, strings
 /// and booleans compare only within their kind. None: a kind this rule leaves to SQL's
 /// comparison (nulls, temporal values, lists, maps).
-fn value_kind(t: &DataType) -> Option<u8> {
+pub(crate) fn value_kind(t: &DataType) -> Option<u8> {
     if t.is_numeric() {
         Some(0)
     } else if matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {

@@ -387,16 +387,7 @@ impl<'a> Lowering<'a> {
             state = self.exists_column(state, &name, span, element)?;
             patterns.push((span, name));
         }
-        let e = ExprContext {
-            scope: &state.scope,
-            schema: state.plan.schema(),
-            params: self.params,
-            text: self.text,
-            aggregates: None,
-            depth: 0,
-            patterns: &patterns,
-        }
-        .convert(predicate)?;
+        let e = self.context(&state, &patterns).convert(predicate)?;
         let plan = LogicalPlanBuilder::from(state.plan).filter(e)?.build()?;
         Ok(State { plan, ..state })
     }
@@ -452,6 +443,16 @@ impl<'a> Lowering<'a> {
     }
 
     pub(crate) fn convert(&self, state: &State, e: &ast::Expr) -> Result<Expr, PlanError> {
+        self.context(state, &[]).convert(e)
+    }
+
+    /// Expressions over `state`'s rows, with `patterns` the columns that stand for its
+    /// pattern predicates (see `filter`).
+    pub(crate) fn context<'s>(
+        &'s self,
+        state: &'s State,
+        patterns: &'s [(ast::Span, String)],
+    ) -> ExprContext<'s> {
         ExprContext {
             scope: &state.scope,
             schema: state.plan.schema(),
@@ -459,9 +460,8 @@ impl<'a> Lowering<'a> {
             text: self.text,
             aggregates: None,
             depth: 0,
-            patterns: &[],
+            patterns,
         }
-        .convert(e)
     }
 
     fn rel_uniqueness(&mut self, state: State, rels: &[BoundRel]) -> Result<State, PlanError> {

@@ -280,16 +280,7 @@ impl Lowering<'_> {
                 continue;
             }
             let converted = if let Some((v, _)) = entity(&state.scope, e) {
-                let ctx = ExprContext {
-                    scope: &state.scope,
-                    schema: state.plan.schema(),
-                    params: self.params,
-                    text: self.text,
-                    aggregates: None,
-                    depth: 0,
-                    patterns: &[],
-                };
-                ctx.entity_struct(&v)?
+                self.context(&state, &[]).entity_struct(&v)?
             } else {
                 self.convert(&state, e)?
             };

@@ -35,6 +35,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use futures::StreamExt;
 
 use crate::exec::{EdgeSide, GRAPH_BATCH_ROWS, NodeSide, pick, target_of};
+use crate::expr::value_kind;
 use crate::nodes::{
     ExpandDirection, GraphExpand, ID, LABEL, ORD, TYPE, column_name, df_schema, node_fields,
     rel_fields, rel_table_column,
@@ -794,19 +795,7 @@ fn hop_mask(rows: &Chunked, properties: &[(String, ScalarValue)]) -> Result<Opti
 /// `value` as a `to` scalar, if a property of that type can equal it (openCypher: a null
 /// equals nothing, and values of different kinds are never equal).
 fn comparable(value: &ScalarValue, to: &DataType) -> Option<ScalarValue> {
-    let from = value.data_type();
-    let kind = |t: &DataType| {
-        if t.is_numeric() {
-            0
-        } else if matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
-            1
-        } else if *t == DataType::Boolean {
-            2
-        } else {
-            3
-        }
-    };
-    if value.is_null() || kind(&from) != kind(to) {
+    if value.is_null() || value_kind(&value.data_type()) != value_kind(to) {
         return None;
     }
     value.cast_to(to).ok()
@@ -891,6 +880,10 @@ type Trail = (Vec<(u16, u32)>, Vec<u32>);
 
 /// One edge of a walk: the node at its other end, its type index and its edge row.
 type Step = (u32, u16, u32);
+
+/// What a breadth-first search keeps of each node it reaches: its depth and the edges that
+/// first reach it there (see `Walker::first_depth_edges`).
+type Parents = std::collections::HashMap<u32, (u32, Vec<Step>)>;
 
 #[derive(Default)]
 struct Frame {
@@ -1115,15 +1108,40 @@ impl Walker {
     /// the end's labels it reaches within `min..=max` hops, by one breadth-first search that
     /// keeps each node's first-depth edges.
     fn shortest_to_each(&mut self, start: u32) -> Result<Vec<(u32, Trail)>> {
-        use std::collections::HashMap;
         let all = self.walk == Walk::AllShortest;
-        let mut seen: HashMap<u32, (u32, Vec<Step>)> = HashMap::new();
+        let (parents, order) = self.first_depth_edges(start, None, all)?;
+        let mut out = Vec::new();
+        if self.min == 0 && self.is_target(start) {
+            out.push((start, (vec![], vec![])));
+        }
+        for end in order {
+            if self.is_target(end) {
+                self.ways_back(&parents, start, end, &mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A breadth-first search from `start` within `max` hops, stopping at the depth where
+    /// `until` is found: the nodes it reaches in the order found, and for each its depth and
+    /// the edges (previous node, type, edge row) that first reach it at that depth (every
+    /// one with `all`, else the first).
+    fn first_depth_edges(
+        &mut self,
+        start: u32,
+        until: Option<u32>,
+        all: bool,
+    ) -> Result<(Parents, Vec<u32>)> {
+        let mut seen = Parents::new();
         seen.insert(start, (0, vec![]));
         let mut order = Vec::new();
         let mut frontier = vec![start];
         let mut depth = 0;
         let mut scratch = std::mem::take(&mut self.scratch);
-        while !frontier.is_empty() && depth < self.max {
+        while !frontier.is_empty()
+            && until.is_none_or(|end| !seen.contains_key(&end))
+            && depth < self.max
+        {
             depth += 1;
             let mut next = Vec::new();
             for &node in &frontier {
@@ -1140,41 +1158,47 @@ impl Walker {
                     }
                 }
             }
-            self.count_frontier(next.len())?;
+            if let Err(e) = self.count_frontier(next.len()) {
+                self.scratch = scratch;
+                return Err(e);
+            }
             frontier = next;
         }
         self.scratch = scratch;
-        let mut out = Vec::new();
-        if self.min == 0 && self.is_target(start) {
-            out.push((start, (vec![], vec![])));
-        }
-        for end in order {
-            if !self.is_target(end) {
+        Ok((seen, order))
+    }
+
+    /// Each way back from `end` to `start` over `parents`, depth first, as trails from
+    /// `start`, added to `out` with their end; every trail counts against the row limit.
+    fn ways_back(
+        &self,
+        parents: &Parents,
+        start: u32,
+        end: u32,
+        out: &mut Vec<(u32, Trail)>,
+    ) -> Result<()> {
+        // (node, the trail back from the end so far)
+        let mut stack: Vec<(u32, Trail)> = vec![(end, (vec![], vec![]))];
+        while let Some((node, (edges, nodes))) = stack.pop() {
+            if node == start {
+                let (mut edges, mut nodes) = (edges, nodes);
+                edges.reverse();
+                nodes.reverse();
+                out.push((end, (edges, nodes)));
+                if out.len() as u64 > self.limits.max_rows {
+                    return Err(self.too_many());
+                }
                 continue;
             }
-            // Each way back from the end (one, for shortestPath), depth first.
-            let mut stack: Vec<(u32, Trail)> = vec![(end, (vec![], vec![]))];
-            while let Some((node, (edges, nodes))) = stack.pop() {
-                if node == start {
-                    let (mut edges, mut nodes) = (edges, nodes);
-                    edges.reverse();
-                    nodes.reverse();
-                    out.push((end, (edges, nodes)));
-                    if out.len() as u64 > self.limits.max_rows {
-                        return Err(self.too_many());
-                    }
-                    continue;
-                }
-                for &(previous, t, e) in &seen[&node].1 {
-                    let mut edges = edges.clone();
-                    edges.push((t, e));
-                    let mut nodes = nodes.clone();
-                    nodes.push(node);
-                    stack.push((previous, (edges, nodes)));
-                }
+            for &(previous, t, e) in &parents[&node].1 {
+                let mut edges = edges.clone();
+                edges.push((t, e));
+                let mut nodes = nodes.clone();
+                nodes.push(node);
+                stack.push((previous, (edges, nodes)));
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The shortest trails of `min..=max` hops from `start` to `end` (one, or all of them).
@@ -1289,60 +1313,12 @@ impl Walker {
     /// keeps every edge by which a node is first reached at its depth, up to the depth `end`
     /// is found at, then each way back from `end`.
     fn all_shortest(&mut self, start: u32, end: u32) -> Result<Vec<Trail>> {
-        use std::collections::HashMap;
-        // node -> (depth, every (previous node, type, edge) at one less depth)
-        let mut seen: HashMap<u32, (u32, Vec<Step>)> = HashMap::new();
-        seen.insert(start, (0, vec![]));
-        let mut frontier = vec![start];
-        let mut depth = 0;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        while !frontier.is_empty() && !seen.contains_key(&end) && depth < self.max {
-            depth += 1;
-            let mut next = Vec::new();
-            for &node in &frontier {
-                self.neighbours(node, &mut scratch);
-                for &(n, t, e) in &scratch {
-                    match seen.get_mut(&n) {
-                        Some((d, previous)) if *d == depth => previous.push((node, t, e)),
-                        Some(_) => {}
-                        None => {
-                            seen.insert(n, (depth, vec![(node, t, e)]));
-                            next.push(n);
-                        }
-                    }
-                }
-            }
-            self.count_frontier(next.len())?;
-            frontier = next;
+        let (parents, _) = self.first_depth_edges(start, Some(end), true)?;
+        let mut out = Vec::new();
+        if parents.contains_key(&end) {
+            self.ways_back(&parents, start, end, &mut out)?;
         }
-        self.scratch = scratch;
-        if !seen.contains_key(&end) {
-            return Ok(vec![]);
-        }
-        // Each way back from the end, depth first.
-        let mut trails = Vec::new();
-        // (node, the trail back from the end so far)
-        let mut stack: Vec<(u32, Trail)> = vec![(end, (vec![], vec![]))];
-        while let Some((node, (edges, nodes))) = stack.pop() {
-            if node == start {
-                let (mut edges, mut nodes) = (edges, nodes);
-                edges.reverse();
-                nodes.reverse();
-                trails.push((edges, nodes));
-                if trails.len() as u64 > self.limits.max_rows {
-                    return Err(self.too_many());
-                }
-                continue;
-            }
-            for &(previous, t, e) in &seen[&node].1 {
-                let mut edges = edges.clone();
-                edges.push((t, e));
-                let mut nodes = nodes.clone();
-                nodes.push(node);
-                stack.push((previous, (edges, nodes)));
-            }
-        }
-        Ok(trails)
+        Ok(out.into_iter().map(|(_, trail)| trail).collect())
     }
 
     /// A frontier of `n` nodes more, against the row limit (a breadth-first search holds
