@@ -500,15 +500,29 @@ struct Searched {
 }
 
 /// Ranks `rows` (every row when None) exactly, keeping the best `k`.
+/// How many rows ahead [`rank_exactly`] hints vectors into cache: enough to cover a memory
+/// access while one row is scored, few enough to stay in the first-level cache (4 × 1.5 KiB
+/// at 384 dimensions).
+const PREFETCH_ROWS: usize = 4;
+
 fn rank_exactly(
     vectors: &Vectors,
     scorer: &Scorer,
     k: usize,
-    rows: impl Iterator<Item = u32>,
+    mut rows: impl Iterator<Item = u32>,
     searched: &mut Searched,
 ) -> Vec<Ranked> {
     let mut heap: BinaryHeap<Worst> = BinaryHeap::with_capacity(k.min(RANK_RESERVE) + 1);
-    for row in rows {
+    // The rows PREFETCH_ROWS ahead are hinted into cache while one is scored.
+    let mut ahead: std::collections::VecDeque<u32> = std::collections::VecDeque::new();
+    while let Some(row) = ahead.pop_front().or_else(|| rows.next()) {
+        while ahead.len() < PREFETCH_ROWS {
+            let Some(next) = rows.next() else { break };
+            if let Some(v) = vectors.get(next) {
+                contextdb_vector::prefetch(v);
+            }
+            ahead.push_back(next);
+        }
         searched.scored_exactly += 1;
         let Some(v) = vectors.get(row) else { continue };
         let Some((score, distance)) = scorer.score(v) else {
@@ -537,7 +551,7 @@ fn rank_exactly(
 fn rank(
     source: &dyn GraphSource,
     spec: &VectorSpec,
-    candidates: Option<(&[bool], usize)>,
+    candidates: Option<(&[bool], &[u32])>,
     searched: &mut Searched,
 ) -> Result<Vec<Ranked>> {
     let rows = source.node_rows(&spec.label)?;
@@ -556,7 +570,7 @@ fn rank(
     let n = rows.num_rows() as u32;
     // No more rows than the table has can be ranked (and LIMIT may be any size).
     let k = spec.k.min(n as usize);
-    let count = candidates.map_or(n as usize, |(_, c)| c);
+    let count = candidates.map_or(n as usize, |(_, list)| list.len());
     searched.candidates = count;
     // Only the index the plan was made for (of the query's metric).
     let index = match spec.index {
@@ -889,7 +903,7 @@ impl ExecutionPlan for VectorTopKExec {
                     let ranked = rank(
                         source.as_ref(),
                         &spec,
-                        Some((&found.flags, found.distinct)),
+                        Some((&found.flags, &found.list)),
                         &mut searched,
                     )?;
                     (all, found, ranked)
@@ -942,6 +956,9 @@ struct Candidates {
     rows: Vec<Option<u32>>,
     /// A flag per table row: a candidate.
     flags: Vec<bool>,
+    /// The candidates' table rows, ascending (a few candidates of a large table are ranked
+    /// without a pass over every flag).
+    list: Vec<u32>,
     distinct: usize,
 }
 
@@ -958,35 +975,31 @@ impl Candidates {
             })
             .collect();
         let mut flags = vec![false; table_rows as usize];
-        let mut distinct = 0;
+        let mut list = Vec::new();
         for r in rows.iter().flatten() {
             if !flags[*r as usize] {
                 flags[*r as usize] = true;
-                distinct += 1;
+                list.push(*r);
             }
         }
+        list.sort_unstable();
         Ok(Candidates {
             rows,
             flags,
-            distinct,
+            distinct: list.len(),
+            list,
         })
     }
 }
 
-/// The table rows flagged in `flags`, ascending.
-fn flagged(flags: &[bool]) -> impl Iterator<Item = u32> + '_ {
-    flags
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| **f)
-        .map(|(r, _)| r as u32)
-}
-
-/// The candidates' rows (a flag per table row), or every row of a table of `n`.
-fn rows_of(candidates: Option<(&[bool], usize)>, n: u32) -> Box<dyn Iterator<Item = u32> + '_> {
+/// The candidates' rows (ascending), or every row of a table of `n`.
+fn rows_of<'a>(
+    candidates: Option<(&'a [bool], &'a [u32])>,
+    n: u32,
+) -> Box<dyn Iterator<Item = u32> + 'a> {
     match candidates {
         None => Box::new(0..n),
-        Some((flags, _)) => Box::new(flagged(flags)),
+        Some((_, list)) => Box::new(list.iter().copied()),
     }
 }
 
@@ -1067,7 +1080,7 @@ async fn search_first(
         let all = concat_batches(&input.schema(), &batches)?;
         let found = candidates(&all)?;
         searched.candidates = found.distinct;
-        let mut ranked = rank_exactly(&vectors, &scorer, k, flagged(&found.flags), searched);
+        let mut ranked = rank_exactly(&vectors, &scorer, k, found.list.iter().copied(), searched);
         // The farthest row the search returned, by its exact score.
         let farthest = hits
             .iter()
