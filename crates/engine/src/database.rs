@@ -636,109 +636,118 @@ impl Database {
         };
         // Schema evolution: a CREATE of an unknown label, type or property says what it needs;
         // create it and plan again (each round adds schema, so few rounds are ever needed).
-        // The schema it creates commits with its data, or not at all (`StagedSchema`).
+        // The schema it creates commits with its data, or not at all (`StagedSchema`). The
+        // clauses after a write block are planned once it ran, so a need may turn up then:
+        // the statement starts over (nothing is committed before its end).
         let mut round = 0;
         let mut staged = crate::ddl::StagedSchema::default();
         let mut unstaged = crate::cache::ForgetOnDrop::new(&self.cache);
-        let (snapshot, lowered) = loop {
+        'statement: loop {
             // Rows are loaded once the plan says which tables it reads and writes (below).
             let snapshot = self
                 .snapshot_unloaded_with(statement.at.as_ref(), staged.tables.clone())
                 .await?;
             let source: Arc<dyn GraphSource> = snapshot.clone();
-            match Lowering::new(&source, params, text)
+            let lowered = match Lowering::new(&source, params, text)
                 .with_limits(limits)
                 .lower(query)
             {
-                Ok(lowered) => break (snapshot, lowered),
+                Ok(lowered) => lowered,
                 Err(e) => match e.need {
                     Some(need) if writes && round < MAX_SCHEMA_ROUNDS => {
                         crate::ddl::evolve(self, &snapshot, *need, &mut staged).await?;
                         unstaged.set(&staged.tables);
                         round += 1;
+                        continue 'statement;
                     }
-                    _ => {
-                        return Err(Error {
-                            kind: if e.execution {
-                                ErrorKind::Execution
-                            } else {
-                                ErrorKind::Plan
-                            },
-                            message: e.message,
-                            position: e.position,
-                            detail: None,
-                            datafusion_text: None,
-                        });
-                    }
+                    _ => return Err(plan_error(e)),
                 },
+            };
+            load_for(&snapshot, &lowered).await?;
+            if let Some(mode) = statement.explain {
+                if !lowered.blocks.is_empty() && mode == ast::Explain::Analyze {
+                    return Err(Error::plan(
+                        "EXPLAIN ANALYZE of a writing query is not supported",
+                    ));
+                }
+                let stream = self
+                    .sessions
+                    .explain(lowered.plan, mode == ast::Explain::Analyze)
+                    .await?;
+                return Ok(QueryStream::rows(Language::ContextQL, stream));
             }
-        };
-        let mut names = snapshot.tables_read(&lowered.plan);
-        for block in &lowered.blocks {
-            names.extend(snapshot.tables_read(&block.plan));
-            write::tables_written(&snapshot, &block.writes, &mut names);
-        }
-        if let Some(returning) = &lowered.returning {
-            names.extend(snapshot.tables_read(returning));
-        }
-        snapshot.load(names.iter().map(String::as_str)).await?;
-        snapshot.open_vector_indexes(&lowered.plan).await?;
-        for block in &lowered.blocks {
-            snapshot.open_vector_indexes(&block.plan).await?;
-        }
-        if let Some(mode) = statement.explain {
-            if !lowered.blocks.is_empty() && mode == ast::Explain::Analyze {
-                return Err(Error::plan(
-                    "EXPLAIN ANALYZE of a writing query is not supported",
-                ));
+            if lowered.blocks.is_empty() {
+                let runtime = self.sessions.statement_runtime()?;
+                let (plan, task) = self.sessions.physical_plan(&lowered.plan, &runtime).await?;
+                if let Some((version, key)) = cache_as
+                    && crate::plan_cache::replannable(&lowered.plan)
+                {
+                    let cached = CachedPlan {
+                        plan: plan.clone(),
+                        task: task.clone(),
+                    };
+                    self.plans.put(version, key, cached);
+                }
+                let stream = datafusion::physical_plan::execute_stream(plan, task)?;
+                return Ok(QueryStream::rows(Language::ContextQL, stream));
             }
-            let stream = self
-                .sessions
-                .explain(lowered.plan, mode == ast::Explain::Analyze)
-                .await?;
-            return Ok(QueryStream::rows(Language::ContextQL, stream));
-        }
-        if lowered.blocks.is_empty() {
-            let runtime = self.sessions.statement_runtime()?;
-            let (plan, task) = self.sessions.physical_plan(&lowered.plan, &runtime).await?;
-            if let Some((version, key)) = cache_as
-                && crate::plan_cache::replannable(&lowered.plan)
-            {
-                let cached = CachedPlan {
-                    plan: plan.clone(),
-                    task: task.clone(),
+            // Each write block runs on the rows the one before it left; what the query returns
+            // is computed before the commit, so a failed commit returns nothing.
+            let mut sink = write::Sink::new(&snapshot);
+            // One memory pool for the whole statement: its blocks and what it returns.
+            let memory = self.sessions.statement_runtime()?;
+            let mut part = lowered;
+            let returned = loop {
+                let count = part.blocks.len();
+                let mut view = None;
+                for (i, block) in part.blocks.into_iter().enumerate() {
+                    let (schema, batches) = self.sessions.collect(&block.plan, &memory).await?;
+                    let mut rows = sink.apply(&block.writes, &schema, &batches)?;
+                    // The clauses after the block read the graph with its writes.
+                    if i + 1 == count && part.rest.is_some() {
+                        let staged = Arc::new(sink.stage(snapshot.clone())?);
+                        rows = sink.renumber(rows, staged.clone())?;
+                        view = Some(staged);
+                    }
+                    block.output.fill(vec![rows]);
+                }
+                let (Some(rest), Some(view)) = (part.rest, view) else {
+                    break match part.returning {
+                        Some(plan) => Some(self.sessions.collect(&plan, &memory).await?),
+                        None => None,
+                    };
                 };
-                self.plans.put(version, key, cached);
-            }
-            let stream = datafusion::physical_plan::execute_stream(plan, task)?;
-            return Ok(QueryStream::rows(Language::ContextQL, stream));
+                let source: Arc<dyn GraphSource> = view;
+                part = match Lowering::new(&source, params, text)
+                    .with_limits(limits)
+                    .resume(query, rest)
+                {
+                    Ok(next) => next,
+                    Err(e) => match e.need {
+                        Some(need) if round < MAX_SCHEMA_ROUNDS => {
+                            crate::ddl::evolve(self, &snapshot, *need, &mut staged).await?;
+                            unstaged.set(&staged.tables);
+                            round += 1;
+                            continue 'statement;
+                        }
+                        _ => return Err(plan_error(e)),
+                    },
+                };
+                load_for(&snapshot, &part).await?;
+            };
+            let written = sink.commit(self, staged).await?;
+            unstaged.disarm();
+            return Ok(match returned {
+                Some((schema, batches)) => StatementResult {
+                    language: Language::ContextQL,
+                    schema,
+                    batches,
+                    rows_affected: Some(written),
+                }
+                .into_stream(),
+                None => rows_affected(Language::ContextQL, written).into_stream(),
+            });
         }
-        // Each write block runs on the rows the one before it left; what the query returns
-        // is computed before the commit, so a failed commit returns nothing.
-        let mut sink = write::Sink::new(&snapshot);
-        // One memory pool for the whole statement: its blocks and what it returns.
-        let memory = self.sessions.statement_runtime()?;
-        for block in lowered.blocks {
-            let (schema, batches) = self.sessions.collect(&block.plan, &memory).await?;
-            let rows = sink.apply(&block.writes, &schema, &batches)?;
-            block.output.fill(vec![rows]);
-        }
-        let returned = match lowered.returning {
-            Some(plan) => Some(self.sessions.collect(&plan, &memory).await?),
-            None => None,
-        };
-        let written = sink.commit(self, staged).await?;
-        unstaged.disarm();
-        Ok(match returned {
-            Some((schema, batches)) => StatementResult {
-                language: Language::ContextQL,
-                schema,
-                batches,
-                rows_affected: Some(written),
-            }
-            .into_stream(),
-            None => rows_affected(Language::ContextQL, written).into_stream(),
-        })
     }
 
     /// Reads the graph namespace's properties, lets `change` edit them, and writes them back
@@ -1050,4 +1059,38 @@ mod chrono_like {
             assert_eq!(super::parse("nope"), None);
         }
     }
+}
+
+/// A planning error as the engine reports it (an execution error where lowering found a
+/// value the query cannot run with).
+fn plan_error(e: contextdb_planner::PlanError) -> Error {
+    Error {
+        kind: if e.execution {
+            ErrorKind::Execution
+        } else {
+            ErrorKind::Plan
+        },
+        message: e.message,
+        position: e.position,
+        detail: None,
+        datafusion_text: None,
+    }
+}
+
+/// Loads the tables `lowered` reads and writes, and opens the vector indexes it searches.
+async fn load_for(snapshot: &Snapshot, lowered: &contextdb_planner::Lowered) -> Result<()> {
+    let mut names = snapshot.tables_read(&lowered.plan);
+    for block in &lowered.blocks {
+        names.extend(snapshot.tables_read(&block.plan));
+        write::tables_written(snapshot, &block.writes, &mut names);
+    }
+    if let Some(returning) = &lowered.returning {
+        names.extend(snapshot.tables_read(returning));
+    }
+    snapshot.load(names.iter().map(String::as_str)).await?;
+    snapshot.open_vector_indexes(&lowered.plan).await?;
+    for block in &lowered.blocks {
+        snapshot.open_vector_indexes(&block.plan).await?;
+    }
+    Ok(())
 }

@@ -28,6 +28,7 @@ mod schema;
 mod session;
 mod settings;
 mod sql;
+mod staged;
 mod tables;
 mod vector_index;
 mod vector_search;

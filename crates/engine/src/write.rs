@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array,
-    new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray,
+    UInt32Array, new_null_array,
 };
 use arrow::compute::kernels::zip::zip;
 use arrow::compute::{cast, concat, concat_batches, filter_record_batch, interleave, take};
@@ -23,6 +23,7 @@ use crate::ddl::StagedSchema;
 use crate::error::{Error, Result};
 use crate::graph_source::Snapshot;
 use crate::schema::TableKind;
+use crate::staged::{ChangedTable, Staged};
 
 /// Pending changes of one table.
 #[derive(Default)]
@@ -164,6 +165,9 @@ type Location = (String, u32);
 /// table edits, numbers what they create after every stored ordinal, and commits once.
 pub(crate) struct Sink<'a> {
     snapshot: &'a Snapshot,
+    /// The numbering the block's ordinals are in when it is not the snapshot's: the view of
+    /// the statement's earlier writes that the block was planned against.
+    view: Option<Arc<Staged>>,
     edits: HashMap<String, TableEdits>,
     /// Created nodes / relationships: ordinal `base + i` is at `created[i]`.
     node_base: u32,
@@ -178,6 +182,7 @@ impl<'a> Sink<'a> {
     pub(crate) fn new(snapshot: &'a Snapshot) -> Sink<'a> {
         Sink {
             snapshot,
+            view: None,
             edits: HashMap::new(),
             node_base: snapshot.node_end,
             created_nodes: Vec::new(),
@@ -224,15 +229,118 @@ impl<'a> Sink<'a> {
         };
         match ordinal.checked_sub(base) {
             Some(i) => created.get(i as usize).cloned(),
-            None if nodes => self
-                .snapshot
-                .node_at(ordinal)
-                .map(|(t, l)| (t.to_string(), l)),
-            None => self
-                .snapshot
-                .edge_at(ordinal)
-                .map(|(t, l)| (t.to_string(), l)),
+            None => match &self.view {
+                Some(view) => view.locate(nodes, ordinal),
+                None => self.located_in_snapshot(nodes, ordinal),
+            },
         }
+    }
+
+    fn located_in_snapshot(&self, nodes: bool, ordinal: u32) -> Option<Location> {
+        if nodes {
+            self.snapshot
+                .node_at(ordinal)
+                .map(|(t, l)| (t.to_string(), l))
+        } else {
+            self.snapshot
+                .edge_at(ordinal)
+                .map(|(t, l)| (t.to_string(), l))
+        }
+    }
+
+    /// The graph with the statement's writes so far applied, for the clauses after a write
+    /// block to be planned against (see [`Staged`]).
+    pub(crate) fn stage(&mut self, snapshot: Arc<Snapshot>) -> Result<Staged> {
+        let mut changed = HashMap::new();
+        for (name, edit) in &self.edits {
+            if edit.appended.is_empty() && edit.deleted.is_empty() && edit.updates.is_empty() {
+                continue;
+            }
+            let table = data(self.snapshot, name)?;
+            let stored = table.rows.num_rows();
+            let appended = self.appended_rows(name);
+            let mut chunks = Vec::new();
+            let mut ids = Vec::new();
+            let mut sink_rows = Vec::new();
+            let mut keep = |batch: RecordBatch, start: usize| -> Result<()> {
+                let len = batch.num_rows();
+                let edited = edit_rows(batch, start, edit)?;
+                let last = edited.num_columns() - 1;
+                ids.push(edited.column(last).clone());
+                chunks.push(edited.project(&(0..last).collect::<Vec<_>>())?);
+                sink_rows.extend(
+                    (start as u32..(start + len) as u32).filter(|r| !edit.deleted.contains(r)),
+                );
+                Ok(())
+            };
+            for (start, chunk, chunk_ids) in table.rows.chunks() {
+                keep(table_io::with_row_ids(chunk, chunk_ids.clone())?, start)?;
+            }
+            if appended > 0 {
+                let locals: Vec<Option<u32>> = (stored as u32..(stored + appended) as u32)
+                    .map(Some)
+                    .collect();
+                let all = concat_batches(&table.schema(), &edit.appended)?;
+                keep(
+                    table_io::with_row_ids(&all, self.table_ids(name, &locals)?)?,
+                    stored,
+                )?;
+            }
+            let rows = contextdb_planner::source::Chunked::try_new(table.schema(), chunks, ids)?;
+            changed.insert(
+                name.clone(),
+                ChangedTable::new(rows, sink_rows, stored + appended),
+            );
+        }
+        Staged::new(snapshot, changed)
+    }
+
+    /// `rows` (a block's output, its ordinals in the sink's numbering) with every ordinal in
+    /// `view`'s numbering, where later blocks number theirs from now on. An element the
+    /// statement deleted is null.
+    pub(crate) fn renumber(&mut self, rows: RecordBatch, view: Arc<Staged>) -> Result<RecordBatch> {
+        let schema = rows.schema();
+        let mut columns = rows.columns().to_vec();
+        let mut fields = schema.fields().to_vec();
+        for (i, field) in schema.fields().iter().enumerate() {
+            let Some(nodes) = nodes::ordinal_column(&schema, field.name()) else {
+                continue;
+            };
+            fields[i] = Arc::new(nodes::renumbered_field(field));
+            let map = |o: Option<u32>| {
+                o.and_then(|o| self.locate(nodes, o))
+                    .and_then(|(table, row)| view.ordinal(nodes, &table, row))
+            };
+            columns[i] = match field.data_type() {
+                DataType::UInt32 => {
+                    Arc::new(ords(&columns[i])?.iter().map(map).collect::<UInt32Array>())
+                }
+                DataType::List(item) => {
+                    let list = columns[i].as_list::<i32>();
+                    let values = ords(list.values())?
+                        .iter()
+                        .map(map)
+                        .collect::<UInt32Array>();
+                    Arc::new(ListArray::try_new(
+                        Arc::new(item.as_ref().clone().with_nullable(true)),
+                        list.offsets().clone(),
+                        Arc::new(values),
+                        list.nulls().cloned(),
+                    )?)
+                }
+                _ => continue,
+            };
+        }
+        self.node_base = view.node_end;
+        self.edge_base = view.edge_end;
+        self.created_nodes.clear();
+        self.created_edges.clear();
+        self.view = Some(view);
+        let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+            fields,
+            schema.metadata().clone(),
+        ));
+        Ok(RecordBatch::try_new(schema, columns)?)
     }
 
     /// Rows of `table` this statement appended so far.

@@ -1093,7 +1093,9 @@ impl ExprContext<'_> {
                     Some(
                         DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..),
                     ) => cast(nested::cardinality(x), DataType::Int64),
-                    _ => cast(f::character_length(x), DataType::Int64),
+                    Some(_) => cast(f::character_length(x), DataType::Int64),
+                    // Typed only once it runs (an aggregate inside the call).
+                    None => crate::size::size_of_any(x),
                 }
             }
             "cosine_similarity" | "l2_distance" | "inner_product" => {

@@ -17,6 +17,7 @@ pub mod lower_write;
 pub mod nodes;
 pub mod prune;
 pub mod scope;
+mod size;
 pub mod source;
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ use datafusion::logical_expr::{
 use crate::PlanError;
 use crate::expr::{ExprContext, Params, is_aggregate};
 use crate::lower_paths::{PathFields, StepCondition, StepList, endpoint_labels, step_conditions};
-use crate::lower_write::{Pending, WriteBlock, WrittenTables};
+use crate::lower_write::{Pending, WriteBlock};
 use crate::nodes::{ExpandDirection, GraphExpand, LABEL, NodeScan, ORD, column_name};
 use crate::scope::{Scope, VarKind};
 use crate::source::{EdgeTableInfo, GraphSource, NodeTableInfo, SourceRef};
@@ -53,8 +53,24 @@ pub struct Lowered {
     pub blocks: Vec<WriteBlock>,
     /// For a writing query that goes on to RETURN: its rows, over the last block's rows.
     pub returning: Option<LogicalPlan>,
+    /// The clauses after the write block, which read the graph with the block's writes:
+    /// lowered by [`Lowering::resume`] over a source that shows them, once the block ran.
+    pub rest: Option<Rest>,
 }
 
+/// Where lowering stopped after a write block: the clause to go on at and the rows so far
+/// (the block's output). Later clauses must see the block's writes (openCypher: a MATCH
+/// after a CREATE finds what it created), so they are lowered against the graph as the
+/// block left it, not the snapshot the statement began with.
+#[derive(Debug)]
+pub struct Rest {
+    clause: usize,
+    state: State,
+    counter: usize,
+    anonymous: std::collections::HashSet<String>,
+}
+
+#[derive(Debug)]
 pub(crate) struct State {
     pub(crate) plan: LogicalPlan,
     pub(crate) scope: Scope,
@@ -63,8 +79,6 @@ pub(crate) struct State {
 }
 
 pub struct Lowering<'a> {
-    /// Tables written by the clauses lowered so far.
-    pub(crate) written_tables: WrittenTables,
     pub(crate) source: &'a Arc<dyn GraphSource>,
     pub(crate) params: &'a Params,
     pub(crate) text: &'a str,
@@ -92,7 +106,6 @@ pub struct Lowering<'a> {
 impl<'a> Lowering<'a> {
     pub fn new(source: &'a Arc<dyn GraphSource>, params: &'a Params, text: &'a str) -> Self {
         Lowering {
-            written_tables: WrittenTables::default(),
             source,
             params,
             text,
@@ -126,14 +139,14 @@ impl<'a> Lowering<'a> {
     pub fn lower(&mut self, query: &Query) -> Result<Lowered, PlanError> {
         let mut parts = Vec::new();
         for part in &query.parts {
-            parts.push(self.lower_single(part)?);
+            parts.push(self.lower_single(part, None)?);
         }
         let mut parts = parts.into_iter();
         let first = parts.next().ok_or_else(|| PlanError::new("empty query"))?;
         if query.parts.len() == 1 {
             return Ok(first);
         }
-        if !first.blocks.is_empty() {
+        if !first.blocks.is_empty() || first.rest.is_some() {
             return Err(PlanError::new("UNION of writing queries is not supported"));
         }
         let mut builder = LogicalPlanBuilder::from(first.plan);
@@ -169,20 +182,46 @@ impl<'a> Lowering<'a> {
             plan: builder.build()?,
             blocks: vec![],
             returning: None,
+            rest: None,
         })
     }
 
-    fn lower_single(&mut self, query: &SingleQuery) -> Result<Lowered, PlanError> {
-        let mut state = State {
-            plan: LogicalPlanBuilder::empty(true).build()?,
-            scope: Scope::default(),
-            unit: true,
+    /// Lowers the clauses of a writing query after the write block that `rest` ends, against
+    /// this lowering's source (the graph with the statement's writes so far).
+    pub fn resume(&mut self, query: &Query, rest: Rest) -> Result<Lowered, PlanError> {
+        let [part] = query.parts.as_slice() else {
+            return Err(PlanError::new("UNION of writing queries is not supported"));
+        };
+        self.counter = rest.counter;
+        self.anonymous = rest.anonymous.clone();
+        self.lower_single(part, Some(rest))
+    }
+
+    /// Lowers `query` from its first clause, or from where `rest` stopped. Lowering stops
+    /// after each write block that more clauses follow (see [`Rest`]).
+    fn lower_single(
+        &mut self,
+        query: &SingleQuery,
+        rest: Option<Rest>,
+    ) -> Result<Lowered, PlanError> {
+        let resumed = rest.is_some();
+        let (first, mut state) = match rest {
+            Some(rest) => (rest.clause, rest.state),
+            None => (
+                0,
+                State {
+                    plan: LogicalPlanBuilder::empty(true).build()?,
+                    scope: Scope::default(),
+                    unit: true,
+                },
+            ),
         };
         let mut blocks: Vec<WriteBlock> = Vec::new();
         let mut pending = Pending::default();
         let mut returned = false;
-        let mut last_write = false;
-        for (i, clause) in query.clauses.iter().enumerate() {
+        // A resumed query follows a write block: it may end without RETURN.
+        let mut last_write = resumed;
+        for (i, clause) in query.clauses.iter().enumerate().skip(first) {
             if returned {
                 return Err(PlanError::new("RETURN must be the last clause"));
             }
@@ -195,16 +234,21 @@ impl<'a> Lowering<'a> {
                     | Clause::Remove(_)
             );
             // A write block ends at the first reading clause, and before a MERGE (which
-            // matches, so it must see the rows the writes before it produced).
+            // matches, so it must see the rows the writes before it produced). What follows
+            // is lowered once the block ran, against the graph with its writes.
             if !pending.writes.is_empty() && (!is_write || matches!(clause, Clause::Merge(_))) {
-                state = self.end_block(state, &mut pending, &mut blocks)?;
-            }
-            let after_writes = !blocks.is_empty() || !pending.writes.is_empty();
-            if after_writes && matches!(clause, Clause::Match(_) | Clause::VectorSimilar(_)) {
-                return Err(PlanError::new(format!(
-                    "clause {} (MATCH after a writing clause) is not supported yet",
-                    i + 1
-                )));
+                let state = self.end_block(state, &mut pending, &mut blocks)?;
+                return Ok(Lowered {
+                    plan: blocks[0].plan.clone(),
+                    blocks,
+                    returning: None,
+                    rest: Some(Rest {
+                        clause: i,
+                        state,
+                        counter: self.counter,
+                        anonymous: self.anonymous.clone(),
+                    }),
+                });
             }
             last_write = is_write;
             match clause {
@@ -233,7 +277,7 @@ impl<'a> Lowering<'a> {
         if !pending.writes.is_empty() {
             state = self.end_block(state, &mut pending, &mut blocks)?;
         }
-        if blocks.is_empty() {
+        if blocks.is_empty() && !resumed {
             if !returned {
                 return Err(PlanError::new(
                     "query cannot conclude with MATCH, UNWIND or WITH (must be RETURN or an update clause)",
@@ -243,6 +287,7 @@ impl<'a> Lowering<'a> {
                 plan: state.plan,
                 blocks,
                 returning: None,
+                rest: None,
             });
         }
         if !returned && !last_write {
@@ -251,9 +296,12 @@ impl<'a> Lowering<'a> {
             ));
         }
         Ok(Lowered {
-            plan: blocks[0].plan.clone(),
+            plan: blocks
+                .first()
+                .map_or_else(|| state.plan.clone(), |b| b.plan.clone()),
             blocks,
             returning: returned.then_some(state.plan),
+            rest: None,
         })
     }
 

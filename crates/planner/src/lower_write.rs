@@ -5,12 +5,11 @@
 //! sink fills in, so later operations of the block (a relationship to a created node, a SET on a
 //! merged one) address every element the same way: by its ordinal column.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field};
 use contextql::ast::{self, ExprKind};
-use datafusion::common::ScalarValue;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::{Expr, ExprSchemable, Extension, LogicalPlan, LogicalPlanBuilder};
 
 use crate::PlanError;
@@ -20,7 +19,10 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::nodes::{ORD, RowSlot, UNLABELED, WrittenRows, column_name, node_fields, rel_fields};
+use crate::nodes::{
+    ORD, RowSlot, UNLABELED, WrittenRows, column_name, node_fields, ordinal_column, rel_fields,
+    renumbered_field,
+};
 use crate::scope::VarKind;
 use crate::source::{EdgeTableInfo, NodeTableInfo};
 
@@ -140,10 +142,26 @@ impl Lowering<'_> {
             .project(exprs)?
             .build()?;
         let output = RowSlot::default();
+        // Ordinals are renumbered before later clauses read the rows, and a deleted
+        // element's become null.
+        let arrow_schema = plan.schema().as_arrow().clone();
+        let fields = plan
+            .schema()
+            .iter()
+            .map(|(q, f)| {
+                let f = if ordinal_column(&arrow_schema, f.name()).is_some() {
+                    Arc::new(renumbered_field(f))
+                } else {
+                    f.clone()
+                };
+                (q.cloned(), f)
+            })
+            .collect();
+        let schema = DFSchema::new_with_metadata(fields, plan.schema().metadata().clone())?;
         let rows = LogicalPlan::Extension(Extension {
             node: Arc::new(WrittenRows {
                 slot: output.clone(),
-                schema: plan.schema().clone(),
+                schema: Arc::new(schema),
             }),
         });
         blocks.push(WriteBlock {
@@ -273,10 +291,21 @@ impl Lowering<'_> {
         Ok(edge)
     }
 
-    /// The one label of a node bound before or created earlier in the block, if it has one.
-    fn single_label(kind: &VarKind) -> Option<String> {
-        match kind {
-            VarKind::Node { labels, .. } if labels.len() == 1 => Some(labels[0].clone()),
+    /// The one label a bound node can have: its only candidate, or else the only candidate
+    /// whose table has nodes at this source (a node bound by MATCH lies in such a table; a
+    /// label a statement staged, still empty, is no candidate for it).
+    fn single_label(&self, kind: &VarKind) -> Option<String> {
+        let VarKind::Node { labels, .. } = kind else {
+            return None;
+        };
+        if let [one] = labels.as_slice() {
+            return Some(one.clone());
+        }
+        let mut with_nodes = labels
+            .iter()
+            .filter(|l| self.source.node_count(l).is_ok_and(|n| n > 0));
+        match (with_nodes.next(), with_nodes.next()) {
+            (Some(one), None) => Some(one.clone()),
             _ => None,
         }
     }
@@ -332,7 +361,7 @@ impl Lowering<'_> {
                             self.err(v.span, format!("type mismatch: `{}` is not a node", v.name))
                         );
                     }
-                    endpoints.push((column_name(&v.name, ORD), Self::single_label(&kind)));
+                    endpoints.push((column_name(&v.name, ORD), self.single_label(&kind)));
                     continue;
                 }
                 if n.labels.len() > 1 {
@@ -350,7 +379,6 @@ impl Lowering<'_> {
                     self.written_properties(state, n.properties.as_ref(), pending)?;
                 let table = self.node_table_for(&label, &written)?;
                 let var = self.created_node(&n.variable, &table, pending)?;
-                self.written_tables.insert(label.clone());
                 pending.writes.push(WriteOp::CreateNode {
                     label: label.clone(),
                     properties,
@@ -385,7 +413,6 @@ impl Lowering<'_> {
                     self.written_properties(state, rel.properties.as_ref(), pending)?;
                 let edge = self.edge_table_for(&rel_type, &from, &to, &written)?;
                 let var = self.created_rel(&rel.variable, &edge, pending)?;
-                self.written_tables.insert(edge.table.clone());
                 pending.writes.push(WriteOp::CreateEdge {
                     rel_type: edge.table.clone(),
                     src: src.0.clone(),
@@ -510,26 +537,6 @@ impl Lowering<'_> {
         for (rel, _) in &el.chain {
             self.check_rel_shape(rel, "MERGE")?;
         }
-        // MERGE reads the graph as the statement began: it may not read what this statement
-        // wrote before it, or it would create what it should find.
-        let candidates = self.resolve_labels(&state.scope, &named)?;
-        let reads: Vec<&String> = candidates
-            .labels
-            .iter()
-            .flatten()
-            .chain(candidates.types.iter().flatten().map(|t| &t.table))
-            .collect();
-        if let Some(t) = reads
-            .iter()
-            .find(|t| self.written_tables.contains(t.as_str()))
-        {
-            return Err(self.err(
-                m.span,
-                format!(
-                    "MERGE after a clause of the same statement that wrote `{t}` is not supported yet"
-                ),
-            ));
-        }
         let matched_clause = ast::MatchClause {
             optional: true,
             pattern: vec![named.clone()],
@@ -550,7 +557,7 @@ impl Lowering<'_> {
             let v = var(n);
             if bound.contains(&v.name) {
                 let kind = state.scope.get(&v.name).expect("bound").clone();
-                labels.push(Self::single_label(&kind).unwrap_or_default());
+                labels.push(self.single_label(&kind).unwrap_or_default());
                 continue;
             }
             let label = n
@@ -561,7 +568,6 @@ impl Lowering<'_> {
             let (props, written) =
                 self.written_properties(&state, n.properties.as_ref(), pending)?;
             self.node_table_for(&label, &written)?;
-            self.written_tables.insert(label.clone());
             key.extend(props.iter().map(|(_, c)| c.clone()));
             properties.extend(props.iter().cloned());
             matched.get_or_insert_with(|| column_name(&v.name, ORD));
@@ -589,7 +595,6 @@ impl Lowering<'_> {
             let (props, written) =
                 self.written_properties(&state, rel.properties.as_ref(), pending)?;
             let edge = self.edge_table_for(&rel.types[0].name, from, to, &written)?;
-            self.written_tables.insert(edge.table.clone());
             key.extend(props.iter().map(|(_, c)| c.clone()));
             properties.extend(props.iter().cloned());
             matched.get_or_insert_with(|| column_name(&v.name, ORD));
@@ -683,7 +688,6 @@ impl Lowering<'_> {
                 }));
             }
         }
-        self.written_tables.extend(tables);
         ops.push(WriteOp::SetProperty {
             target,
             property: property.to_string(),
@@ -832,7 +836,7 @@ impl Lowering<'_> {
             let ExprKind::Variable(v) = &e.kind else {
                 return Err(self.err(e.span, "DELETE needs a node or relationship variable"));
             };
-            let (target, tables) = self.target(
+            let (target, _) = self.target(
                 state,
                 pending,
                 &ast::Ident {
@@ -840,12 +844,6 @@ impl Lowering<'_> {
                     span: e.span,
                 },
             )?;
-            self.written_tables.extend(tables);
-            if matches!(target, Target::Node { .. }) {
-                // DETACH DELETE changes the edge tables too.
-                self.written_tables
-                    .extend(self.source.edge_tables().into_iter().map(|t| t.table));
-            }
             pending.writes.push(WriteOp::Delete {
                 target,
                 detach: d.detach,
@@ -855,9 +853,6 @@ impl Lowering<'_> {
         Ok(())
     }
 }
-
-/// Tables a statement wrote before a clause (MERGE checks it reads none of them).
-pub(crate) type WrittenTables = HashSet<String>;
 
 /// The rows after a block that deleted `deleted`: each deleted element's properties and label
 /// read as an error on any row where it was bound (openCypher's EntityNotFound), never as
@@ -881,7 +876,9 @@ fn deleted_properties(rows: LogicalPlan, deleted: &[String]) -> Result<LogicalPl
                 signature: Signature::any(2, Volatility::Immutable),
             })
             .call(vec![
-                crate::lower::column(&column_name(var, ORD)),
+                // Where the element was bound: its id (its ordinal is null once later clauses
+                // read the graph without it).
+                crate::lower::column(&bound_by(rows.schema(), var)),
                 crate::lower::column(name),
             ])
             .alias(name),
@@ -889,6 +886,16 @@ fn deleted_properties(rows: LogicalPlan, deleted: &[String]) -> Result<LogicalPl
         });
     }
     Ok(LogicalPlanBuilder::from(rows).project(exprs)?.build()?)
+}
+
+/// The column that is non-null where `var` is bound: its id, or else its ordinal.
+fn bound_by(schema: &datafusion::common::DFSchemaRef, var: &str) -> String {
+    let id = column_name(var, crate::nodes::ID);
+    if schema.field_with_unqualified_name(&id).is_ok() {
+        id
+    } else {
+        column_name(var, ORD)
+    }
 }
 
 /// A property of an element the statement deleted: an error where the element is bound.

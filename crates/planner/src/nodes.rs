@@ -419,6 +419,43 @@ impl std::hash::Hash for RowSlot {
     }
 }
 
+/// Whether column `name` of a write block's rows holds node ordinals (`Some(true)`: a node
+/// variable's `__ord`, a walk's `__nodes`) or relationship ordinals (`Some(false)`: a
+/// relationship's `__ord`, a walk's `__ords`): the columns renumbered when the clauses after
+/// the block read the graph with its writes (null where the element was deleted).
+pub fn ordinal_column(schema: &arrow::datatypes::Schema, name: &str) -> Option<bool> {
+    let field = schema.field_with_name(name).ok()?;
+    let nodes = if let Some(var) = name.strip_suffix(&format!(".{ORD}")) {
+        if schema.index_of(&column_name(var, LABEL)).is_ok() {
+            true
+        } else if schema.index_of(&column_name(var, TYPE)).is_ok() {
+            false
+        } else {
+            return None;
+        }
+    } else if name.ends_with(".__nodes") {
+        true
+    } else if name.ends_with(".__ords") {
+        false
+    } else {
+        return None;
+    };
+    match field.data_type() {
+        DataType::UInt32 => Some(nodes),
+        DataType::List(item) if item.data_type() == &DataType::UInt32 => Some(nodes),
+        _ => None,
+    }
+}
+
+/// An [`ordinal_column`]'s field once renumbered: null allowed, in lists too.
+pub fn renumbered_field(field: &Field) -> Field {
+    let data_type = match field.data_type() {
+        DataType::List(item) => DataType::List(Arc::new(item.as_ref().clone().with_nullable(true))),
+        other => other.clone(),
+    };
+    field.clone().with_data_type(data_type).with_nullable(true)
+}
+
 /// Leaf: the rows a write block left in its [`RowSlot`] (filled before this plan runs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WrittenRows {
