@@ -653,15 +653,12 @@ impl Database {
                 .lower(query)
             {
                 Ok(lowered) => lowered,
-                Err(e) => match e.need {
-                    Some(need) if writes && round < MAX_SCHEMA_ROUNDS => {
-                        crate::ddl::evolve(self, &snapshot, *need, &mut staged).await?;
-                        unstaged.set(&staged.tables);
-                        round += 1;
-                        continue 'statement;
-                    }
-                    _ => return Err(plan_error(e)),
-                },
+                Err(e) if writes => {
+                    self.evolve(e, &snapshot, &mut staged, &mut unstaged, &mut round)
+                        .await?;
+                    continue 'statement;
+                }
+                Err(e) => return Err(plan_error(e)),
             };
             load_for(&snapshot, &lowered).await?;
             if let Some(mode) = statement.explain {
@@ -723,15 +720,11 @@ impl Database {
                     .resume(query, rest)
                 {
                     Ok(next) => next,
-                    Err(e) => match e.need {
-                        Some(need) if round < MAX_SCHEMA_ROUNDS => {
-                            crate::ddl::evolve(self, &snapshot, *need, &mut staged).await?;
-                            unstaged.set(&staged.tables);
-                            round += 1;
-                            continue 'statement;
-                        }
-                        _ => return Err(plan_error(e)),
-                    },
+                    Err(e) => {
+                        self.evolve(e, &snapshot, &mut staged, &mut unstaged, &mut round)
+                            .await?;
+                        continue 'statement;
+                    }
                 };
                 load_for(&snapshot, &part).await?;
             };
@@ -747,6 +740,28 @@ impl Database {
                 .into_stream(),
                 None => rows_affected(Language::ContextQL, written).into_stream(),
             });
+        }
+    }
+
+    /// Stages the schema a writing statement's planning asked for (a CREATE of an unknown
+    /// label, type or property), for the statement to be planned again; the planning error
+    /// itself when it asked for none, or after `MAX_SCHEMA_ROUNDS` rounds.
+    async fn evolve(
+        &self,
+        e: contextdb_planner::PlanError,
+        snapshot: &Snapshot,
+        staged: &mut crate::ddl::StagedSchema,
+        unstaged: &mut crate::cache::ForgetOnDrop<'_>,
+        round: &mut usize,
+    ) -> Result<()> {
+        match e.need {
+            Some(need) if *round < MAX_SCHEMA_ROUNDS => {
+                crate::ddl::evolve(self, snapshot, *need, staged).await?;
+                unstaged.set(&staged.tables);
+                *round += 1;
+                Ok(())
+            }
+            _ => Err(plan_error(e)),
         }
     }
 

@@ -165,7 +165,9 @@ impl Staged {
         let row = ordinal - offset;
         match self.changed.get(name) {
             Some(t) => t.sink_rows.get(row as usize).map(|&r| (name.clone(), r)),
-            None => Some((name.clone(), row)),
+            None => {
+                ((row as usize) < self.base.tables.get(name)?.rows).then(|| (name.clone(), row))
+            }
         }
     }
 
@@ -187,15 +189,18 @@ impl Staged {
             .ok_or_else(|| DataFusionError::Plan(format!("no table `{name}` in this snapshot")))
     }
 
+    fn info(&self, table: &str) -> DfResult<&crate::schema::TableInfo> {
+        self.base
+            .tables
+            .get(table)
+            .map(|t| &t.info)
+            .ok_or_else(|| DataFusionError::Plan(format!("no table `{table}`")))
+    }
+
     /// Adjacency of an edge table whose rows or endpoint tables the statement changed, over
     /// this view's ordinals; edges whose endpoint is gone are left out, as the snapshot's are.
     fn build_adjacency(&self, table: &str) -> DfResult<Arc<Adjacency>> {
-        let info = &self
-            .base
-            .tables
-            .get(table)
-            .ok_or_else(|| DataFusionError::Plan(format!("no edge table `{table}`")))?
-            .info;
+        let info = self.info(table)?;
         let (Some(from), Some(to)) = (&info.from, &info.to) else {
             return Err(DataFusionError::Internal(format!(
                 "{table} has no endpoints"
@@ -326,12 +331,7 @@ impl GraphSource for Staged {
     }
 
     fn adjacency(&self, table: &str) -> DfResult<Arc<Adjacency>> {
-        let info = &self
-            .base
-            .tables
-            .get(table)
-            .ok_or_else(|| DataFusionError::Plan(format!("no edge table `{table}`")))?
-            .info;
+        let info = self.info(table)?;
         let touched = [Some(table), info.from.as_deref(), info.to.as_deref()]
             .into_iter()
             .flatten()

@@ -250,7 +250,7 @@ impl<'a> Sink<'a> {
 
     /// The graph with the statement's writes so far applied, for the clauses after a write
     /// block to be planned against (see [`Staged`]).
-    pub(crate) fn stage(&mut self, snapshot: Arc<Snapshot>) -> Result<Staged> {
+    pub(crate) fn stage(&self, snapshot: Arc<Snapshot>) -> Result<Staged> {
         let mut changed = HashMap::new();
         for (name, edit) in &self.edits {
             if edit.appended.is_empty() && edit.deleted.is_empty() && edit.updates.is_empty() {
@@ -259,32 +259,53 @@ impl<'a> Sink<'a> {
             let table = data(self.snapshot, name)?;
             let stored = table.rows.num_rows();
             let appended = self.appended_rows(name);
-            let mut chunks = Vec::new();
-            let mut ids = Vec::new();
-            let mut sink_rows = Vec::new();
-            let mut keep = |batch: RecordBatch, start: usize| -> Result<()> {
-                let len = batch.num_rows();
-                let edited = edit_rows(batch, start, edit)?;
-                let last = edited.num_columns() - 1;
-                ids.push(edited.column(last).clone());
-                chunks.push(edited.project(&(0..last).collect::<Vec<_>>())?);
-                sink_rows.extend(
-                    (start as u32..(start + len) as u32).filter(|r| !edit.deleted.contains(r)),
-                );
-                Ok(())
-            };
+            // Rows `start..` of the table with the statement's edits: (rows, ids, sink rows).
+            let edited =
+                |batch: RecordBatch, start: usize| -> Result<(RecordBatch, ArrayRef, Vec<u32>)> {
+                    let len = batch.num_rows();
+                    let edited = edit_rows(batch, start, edit)?;
+                    let last = edited.num_columns() - 1;
+                    let kept = (start as u32..(start + len) as u32)
+                        .filter(|r| !edit.deleted.contains(r))
+                        .collect();
+                    Ok((
+                        edited.project(&(0..last).collect::<Vec<_>>())?,
+                        edited.column(last).clone(),
+                        kept,
+                    ))
+                };
+            let mut parts = Vec::new();
             for (start, chunk, chunk_ids) in table.rows.chunks() {
-                keep(table_io::with_row_ids(chunk, chunk_ids.clone())?, start)?;
+                let range = start as u32..(start + chunk.num_rows()) as u32;
+                if edit.deleted.range(range.clone()).next().is_none()
+                    && edit.updates.range(range.clone()).next().is_none()
+                {
+                    // Untouched: shared, not copied.
+                    parts.push((chunk.clone(), chunk_ids.clone(), range.collect()));
+                    continue;
+                }
+                parts.push(edited(
+                    table_io::with_row_ids(chunk, chunk_ids.clone())?,
+                    start,
+                )?);
             }
             if appended > 0 {
                 let locals: Vec<Option<u32>> = (stored as u32..(stored + appended) as u32)
                     .map(Some)
                     .collect();
                 let all = concat_batches(&table.schema(), &edit.appended)?;
-                keep(
+                parts.push(edited(
                     table_io::with_row_ids(&all, self.table_ids(name, &locals)?)?,
                     stored,
-                )?;
+                )?);
+            }
+            let mut chunks = Vec::with_capacity(parts.len());
+            let mut ids = Vec::with_capacity(parts.len());
+            let mut sink_rows = Vec::new();
+            for (chunk, chunk_ids, rows) in parts {
+                chunks.push(chunk);
+                ids.push(chunk_ids);
+                sink_rows.extend(rows);
             }
             let rows = contextdb_planner::source::Chunked::try_new(table.schema(), chunks, ids)?;
             changed.insert(
