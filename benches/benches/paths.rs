@@ -17,7 +17,8 @@ use contextdb_graph::Adjacency;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// The baseline's breadth-first search: how many nodes have a walk of 1..=hops edges to
-/// `target` (its reverse dependents), each node visited once.
+/// `target` (its reverse dependents), each node visited once, over the Csr's distinct
+/// neighbours (as the walk reads them).
 fn reverse_reach(adjacency: &Adjacency, target: u32, hops: usize, seen: &mut [bool]) -> i64 {
     seen.iter_mut().for_each(|s| *s = false);
     let mut count = 0i64;
@@ -27,7 +28,7 @@ fn reverse_reach(adjacency: &Adjacency, target: u32, hops: usize, seen: &mut [bo
     for _ in 0..hops {
         let mut next = Vec::new();
         for &n in &frontier {
-            adjacency.for_each_in(n, |a, _| {
+            for &a in adjacency.neighbours_in(n) {
                 if a == target && !start_counted {
                     start_counted = true;
                     count += 1;
@@ -37,7 +38,7 @@ fn reverse_reach(adjacency: &Adjacency, target: u32, hops: usize, seen: &mut [bo
                     count += 1;
                     next.push(a);
                 }
-            });
+            }
         }
         frontier = next;
     }
@@ -54,13 +55,13 @@ fn shortest(adjacency: &Adjacency, from: u32, to: u32, depth: &mut [u32]) -> Opt
         for &n in &frontier {
             let d = depth[n as usize];
             let mut found = false;
-            adjacency.for_each_out(n, |m, _| {
+            for &m in adjacency.neighbours_out(n) {
                 if depth[m as usize] == u32::MAX {
                     depth[m as usize] = d + 1;
                     found |= m == to;
                     next.push(m);
                 }
-            });
+            }
             if found {
                 return Some(d + 1);
             }

@@ -66,6 +66,13 @@ impl Direction {
         }
     }
 
+    fn neighbours(&self, node: u32) -> &[u32] {
+        if node as usize >= self.csr.node_count() {
+            return &[];
+        }
+        self.csr.neighbors_slice(node)
+    }
+
     fn degree(&self, node: u32) -> usize {
         if node as usize >= self.csr.node_count() {
             return 0;
@@ -140,6 +147,16 @@ impl Adjacency {
         self.inc.for_each(dst, f)
     }
 
+    /// The distinct nodes `src` has an edge to (parallel edges once).
+    pub fn neighbours_out(&self, src: u32) -> &[u32] {
+        self.out.neighbours(src)
+    }
+
+    /// The distinct nodes with an edge to `dst` (parallel edges once).
+    pub fn neighbours_in(&self, dst: u32) -> &[u32] {
+        self.inc.neighbours(dst)
+    }
+
     pub fn out_degree(&self, src: u32) -> usize {
         self.out.degree(src)
     }
@@ -186,6 +203,15 @@ mod tests {
         assert_eq!(adj.out_degree(0), 3);
         assert_eq!(adj.in_degree(2), 1);
         assert_eq!(adj.edge_count(), 5);
+        // Distinct neighbours: the parallel edge 0->1 once; unknown nodes have none.
+        let sorted = |s: &[u32]| {
+            let mut v = s.to_vec();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(adj.neighbours_out(0)), vec![1, 2]);
+        assert_eq!(sorted(adj.neighbours_in(1)), vec![0, 1]);
+        assert!(adj.neighbours_out(99).is_empty());
     }
 
     #[test]

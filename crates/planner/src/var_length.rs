@@ -22,7 +22,7 @@ use arrow::datatypes::{DataType, Field, FieldRef, Fields, SchemaRef};
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{
-    DFSchemaRef, DataFusionError, Result, ScalarValue, internal_err, plan_err,
+    Column, DFSchemaRef, DataFusionError, Result, ScalarValue, internal_err, plan_err,
 };
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
@@ -158,6 +158,10 @@ pub enum Walk {
     /// (Neo4j's pruning var-length expand). Only where the rows above read distinct end nodes
     /// (see [`ReachWhenDistinct`]).
     Reach,
+    /// [`Walk::Reach`] that hands on each end node once over all input rows, not once per
+    /// row: where the rows above count distinct end nodes and nothing else (see
+    /// [`ReachWhenDistinct`]), so the count needs no set of its own.
+    ReachOnce,
     /// `shortestPath`: one shortest trail to the node in `target`, by a breadth-first search
     /// from both ends.
     Shortest,
@@ -416,6 +420,7 @@ impl UserDefinedLogicalNodeCore for VarLengthExpand {
             match self.walk {
                 Walk::Trails => "trails",
                 Walk::Reach => "reach (breadth-first, each node once)",
+                Walk::ReachOnce => "reach once (breadth-first, each end once over all rows)",
                 Walk::Shortest => "shortest (breadth-first from both ends)",
                 Walk::AllShortest => "all shortest (breadth-first)",
             },
@@ -486,13 +491,104 @@ impl OptimizerRule for ReachWhenDistinct {
                 }
                 _ => return Ok(Transformed::no(node)),
             };
-            match reach_below(input)? {
-                None => Ok(Transformed::no(node)),
-                Some(input) => Ok(Transformed::yes(
-                    node.with_new_exprs(node.expressions(), vec![input])?,
-                )),
+            let Some(input) = reach_below(input)? else {
+                return Ok(Transformed::no(node));
+            };
+            if let LogicalPlan::Aggregate(aggregate) = &node
+                && let Some(counted) = count_once(aggregate, &input)?
+            {
+                return Ok(Transformed::yes(counted));
             }
+            Ok(Transformed::yes(
+                node.with_new_exprs(node.expressions(), vec![input])?,
+            ))
         })
+    }
+}
+
+/// `count(DISTINCT e.__ord)` (and nothing else, no grouping) over a reaching walk that ends
+/// at `e`, through projections only: the walk hands each end once over all its rows
+/// ([`Walk::ReachOnce`]) and the count becomes a plain `count`, with no set of seen values.
+/// (A filter between could drop an end where it came with one start and keep it with
+/// another, so none may stand between.)
+fn count_once(aggregate: &Aggregate, input: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    if !aggregate.group_expr.is_empty() {
+        return Ok(None);
+    }
+    let mut counted: Option<&Column> = None;
+    for e in &aggregate.aggr_expr {
+        let mut e = e;
+        while let Expr::Alias(alias) = e {
+            e = alias.expr.as_ref();
+        }
+        let Expr::AggregateFunction(f) = e else {
+            return Ok(None);
+        };
+        let params = &f.params;
+        let [Expr::Column(c)] = params.args.as_slice() else {
+            return Ok(None);
+        };
+        if f.func.name() != "count"
+            || !params.distinct
+            || params.filter.is_some()
+            || !params.order_by.is_empty()
+            || counted.is_some_and(|d| d != c)
+        {
+            return Ok(None);
+        }
+        counted = Some(c);
+    }
+    let Some(counted) = counted else {
+        return Ok(None);
+    };
+    let Some(input) = reach_once_below(input, &counted.name)? else {
+        return Ok(None);
+    };
+    let aggr_expr = aggregate
+        .aggr_expr
+        .iter()
+        .map(|e| {
+            datafusion::functions_aggregate::count::count(Expr::Column(counted.clone()))
+                .alias(e.schema_name().to_string())
+        })
+        .collect();
+    Ok(Some(LogicalPlan::Aggregate(Aggregate::try_new(
+        Arc::new(input),
+        vec![],
+        aggr_expr,
+    )?)))
+}
+
+/// `plan` with the reaching walk that ends at the node whose ordinal column is `column`
+/// handing each end once, looking down through projections that pass the column on.
+fn reach_once_below(plan: &LogicalPlan, column: &str) -> Result<Option<LogicalPlan>> {
+    let input = match plan {
+        LogicalPlan::Projection(p)
+            if p.expr.iter().any(
+                |e| matches!(e, Expr::Column(c) if c.name == column && c.relation.is_none()),
+            ) =>
+        {
+            p.input.as_ref()
+        }
+        LogicalPlan::SubqueryAlias(s) => s.input.as_ref(),
+        LogicalPlan::Extension(ext) => {
+            let Some(walk) = ext.node.as_any().downcast_ref::<VarLengthExpand>() else {
+                return Ok(None);
+            };
+            if walk.walk != Walk::Reach || column_name(&walk.to_var, ORD) != column {
+                return Ok(None);
+            }
+            let mut once = walk.clone();
+            once.walk = Walk::ReachOnce;
+            return Ok(Some(LogicalPlan::Extension(Extension {
+                node: Arc::new(once),
+            })));
+        }
+        _ => return Ok(None),
+    };
+    match reach_once_below(input, column)? {
+        None => Ok(None),
+        Some(input) => Ok(Some(plan.with_new_exprs(plan.expressions(), vec![input])?)),
     }
 }
 
@@ -716,6 +812,7 @@ impl ExecutionPlan for VarLengthExpandExec {
             produced: 0,
             stamps: Vec::new(),
             epoch: 0,
+            handed: Vec::new(),
             scratch: Vec::new(),
         };
         let state = WalkState {
@@ -953,7 +1050,16 @@ struct Walker {
     /// Breadth first: `stamps[n] == epoch` marks node `n` seen from the current start.
     stamps: Vec<u32>,
     epoch: u32,
+    /// [`Walk::ReachOnce`]: the end nodes handed on so far, over all input rows.
+    handed: Vec<bool>,
     scratch: Vec<(u32, u16, u32)>,
+}
+
+/// Whether a reaching walk hands end `n` on: always, but a [`Walk::ReachOnce`] only the
+/// first time over all its starts (`handed` is sized to every target).
+#[inline(always)]
+fn hand(once: bool, handed: &mut [bool], n: u32) -> bool {
+    !once || !std::mem::replace(&mut handed[n as usize], true)
 }
 
 impl Walker {
@@ -1091,7 +1197,7 @@ impl Walker {
                     nodes: Vec::new(),
                 })
             }
-            Walk::Reach => Ok(Search::Reach {
+            Walk::Reach | Walk::ReachOnce => Ok(Search::Reach {
                 row,
                 found: self.reach(start)?,
                 sent: 0,
@@ -1351,8 +1457,16 @@ impl Walker {
         let epoch = self.epoch;
         let mut found = Vec::new();
         let mut start_found = false;
+        // Walk::ReachOnce: the ends handed on over all starts (sized to every target).
+        let once = self.walk == Walk::ReachOnce;
+        let mut handed = std::mem::take(&mut self.handed);
+        if once && handed.is_empty() {
+            handed = vec![false; self.targets.last().map_or(0, |t| t.end as usize)];
+        }
         if self.min == 0 && self.is_target(start) {
-            found.push(start);
+            if hand(once, &mut handed, start) {
+                found.push(start);
+            }
             start_found = true;
         }
         self.mark(start);
@@ -1368,34 +1482,41 @@ impl Walker {
             if plain {
                 let (types, targets, direction) = (&self.types, &self.targets, self.direction);
                 let stamps = &mut self.stamps;
-                let mut visit = |n: u32| {
-                    if n == start {
-                        if !start_found && target_of(targets, n).is_some() {
-                            found.push(n);
-                        }
-                        start_found = true;
-                        return;
-                    }
-                    let i = n as usize;
-                    if i >= stamps.len() {
-                        stamps.resize(i + 1, 0);
-                    }
-                    if stamps[i] == epoch {
-                        return;
-                    }
-                    stamps[i] = epoch;
-                    next.push(n);
-                    if target_of(targets, n).is_some() {
-                        found.push(n);
-                    }
-                };
                 for &node in &frontier {
                     for side in types {
-                        if direction != ExpandDirection::In {
-                            side.adjacency.for_each_out(node, |n, _| visit(n));
-                        }
-                        if direction != ExpandDirection::Out {
-                            side.adjacency.for_each_in(node, |n, _| visit(n));
+                        // Distinct neighbours straight from the Csr: no call per edge, and
+                        // parallel edges once.
+                        let out: &[u32] = match direction {
+                            ExpandDirection::In => &[],
+                            _ => side.adjacency.neighbours_out(node),
+                        };
+                        let inc: &[u32] = match direction {
+                            ExpandDirection::Out => &[],
+                            _ => side.adjacency.neighbours_in(node),
+                        };
+                        for &n in out.iter().chain(inc) {
+                            if n == start {
+                                if !start_found
+                                    && target_of(targets, n).is_some()
+                                    && hand(once, &mut handed, n)
+                                {
+                                    found.push(n);
+                                }
+                                start_found = true;
+                                continue;
+                            }
+                            let i = n as usize;
+                            if i >= stamps.len() {
+                                stamps.resize(i + 1, 0);
+                            }
+                            if stamps[i] == epoch {
+                                continue;
+                            }
+                            stamps[i] = epoch;
+                            next.push(n);
+                            if target_of(targets, n).is_some() && hand(once, &mut handed, n) {
+                                found.push(n);
+                            }
                         }
                     }
                 }
@@ -1407,7 +1528,7 @@ impl Walker {
                 self.neighbours(node, &mut scratch);
                 for &(n, _, _) in &scratch {
                     if n == start {
-                        if !start_found && self.is_target(n) {
+                        if !start_found && self.is_target(n) && hand(once, &mut handed, n) {
                             found.push(n);
                         }
                         start_found = true;
@@ -1418,7 +1539,7 @@ impl Walker {
                     }
                     self.mark(n);
                     next.push(n);
-                    if self.is_target(n) {
+                    if self.is_target(n) && hand(once, &mut handed, n) {
                         found.push(n);
                     }
                 }
@@ -1434,11 +1555,13 @@ impl Walker {
                     (n == start && !start_found) || self.stamps.get(n as usize) != Some(&epoch)
                 }) {
                     self.scratch = scratch;
+                    self.handed = handed;
                     return Err(self.too_deep());
                 }
             }
         }
         self.scratch = scratch;
+        self.handed = handed;
         Ok(found)
     }
 
@@ -1458,10 +1581,17 @@ impl Walker {
                 found,
                 mut sent,
             } => {
-                while sent < found.len() && hits.len() < GRAPH_BATCH_ROWS {
-                    self.push(hits, row, found[sent], &[], &[])?;
-                    sent += 1;
+                // Ends without trails, handed on a batch's worth at a time.
+                let n = (found.len() - sent).min(GRAPH_BATCH_ROWS.saturating_sub(hits.len()));
+                self.produced += n as u64;
+                if self.produced > self.limits.max_rows {
+                    return Err(self.too_many());
                 }
+                hits.rows.extend(std::iter::repeat_n(row, n));
+                hits.ends.extend_from_slice(&found[sent..sent + n]);
+                let at = hits.edges.len() as i32;
+                hits.offsets.extend(std::iter::repeat_n(at, n));
+                sent += n;
                 Ok((sent < found.len()).then_some(Search::Reach { row, found, sent }))
             }
             Search::Each {
