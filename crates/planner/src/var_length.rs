@@ -749,6 +749,19 @@ impl ExecutionPlan for VarLengthExpandExec {
             }
         };
         let targets = NodeSide::load(self.source.as_ref(), &node.to_labels)?;
+        // Whether every node a step can reach has one of the end's labels: then a reaching
+        // walk checks no label per node.
+        let every_node_an_end = self
+            .source
+            .edge_tables()
+            .into_iter()
+            .filter(|e| node.rel_types.contains(&e.table))
+            .flat_map(|e| match node.direction {
+                ExpandDirection::Out => vec![e.to],
+                ExpandDirection::In => vec![e.from],
+                ExpandDirection::Both => vec![e.from, e.to],
+            })
+            .all(|label| node.to_labels.contains(&label));
         let between_field = self
             .schema()
             .field_with_name(&between_column(&node.rel_var))
@@ -809,6 +822,7 @@ impl ExecutionPlan for VarLengthExpandExec {
             masks,
             node_masks,
             targets,
+            every_node_an_end,
             produced: 0,
             stamps: Vec::new(),
             epoch: 0,
@@ -1045,6 +1059,8 @@ struct Walker {
     /// (first ordinal, end, which pass) per label a step may reach, when nodes are filtered.
     node_masks: Option<Vec<(u32, u32, Vec<bool>)>>,
     targets: Vec<NodeSide>,
+    /// Every node a step can reach has one of the end's labels (see `execute`).
+    every_node_an_end: bool,
     /// Rows produced so far (against `limits.max_rows`).
     produced: u64,
     /// Breadth first: `stamps[n] == epoch` marks node `n` seen from the current start.
@@ -1481,6 +1497,7 @@ impl Walker {
             depth += 1;
             if plain {
                 let (types, targets, direction) = (&self.types, &self.targets, self.direction);
+                let every_node_an_end = self.every_node_an_end;
                 let stamps = &mut self.stamps;
                 for &node in &frontier {
                     for side in types {
@@ -1514,7 +1531,9 @@ impl Walker {
                             }
                             stamps[i] = epoch;
                             next.push(n);
-                            if target_of(targets, n).is_some() && hand(once, &mut handed, n) {
+                            if (every_node_an_end || target_of(targets, n).is_some())
+                                && hand(once, &mut handed, n)
+                            {
                                 found.push(n);
                             }
                         }
