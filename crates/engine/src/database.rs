@@ -662,7 +662,7 @@ impl Database {
             };
             load_for(&snapshot, &lowered).await?;
             if let Some(mode) = statement.explain {
-                if !lowered.blocks.is_empty() && mode == ast::Explain::Analyze {
+                if lowered.block.is_some() && mode == ast::Explain::Analyze {
                     return Err(Error::plan(
                         "EXPLAIN ANALYZE of a writing query is not supported",
                     ));
@@ -673,7 +673,7 @@ impl Database {
                     .await?;
                 return Ok(QueryStream::rows(Language::ContextQL, stream));
             }
-            if lowered.blocks.is_empty() {
+            if lowered.block.is_none() {
                 let runtime = self.sessions.statement_runtime()?;
                 let (plan, task) = self.sessions.physical_plan(&lowered.plan, &runtime).await?;
                 if let Some((version, key)) = cache_as
@@ -695,13 +695,12 @@ impl Database {
             let memory = self.sessions.statement_runtime()?;
             let mut part = lowered;
             let returned = loop {
-                let count = part.blocks.len();
                 let mut view = None;
-                for (i, block) in part.blocks.into_iter().enumerate() {
+                if let Some(block) = &part.block {
                     let (schema, batches) = self.sessions.collect(&block.plan, &memory).await?;
                     let mut rows = sink.apply(&block.writes, &schema, &batches)?;
                     // The clauses after the block read the graph with its writes.
-                    if i + 1 == count && part.rest.is_some() {
+                    if part.rest.is_some() {
                         let staged = Arc::new(sink.stage(snapshot.clone())?);
                         rows = sink.renumber(rows, staged.clone())?;
                         view = Some(staged);
@@ -1095,7 +1094,7 @@ fn plan_error(e: contextdb_planner::PlanError) -> Error {
 /// Loads the tables `lowered` reads and writes, and opens the vector indexes it searches.
 async fn load_for(snapshot: &Snapshot, lowered: &contextdb_planner::Lowered) -> Result<()> {
     let mut names = snapshot.tables_read(&lowered.plan);
-    for block in &lowered.blocks {
+    if let Some(block) = &lowered.block {
         names.extend(snapshot.tables_read(&block.plan));
         write::tables_written(snapshot, &block.writes, &mut names);
     }
@@ -1104,7 +1103,7 @@ async fn load_for(snapshot: &Snapshot, lowered: &contextdb_planner::Lowered) -> 
     }
     snapshot.load(names.iter().map(String::as_str)).await?;
     snapshot.open_vector_indexes(&lowered.plan).await?;
-    for block in &lowered.blocks {
+    if let Some(block) = &lowered.block {
         snapshot.open_vector_indexes(&block.plan).await?;
     }
     Ok(())

@@ -84,6 +84,30 @@ impl std::fmt::Debug for Snapshot {
     }
 }
 
+/// Gives each of `tables` (name, rows), in order, the next range of ordinals from `first`:
+/// their first ordinals and the ordinal past the last. More than `MAX_ORDINALS` elements of
+/// one kind is a resource error.
+pub(crate) fn number<'a>(
+    tables: impl IntoIterator<Item = (&'a String, usize)>,
+    first: u32,
+    kind: TableKind,
+) -> crate::Result<(Vec<(String, u32)>, u32)> {
+    let max = contextdb_planner::source::MAX_ORDINALS;
+    let mut next = u64::from(first);
+    let mut out = Vec::new();
+    for (name, rows) in tables {
+        out.push((name.clone(), next as u32));
+        next += rows as u64;
+        if next > max {
+            return Err(crate::Error::new(
+                crate::ErrorKind::Resource,
+                format!("more than {max} {}s in one graph", kind.as_str()),
+            ));
+        }
+    }
+    Ok((out, next as u32))
+}
+
 impl Snapshot {
     /// Numbers the nodes and the edges of `tables` (see `contextdb_planner::source`).
     pub fn new(
@@ -92,24 +116,9 @@ impl Snapshot {
         cache: Arc<Cache>,
         indexes: Arc<VectorIndexes>,
     ) -> crate::Result<Snapshot> {
-        let offsets = |kind: TableKind| -> crate::Result<(Vec<(String, u32)>, u32)> {
-            let mut next = 0u64;
-            let mut out = Vec::new();
-            for (name, t) in tables.iter().filter(|(_, t)| t.info.kind == kind) {
-                out.push((name.clone(), next as u32));
-                next += t.rows as u64;
-                if next > contextdb_planner::source::MAX_ORDINALS {
-                    return Err(crate::Error::new(
-                        crate::ErrorKind::Resource,
-                        format!(
-                            "more than {} {}s in one graph",
-                            contextdb_planner::source::MAX_ORDINALS,
-                            kind.as_str()
-                        ),
-                    ));
-                }
-            }
-            Ok((out, next as u32))
+        let offsets = |kind: TableKind| {
+            let of_kind = tables.iter().filter(|(_, t)| t.info.kind == kind);
+            number(of_kind.map(|(name, t)| (name, t.rows)), 0, kind)
         };
         let (node_offsets, node_end) = offsets(TableKind::Node)?;
         let (edge_offsets, edge_end) = offsets(TableKind::Edge)?;

@@ -13,14 +13,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use contextdb_graph::Adjacency;
-use contextdb_planner::source::{Chunked, MAX_ORDINALS, SnapshotVectorIndex};
+use contextdb_planner::source::{Chunked, SnapshotVectorIndex};
 use contextdb_planner::{EdgeTableInfo, GraphSource, NodeTableInfo};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
 
 use crate::cache::Key;
-use crate::error::{Error, ErrorKind, Result};
-use crate::graph_source::Snapshot;
+use crate::error::{Error, Result};
+use crate::graph_source::{Snapshot, number};
 use crate::schema::TableKind;
 
 /// Marks a row of the sink's numbering that the statement deleted.
@@ -104,33 +104,28 @@ impl Staged {
         base: Arc<Snapshot>,
         changed: HashMap<String, ChangedTable>,
     ) -> Result<Staged> {
+        // Unchanged tables keep their ordinals; changed ones are numbered after the snapshot's.
         let renumber = |offsets: &[(String, u32)], end: u32, kind: TableKind| {
-            let mut out: Vec<(String, u32)> = offsets
-                .iter()
-                .filter(|(name, _)| !changed.contains_key(name))
-                .cloned()
-                .collect();
             let mut moved: Vec<&String> = changed
                 .keys()
                 .filter(|name| base.tables.get(*name).is_some_and(|t| t.info.kind == kind))
                 .collect();
             moved.sort();
-            let mut next = u64::from(end);
-            for name in moved {
-                out.push((name.clone(), next as u32));
-                next += changed[name].rows.num_rows() as u64;
-                if next > MAX_ORDINALS {
-                    return Err(Error::new(
-                        ErrorKind::Resource,
-                        format!(
-                            "more than {MAX_ORDINALS} {}s in one graph with this statement's writes",
-                            kind.as_str()
-                        ),
-                    ));
-                }
-            }
+            let (mut out, end) = number(
+                moved
+                    .into_iter()
+                    .map(|name| (name, changed[name].rows.num_rows())),
+                end,
+                kind,
+            )?;
+            out.extend(
+                offsets
+                    .iter()
+                    .filter(|(name, _)| !changed.contains_key(name))
+                    .cloned(),
+            );
             out.sort_by_key(|(_, o)| *o);
-            Ok((out, next as u32))
+            Ok::<_, Error>((out, end))
         };
         let (node_offsets, node_end) =
             renumber(&base.node_offsets, base.node_end, TableKind::Node)?;

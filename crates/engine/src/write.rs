@@ -258,22 +258,11 @@ impl<'a> Sink<'a> {
             }
             let table = data(self.snapshot, name)?;
             let stored = table.rows.num_rows();
-            let appended = self.appended_rows(name);
-            // Rows `start..` of the table with the statement's edits: (rows, ids, sink rows).
-            let edited =
-                |batch: RecordBatch, start: usize| -> Result<(RecordBatch, ArrayRef, Vec<u32>)> {
-                    let len = batch.num_rows();
-                    let edited = edit_rows(batch, start, edit)?;
-                    let last = edited.num_columns() - 1;
-                    let kept = (start as u32..(start + len) as u32)
-                        .filter(|r| !edit.deleted.contains(r))
-                        .collect();
-                    Ok((
-                        edited.project(&(0..last).collect::<Vec<_>>())?,
-                        edited.column(last).clone(),
-                        kept,
-                    ))
-                };
+            let appended_rows = self.appended_rows(name);
+            // The sink rows `range` keeps: all but the deleted.
+            let kept = |range: std::ops::Range<u32>| -> Vec<u32> {
+                range.filter(|r| !edit.deleted.contains(r)).collect()
+            };
             let mut parts = Vec::new();
             for (start, chunk, chunk_ids) in table.rows.chunks() {
                 let range = start as u32..(start + chunk.num_rows()) as u32;
@@ -284,20 +273,26 @@ impl<'a> Sink<'a> {
                     parts.push((chunk.clone(), chunk_ids.clone(), range.collect()));
                     continue;
                 }
-                parts.push(edited(
+                let edited = edit_rows(
                     table_io::with_row_ids(chunk, chunk_ids.clone())?,
                     start,
-                )?);
+                    edit,
+                )?;
+                let (rows, row_ids) = split_ids(&edited)?;
+                parts.push((rows, row_ids, kept(range)));
             }
-            if appended > 0 {
-                let locals: Vec<Option<u32>> = (stored as u32..(stored + appended) as u32)
-                    .map(Some)
-                    .collect();
-                let all = concat_batches(&table.schema(), &edit.appended)?;
-                parts.push(edited(
-                    table_io::with_row_ids(&all, self.table_ids(name, &locals)?)?,
-                    stored,
-                )?);
+            // The appended rows as the commit will write them: its ids, its edits.
+            let current = self
+                .snapshot
+                .current
+                .get(name)
+                .ok_or_else(|| Error::internal(format!("no metadata for `{name}`")))?;
+            let mut next_ids = RowIds::of(current)?;
+            let edited = appended(table, edit, &mut next_ids)?;
+            if let Some(first) = edited.first() {
+                let (rows, row_ids) = split_ids(&concat_batches(&first.schema(), &edited)?)?;
+                let range = stored as u32..(stored + appended_rows) as u32;
+                parts.push((rows, row_ids, kept(range)));
             }
             let mut chunks = Vec::with_capacity(parts.len());
             let mut ids = Vec::with_capacity(parts.len());
@@ -310,7 +305,7 @@ impl<'a> Sink<'a> {
             let rows = contextdb_planner::source::Chunked::try_new(table.schema(), chunks, ids)?;
             changed.insert(
                 name.clone(),
-                ChangedTable::new(rows, sink_rows, stored + appended),
+                ChangedTable::new(rows, sink_rows, stored + appended_rows),
             );
         }
         Staged::new(snapshot, changed)
@@ -1223,6 +1218,14 @@ fn appended(table: &TableData, edit: &TableEdits, ids: &mut RowIds) -> Result<Ve
         return Ok(vec![all]);
     }
     Ok(vec![edit_rows(all, stored as usize, edit)?])
+}
+
+/// A batch with its row ids last (`table_io::with_row_ids`) split into the rows and the ids.
+fn split_ids(batch: &RecordBatch) -> Result<(RecordBatch, ArrayRef)> {
+    let last = batch.num_columns() - 1;
+    debug_assert_eq!(batch.schema().field(last).name(), table_io::ROW_ID);
+    let rows = batch.project(&(0..last).collect::<Vec<_>>())?;
+    Ok((rows, batch.column(last).clone()))
 }
 
 /// `slice` (rows `start..` of the table) with the edit's updates and deletes applied.

@@ -49,8 +49,9 @@ pub(crate) fn all_columns(plan: &LogicalPlan) -> Vec<Expr> {
 pub struct Lowered {
     /// The query's plan; for a writing query the rows of its first write block (EXPLAIN).
     pub plan: LogicalPlan,
-    /// Write blocks in order; each after the first reads the rows the one before left.
-    pub blocks: Vec<WriteBlock>,
+    /// The write block of a writing query. A query has one per part: lowering stops after a
+    /// block that more clauses follow (`rest`), and the block after it reads its rows.
+    pub block: Option<WriteBlock>,
     /// For a writing query that goes on to RETURN: its rows, over the last block's rows.
     pub returning: Option<LogicalPlan>,
     /// The clauses after the write block, which read the graph with the block's writes:
@@ -146,12 +147,12 @@ impl<'a> Lowering<'a> {
         if query.parts.len() == 1 {
             return Ok(first);
         }
-        if !first.blocks.is_empty() || first.rest.is_some() {
+        if first.block.is_some() || first.rest.is_some() {
             return Err(PlanError::new("UNION of writing queries is not supported"));
         }
         let mut builder = LogicalPlanBuilder::from(first.plan);
         for (all, part) in query.union_all.iter().zip(parts) {
-            if !part.blocks.is_empty() {
+            if part.block.is_some() {
                 return Err(PlanError::new("UNION of writing queries is not supported"));
             }
             let left: Vec<String> = builder
@@ -180,7 +181,7 @@ impl<'a> Lowering<'a> {
         }
         Ok(Lowered {
             plan: builder.build()?,
-            blocks: vec![],
+            block: None,
             returning: None,
             rest: None,
         })
@@ -216,7 +217,6 @@ impl<'a> Lowering<'a> {
                 },
             ),
         };
-        let mut blocks: Vec<WriteBlock> = Vec::new();
         let mut pending = Pending::default();
         let mut returned = false;
         // A resumed query follows a write block: it may end without RETURN.
@@ -237,10 +237,10 @@ impl<'a> Lowering<'a> {
             // matches, so it must see the rows the writes before it produced). What follows
             // is lowered once the block ran, against the graph with its writes.
             if !pending.writes.is_empty() && (!is_write || matches!(clause, Clause::Merge(_))) {
-                let state = self.end_block(state, &mut pending, &mut blocks)?;
+                let (state, block) = self.end_block(state, &mut pending)?;
                 return Ok(Lowered {
-                    plan: blocks[0].plan.clone(),
-                    blocks,
+                    plan: block.plan.clone(),
+                    block: Some(block),
                     returning: None,
                     rest: Some(Rest {
                         clause: i,
@@ -274,10 +274,13 @@ impl<'a> Lowering<'a> {
                 Clause::VectorSimilar(v) => state = self.lower_vector_similar(state, v)?,
             }
         }
+        let mut block = None;
         if !pending.writes.is_empty() {
-            state = self.end_block(state, &mut pending, &mut blocks)?;
+            let (rows, written) = self.end_block(state, &mut pending)?;
+            state = rows;
+            block = Some(written);
         }
-        if blocks.is_empty() && !resumed {
+        if block.is_none() && !resumed {
             if !returned {
                 return Err(PlanError::new(
                     "query cannot conclude with MATCH, UNWIND or WITH (must be RETURN or an update clause)",
@@ -285,7 +288,7 @@ impl<'a> Lowering<'a> {
             }
             return Ok(Lowered {
                 plan: state.plan,
-                blocks,
+                block,
                 returning: None,
                 rest: None,
             });
@@ -296,10 +299,10 @@ impl<'a> Lowering<'a> {
             ));
         }
         Ok(Lowered {
-            plan: blocks
-                .first()
+            plan: block
+                .as_ref()
                 .map_or_else(|| state.plan.clone(), |b| b.plan.clone()),
-            blocks,
+            block,
             returning: returned.then_some(state.plan),
             rest: None,
         })

@@ -127,13 +127,13 @@ fn typed_null(field: &Field) -> Result<Expr, PlanError> {
 
 impl Lowering<'_> {
     /// Ends a write block: its rows go to the sink; the clauses after it read the rows the
-    /// sink leaves, where created elements are bound like matched ones.
+    /// sink leaves, where created elements are bound like matched ones. Returns those rows
+    /// (the state after the block) and the block.
     pub(crate) fn end_block(
         &mut self,
         state: State,
         pending: &mut Pending,
-        blocks: &mut Vec<WriteBlock>,
-    ) -> Result<State, PlanError> {
+    ) -> Result<(State, WriteBlock), PlanError> {
         let pending = std::mem::take(pending);
         let mut exprs: Vec<Expr> = crate::lower::all_columns(&state.plan);
         exprs.extend(pending.columns);
@@ -164,21 +164,22 @@ impl Lowering<'_> {
                 schema: Arc::new(schema),
             }),
         });
-        blocks.push(WriteBlock {
+        let block = WriteBlock {
             plan,
             writes: pending.writes,
             output,
-        });
+        };
         let mut scope = state.scope;
         for (var, kind, hidden) in pending.created {
             scope.bind(&var, kind, hidden);
         }
         let rows = deleted_properties(rows, &pending.deleted)?;
-        Ok(State {
+        let state = State {
             plan: rows,
             scope,
             unit: false,
-        })
+        };
+        Ok((state, block))
     }
 
     /// Adds a column computing `e` for the write sink; returns its name and type (a bare

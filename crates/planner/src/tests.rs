@@ -78,7 +78,7 @@ fn lower(text: &str) -> std::result::Result<Lowered, PlanError> {
 
 fn merge_op(lowered: &Lowered) -> &MergeOp {
     lowered
-        .blocks
+        .block
         .iter()
         .flat_map(|b| &b.writes)
         .find_map(|w| match w {
@@ -91,7 +91,7 @@ fn merge_op(lowered: &Lowered) -> &MergeOp {
 #[test]
 fn merge_of_a_node_creates_it_where_the_match_found_nothing() {
     let lowered = lower("MERGE (t:Tag {name: 'rust'}) ON CREATE SET t.uses = 1").unwrap();
-    assert_eq!(lowered.blocks.len(), 1);
+    assert!(lowered.block.is_some());
     let merge = merge_op(&lowered);
     assert_eq!(merge.matched, "t.__ord");
     assert_eq!(
@@ -147,12 +147,17 @@ fn lower_parts(text: &str) -> std::result::Result<Vec<Lowered>, PlanError> {
 #[test]
 fn a_merge_after_a_write_is_lowered_once_the_write_ran() {
     let first = lower("CREATE (:Tag {name: 'x'}) MERGE (:Tag {name: 'x'})").unwrap();
-    assert_eq!(first.blocks.len(), 1);
+    assert!(first.block.is_some());
     assert!(first.rest.is_some(), "the MERGE waits for the CREATE");
     let parts = lower_parts("CREATE (:Tag {name: 'x'}) MERGE (:Tag {name: 'x'})").unwrap();
     assert_eq!(parts.len(), 2);
     assert!(matches!(
-        parts[1].blocks[0].writes.as_slice(),
+        parts[1]
+            .block
+            .as_ref()
+            .expect("a MERGE block")
+            .writes
+            .as_slice(),
         [WriteOp::Merge(_)]
     ));
 }
@@ -171,8 +176,8 @@ fn writes_after_a_with_form_a_second_block_over_the_first_ones_rows() {
         lower_parts("CREATE (d:Doc {id: 1}) WITH d CREATE (d)-[:TAGGED]->(:Tag {name: 'a'})")
             .unwrap();
     assert_eq!(parts.len(), 2);
-    assert_eq!(parts[1].blocks.len(), 1);
-    let second = format!("{}", parts[1].blocks[0].plan.display_indent());
+    let second = parts[1].block.as_ref().expect("a second block");
+    let second = format!("{}", second.plan.display_indent());
     assert!(second.contains("WrittenRows"), "{second}");
     assert!(parts[1].returning.is_none());
 }
@@ -181,7 +186,7 @@ fn writes_after_a_with_form_a_second_block_over_the_first_ones_rows() {
 fn a_match_after_a_write_reads_the_block_s_rows_and_the_graph() {
     let parts = lower_parts("CREATE (:Doc {id: 1}) WITH 1 AS x MATCH (n:Doc) RETURN n.id").unwrap();
     assert_eq!(parts.len(), 2);
-    assert!(parts[1].blocks.is_empty());
+    assert!(parts[1].block.is_none());
     let returning = format!(
         "{}",
         parts[1]

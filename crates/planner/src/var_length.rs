@@ -517,11 +517,7 @@ fn count_once(aggregate: &Aggregate, input: &LogicalPlan) -> Result<Option<Logic
     }
     let mut counted: Option<&Column> = None;
     for e in &aggregate.aggr_expr {
-        let mut e = e;
-        while let Expr::Alias(alias) = e {
-            e = alias.expr.as_ref();
-        }
-        let Expr::AggregateFunction(f) = e else {
+        let Expr::AggregateFunction(f) = unaliased(e) else {
             return Ok(None);
         };
         let params = &f.params;
@@ -592,19 +588,21 @@ fn reach_once_below(plan: &LogicalPlan, column: &str) -> Result<Option<LogicalPl
     }
 }
 
+/// `e` without the aliases around it (an aggregate's expressions are named by them).
+fn unaliased(mut e: &Expr) -> &Expr {
+    while let Expr::Alias(alias) = e {
+        e = alias.expr.as_ref();
+    }
+    e
+}
+
 /// Whether the aggregation's result is the same with each input row once as with repeats.
 fn repeats_do_not_count(aggregate: &Aggregate) -> bool {
-    aggregate.aggr_expr.iter().all(|e| {
-        let mut e = e;
-        while let Expr::Alias(alias) = e {
-            e = alias.expr.as_ref();
+    aggregate.aggr_expr.iter().all(|e| match unaliased(e) {
+        Expr::AggregateFunction(f) => {
+            f.params.distinct || matches!(f.func.name(), "min" | "max" | "bool_and" | "bool_or")
         }
-        match e {
-            Expr::AggregateFunction(f) => {
-                f.params.distinct || matches!(f.func.name(), "min" | "max" | "bool_and" | "bool_or")
-            }
-            _ => false,
-        }
+        _ => false,
     })
 }
 

@@ -959,7 +959,6 @@ struct Candidates {
     /// The candidates' table rows, ascending (a few candidates of a large table are ranked
     /// without a pass over every flag).
     list: Vec<u32>,
-    distinct: usize,
 }
 
 impl Candidates {
@@ -983,12 +982,7 @@ impl Candidates {
             }
         }
         list.sort_unstable();
-        Ok(Candidates {
-            rows,
-            flags,
-            distinct: list.len(),
-            list,
-        })
+        Ok(Candidates { rows, flags, list })
     }
 }
 
@@ -1079,7 +1073,7 @@ async fn search_first(
         let batches: Vec<RecordBatch> = plan.execute(0, context.clone())?.try_collect().await?;
         let all = concat_batches(&input.schema(), &batches)?;
         let found = candidates(&all)?;
-        searched.candidates = found.distinct;
+        searched.candidates = found.list.len();
         let mut ranked = rank_exactly(&vectors, &scorer, k, found.list.iter().copied(), searched);
         // The farthest row the search returned, by its exact score.
         let farthest = hits
@@ -1095,7 +1089,7 @@ async fn search_first(
             return Ok(Some((all, found, ranked)));
         }
         // The round as a sample of the input's selectivity (half a row when none qualified).
-        let share = (found.distinct as f64).max(0.5) / sample.max(1) as f64;
+        let share = (found.list.len() as f64).max(0.5) / sample.max(1) as f64;
         let needed = needed_width(k, share);
         searched.sampled_selectivity = Some(share);
         if width >= n || needed > ANN_FIRST_MAX_ROWS {
